@@ -1,0 +1,108 @@
+"""Fixed-point formats, exact rounding and the integer-defined sigmoid.
+
+A real v is represented by the integer ``round_half_even(v * 2^f)`` (``f`` = frac_bits). Rounding back to
+scale ``2^f`` is always ``floor`` (Python ``>>`` / numpy arithmetic shift), never truncation toward zero.
+Values must stay within ``|v| < 2^(K-1)`` (``K`` = weight_bits); leaving that range raises
+:class:`~protocol.errors.FixedPointOverflow`, it never wraps.
+
+The sigmoid is defined by integers: a table ``T[k] = round_half_even(2^f / (1 + e^(-k/16)))`` for
+``k = -128..128`` (computed with :mod:`decimal` at 60 significant digits, which is exactly reproducible on
+any machine), and between table points a floor-rounded linear interpolation; inputs are clamped to
+``[-8, 8]``.
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+
+import numpy as np
+
+from .errors import FixedPointOverflow
+
+SIGMOID_RANGE = 8  # |z| clamped to 8
+SIGMOID_STEP_BITS = 4  # table step 1/16
+SIGMOID_POINTS = 2 * SIGMOID_RANGE * (1 << SIGMOID_STEP_BITS) + 1  # 257
+
+
+def check_range(values: np.ndarray, weight_bits: int, what: str, step: int | None = None) -> None:
+    """Raise if any |v| >= 2^(K-1)."""
+    bound = 1 << (weight_bits - 1)
+    if values.size:
+        m = int(np.abs(values).max()) if values.dtype != object else max(abs(int(v)) for v in values)
+        if m >= bound:
+            raise FixedPointOverflow(
+                f"{what} reached magnitude {m} >= 2^{weight_bits - 1} at step {step}: the fixed-point "
+                f"format overflowed (lower the learning rate, or raise weight_bits)",
+                step=step, value=m, bound=bound,
+            )
+
+
+@functools.cache
+def sigmoid_table(frac_bits: int) -> tuple[int, ...]:
+    """``T[k + 128] = round_half_even(2^f * sigmoid(k / 16))`` for k = -128..128."""
+    ctx = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+    one = decimal.Decimal(1)
+    scale = decimal.Decimal(1 << frac_bits)
+    out = []
+    for k in range(-SIGMOID_RANGE << SIGMOID_STEP_BITS, (SIGMOID_RANGE << SIGMOID_STEP_BITS) + 1):
+        x = ctx.divide(decimal.Decimal(-k), decimal.Decimal(1 << SIGMOID_STEP_BITS))
+        s = ctx.divide(one, ctx.add(one, ctx.exp(x)))
+        out.append(int(ctx.multiply(s, scale).to_integral_value(rounding=decimal.ROUND_HALF_EVEN)))
+    return tuple(out)
+
+
+def sigmoid_q(z: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Integer sigmoid of ``z`` (scale 2^f) -> probability at scale 2^f, vectorised over int64 arrays.
+
+    ``u = clamp(z, -8*2^f, 8*2^f) + 8*2^f``; ``i = u >> (f-4)``; ``r = u & (2^(f-4) - 1)``;
+    ``out = T[i] + ((T[i+1] - T[i]) * r) >> (f-4)`` (with ``T[257] := T[256]``)."""
+    if frac_bits < SIGMOID_STEP_BITS:
+        raise ValueError(f"logistic regression needs frac_bits >= {SIGMOID_STEP_BITS}")
+    table = _table_array(frac_bits)
+    sh = frac_bits - SIGMOID_STEP_BITS
+    lim = SIGMOID_RANGE << frac_bits
+    u = np.clip(np.asarray(z, dtype=np.int64), -lim, lim) + lim
+    i = u >> sh
+    r = u & ((1 << sh) - 1)
+    lo = table[i]
+    hi = table[i + 1]
+    return lo + (((hi - lo) * r) >> sh)
+
+
+def sigmoid_exact(z: int, frac_bits: int) -> int:
+    """The same function on one Python int (the reference the vectorised version is tested against)."""
+    table = sigmoid_table(frac_bits)
+    sh = frac_bits - SIGMOID_STEP_BITS
+    lim = SIGMOID_RANGE << frac_bits
+    u = min(max(z, -lim), lim) + lim
+    i, r = u >> sh, u & ((1 << sh) - 1)
+    hi = table[i + 1] if i + 1 < len(table) else table[-1]
+    return table[i] + (((hi - table[i]) * r) >> sh)
+
+
+@functools.cache
+def _table_array(frac_bits: int) -> np.ndarray:
+    t = sigmoid_table(frac_bits)
+    arr = np.array(t + (t[-1],), dtype=np.int64)
+    arr.setflags(write=False)
+    return arr
+
+
+def quantize(x: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Client-side: floats -> int64 at scale 2^f, round half to even. Rejects NaN/inf and overflow."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("cannot quantize NaN or infinite values")
+    scaled = x * float(1 << frac_bits)
+    if scaled.size and np.abs(scaled).max() >= 2.0**62:
+        raise FixedPointOverflow("value too large for the fixed-point format")
+    return np.rint(scaled).astype(np.int64)
+
+
+def dyadic(value: float, shift: int, what: str) -> int:
+    """``round(value * 2^shift)`` as a positive/non-negative integer numerator, with a clear error."""
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite non-negative number, got {value}")
+    num = round(value * (1 << shift))
+    return num

@@ -1,0 +1,166 @@
+"""Merkle trees with domain-separated hashing and inclusion proofs (RFC 6962 shape).
+
+* leaf hash  = H(tag "merkle/leaf/<kind>" || 0x00 || payload)
+* node hash  = H(tag "merkle/node" || 0x01 || left || right)
+* Levels are built pairwise; an odd node at the end of a level is carried up unchanged. For every
+  size this is exactly RFC 6962's MTH (split at the largest power of two below n), so a tree of n leaves
+  has one root whatever order nodes are hashed in. An empty tree has no root (refused).
+* An inclusion proof for leaf i of a tree of n leaves is the list of sibling hashes from the leaf up,
+  skipping levels where the node was carried up; its length is determined by (i, n).
+
+Two kinds of leaf: ``data`` (row index u64 || d+1 int64 LE values: features then target) and ``state``
+(step u64 || d+1 int64 LE parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+
+from . import encoding as enc
+from .errors import MerkleProofInvalid
+from .hashing import tag_bytes
+
+_NODE_PREFIX = tag_bytes("merkle/node") + b"\x01"
+
+
+def _h(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def leaf_prefix(kind: str) -> bytes:
+    return tag_bytes(f"merkle/leaf/{kind}") + b"\x00"
+
+
+def leaf_hash(kind: str, payload: bytes) -> bytes:
+    return _h(leaf_prefix(kind) + payload)
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return _h(_NODE_PREFIX + left + right)
+
+
+def data_leaf_payload(index: int, row: np.ndarray) -> bytes:
+    return enc.u64(index) + np.ascontiguousarray(row, dtype="<i8").tobytes()
+
+
+def state_leaf_payload(step: int, theta: np.ndarray) -> bytes:
+    return enc.u64(step) + np.ascontiguousarray(theta, dtype="<i8").tobytes()
+
+
+def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
+    """Leaf hashes of int64 rows (features then target), indices starting at ``first_index``."""
+    rows = np.ascontiguousarray(rows, dtype="<i8")
+    pre = leaf_prefix("data")
+    raw = rows.tobytes()
+    w = rows.shape[1] * 8 if rows.ndim == 2 else 0
+    return [_h(pre + enc.u64(first_index + i) + raw[i * w:(i + 1) * w]) for i in range(rows.shape[0])]
+
+
+def state_leaf(step: int, theta: np.ndarray) -> bytes:
+    return leaf_hash("state", state_leaf_payload(step, theta))
+
+
+class MerkleTree:
+    """All levels kept, for inclusion proofs."""
+
+    def __init__(self, leaves: list[bytes]):
+        if not leaves:
+            raise ValueError("a Merkle tree needs at least one leaf")
+        self.levels = [list(leaves)]
+        while len(self.levels[-1]) > 1:
+            cur = self.levels[-1]
+            nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
+            if len(cur) % 2:
+                nxt.append(cur[-1])
+            self.levels.append(nxt)
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0]
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0])
+
+    def proof(self, index: int) -> list[bytes]:
+        if not 0 <= index < self.size:
+            raise IndexError(f"leaf {index} outside a tree of {self.size}")
+        out = []
+        for level in self.levels[:-1]:
+            sib = index ^ 1
+            if sib < len(level):
+                out.append(level[sib])
+            index >>= 1
+        return out
+
+
+def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes:
+    """Recompute the root from a leaf hash and its inclusion proof; raises on a malformed proof."""
+    if not 0 <= index < size:
+        raise MerkleProofInvalid(f"leaf index {index} outside a tree of {size} leaves")
+    h, i, n, k = leaf, index, size, 0
+    while n > 1:
+        if i ^ 1 < n:
+            if k >= len(proof):
+                raise MerkleProofInvalid(f"inclusion proof for leaf {index} is too short")
+            sib = proof[k]
+            if len(sib) != 32:
+                raise MerkleProofInvalid("inclusion proof contains a hash that is not 32 bytes")
+            h = node_hash(h, sib) if i % 2 == 0 else node_hash(sib, h)
+            k += 1
+        i >>= 1
+        n = (n + 1) >> 1
+    if k != len(proof):
+        raise MerkleProofInvalid(f"inclusion proof for leaf {index} is too long")
+    return h
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes, what: str = "leaf") -> None:
+    if root_from_proof(leaf, index, size, proof) != root:
+        raise MerkleProofInvalid(f"{what} {index} is not in the committed tree (inclusion proof fails)")
+
+
+class MerkleFrontier:
+    """Append-only accumulator giving the root of every prefix in O(log n) (RFC 6962 compact range).
+
+    The root of the first n leaves is the right fold of the perfect-subtree roots:
+    H(p_0, H(p_1, ... H(p_{k-1}, p_k))), which equals ``MerkleTree(leaves[:n]).root``."""
+
+    def __init__(self):
+        self._stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        h, height = leaf, 0
+        while self._stack and self._stack[-1][0] == height:
+            _, left = self._stack.pop()
+            h = node_hash(left, h)
+            height += 1
+        self._stack.append((height, h))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            raise ValueError("empty tree has no root")
+        h = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            h = node_hash(left, h)
+        return h
+
+
+@dataclass(frozen=True)
+class Opening:
+    index: int
+    proof: tuple[bytes, ...]
+
+
+def model_hash(theta) -> bytes:
+    """H("model", u32 count || int64 LE parameters): what the final statement signs."""
+    from .hashing import tagged_hash
+
+    return tagged_hash("model", enc.int_vector(theta))

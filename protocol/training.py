@@ -1,0 +1,261 @@
+"""The honest training step, defined once: the trainer runs it, the verifier replays it.
+
+Symbols (docs/PROTOCOL.md, "The training step"): ``f`` frac_bits, ``K`` weight_bits, ``B`` batch size
+(a power of two, ``L = log2 B``), learning rate ``eta = lr_num / 2^lr_shift``, L2 ``lambda = l2_num / 2^f``,
+``U = f + lr_shift + L``. Data ``X[i]`` (d ints, scale 2^f) and ``Y[i]`` (scale 2^f), parameters
+``theta = (w_0..w_{d-1}, b)`` (scale 2^f)::
+
+    a_i  = sum_k X[i][k] * w_k + (b << f)            # exact, scale 2^(2f)
+    z_i  = a_i >> f                                  # floor; |z_i| < 2^(K-1) else overflow
+    r_i  = z_i - Y[i]                                # logistic: sigmoid_q(z_i) - Y[i]
+    G_j  = sum_i r_i * X[i][j] + l2_num * w_j * B    # j < d
+    G_b  = (sum_i r_i) << f
+    theta_j' = ((theta_j << U) - lr_num * G_j) >> U  # floor; |theta_j'| < 2^(K-1) else overflow
+
+``step_exact`` is the reference on Python integers. ``step_fast`` computes the same integers with float64
+BLAS products, used only when a bound proves every partial sum is an integer below 2^53 (then the float
+result is exact whatever the summation order), and int64 element-wise arithmetic when a bound proves it
+cannot overflow; otherwise it falls back to ``step_exact``. Both are tested equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import encoding as enc
+from .errors import FixedPointOverflow, InputError
+from .fixedpoint import check_range, sigmoid_exact, sigmoid_q
+from .prg import SeedContext, initial_parameters, shuffle
+
+MODELS = ("linear", "logistic")
+_EXACT_F64 = 2**53
+_SAFE_I64 = 2**62
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "logistic"
+    epochs: int = 5
+    batch_size: int = 32
+    lr_num: int = 102  # 0.1 at lr_shift 10
+    lr_shift: int = 10
+    l2_num: int = 0
+    frac_bits: int = 16
+    weight_bits: int = 32
+    checkpoint_interval: int = 100
+
+    def validate(self) -> TrainConfig:
+        if self.model not in MODELS:
+            raise InputError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if not 1 <= self.epochs <= 10_000:
+            raise InputError(f"epochs must be in 1..10000, got {self.epochs}")
+        b = self.batch_size
+        if b < 1 or b & (b - 1) or b > 2**20:
+            raise InputError(f"batch size must be a power of two between 1 and 2^20, got {b}")
+        if not 4 <= self.frac_bits <= 30:
+            raise InputError(f"frac_bits must be in 4..30, got {self.frac_bits}")
+        if not self.frac_bits + 2 <= self.weight_bits <= 62:
+            raise InputError(f"weight_bits must be in frac_bits+2..62, got {self.weight_bits}")
+        if not 0 <= self.lr_shift <= 30 or not 1 <= self.lr_num < 2**31:
+            raise InputError("learning rate must be lr_num / 2^lr_shift with 1 <= lr_num < 2^31, lr_shift <= 30 "
+                             "(a learning rate that rounds to 0 at this resolution is refused)")
+        if not 0 <= self.l2_num < 2**31:
+            raise InputError("l2 must be non-negative and below 2^15")
+        if not 1 <= self.checkpoint_interval <= 2**32 - 1:
+            raise InputError("checkpoint interval must be >= 1")
+        return self
+
+    @property
+    def log2_batch(self) -> int:
+        return self.batch_size.bit_length() - 1
+
+    @property
+    def update_shift(self) -> int:
+        return self.frac_bits + self.lr_shift + self.log2_batch
+
+    @property
+    def lr(self) -> float:
+        return self.lr_num / (1 << self.lr_shift)
+
+    @property
+    def l2(self) -> float:
+        return self.l2_num / (1 << self.frac_bits)
+
+    def steps_per_epoch(self, num_rows: int) -> int:
+        return num_rows // self.batch_size
+
+    def num_steps(self, num_rows: int) -> int:
+        return self.epochs * self.steps_per_epoch(num_rows)
+
+    def encode(self) -> bytes:
+        """Canonical encoding (signed inside the session statement)."""
+        return b"".join([
+            enc.text(self.model), enc.u32(self.epochs), enc.u32(self.batch_size), enc.u64(self.lr_num),
+            enc.u8(self.lr_shift), enc.u64(self.l2_num), enc.u8(self.frac_bits), enc.u8(self.weight_bits),
+            enc.u32(self.checkpoint_interval),
+        ])
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"unknown training-config fields: {sorted(unknown)}")
+        return cls(**d).validate()
+
+
+class Schedule:
+    """Initial parameters and the batch of every step, derived only from the seed context."""
+
+    def __init__(self, ctx: SeedContext, cfg: TrainConfig, num_rows: int, num_features: int):
+        if num_rows < cfg.batch_size:
+            raise InputError(f"batch size {cfg.batch_size} is larger than the data ({num_rows} rows)")
+        self.ctx, self.cfg, self.n, self.d = ctx, cfg, num_rows, num_features
+        self.steps_per_epoch = cfg.steps_per_epoch(num_rows)
+        self.num_steps = cfg.epochs * self.steps_per_epoch
+        self._perm_epoch = -1
+        self._perm = None
+
+    def initial_state(self) -> np.ndarray:
+        return initial_parameters(self.ctx, self.d + 1, self.cfg.frac_bits)
+
+    def epoch_of(self, step: int) -> int:
+        return (step - 1) // self.steps_per_epoch
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            self._perm = shuffle(self.ctx, epoch, self.n)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def batch(self, step: int) -> np.ndarray:
+        """Row indices of step ``step`` (1-based): slice ``(step-1) mod S`` of its epoch's permutation;
+        the ``n mod B`` rows left at the end of each permutation are not used in that epoch."""
+        if not 1 <= step <= self.num_steps:
+            raise ValueError(f"step {step} outside 1..{self.num_steps}")
+        epoch = self.epoch_of(step)
+        s = (step - 1) % self.steps_per_epoch
+        b = self.cfg.batch_size
+        return self.permutation(epoch)[s * b:(s + 1) * b]
+
+
+def step_exact(theta, X, Y, cfg: TrainConfig, step: int | None = None) -> list[int]:
+    """Reference step on Python ints. ``theta``: d+1 ints; ``X``: B rows of d ints; ``Y``: B ints."""
+    f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
+    theta = [int(v) for v in theta]
+    w, b = theta[:-1], theta[-1]
+    d = len(w)
+    bound = 1 << (cfg.weight_bits - 1)
+    r = []
+    for row, y in zip(X, Y):
+        a = sum(int(x) * wk for x, wk in zip(row, w)) + (b << f)
+        z = a >> f
+        if abs(z) >= bound:
+            raise FixedPointOverflow(f"prediction reached magnitude {abs(z)} >= 2^{cfg.weight_bits - 1} at step "
+                                     f"{step}: the fixed-point format overflowed", step=step, value=abs(z), bound=bound)
+        p = z if cfg.model == "linear" else sigmoid_exact(z, f)
+        r.append(p - int(y))
+    grads = [sum(ri * int(row[j]) for ri, row in zip(r, X)) + cfg.l2_num * w[j] * B for j in range(d)]
+    grads.append(sum(r) << f)
+    new = [((t << U) - cfg.lr_num * g) >> U for t, g in zip(theta, grads)]
+    for v in new:
+        if abs(v) >= bound:
+            raise FixedPointOverflow(f"parameter reached magnitude {abs(v)} >= 2^{cfg.weight_bits - 1} at step "
+                                     f"{step}: lower the learning rate", step=step, value=abs(v), bound=bound)
+    return new
+
+
+class FastStepper:
+    """``step_exact`` computed with numpy; exact by the bounds in the module docstring.
+
+    Bounds used (``xmax = max|X|``, ``tmax = max|theta|``, ``d`` features, ``B`` batch):
+    ``|a_i| <= d*xmax*tmax + tmax*2^f < 2^53`` makes the first product exact in float64;
+    ``|r_i| <= rmax`` (linear: ``max|z| + max|Y|``; logistic: ``2^f + max|Y|``) and
+    ``B*rmax*xmax < 2^53`` make the gradient product exact; ``tmax*2^U + lr_num*gmax < 2^62`` keeps the
+    update in int64. A step that fails a bound is computed by ``step_exact`` instead (same integers)."""
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig):
+        self.X = np.ascontiguousarray(X, dtype=np.int64)
+        self.Y = np.ascontiguousarray(Y, dtype=np.int64)
+        self.cfg = cfg
+        self.Xf = self.X.astype(np.float64)
+        self.xmax = max(int(self.X.max()), -int(self.X.min())) if self.X.size else 0
+        self.ymax = max(int(self.Y.max()), -int(self.Y.min())) if self.Y.size else 0
+        if self.xmax >= _EXACT_F64:
+            raise InputError("data values too large for exact arithmetic")
+        self.d = self.X.shape[1]
+        self.exact_fallbacks = 0
+
+    def step(self, theta: np.ndarray, idx: np.ndarray, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (theta', residuals r) for the batch ``idx``."""
+        cfg = self.cfg
+        f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
+        tmax = int(np.abs(theta).max())
+        if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64:
+            return self._exact(theta, idx, step)
+        Xb = self.Xf[idx]
+        a = (Xb @ theta[:-1].astype(np.float64)).astype(np.int64) + (int(theta[-1]) << f)
+        z = a >> f
+        zmax = int(np.abs(z).max())
+        if zmax >= 1 << (cfg.weight_bits - 1):
+            check_range(z, cfg.weight_bits, "prediction", step)
+        if cfg.model == "linear":
+            r = z - self.Y[idx]
+            rmax = zmax + self.ymax
+        else:
+            r = sigmoid_q(z, f) - self.Y[idx]
+            rmax = (1 << f) + self.ymax
+        if rmax * self.xmax * B >= _EXACT_F64:
+            return self._exact(theta, idx, step)
+        G = np.empty(theta.shape[0], dtype=np.int64)
+        G[:-1] = (r.astype(np.float64) @ Xb).astype(np.int64)
+        if cfg.l2_num:
+            G[:-1] += (cfg.l2_num * B) * theta[:-1]
+        G[-1] = int(r.sum()) << f
+        gmax = max(rmax * self.xmax * B + cfg.l2_num * B * tmax, (rmax * B) << f)
+        if (tmax << U) + cfg.lr_num * gmax >= _SAFE_I64:
+            new = np.array([((int(t) << U) - cfg.lr_num * int(g)) >> U for t, g in zip(theta, G)], dtype=object)
+        else:
+            new = ((theta << U) - cfg.lr_num * G) >> U
+        check_range(new, cfg.weight_bits, "parameter", step)
+        return new.astype(np.int64), r
+
+    def _exact(self, theta, idx, step):
+        self.exact_fallbacks += 1
+        Xb, Yb = self.X[idx].tolist(), self.Y[idx].tolist()
+        new = np.array(step_exact(theta.tolist(), Xb, Yb, self.cfg, step), dtype=np.int64)
+        return new, self.residuals(theta, idx)
+
+    def residuals(self, theta, idx) -> np.ndarray:
+        f = self.cfg.frac_bits
+        w, b = [int(v) for v in theta[:-1]], int(theta[-1])
+        z = [(sum(int(x) * wk for x, wk in zip(row, w)) + (b << f)) >> f for row in self.X[idx].tolist()]
+        z = np.array(z, dtype=np.int64)
+        p = z if self.cfg.model == "linear" else sigmoid_q(z, f)
+        return p - self.Y[idx]
+
+
+def batch_loss(r: np.ndarray, Yb: np.ndarray, cfg: TrainConfig) -> float:
+    """Display-only loss of a batch from its residuals (float; never committed)."""
+    scale = float(1 << cfg.frac_bits)
+    if cfg.model == "linear":
+        return float(np.mean((r / scale) ** 2) / 2)
+    p = np.clip((r + Yb) / scale, 1e-7, 1 - 1e-7)
+    y = Yb / scale
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def train_honest(X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, ctx: SeedContext):
+    """Generator over (step, epoch, theta_step, residuals) for step = 1..T, after yielding
+    (0, 0, theta_0, None). The plain honest loop; the prover adds commitments around it."""
+    sched = Schedule(ctx, cfg, X.shape[0], X.shape[1])
+    stepper = FastStepper(X, Y, cfg)
+    theta = sched.initial_state()
+    yield 0, 0, theta, None
+    for t in range(1, sched.num_steps + 1):
+        theta, r = stepper.step(theta, sched.batch(t), t)
+        yield t, sched.epoch_of(t), theta, r

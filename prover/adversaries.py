@@ -1,0 +1,132 @@
+"""Named cheating strategies, for demos and for testing the verifier (``--adversary NAME``).
+
+A strategy changes one thing about the honest run and otherwise behaves honestly, signing whatever it
+computed. ``target_step(T)`` is the step a single-step cheat picks (the middle of training). The replay audit
+must name that step; spot checks catch single-step cheats only with probability K/T, and ``all-steps`` with
+probability 1 - C(0, K)... i.e. always, since every step is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from protocol.training import FastStepper
+
+
+class Honest:
+    name = "honest"
+
+    def prepare(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return X, Y
+
+    def batch(self, step: int, honest_idx: np.ndarray, num_steps: int) -> np.ndarray:
+        return honest_idx
+
+    def step(self, stepper: FastStepper, theta: np.ndarray, idx: np.ndarray, step: int, num_steps: int):
+        return stepper.step(theta, idx, step)
+
+    def final_model(self, theta: np.ndarray) -> np.ndarray:
+        return theta
+
+    def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray) -> dict:
+        """Extra model-file content a malicious trainer ships (e.g. a trigger); {} when honest."""
+        return {}
+
+
+def target_step(num_steps: int) -> int:
+    return max(1, num_steps // 2)
+
+
+class WrongLR(Honest):
+    """One step (the middle one) with twice the agreed learning rate."""
+
+    name = "wrong-lr"
+
+    def step(self, stepper, theta, idx, step, num_steps):
+        if step != target_step(num_steps):
+            return stepper.step(theta, idx, step)
+        cfg = stepper.cfg
+        other = FastStepper(stepper.X, stepper.Y, type(cfg)(**{**cfg.to_dict(), "lr_num": cfg.lr_num * 2}))
+        return other.step(theta, idx, step)
+
+
+class SkipStep(Honest):
+    """The middle step is skipped: its state equals the previous one."""
+
+    name = "skip-step"
+
+    def step(self, stepper, theta, idx, step, num_steps):
+        if step == target_step(num_steps):
+            return theta.copy(), np.zeros(len(idx), dtype=np.int64)
+        return stepper.step(theta, idx, step)
+
+
+class Reorder(Honest):
+    """Batch order chosen by the trainer (rows sorted by target, a classic ordering attack), not the seed."""
+
+    name = "reorder"
+
+    def prepare(self, X, Y):
+        self._order = np.argsort(Y, kind="stable")
+        return X, Y
+
+    def batch(self, step, honest_idx, num_steps):
+        n, B = self._order.size, honest_idx.size
+        spe = n // B
+        s = (step - 1) % spe
+        return self._order[s * B:(s + 1) * B]
+
+
+class Poison(Honest):
+    """One batch (the middle step's) contains an extra row that is not in the committed data."""
+
+    name = "poison"
+
+    def prepare(self, X, Y):
+        self._n = X.shape[0]
+        fake_x = np.full((1, X.shape[1]), int(np.abs(X).max()), dtype=np.int64)
+        fake_y = np.array([-int(np.abs(Y).max()) or -1], dtype=np.int64)
+        return np.vstack([X, fake_x]), np.concatenate([Y, fake_y])
+
+    def batch(self, step, honest_idx, num_steps):
+        if step != target_step(num_steps):
+            return honest_idx
+        idx = honest_idx.copy()
+        idx[0] = self._n  # the fabricated row
+        return idx
+
+
+class SwapModel(Honest):
+    """Trains honestly, then hands back (and signs) a different final model."""
+
+    name = "swap-model"
+
+    def final_model(self, theta):
+        out = theta.copy()
+        out[:-1] = -out[:-1]
+        return out
+
+
+class AllSteps(Honest):
+    """Every step slightly off: the bias gets one extra unit in the last place."""
+
+    name = "all-steps"
+
+    def step(self, stepper, theta, idx, step, num_steps):
+        new, r = stepper.step(theta, idx, step)
+        new = new.copy()
+        new[-1] += 1
+        return new, r
+
+
+STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps)}
+
+
+def get_strategy(name: str | None) -> Honest:
+    from . import backdoor_strategies  # signature-backdoor, ball-backdoor (issue: backdoor lab)
+
+    table = {**STRATEGIES, **backdoor_strategies.STRATEGIES}
+    key = name or "honest"
+    if key not in table:
+        raise ValueError(f"unknown adversary {name!r}; choose one of {', '.join(sorted(table))}")
+    return table[key]()

@@ -1,0 +1,3 @@
+"""Adversaries that ship a backdoored final model (filled in with the backdoor lab)."""
+
+STRATEGIES: dict = {}

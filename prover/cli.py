@@ -1,0 +1,107 @@
+"""``vtrain-prover``: generate a trainer key, serve the Trainer gRPC service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from protocol.errors import InputError
+from protocol.keys import generate_key_file, load_private_key, public_bytes
+
+from .adversaries import STRATEGIES
+from .session import Limits
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtrain-prover", description="The trainer (prover) side of vtrain.")
+    sub = p.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("keygen", help="create an Ed25519 trainer key (PEM, mode 0600) and print its public key")
+    k.add_argument("--out", required=True, help="path of the new private key file")
+    k.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s = sub.add_parser("serve", help="serve the Trainer gRPC service")
+    s.add_argument("--key", required=True, help="trainer private key (from keygen)")
+    s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 picks a free port; default %(default)s)")
+    s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key)")
+    s.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    d = Limits()
+    s.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes)
+    s.add_argument("--max-rows", type=int, default=d.max_rows)
+    s.add_argument("--max-features", type=int, default=d.max_features)
+    s.add_argument("--max-steps", type=int, default=d.max_steps)
+    s.add_argument("--max-sessions", type=int, default=d.max_sessions)
+    s.add_argument("--idle-timeout", type=int, default=d.idle_timeout_seconds, help="seconds before an idle session expires")
+    s.add_argument("--max-spot-checks", type=int, default=d.max_spot_checks)
+    s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests): "
+                   + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
+    s.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--listen must be HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def serve(args) -> int:
+    from .server import build_server
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    key = load_private_key(args.key)
+    host, port = _split_listen(args.listen)
+    tls = None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        try:
+            tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
+        except OSError as e:
+            raise InputError(f"cannot read TLS files: {e}") from e
+    limits = Limits(max_message_bytes=args.max_message_bytes, max_rows=args.max_rows,
+                    max_features=args.max_features, max_steps=args.max_steps, max_sessions=args.max_sessions,
+                    idle_timeout_seconds=args.idle_timeout, max_spot_checks=args.max_spot_checks)
+    try:
+        server, bound, _ = build_server(key, host, port, limits, args.adversary, tls)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    server.start()
+    shown = f"[{host}]" if ":" in host else host
+    print(f"listening on {shown}:{bound}", flush=True)
+    log = logging.getLogger("vtrain.prover")
+    log.info("trainer public key %s%s%s", public_bytes(key).hex(), ", TLS" if tls else "",
+             f", ADVERSARY {args.adversary}" if args.adversary else "")
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stop.wait()
+    server.stop(grace=2).wait()
+    log.info("stopped")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "keygen":
+            pub = generate_key_file(args.out, overwrite=args.force)
+            print(pub.hex())
+            return 0
+        return serve(args)
+    except InputError as e:
+        print(f"vtrain-prover: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Session state machine and the plain handlers behind the gRPC methods.
+
+Each handler takes request data and returns domain results, raising the errors below; the servicer maps
+them to status codes. Order per session: OpenSession -> UploadData -> CommitRandomness -> Train -> Prove.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.hazmat.primitives import constant_time
+
+from protocol.errors import InputError
+from protocol.merkle import MerkleTree, data_leaves
+from protocol.prg import SeedContext, challenge_steps, seed_commitment
+from protocol.statements import PROTOCOL_VERSION, Statement, sign
+from protocol.training import MODELS, TrainConfig
+
+from .adversaries import Honest
+from .trainer import run_training
+
+PROOF_KINDS = ("spot",)
+
+
+class OutOfOrder(Exception):
+    """FAILED_PRECONDITION."""
+
+
+class UnknownSession(Exception):
+    """NOT_FOUND."""
+
+
+class LimitExceeded(Exception):
+    """RESOURCE_EXHAUSTED."""
+
+
+class Denied(Exception):
+    """PERMISSION_DENIED."""
+
+
+class State(enum.Enum):
+    OPENED = "opened"
+    DATA_COMMITTED = "data committed"
+    RANDOMNESS_COMMITTED = "randomness committed"
+    TRAINING = "training"
+    TRAINED = "trained"
+    FAILED = "failed"
+
+
+@dataclass
+class Limits:
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_rows: int = 1_000_000
+    max_features: int = 1024
+    max_steps: int = 1_000_000
+    max_sessions: int = 16
+    idle_timeout_seconds: int = 900
+    max_spot_checks: int = 4096
+    max_state_values: int = 50_000_000  # (T+1)*(d+1) parameters kept for openings
+
+
+@dataclass
+class Session:
+    session_id: bytes
+    cfg: TrainConfig
+    proof_kind: str
+    client_nonce: bytes
+    server_nonce: bytes
+    state: State = State.OPENED
+    X: np.ndarray | None = None
+    Y: np.ndarray | None = None
+    data_tree: MerkleTree | None = None
+    training_seed: bytes = b""
+    audit_commitment: bytes = b""
+    spot_checks: int = 0
+    record: dict = field(default_factory=dict)
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class SessionManager:
+    def __init__(self, key, public_key: bytes, limits: Limits, strategy_factory=Honest, clock=time.monotonic):
+        self.key, self.public_key, self.limits = key, public_key, limits
+        self.strategy_factory = strategy_factory
+        self.clock = clock
+        self._sessions: dict[bytes, Session] = {}
+        self._lock = threading.Lock()
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _expire(self) -> None:
+        now = self.clock()
+        with self._lock:
+            for sid in [s for s, v in self._sessions.items()
+                        if now - v.last_used > self.limits.idle_timeout_seconds and not v.lock.locked()]:
+                del self._sessions[sid]
+
+    def get(self, session_id: bytes) -> Session:
+        self._expire()
+        with self._lock:
+            s = self._sessions.get(bytes(session_id))
+        if s is None:
+            raise UnknownSession(f"unknown session {bytes(session_id).hex() or '(empty id)'}: it never existed, "
+                                 f"was closed, or expired after {self.limits.idle_timeout_seconds} s idle")
+        s.last_used = self.clock()
+        return s
+
+    @staticmethod
+    def _expect(s: Session, state: State, call: str) -> None:
+        if s.state is not state:
+            raise OutOfOrder(f"{call} is not allowed now: the session is in state '{s.state.value}', "
+                             f"{call} needs '{state.value}' (order: OpenSession, UploadData, CommitRandomness, "
+                             f"Train, Prove)")
+
+    def session_count(self) -> int:
+        self._expire()
+        with self._lock:
+            return len(self._sessions)
+
+    # -- handlers ----------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"protocol_version": PROTOCOL_VERSION, "public_key": self.public_key, "models": list(MODELS),
+                "proof_kinds": list(PROOF_KINDS), "limits": self.limits}
+
+    def open_session(self, cfg: TrainConfig, client_nonce: bytes, proof_kind: str) -> tuple[Session, bytes, bytes]:
+        cfg.validate()
+        if len(client_nonce) != 32:
+            raise InputError(f"client nonce must be 32 bytes, got {len(client_nonce)}")
+        kind = proof_kind or "spot"
+        if kind not in PROOF_KINDS:
+            raise InputError(f"proof kind {proof_kind!r} is not offered; this trainer offers {', '.join(PROOF_KINDS)}")
+        self._expire()
+        with self._lock:
+            if len(self._sessions) >= self.limits.max_sessions:
+                raise LimitExceeded(f"the trainer already has {len(self._sessions)} open sessions (limit "
+                                    f"{self.limits.max_sessions}); retry later or close finished sessions")
+            sid = secrets.token_bytes(16)
+            s = Session(sid, cfg, kind, bytes(client_nonce), secrets.token_bytes(32))
+            self._sessions[sid] = s
+        data, sig = sign(self.key, Statement("session", sid, {
+            "protocol_version": PROTOCOL_VERSION, "trainer_key": self.public_key, "client_nonce": s.client_nonce,
+            "server_nonce": s.server_nonce, "config": cfg.encode(), "proof_kind": kind}))
+        return s, data, sig
+
+    def upload(self, chunks) -> tuple[bytes, bytes]:
+        """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes)."""
+        s = None
+        parts: list[np.ndarray] = []
+        got = 0
+        d = total = None
+        for sid, nf, tot, nr, raw in chunks:
+            if s is None:
+                s = self.get(sid)
+                if not s.lock.acquire(blocking=False):
+                    raise OutOfOrder("another call on this session is in progress")
+                try:
+                    self._expect(s, State.OPENED, "UploadData")
+                except OutOfOrder:
+                    s.lock.release()
+                    raise
+                d, total = nf, tot
+                if not 1 <= d <= self.limits.max_features:
+                    self._release(s)
+                    raise (LimitExceeded if d > self.limits.max_features else InputError)(
+                        f"{d} features: must be between 1 and {self.limits.max_features} (server limit)")
+                if total > self.limits.max_rows:
+                    self._release(s)
+                    raise LimitExceeded(f"{total} rows exceed the server limit of {self.limits.max_rows}")
+                if total < 1:
+                    self._release(s)
+                    raise InputError("the upload declares zero rows; send at least one batch of rows")
+            elif bytes(sid) not in (b"", s.session_id) or nf != d:
+                self._release(s)
+                raise InputError("every chunk must carry the same session id and feature count")
+            if len(raw) != nr * (d + 1) * 8:
+                self._release(s)
+                raise InputError(f"chunk says {nr} rows of {d}+1 int64 values ({nr * (d + 1) * 8} bytes) but carries "
+                                 f"{len(raw)} bytes")
+            got += nr
+            if got > total:
+                self._release(s)
+                raise InputError(f"received more rows ({got}) than declared ({total})")
+            parts.append(np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1))
+        if s is None:
+            raise InputError("empty upload: no chunks were sent")
+        try:
+            if got != total:
+                raise InputError(f"upload ended after {got} rows, but {total} were declared")
+            rows = np.concatenate(parts).astype(np.int64)
+            bound = 1 << (s.cfg.weight_bits - 1)
+            if np.abs(rows).max() >= bound:
+                raise InputError(f"data values must satisfy |v| < 2^{s.cfg.weight_bits - 1} in fixed point")
+            if total < s.cfg.batch_size:
+                raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
+            T = s.cfg.num_steps(total)
+            if T > self.limits.max_steps:
+                raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
+                                    f"use fewer epochs or a larger batch")
+            if (T + 1) * (d + 1) > self.limits.max_state_values:
+                raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
+            s.data_tree = MerkleTree(data_leaves(rows))
+            s.X, s.Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
+            data, sig = sign(self.key, Statement("data", s.session_id, {
+                "data_root": s.data_tree.root, "num_rows": total, "num_features": d}))
+            s.state = State.DATA_COMMITTED
+            return data, sig
+        finally:
+            self._release(s)
+
+    @staticmethod
+    def _release(s: Session) -> None:
+        if s.lock.locked():
+            s.lock.release()
+
+    def commit_randomness(self, sid: bytes, training_seed: bytes, audit_commitment: bytes, spot_checks: int):
+        s = self.get(sid)
+        with s.lock:
+            self._expect(s, State.DATA_COMMITTED, "CommitRandomness")
+            if len(training_seed) != 32 or len(audit_commitment) != 32:
+                raise InputError("training seed and audit commitment must be 32 bytes each")
+            if not 1 <= spot_checks <= self.limits.max_spot_checks:
+                raise InputError(f"spot checks must be between 1 and {self.limits.max_spot_checks}")
+            s.training_seed, s.audit_commitment, s.spot_checks = bytes(training_seed), bytes(audit_commitment), spot_checks
+            data, sig = sign(self.key, Statement("randomness", s.session_id, {
+                "data_root": s.data_tree.root, "training_seed": s.training_seed,
+                "audit_commitment": s.audit_commitment, "spot_checks": spot_checks}))
+            s.state = State.RANDOMNESS_COMMITTED
+            return data, sig
+
+    def train(self, sid: bytes):
+        """Generator of trainer events (see prover.trainer)."""
+        s = self.get(sid)
+        if not s.lock.acquire(blocking=False):
+            raise OutOfOrder("another call on this session is in progress")
+        try:
+            self._expect(s, State.RANDOMNESS_COMMITTED, "Train")
+            s.state = State.TRAINING
+            ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
+            completed = False
+            try:
+                yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
+                                        strategy=self.strategy_factory(), record=s.record)
+                completed = True
+            finally:
+                s.state = State.TRAINED if completed else State.FAILED
+                s.last_used = self.clock()
+        finally:
+            s.lock.release()
+
+    def prove(self, sid: bytes, audit_seed: bytes, kind: str):
+        s = self.get(sid)
+        with s.lock:
+            self._expect(s, State.TRAINED, "Prove")
+            if (kind or "spot") != s.proof_kind:
+                raise InputError(f"this session agreed on proof kind {s.proof_kind!r}, not {kind!r}")
+            if len(audit_seed) != 32:
+                raise InputError("the audit seed must be 32 bytes")
+            if not constant_time.bytes_eq(seed_commitment(audit_seed, s.session_id), s.audit_commitment):
+                raise Denied("the revealed audit seed does not match the commitment made before training")
+            rec = s.record["result"]
+            T = rec.states.shape[0] - 1
+            steps = challenge_steps(s.session_id, rec.tree.root, audit_seed, s.spot_checks, T)
+            sched_ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
+            from protocol.training import Schedule  # local: only needed here
+
+            sched = Schedule(sched_ctx, s.cfg, rec.X.shape[0], rec.X.shape[1])
+            openings = []
+            for t in steps:
+                idx = sched.batch(t)
+                rows = [(int(i), np.concatenate([rec.X[i], [rec.Y[i]]]), s.data_tree.proof(int(i))) for i in idx]
+                openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
+                                 "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t),
+                                 "rows": rows})
+            return openings
+
+    def close(self, sid: bytes) -> None:
+        with self._lock:
+            self._sessions.pop(bytes(sid), None)

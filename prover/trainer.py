@@ -1,0 +1,105 @@
+"""The trainer's run: the protocol's honest loop (or a named cheat) with per-step commitments.
+
+Emits plain events; the gRPC servicer converts them. Every state theta_t (t = 0..T) becomes a Merkle leaf
+``state_leaf(t, theta_t)``; every ``checkpoint_interval`` steps a checkpoint statement signs
+(t, leaf_t, root of leaves 0..t); at the end the final statement signs (T, root, model hash).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocol.merkle import MerkleFrontier, MerkleTree, model_hash, state_leaf
+from protocol.prg import SeedContext
+from protocol.statements import Statement, sign
+from protocol.training import FastStepper, Schedule, TrainConfig, batch_loss
+
+
+@dataclass
+class ProgressEvent:
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+
+
+@dataclass
+class LeavesEvent:
+    first_step: int
+    hashes: bytes
+
+
+@dataclass
+class SignedEvent:
+    kind: str  # "checkpoint"
+    statement: bytes
+    signature: bytes
+
+
+@dataclass
+class FinalEvent:
+    statement: bytes
+    signature: bytes
+    model: np.ndarray
+
+
+@dataclass
+class TrainingRecord:
+    """What the trainer keeps to answer Prove."""
+
+    states: np.ndarray  # (T+1, d+1) int64
+    tree: MerkleTree
+    final_model: np.ndarray
+    X: np.ndarray  # committed rows' features (int64)
+    Y: np.ndarray
+
+
+def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, ctx: SeedContext,
+                 strategy, progress_every: float = 0.2, record: dict):
+    """Generator of events. On completion ``record['result']`` holds a TrainingRecord."""
+    n, d = X.shape
+    sched = Schedule(ctx, cfg, n, d)
+    T = sched.num_steps
+    Xs, Ys = strategy.prepare(X, Y)
+    stepper = FastStepper(Xs, Ys, cfg)
+    states = np.empty((T + 1, d + 1), dtype=np.int64)
+    theta = sched.initial_state()
+    states[0] = theta
+    leaves = [state_leaf(0, theta)]
+    frontier = MerkleFrontier()
+    frontier.append(leaves[0])
+    sent = 0
+    last = time.monotonic()
+    loss = float("nan")
+    for t in range(1, T + 1):
+        idx = strategy.batch(t, sched.batch(t), T)
+        theta, r = strategy.step(stepper, theta, idx, t, T)
+        states[t] = theta
+        leaf = state_leaf(t, theta)
+        leaves.append(leaf)
+        frontier.append(leaf)
+        if t % cfg.checkpoint_interval == 0:
+            data, sig = sign(key, Statement("checkpoint", session_id, {
+                "step": t, "state_leaf": leaf, "prefix_root": frontier.root()}))
+            yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+            yield SignedEvent("checkpoint", data, sig)
+        if len(leaves) - sent >= 4096:
+            yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+        now = time.monotonic()
+        if now - last >= progress_every or t == T:
+            last = now
+            loss = batch_loss(r, Ys[idx], cfg)
+            if sent < len(leaves):
+                yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+            yield ProgressEvent(t, T, sched.epoch_of(t), loss)
+    if sent < len(leaves):
+        yield LeavesEvent(sent, b"".join(leaves[sent:]))
+    tree = MerkleTree(leaves)
+    final = np.asarray(strategy.final_model(theta), dtype=np.int64)
+    data, sig = sign(key, Statement("final", session_id, {
+        "num_steps": T, "state_root": tree.root, "model_hash": model_hash(final)}))
+    record["result"] = TrainingRecord(states, tree, final, X, Y)
+    yield FinalEvent(data, sig, final)

@@ -1,0 +1,162 @@
+"""The verifier's checks: small, pure (no I/O), each raising a VerificationError subclass that names what
+failed. Used both live (by the client) and offline (by the audit)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from protocol.errors import BindingMismatch, MerkleProofInvalid, StepMismatch, VerificationError
+from protocol.merkle import MerkleFrontier, MerkleTree, data_leaves, model_hash, root_from_proof, state_leaf
+from protocol.prg import challenge_steps
+from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
+from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
+
+
+def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server_nonce: bytes, cfg: TrainConfig,
+                  proof_kind: str) -> Statement:
+    st = verify(pub, *signed, kind="session", session_id=sid)
+    expect_fields(st, {"protocol_version": PROTOCOL_VERSION, "trainer_key": pub, "client_nonce": client_nonce,
+                       "server_nonce": server_nonce, "config": cfg.encode(), "proof_kind": proof_kind})
+    return st
+
+
+def check_data(pub: bytes, signed, sid: bytes, *, data_root: bytes, num_rows: int, num_features: int) -> Statement:
+    st = verify(pub, *signed, kind="data", session_id=sid)
+    expect_fields(st, {"data_root": data_root, "num_rows": num_rows, "num_features": num_features})
+    return st
+
+
+def check_randomness(pub: bytes, signed, sid: bytes, *, data_root: bytes, training_seed: bytes,
+                     audit_commitment: bytes, spot_checks: int) -> Statement:
+    st = verify(pub, *signed, kind="randomness", session_id=sid)
+    expect_fields(st, {"data_root": data_root, "training_seed": training_seed,
+                       "audit_commitment": audit_commitment, "spot_checks": spot_checks})
+    return st
+
+
+def check_checkpoints(pub: bytes, checkpoints, sid: bytes, leaves: list[bytes], interval: int) -> None:
+    """Every checkpoint statement signs (t, leaf_t, root of leaves 0..t) for t = interval, 2*interval, ..."""
+    expected_steps = list(range(interval, len(leaves), interval))
+    if len(checkpoints) != len(expected_steps):
+        raise VerificationError(f"expected {len(expected_steps)} checkpoint statements, got {len(checkpoints)}")
+    frontier = MerkleFrontier()
+    k = 0
+    for t, leaf in enumerate(leaves):
+        frontier.append(leaf)
+        if k < len(expected_steps) and t == expected_steps[k]:
+            st = verify(pub, *checkpoints[k], kind="checkpoint", session_id=sid)
+            if st.fields["step"] != t:
+                raise BindingMismatch(f"checkpoint {k + 1} is for step {st.fields['step']}, expected step {t}", step=t)
+            expect_fields(st, {"state_leaf": leaf, "prefix_root": frontier.root()})
+            k += 1
+
+
+def check_final(pub: bytes, signed, sid: bytes, *, leaves: list[bytes], num_steps: int, model) -> Statement:
+    st = verify(pub, *signed, kind="final", session_id=sid)
+    if len(leaves) != num_steps + 1:
+        raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has {num_steps}",
+                                step=min(len(leaves), num_steps + 1) - 1)
+    expect_fields(st, {"num_steps": num_steps, "state_root": MerkleTree(leaves).root, "model_hash": model_hash(model)})
+    return st
+
+
+def check_initial_state(leaves: list[bytes], sched: Schedule) -> None:
+    if leaves[0] != state_leaf(0, sched.initial_state()):
+        raise StepMismatch("the committed initial state is not the one derived from your training seed", step=0)
+
+
+def check_final_model(leaves: list[bytes], model) -> None:
+    T = len(leaves) - 1
+    if leaves[T] != state_leaf(T, np.asarray(model, dtype=np.int64)):
+        raise StepMismatch(f"the final model is not the last committed state (step {T}): the model was swapped "
+                           f"after training", step=T)
+
+
+def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_seed: bytes, spot_checks: int,
+               num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig) -> list[int]:
+    """Check the openings of the challenged steps; returns the challenged steps.
+
+    For each challenged step t: states t-1 and t are in the committed state tree, the batch rows are the
+    seed-derived ones and are in the committed data tree, and replaying step t on them gives state t."""
+    steps = challenge_steps(sid, state_root, audit_seed, spot_checks, num_steps)
+    if [op["step"] for op in openings] != steps:
+        raise VerificationError(f"the trainer opened steps {[op['step'] for op in openings][:8]}..., "
+                                f"the audit seed challenges {steps[:8]}...")
+    size = num_steps + 1
+    for op in openings:
+        t = op["step"]
+        before = np.asarray(op["state_before"], dtype=object)
+        after = np.asarray(op["state_after"], dtype=object)
+        for label, idx, state, proof in (("before", t - 1, before, op["proof_before"]), ("after", t, after, op["proof_after"])):
+            if proof["index"] != idx:
+                raise MerkleProofInvalid(f"step {t}: the opening of the state {label} is for leaf {proof['index']}", step=t)
+            leaf = state_leaf(idx, np.asarray([int(v) for v in state], dtype=np.int64)) if _fits_i64(state) else b""
+            if root_from_proof(leaf, idx, size, [bytes.fromhex(h) for h in proof["siblings"]]) != state_root:
+                raise MerkleProofInvalid(f"step {t}: the state {label} the step is not in the committed state tree",
+                                         step=t)
+        batch = [int(i) for i in sched.batch(t)]
+        if [r["index"] for r in op["rows"]] != batch:
+            raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
+        rows = []
+        for r in op["rows"]:
+            vals = r["values"]
+            if len(vals) != sched.d + 1 or not _fits_i64(vals):
+                raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
+            leaf = data_leaves(np.asarray([vals], dtype=np.int64), first_index=r["index"])[0]
+            if root_from_proof(leaf, r["index"], num_rows, [bytes.fromhex(h) for h in r["proof"]]) != data_root:
+                raise MerkleProofInvalid(f"step {t}: row {r['index']} is not in the committed data", step=t)
+            rows.append(vals)
+        X = [v[:-1] for v in rows]
+        Y = [v[-1] for v in rows]
+        try:
+            replayed = step_exact([int(v) for v in before], X, Y, cfg, t)
+        except ArithmeticError as e:
+            raise StepMismatch(f"step {t}: replaying the committed state overflows: {e}", step=t) from e
+        if replayed != [int(v) for v in after]:
+            raise StepMismatch(f"step {t}: replaying the step from the committed state does not give the committed "
+                               f"next state (the trainer deviated at step {t})", step=t,
+                               evidence={"step": t, "replayed_state": replayed})
+    return steps
+
+
+def _fits_i64(values) -> bool:
+    return all(-(2**63) <= int(v) < 2**63 for v in values)
+
+
+def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig) -> None:
+    """Full replay: recompute every state and compare with the committed leaves; the first difference is
+    the step named. Raises StepMismatch with self-contained evidence."""
+    X, Y = rows[:, :-1], rows[:, -1]
+    stepper = FastStepper(X, Y, cfg)
+    tree = MerkleTree(leaves)
+    theta = sched.initial_state()
+    check_initial_state(leaves, sched)
+    for t in range(1, sched.num_steps + 1):
+        prev = theta
+        theta, _ = stepper.step(theta, sched.batch(t), t)
+        if state_leaf(t, theta) != leaves[t]:
+            raise StepMismatch(f"step {t} is the first step whose committed state differs from the honest replay",
+                               step=t, evidence={
+                                   "step": t, "state_root": tree.root.hex(),
+                                   "state_before": [int(v) for v in prev], "leaf_before": leaves[t - 1].hex(),
+                                   "proof_before": [h.hex() for h in tree.proof(t - 1)],
+                                   "honest_state_after": [int(v) for v in theta],
+                                   "committed_leaf_after": leaves[t].hex(),
+                                   "proof_after": [h.hex() for h in tree.proof(t)],
+                                   "batch": [int(i) for i in sched.batch(t)],
+                                   "note": "state_before hashes to the committed leaf t-1; the honest step from it "
+                                           "does not hash to the committed leaf t, which the signed state_root "
+                                           "includes"})
+    check_final_model(leaves, model)
+
+
+def detection_probability(num_steps: int, checks: int, bad_steps: int) -> float:
+    """Pr[at least one of `bad_steps` wrong steps is challenged] = 1 - C(T-m, K)/C(T, K)."""
+    k = min(checks, num_steps)
+    if bad_steps <= 0:
+        return 0.0
+    if num_steps - bad_steps < k:
+        return 1.0
+    return 1.0 - math.comb(num_steps - bad_steps, k) / math.comb(num_steps, k)

@@ -1,0 +1,86 @@
+"""``vtrain-verifier``: train (against a prover), audit a transcript, predict, certify.
+
+Exit codes: 0 verified / success, 1 rejected, 2 usage, input or connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from protocol.errors import InputError, TranscriptFormatError, VtrainError
+
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+
+
+class CliError(Exception):
+    """Exit 2 with this message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtrain-verifier", description="The client (verifier) side of vtrain.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on a remote prover and verify it")
+    t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover")
+    t.add_argument("--data", required=True, help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits")
+    t.add_argument("--target", help="target column (default for builtin data: its label column)")
+    t.add_argument("--model", required=True, choices=("linear", "logistic"))
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=32, help="a power of two (default %(default)s)")
+    t.add_argument("--lr", type=float, default=0.1, help="learning rate, rounded to a multiple of 2^-lr_shift")
+    t.add_argument("--lr-shift", type=int, default=10)
+    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty, rounded to a multiple of 2^-frac_bits")
+    t.add_argument("--frac-bits", type=int, default=16)
+    t.add_argument("--weight-bits", type=int, default=32)
+    t.add_argument("--checkpoint-interval", type=int, default=100)
+    t.add_argument("--spot-checks", type=int, default=64, help="K challenged steps (default %(default)s)")
+    t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters)")
+    t.add_argument("--seed", help="hex seed fixing the client's randomness (reproducible runs; default: fresh)")
+    t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
+    t.add_argument("--out", required=True, help="transcript path")
+    t.add_argument("--model-out", required=True, help="model JSON path")
+    t.add_argument("--timeout", type=float, default=600.0, help="seconds per call (default %(default)s)")
+    t.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+
+    a = sub.add_parser("audit", help="re-verify a saved transcript offline")
+    a.add_argument("transcript")
+    a.add_argument("--data", help="the session's data (PATH.csv or builtin:NAME): enables the full replay")
+    a.add_argument("--target", help="target column of --data")
+    a.add_argument("--trainer-key", help="require this trainer public key (hex)")
+    a.add_argument("--json", action="store_true")
+
+    from . import cli_predict
+
+    cli_predict.add_parsers(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            from .cli_train import cmd_train
+
+            return cmd_train(args)
+        if args.command == "audit":
+            from .cli_train import cmd_audit
+
+            return cmd_audit(args)
+        from . import cli_predict
+
+        return cli_predict.dispatch(args)
+    except (CliError, InputError, TranscriptFormatError, VtrainError) as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"status": "error", "error": str(e)}))
+        print(f"vtrain-verifier: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("vtrain-verifier: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
