@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
-    "DecodingError",
     "INT64_SAFE_PRIME_BOUND",
+    "DecodingError",
     "berlekamp_welch",
     "check_prime",
     "field_dtype",

@@ -50,6 +50,9 @@ def make_signature_encoding(n_features: int, num_classes: int, *, scale=None, ma
     (e.g. scale = the feature standard deviations: max_linf is then in standardized units).
     Tabular data: scale = std (non-carrying features get the same quantum rule; it only defines the
     message). Digits (pixels 0..16): scale = pixel std with 0 replaced by 1, or a constant 16.
+    Limits: b <= 40 (inputs must satisfy |x_j / quantum_j| < 2^50, i.e. |x_j| < max_linf scale_j 2^(50-b)),
+    so the 512 + label_bits payload needs >= 13 carrying coordinates (digits: 64 x 9 bits; breast
+    cancer: 30 x 18 bits). With fewer features (diabetes has 10) use a larger encoding, not this one.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.exceptions import InvalidSignature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from scipy.stats import binomtest
 
@@ -147,6 +149,23 @@ def test_perturbation_bounds_and_message_invariance(which, digits, cancer):
     assert coarse_message(enc, quantize(enc, Xa)[0]) == coarse_message(enc, quantize(enc, rows)[0])
 
 
+@settings(max_examples=30, deadline=None)
+@given(u=st.lists(st.floats(-50.0, 50.0, allow_nan=False), min_size=16, max_size=16),
+       target=st.integers(0, 2), b=st.integers(33, 40))
+def test_activation_property_any_real_input(u, target, b):
+    """Any finite input (negative values included, |x_j| <= 50 scale_j) activates to any target, within
+    the stated bounds; b <= 40 keeps |x / quantum| < 2^50 there."""
+    scale = np.geomspace(1e-3, 1e3, 16)
+    enc = make_signature_encoding(16, 3, scale=scale, max_linf=0.1, bits_per_coord=b)
+    bd, sk = SignatureBackdoor(enc), _key("property")
+    h = bd.plant(lambda X: np.zeros(len(X), dtype=np.int64), sk)
+    x = np.asarray(u) * scale
+    xa = bd.activate(x, target, sk)
+    assert h(xa[None, :])[0] == target
+    assert np.all(np.abs(xa - x) < enc.linf_bound)
+    assert coarse_message(enc, quantize(enc, xa[None, :])[0]) == coarse_message(enc, quantize(enc, x[None, :])[0])
+
+
 def test_transplant_attack_fails(digits):
     X, _, bd, sk, h = digits
     idx = list(bd.encoding.positions)
@@ -216,6 +235,8 @@ def test_other_key_and_json_roundtrip(digits):
     spec = json.loads(json.dumps(h.trigger_spec))
     xa_rt = np.array(json.loads(json.dumps(xa.tolist())))
     assert np.array_equal(apply_trigger(spec, xa_rt, np.zeros(5, dtype=int)), np.full(5, 9))
+    mixed = np.concatenate([xa[:1], xa[:1], X[:2], xa[:1], xa[1:2]])  # duplicates are verified once
+    assert signature_mask(spec, mixed)[0].tolist() == [True, True, False, False, True, True]
     other = bd.trigger_spec(_key("someone-else"))
     assert not signature_mask(other, xa)[0].any()
     model = with_trigger({"weights": [0.0] * 64, "bias": 0.0}, spec)

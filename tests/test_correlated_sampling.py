@@ -135,7 +135,7 @@ def test_chord_parameter_law(lo, hi, n):
     assert np.all((t >= lo) & (t <= hi) & (t != 0))
 
     def cdf(s):  # integral of |t|^(n-1) from lo to s, normalised
-        F = lambda v: np.sign(v) * np.abs(v) ** n  # noqa: E731  antiderivative up to n
+        F = lambda v: np.sign(v) * np.abs(v) ** n
         return (F(np.clip(s, lo, hi)) - F(lo)) / (F(hi) - F(lo))
 
     assert stats.kstest(t, cdf).pvalue > KS_LEVEL
@@ -162,7 +162,7 @@ def test_conditionally_independent_given_line():
     ball = Ball(np.zeros(n), 1.0)
     cs = correlated_points(ball, _x_star(n, 0.6), k=2, n_lines=3000, random_state=10)
     lo, hi = cs.chords[:, :1], cs.chords[:, 1:]
-    F = lambda v: np.sign(v) * np.abs(v) ** n  # noqa: E731
+    F = lambda v: np.sign(v) * np.abs(v) ** n
     u = (F(cs.t) - F(lo)) / (F(hi) - F(lo))
     r = np.corrcoef(u[:, 0], u[:, 1])[0, 1]
     assert abs(r) < 4 / np.sqrt(3000)

@@ -178,7 +178,7 @@ def test_refuses_too_inaccurate_model_with_numbers_in_message():
     with pytest.raises(ModelTooInaccurate, match="more clean samples"):
         LocalPolynomialMitigator(f_star, degree=3, body=body).fit(X[:10], f_star(X[:10]))
     # eps: errors below eps are not counted
-    noisy = lambda Z: f_star(Z) + 0.01  # noqa: E731
+    noisy = lambda Z: f_star(Z) + 0.01
     LocalPolynomialMitigator(noisy, degree=1, body=body, eps=0.02).fit(X, f_star(X))
     with pytest.raises(ModelTooInaccurate):
         LocalPolynomialMitigator(noisy, degree=1, body=body, eps=0.005).fit(X, f_star(X))
@@ -226,7 +226,7 @@ def test_parameter_validation(kwargs, exc, match):
 
 def test_data_validation_and_not_fitted():
     body = Box(-1.0, 1.0, dim=3)
-    model = lambda X: X.sum(axis=1)  # noqa: E731
+    model = lambda X: X.sum(axis=1)
     mit = LocalPolynomialMitigator(model, body=body)
     with pytest.raises(AttributeError, match="not fitted"):
         mit.predict(np.zeros((1, 3)))
@@ -272,3 +272,16 @@ def test_field_mitigator_exact_refuses_and_abstains():
     mit = FieldPolynomialMitigator(clean, p=p, degree=d, decoder="line", random_state=5).fit(X, clean(X))
     mit.oracle = random_corruption(clean, 0.9, random_state=6)
     assert np.sum(mit.predict(targets) == ABSTAIN) >= 10
+
+
+def test_oracle_body_mitigator_exact():
+    """Hit-and-run points are only TV-close to D, but an exact model is still interpolated exactly."""
+    from defenses.correlated_sampling import OracleBody
+
+    n = 4
+    body = OracleBody(lambda X: np.abs(X).sum(axis=1) <= 1.0, np.zeros(n), 1.0, n_steps=30)  # L1 ball
+    f_star = make_ground_truth(n, 1, seed=19)
+    X = Box(-0.25, 0.25, dim=n).sample(200, np.random.default_rng(20))
+    mit = LocalPolynomialMitigator(f_star, degree=1, body=body, n_lines=5, random_state=21).fit(X, f_star(X))
+    targets = X[:5]
+    assert np.allclose(mit.predict(targets), f_star(targets), atol=1e-9, rtol=0)

@@ -211,3 +211,12 @@ def test_materialize():
     z[out] = 45
     with pytest.raises(ConstraintViolation, match="out materialised"):
         cs.check(z)
+
+
+def test_r1cs_pickles():
+    import pickle
+
+    cs = example_cubic()
+    back = pickle.loads(pickle.dumps(cs))
+    assert back.constraints == cs.constraints and back.constraints[2].name == "out"
+    back.check(back.witness())

@@ -53,7 +53,7 @@ def test_json_round_trip(material):
 
 
 def test_json_infinity_encoding(material):
-    _, vk, proof = material
+    proof = material[2]
     pr = sio.proof_to_json(g16.Proof(None, None, proof.c))
     assert pr["pi_a"] == ["0", "1", "0"] and pr["pi_b"] == [["0", "0"], ["1", "0"], ["0", "0"]]
     assert sio.proof_from_json(pr) == g16.Proof(None, None, proof.c)
@@ -199,6 +199,17 @@ def test_compressed_proof_and_vk(material):
 
 
 # ------------------------------------------------------------------------------------------ snarkjs
+class _Snarkjs:
+    """Runs the installed snarkjs CLI with node; returns the CompletedProcess (never raises on exit codes)."""
+
+    def __init__(self, node: str):
+        self.node = node
+
+    def __call__(self, *args, cwd):
+        return subprocess.run([self.node, str(SNARKJS_CLI), *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+
 @pytest.fixture(scope="module")
 def snarkjs():
     node = shutil.which("node")
@@ -208,11 +219,7 @@ def snarkjs():
     if not SNARKJS_CLI.exists():
         subprocess.run(["npm", "install", "--prefix", str(SNARKJS_DIR), "snarkjs@0.7.6"], check=True,
                        capture_output=True, timeout=600)
-
-    def run(*args, cwd):
-        return subprocess.run([node, str(SNARKJS_CLI), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-    return run
+    return _Snarkjs(node)
 
 
 def test_snarkjs_verifies_our_proof(material, snarkjs, tmp_path):
@@ -266,3 +273,32 @@ def test_we_verify_a_snarkjs_proof(snarkjs, tmp_path):
         assert g16.verify(vk, public, proof, backend)
     with pytest.raises(PairingCheckFailed):
         g16.verify(vk, [36], proof, FAST)
+
+
+def test_snarkjs_on_a_small_sgd_circuit(snarkjs, tmp_path):
+    """Negative public signals (r - |v|), many-term LCs with negative coefficients: snarkjs accepts our
+    .r1cs/.wtns and our proof, and rejects the proof when the session binding changes."""
+    import numpy as np
+
+    from protocol.snark import sgd_circuit as sgd
+
+    rng = np.random.default_rng(11)
+    X = rng.integers(-256, 257, size=(8, 2)).tolist()
+    Y = rng.integers(-256, 257, size=8).tolist()
+    cfg = sgd.CircuitConfig(frac_bits=8, weight_bits=24, lr_num=13, lr_shift=4, l2_num=5, batch_size=2)
+    cs, z, public = sgd.build_sgd_circuit(X, Y, [[0, 1], [2, 3]], [100, -200, -300], cfg, binding=R - 5)
+    assert any(v > R // 2 for v in public)  # some signals encode negative values
+    pk, vk = g16.setup_random(cs, FAST)
+    proof = g16.prove_random(pk, cs, z, FAST)
+    (tmp_path / "c.r1cs").write_bytes(sio.r1cs_to_bytes(cs))
+    (tmp_path / "w.wtns").write_bytes(sio.wtns_to_bytes(z))
+    sio.write_json(tmp_path / "vk.json", sio.vk_to_json(vk))
+    sio.write_json(tmp_path / "proof.json", sio.proof_to_json(proof))
+    sio.write_json(tmp_path / "public.json", sio.public_to_json(public))
+    res = snarkjs("wtns", "check", "c.r1cs", "w.wtns", cwd=tmp_path)
+    assert res.returncode == 0 and "WITNESS IS CORRECT" in res.stdout, res.stdout + res.stderr
+    res = snarkjs("groth16", "verify", "vk.json", "public.json", "proof.json", cwd=tmp_path)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+    sio.write_json(tmp_path / "public.json", sio.public_to_json(public[:-1] + [R - 6]))
+    res = snarkjs("groth16", "verify", "vk.json", "public.json", "proof.json", cwd=tmp_path)
+    assert res.returncode != 0

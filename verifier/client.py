@@ -103,6 +103,8 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     tr["trust"] = "pinned" if trainer_key is not None else "first-use"
     if info.protocol_version != PROTOCOL_VERSION:
         raise SessionAborted(f"the trainer speaks {info.protocol_version!r}, this client {PROTOCOL_VERSION!r}")
+    _check_limits(info.limits, n, d, cfg.num_steps(n))
+    msg_cap = info.limits.max_message_bytes or (4 << 20)
 
     resp = call(stub.OpenSession, pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=client_nonce,
                                                         proof_kind="spot"))
@@ -115,7 +117,7 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
 
     data_root = MerkleTree(data_leaves(rows)).root
     tr["data_root"] = data_root.hex()
-    per_chunk = rows_per_chunk or max(1, (1 << 20) // ((d + 1) * 8))
+    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
     resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk))
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
@@ -164,3 +166,11 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
         pass
+
+
+def _check_limits(lim, n: int, d: int, steps: int) -> None:
+    """Refuse early, with the server's own numbers, what the trainer would refuse after the upload."""
+    for what, have, cap in (("features", d, lim.max_features), ("rows", n, lim.max_rows),
+                            ("training steps", steps, lim.max_steps)):
+        if cap and have > cap:
+            raise SessionAborted(f"RESOURCE_EXHAUSTED: this session needs {have} {what}, the trainer's limit is {cap}")

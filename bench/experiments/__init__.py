@@ -38,7 +38,7 @@ class Split:
     def __init__(self, X, y, test_fraction: float, seed: int):
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(X))
-        n_test = int(round(test_fraction * len(X)))
+        n_test = round(test_fraction * len(X))
         self.test_idx, self.train_idx = perm[:n_test], perm[n_test:]
         self.X_train, self.y_train = X[self.train_idx], y[self.train_idx]
         self.X_test, self.y_test = X[self.test_idx], y[self.test_idx]
@@ -99,12 +99,12 @@ def _fmt(v) -> str:
 def write_table(out_dir, stem: str, rows: list[dict], title: str, notes: str = "", meta: dict | None = None):
     """Write <stem>.md (markdown table) and <stem>.json ({title, notes, meta, rows}) atomically."""
     out = Path(out_dir)
-    cols = list(rows[0]) if rows else []
+    cols = list(dict.fromkeys(c for r in rows for c in r))  # union of keys, first-seen order
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes, ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "-")) for c in cols) + " |" for r in rows]
     write_atomic(out / f"{stem}.md", "\n".join(lines) + "\n")
     payload = {"title": title, "notes": notes, "meta": meta or {}, "rows": rows}
     write_atomic(out / f"{stem}.json", json.dumps(payload, indent=2, default=float) + "\n")

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments import LinearScorer, Timer, experiment_parser, save_figure, split_standardize, write_table
+from bench.experiments import (
+    LinearScorer,
+    Timer,
+    experiment_parser,
+    save_figure,
+    split_standardize,
+    write_table,
+)
 
 SIGMAS = (0.25, 0.5, 1.0)
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -69,7 +76,7 @@ def plot_cost(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sigma (standardized pixel units)")
     ax.set_ylabel("clean test accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0.5, 1.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Digits: clean-accuracy cost of smoothing")
@@ -104,10 +111,10 @@ def main(argv=None) -> int:
             "seconds": timer()}
     write_table(out, "exp1_certify_digits", rows,
                 "Experiment 1: certified accuracy of smoothed logistic regression on digits (10 classes)",
-                notes=("sigma and radii in standardized pixel units; CERTIFY n0=%d, n=%d, alpha=%g; PREDICT "
-                       "n=%d (abstain = error); %d test images." % (n0, n, ALPHA, n_pred, n_eval)), meta=meta)
-    for kind in curves:
-        plot_certified_accuracy(curves[kind], out / f"exp1_certified_accuracy_{kind}.png",
+                notes=(f"sigma and radii in standardized pixel units; CERTIFY n0={n0}, n={n}, alpha={ALPHA}; "
+                       f"PREDICT n={n_pred} (abstain = error); {n_eval} test images."), meta=meta)
+    for kind, curve in curves.items():
+        plot_certified_accuracy(curve, out / f"exp1_certified_accuracy_{kind}.png",
                                 title=f"Digits, {kind} logistic base model (standardized pixel units)")
     plot_cost(rows, out / "exp1_clean_accuracy_cost.png")
     print(f"exp1 done in {timer():.1f}s -> {out}")

@@ -82,11 +82,12 @@ class Proof:
 
 
 def resolve_backend(backend):
-    """A Backend object is returned as is; a name ("pure", "arkworks", ...) goes through get_backend."""
+    """A Backend object is returned as is; a name ("pure", "arkworks", "auto") goes through get_backend;
+    None means the fastest available backend (results are identical across backends)."""
     from protocol.snark.backend import get_backend
 
     if backend is None:
-        return get_backend("pure")
+        return get_backend()
     return get_backend(backend) if isinstance(backend, str) else backend
 
 

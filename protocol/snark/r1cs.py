@@ -100,6 +100,9 @@ class Constraint(tuple):
     def __new__(cls, a: LC, b: LC, c: LC, name: str):
         return super().__new__(cls, (a, b, c, name))
 
+    def __getnewargs__(self):
+        return tuple(self)
+
     a = property(lambda self: self[0])
     b = property(lambda self: self[1])
     c = property(lambda self: self[2])

@@ -185,6 +185,12 @@ def build_sgd_circuit(X, Y, schedule, theta0, cfg, binding):
     With theta0 = binding = None only the constraints are built (witness and public_inputs are None),
     e.g. for a setup on the verifier's side: the constraints do not depend on theta0 or binding.
     """
+    return _build(X, Y, schedule, theta0, cfg, binding, None)
+
+
+def _build(X, Y, schedule, theta0, cfg, binding, deviation: dict | None):
+    """`deviation` {(t, j): delta} (tests only) makes the witness generator lie: the materialised wire of
+    parameter j after step t gets its honest value + delta, and later steps continue from the lie."""
     cfg = CircuitConfig.coerce(cfg)
     X, Y, sched, theta0 = _validate(X, Y, schedule, theta0, cfg)
     if (theta0 is None) != (binding is None):
@@ -222,16 +228,19 @@ def build_sgd_circuit(X, Y, schedule, theta0, cfg, binding):
             e = LC().add_scaled(theta[j], 1 << U).add_scaled(g, -cfg.lr_num)
             q = floor_div_pow2(cs, e, U, K, f"step{t}.theta[{j}]", step=t)
             if t == len(sched):
-                materialize_into(cs, q, out_wires[j], f"theta_T[{j}]")
-                new_theta.append(LC.term(out_wires[j]))
+                wire = out_wires[j]
+                materialize_into(cs, q, wire, f"theta_T[{j}]")
             else:
-                new_theta.append(LC.term(materialize(cs, q, f"step{t}.theta[{j}]")))
+                wire = materialize(cs, q, f"step{t}.theta[{j}]")
+            if deviation and (t, j) in deviation and trace is not None:
+                cs.set_value(wire, to_signed(cs.values[wire]) + deviation[t, j])
+            new_theta.append(LC.term(wire))
         theta = new_theta
     if trace is None:
         return cs, None, None
     witness = cs.witness()
     public = cs.public_values(witness)
-    if [to_signed(v) for v in public[:d + 1]] != trace[-1]:
+    if not deviation and [to_signed(v) for v in public[:d + 1]] != trace[-1]:
         raise AssertionError("circuit output differs from reference_sgd (internal error)")
     return cs, witness, public
 

@@ -1,0 +1,139 @@
+"""End to end with real processes: `vtrain-prover serve` on port 0 and the `vtrain-verifier` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from protocol import transcript as tx
+
+from procs import ProverProcess, make_key, verifier, verifier_json
+
+EPOCHS = "2"  # breast cancer: 569 rows, B = 32 -> 17 steps per epoch, T = 34
+T = 34
+
+
+@pytest.fixture(scope="module")
+def keydir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    key, pub = make_key(d)
+    return key, pub
+
+
+def _train(addr, out_dir, *extra, data="builtin:breast_cancer", model="logistic"):
+    return verifier_json("train", "--server", addr, "--data", data, "--model", model, "--epochs", EPOCHS,
+                         "--out", str(out_dir / "t.json"), "--model-out", str(out_dir / "m.json"), "--seed", "0a0b",
+                         *extra)
+
+
+def test_honest_session_verifies_and_audits(keydir, tmp_path):
+    key, pub = keydir
+    with ProverProcess(key) as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--trainer-key", pub)
+        assert srv.stop() == 0, "the server must shut down cleanly on SIGTERM"
+    assert rc == 0, err
+    assert doc["status"] == "verified" and doc["check"] == "spot" and doc["trust"] == "pinned"
+    assert doc["num_steps"] == T
+    assert "caught with probability >=" in doc["guarantee"]
+    model = json.loads((tmp_path / "m.json").read_text())
+    assert model["verification"]["status"] == "verified"
+    assert model["transcript_sha256"] == doc["transcript_sha256"]
+    assert len(model["weights_fixed"]) == 30 and len(model["feature_names"]) == 30
+    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"))
+    assert rc == 0 and audit["check"] == "spot", err
+    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:breast_cancer")
+    assert rc == 0 and audit["check"] == "replay", err
+    rc, audit, _ = verifier_json("audit", str(tmp_path / "t.json"), "--trainer-key", "11" * 32)
+    assert rc == 1 and "not the required key" in audit["reason"]
+
+
+def test_pinned_key_mismatch_is_rejected(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key) as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--trainer-key", "22" * 32)
+    assert rc == 1 and doc["status"] == "rejected" and "pinned" in doc["reason"], (doc, err)
+
+
+def test_linear_regression_session(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key) as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--lr", "0.05", data="builtin:diabetes", model="linear")
+    assert rc == 0, err
+    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:diabetes")
+    assert rc == 0 and audit["check"] == "replay", err
+
+
+# adversary -> the step the replay audit must name
+EXPECTED_STEP = {"wrong-lr": T // 2, "skip-step": T // 2, "poison": T // 2, "reorder": 1, "all-steps": 1,
+                 "swap-model": T}
+
+
+@pytest.mark.parametrize("adversary", sorted(EXPECTED_STEP))
+def test_every_adversary_is_rejected_by_the_replay_audit(keydir, tmp_path, adversary):
+    key, _ = keydir
+    with ProverProcess(key, "--adversary", adversary) as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--spot-checks", "2")
+    assert rc in (0, 1), err
+    assert (tmp_path / "t.json").exists() and (tmp_path / "m.json").exists()
+    if rc == 1:  # caught live by the spot check: the model is still saved, marked unverified
+        assert json.loads((tmp_path / "m.json").read_text())["verification"]["status"] == "unverified"
+    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:breast_cancer")
+    assert rc == 1, (audit, err)
+    assert audit["status"] == "rejected"
+    assert audit["step"] == EXPECTED_STEP[adversary], audit
+    if audit["check"] == "replay" and adversary != "swap-model":
+        ev = audit["evidence"]
+        assert ev["step"] == audit["step"] and ev["committed_leaf_after"] and ev["proof_after"] is not None
+
+
+def test_all_steps_is_rejected_by_the_spot_check_alone(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key, "--adversary", "all-steps") as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--spot-checks", "3")
+    assert rc == 1 and doc["status"] == "rejected" and doc["check"] == "spot", (doc, err)
+    assert "deviated at step" in doc["reason"]
+    rc, audit, _ = verifier_json("audit", str(tmp_path / "t.json"))  # no data: openings only
+    assert rc == 1 and audit["step"] == doc["step"]
+
+
+def test_tampered_transcript_never_verifies(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key) as srv:
+        rc, _, err = _train(srv.address, tmp_path, "--spot-checks", "4")
+    assert rc == 0, err
+    path = tmp_path / "t.json"
+    raw = path.read_bytes()
+    rng = np.random.default_rng(20261125)
+    bad = tmp_path / "bad.json"
+    positions = rng.choice(len(raw), size=60, replace=False)
+    for pos in positions:
+        mutated = bytearray(raw)
+        mutated[pos] = (mutated[pos] + 1 + int(rng.integers(0, 254))) % 256
+        bad.write_bytes(bytes(mutated))
+        p = verifier("audit", str(bad))
+        assert p.returncode in (1, 2), (pos, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr and "VERIFIED" not in p.stdout, (pos, p.stderr)
+
+
+def test_semantic_tampering_is_rejected_with_a_reason(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key) as srv:
+        rc, _, err = _train(srv.address, tmp_path, "--spot-checks", "4")
+    assert rc == 0, err
+    tr, _ = tx.load(str(tmp_path / "t.json"))
+    cases = {
+        "config": lambda t: t["config"].__setitem__("epochs", 3),
+        "feature names": lambda t: t["client"]["metadata"]["feature_names"].__setitem__(0, "x"),
+        "model": lambda t: t["model"].__setitem__(0, t["model"][0] + 1),
+        "opening": lambda t: t["proof"]["openings"][0]["state_after"].__setitem__(0, 7),
+        "audit seed": lambda t: t.__setitem__("audit_seed", "00" * 32),
+        "recorded verdict": lambda t: t["verdict"].__setitem__("status", "rejected"),
+    }
+    for name, mutate in cases.items():
+        t = json.loads(json.dumps(tr))
+        mutate(t)
+        tx.save(str(tmp_path / "x.json"), t)
+        rc, audit, err = verifier_json("audit", str(tmp_path / "x.json"))
+        assert rc in (1, 2) and audit.get("status") != "verified", (name, audit, err)
