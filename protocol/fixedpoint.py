@@ -2,7 +2,7 @@
 
 A real v is represented by the integer ``round_half_even(v * 2^f)`` (``f`` = frac_bits). Rounding back to
 scale ``2^f`` is always ``floor`` (Python ``>>`` / numpy arithmetic shift), never truncation toward zero.
-Values must stay within ``|v| < 2^(K-1)`` (``K`` = weight_bits); leaving that range raises
+Values must stay within ``-2^(K-1) <= v < 2^(K-1)`` (``K`` = weight_bits); leaving that range raises
 :class:`~protocol.errors.FixedPointOverflow`, it never wraps.
 
 The sigmoid is defined by integers: a table ``T[k] = round_half_even(2^f / (1 + e^(-k/16)))`` for
@@ -25,17 +25,23 @@ SIGMOID_STEP_BITS = 4  # table step 1/16
 SIGMOID_POINTS = 2 * SIGMOID_RANGE * (1 << SIGMOID_STEP_BITS) + 1  # 257
 
 
+def in_range(v: int, weight_bits: int) -> bool:
+    """The K-bit two's-complement range ``-2^(K-1) <= v < 2^(K-1)`` (the SNARK's range check)."""
+    return -(1 << (weight_bits - 1)) <= v < (1 << (weight_bits - 1))
+
+
 def check_range(values: np.ndarray, weight_bits: int, what: str, step: int | None = None) -> None:
-    """Raise if any |v| >= 2^(K-1)."""
-    bound = 1 << (weight_bits - 1)
-    if values.size:
-        m = int(np.abs(values).max()) if values.dtype != object else max(abs(int(v)) for v in values)
-        if m >= bound:
-            raise FixedPointOverflow(
-                f"{what} reached magnitude {m} >= 2^{weight_bits - 1} at step {step}: the fixed-point "
-                f"format overflowed (lower the learning rate, or raise weight_bits)",
-                step=step, value=m, bound=bound,
-            )
+    """Raise FixedPointOverflow unless every value is in the K-bit two's-complement range."""
+    if not values.size:
+        return
+    lo, hi = int(min(values)), int(max(values))
+    if not (in_range(lo, weight_bits) and in_range(hi, weight_bits)):
+        m = hi if not in_range(hi, weight_bits) else lo
+        raise FixedPointOverflow(
+            f"{what} reached {m}, outside [-2^{weight_bits - 1}, 2^{weight_bits - 1}) at step {step}: the "
+            f"fixed-point format overflowed (lower the learning rate, or raise weight_bits)",
+            step=step, value=m, bound=1 << (weight_bits - 1),
+        )
 
 
 @functools.cache

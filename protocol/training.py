@@ -6,11 +6,11 @@ Symbols (docs/PROTOCOL.md, "The training step"): ``f`` frac_bits, ``K`` weight_b
 ``theta = (w_0..w_{d-1}, b)`` (scale 2^f)::
 
     a_i  = sum_k X[i][k] * w_k + (b << f)            # exact, scale 2^(2f)
-    z_i  = a_i >> f                                  # floor; |z_i| < 2^(K-1) else overflow
+    z_i  = a_i >> f                                  # floor; -2^(K-1) <= z_i < 2^(K-1) else overflow
     r_i  = z_i - Y[i]                                # logistic: sigmoid_q(z_i) - Y[i]
     G_j  = sum_i r_i * X[i][j] + l2_num * w_j * B    # j < d
     G_b  = (sum_i r_i) << f
-    theta_j' = ((theta_j << U) - lr_num * G_j) >> U  # floor; |theta_j'| < 2^(K-1) else overflow
+    theta_j' = ((theta_j << U) - lr_num * G_j) >> U  # floor; same K-bit range else overflow
 
 ``step_exact`` is the reference on Python integers. ``step_fast`` computes the same integers with float64
 BLAS products, used only when a bound proves every partial sum is an integer below 2^53 (then the float
@@ -26,7 +26,7 @@ import numpy as np
 
 from . import encoding as enc
 from .errors import FixedPointOverflow, InputError
-from .fixedpoint import check_range, sigmoid_exact, sigmoid_q
+from .fixedpoint import check_range, in_range, sigmoid_exact, sigmoid_q
 from .prg import SeedContext, initial_parameters, shuffle
 
 MODELS = ("linear", "logistic")
@@ -149,23 +149,23 @@ def step_exact(theta, X, Y, cfg: TrainConfig, step: int | None = None) -> list[i
     theta = [int(v) for v in theta]
     w, b = theta[:-1], theta[-1]
     d = len(w)
-    bound = 1 << (cfg.weight_bits - 1)
+    K = cfg.weight_bits
     r = []
     for row, y in zip(X, Y):
         a = sum(int(x) * wk for x, wk in zip(row, w)) + (b << f)
         z = a >> f
-        if abs(z) >= bound:
-            raise FixedPointOverflow(f"prediction reached magnitude {abs(z)} >= 2^{cfg.weight_bits - 1} at step "
-                                     f"{step}: the fixed-point format overflowed", step=step, value=abs(z), bound=bound)
+        if not in_range(z, K):
+            raise FixedPointOverflow(f"prediction reached {z}, outside [-2^{K - 1}, 2^{K - 1}) at step {step}: the "
+                                     f"fixed-point format overflowed", step=step, value=z, bound=1 << (K - 1))
         p = z if cfg.model == "linear" else sigmoid_exact(z, f)
         r.append(p - int(y))
     grads = [sum(ri * int(row[j]) for ri, row in zip(r, X)) + cfg.l2_num * w[j] * B for j in range(d)]
     grads.append(sum(r) << f)
     new = [((t << U) - cfg.lr_num * g) >> U for t, g in zip(theta, grads)]
     for v in new:
-        if abs(v) >= bound:
-            raise FixedPointOverflow(f"parameter reached magnitude {abs(v)} >= 2^{cfg.weight_bits - 1} at step "
-                                     f"{step}: lower the learning rate", step=step, value=abs(v), bound=bound)
+        if not in_range(v, K):
+            raise FixedPointOverflow(f"parameter reached {v}, outside [-2^{K - 1}, 2^{K - 1}) at step {step}: lower "
+                                     f"the learning rate", step=step, value=v, bound=1 << (K - 1))
     return new
 
 

@@ -192,8 +192,9 @@ class SessionManager:
                 raise InputError(f"upload ended after {got} rows, but {total} were declared")
             rows = np.concatenate(parts).astype(np.int64)
             bound = 1 << (s.cfg.weight_bits - 1)
-            if np.abs(rows).max() >= bound:
-                raise InputError(f"data values must satisfy |v| < 2^{s.cfg.weight_bits - 1} in fixed point")
+            if rows.min() < -bound or rows.max() >= bound:
+                raise InputError(f"data values must lie in [-2^{s.cfg.weight_bits - 1}, 2^{s.cfg.weight_bits - 1}) "
+                                 f"in fixed point")
             if total < s.cfg.batch_size:
                 raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
             T = s.cfg.num_steps(total)

@@ -162,13 +162,16 @@ def test_decode_public_inputs_checks_ranges():
     pub = sgd.encode_public_inputs([1, -2, 3], [-4, 5, -6], 7)
     assert pub[1] == R - 2
     assert sgd.decode_public_inputs(pub, 2, 24) == ([1, -2, 3], [-4, 5, -6], 7)
-    for bad_index, value in ((0, from_signed(1 << 23)), (4, from_signed(-(1 << 23)))):
+    for bad_index, value in ((0, from_signed(1 << 23)), (4, from_signed(-(1 << 23) - 1))):
         bad = list(pub)
         bad[bad_index] = value
         with pytest.raises(PublicInputRangeError):
             sgd.decode_public_inputs(bad, 2, 24)
     with pytest.raises(ValueError, match="expected 7"):
         sgd.decode_public_inputs(pub[:-1], 2, 24)
+    edge = list(pub)
+    edge[4] = from_signed(-(1 << 23))  # the two's-complement minimum is in range, as in the gadget
+    assert sgd.decode_public_inputs(edge, 2, 24)[1][1] == -(1 << 23)
 
 
 def test_groth16_round_trip_small_sgd():

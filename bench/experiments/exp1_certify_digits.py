@@ -44,6 +44,8 @@ def train_logistic(Z, y, sigma_aug: float | None, copies: int, seed: int) -> Lin
 
 
 def evaluate(scorer: LinearScorer, Z, y, sigma: float, n0: int, n: int, n_pred: int, seed: int) -> dict:
+    from scipy.stats import norm
+
     from defenses.certified_accuracy import certified_accuracy_table
     from defenses.smoothing import SmoothedClassifier
 
@@ -58,6 +60,8 @@ def evaluate(scorer: LinearScorer, Z, y, sigma: float, n0: int, n: int, n_pred: 
         "predict_abstain_rate": float(np.mean(pred.abstained)),
         "certify_abstain_rate": float(np.mean(cert.abstained)),
         "median_radius_correct": float(np.median(cert.radii[correct])) if correct.any() else 0.0,
+        # largest radius CERTIFY can return with n samples: all n votes for cA, pABar = alpha^(1/n)
+        "max_certifiable_radius": float(sigma * norm.ppf(ALPHA ** (1.0 / n))),
     }
     row.update({f"cert_acc@{r['radius']:g}": r["certified_accuracy"] for r in table})
     return row, (cert.radii, cert.labels, y)

@@ -14,11 +14,10 @@ so T * (B (f + K + 1) + (d + 1)(U + K + 2)) constraints.
 
 Public signals (snarkjs order, outputs first): theta_T (d+1), theta_0 (d+1), binding (1), each signed
 value v encoded as v mod r. theta_0 is not range-checked in the circuit: the verifier must check
-|theta_0| < 2^(K-1) itself (`decode_public_inputs` does). The binding element enters no constraint;
+theta_0 is in [-2^(K-1), 2^(K-1)) itself (`decode_public_inputs` does). The binding element enters no constraint;
 the QAP's public-input rows bind it to the proof.
 
-Range note: the gadget accepts quotients in [-2^(K-1), 2^(K-1)); protocol.training.step_exact rejects
-|v| >= 2^(K-1), i.e. also v = -2^(K-1). An honest trainer never proves such a trace.
+Range: the gadget accepts quotients in [-2^(K-1), 2^(K-1)), exactly the range protocol.training enforces.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.errors import FixedPointOverflow
+from protocol.fixedpoint import in_range
 from protocol.snark.errors import PublicInputRangeError
 from protocol.snark.field import R, from_signed, to_signed
 from protocol.snark.gadgets import (
@@ -36,6 +36,7 @@ from protocol.snark.gadgets import (
     materialize_into,
 )
 from protocol.snark.r1cs import LC, R1CS
+from protocol.training import TrainConfig, step_exact
 
 __all__ = [
     "CircuitConfig",
@@ -113,34 +114,21 @@ def _validate(X, Y, schedule, theta0, cfg: CircuitConfig):
         theta0 = [_as_int(v, "theta0") for v in theta0]
         if len(theta0) != d + 1:
             raise ValueError(f"theta0 must have d + 1 = {d + 1} values, got {len(theta0)}")
-        bound = 1 << (cfg.weight_bits - 1)
-        if any(abs(v) >= bound for v in theta0):
+        if not all(in_range(v, cfg.weight_bits) for v in theta0):
             raise FixedPointOverflow(f"theta0 has a value of magnitude >= 2^{cfg.weight_bits - 1}", step=0)
     return X, Y, sched, theta0
 
 
 def reference_sgd(X, Y, schedule, theta0, cfg) -> list[list[int]]:
-    """theta_0..theta_T on Python ints, exactly the TEAM_NOTES step (raises FixedPointOverflow)."""
+    """theta_0..theta_T by ``protocol.training.step_exact``: the one definition of the step, which the
+    trainer runs, the verifier replays and this circuit must reproduce (raises FixedPointOverflow)."""
     cfg = CircuitConfig.coerce(cfg)
     X, Y, sched, theta = _validate(X, Y, schedule, theta0, cfg)
-    f, K, U, B = cfg.frac_bits, cfg.weight_bits, cfg.update_shift, cfg.batch_size
-    bound = 1 << (K - 1)
-    d = len(X[0])
+    tcfg = TrainConfig(model="linear", epochs=1, batch_size=cfg.batch_size, lr_num=cfg.lr_num,
+                       lr_shift=cfg.lr_shift, l2_num=cfg.l2_num, frac_bits=cfg.frac_bits, weight_bits=cfg.weight_bits)
     out = [theta]
     for t, batch in enumerate(sched, start=1):
-        w, b = theta[:-1], theta[-1]
-        r = []
-        for i in batch:
-            z = (sum(x * wk for x, wk in zip(X[i], w)) + (b << f)) >> f
-            if abs(z) >= bound:
-                raise FixedPointOverflow(f"prediction {z} out of range at step {t}", step=t, value=z, bound=bound)
-            r.append(z - Y[i])
-        grads = [sum(ri * X[i][j] for ri, i in zip(r, batch)) + cfg.l2_num * w[j] * B for j in range(d)]
-        grads.append(sum(r) << f)
-        theta = [((th << U) - cfg.lr_num * g) >> U for th, g in zip(theta, grads)]
-        for v in theta:
-            if abs(v) >= bound:
-                raise FixedPointOverflow(f"parameter {v} out of range at step {t}", step=t, value=v, bound=bound)
+        theta = step_exact(theta, [X[i] for i in batch], [Y[i] for i in batch], tcfg, t)
         out.append(theta)
     return out
 
@@ -255,14 +243,13 @@ def decode_public_inputs(public, d: int, weight_bits: int) -> tuple[list[int], l
     public = list(public)
     if len(public) != 2 * (d + 1) + 1:
         raise ValueError(f"expected {2 * (d + 1) + 1} public inputs for d = {d}, got {len(public)}")
-    bound = 1 << (weight_bits - 1)
     vals = []
     for i, v in enumerate(public[:-1]):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < R:
             raise PublicInputRangeError(f"public input {i} is not an int in [0, r)", evidence={"index": i})
         s = to_signed(v)
-        if abs(s) >= bound:
-            raise PublicInputRangeError(f"public input {i} = {s} is outside |v| < 2^{weight_bits - 1}",
+        if not in_range(s, weight_bits):
+            raise PublicInputRangeError(f"public input {i} = {s} is outside [-2^{weight_bits - 1}, 2^{weight_bits - 1})",
                                         evidence={"index": i, "value": s})
         vals.append(s)
     return vals[:d + 1], vals[d + 1:], public[-1]
