@@ -154,8 +154,9 @@ def run_commit_overhead(p: dict, repeats: int) -> None:
 
 # -- upload_vs_raw -----------------------------------------------------------------------------------------
 def _raw_server(max_bytes: int):
-    import grpc
     from concurrent import futures
+
+    import grpc
 
     def upload(request_iterator, context):
         total = 0
@@ -316,11 +317,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 20,000, 1 epoch; spot: n = 2,048, T = 1,280 steps)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--spot-epochs", type=int, default=None,
+                    help="epochs of the spot_vs_replay run (T = epochs * n / 8); default 10 (T = 10,240)")
     ap.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
-    p = QUICK if args.quick else FULL
+    p = dict(QUICK if args.quick else FULL)
+    if args.spot_epochs is not None:
+        p["spot_epochs"] = args.spot_epochs
     repeats = args.repeats
     runs = {"train_vs_float": run_train_vs_float, "commit_overhead": run_commit_overhead,
             "upload_vs_raw": run_upload_vs_raw, "spot_vs_replay": run_spot_vs_replay}

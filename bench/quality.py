@@ -33,8 +33,7 @@ def split(table: Table, stratify: bool, seed: int = SPLIT_SEED):
     idx = np.arange(table.y.shape[0])
     tr, te = train_test_split(idx, test_size=TEST_FRACTION, random_state=seed,
                               stratify=table.y if stratify else None)
-    sub = lambda ix: Table(table.feature_names, table.target, table.X[ix], table.y[ix], table.source)  # noqa: E731
-    return sub(tr), sub(te)
+    return tuple(Table(table.feature_names, table.target, table.X[ix], table.y[ix], table.source) for ix in (tr, te))
 
 
 def train_ours(train: Table, cfg: TrainConfig, seed_label: bytes = b"quality"):

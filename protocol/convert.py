@@ -29,7 +29,8 @@ def signed_from_proto(msg: pb.SignedStatement) -> tuple[bytes, bytes]:
 def limits_to_proto(lim) -> pb.Limits:
     return pb.Limits(max_message_bytes=lim.max_message_bytes, max_rows=lim.max_rows, max_features=lim.max_features,
                      max_steps=lim.max_steps, max_sessions=lim.max_sessions,
-                     idle_timeout_seconds=lim.idle_timeout_seconds, max_spot_checks=lim.max_spot_checks)
+                     idle_timeout_seconds=lim.idle_timeout_seconds, max_spot_checks=lim.max_spot_checks,
+                     max_constraints=lim.max_constraints, max_key_bytes=lim.max_key_bytes)
 
 
 def merkle_proof_to_proto(index: int, siblings) -> pb.MerkleProof:
@@ -68,3 +69,9 @@ def rows_to_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int):
         part = raw[start:start + rows_per_chunk]
         yield pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=part.shape[0],
                            rows=part.tobytes())
+
+
+def key_to_chunks(session_id: bytes, data: bytes, chunk_bytes: int):
+    """Client side: proving-key bytes -> KeyChunk messages."""
+    for start in range(0, len(data), chunk_bytes):
+        yield pb.KeyChunk(session_id=session_id, total_bytes=len(data), data=data[start:start + chunk_bytes])

@@ -34,7 +34,7 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
                    ("spot_checks", "u32")),
     "checkpoint": (("step", "u64"), ("state_leaf", "b32"), ("prefix_root", "b32")),
     "final": (("num_steps", "u64"), ("state_root", "b32"), ("model_hash", "b32")),
-    "snark": (("circuit_hash", "b32"), ("proof_hash", "b32"), ("model_hash", "b32")),
+    "snark": (("vk_hash", "b32"), ("proof_hash", "b32"), ("model_hash", "b32")),
 }
 
 

@@ -100,7 +100,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
         for ev in self.m.train(bytes(request.session_id)):
             if isinstance(ev, ProgressEvent):
                 yield pb.TrainEvent(progress=pb.Progress(step=ev.step, total_steps=ev.total_steps, epoch=ev.epoch,
-                                                         loss=ev.loss))
+                                                         loss=ev.loss, phase=ev.phase))
             elif isinstance(ev, LeavesEvent):
                 yield pb.TrainEvent(leaves=pb.StateLeaves(first_step=ev.first_step, hashes=ev.hashes))
             elif isinstance(ev, SignedEvent):
@@ -110,9 +110,17 @@ class TrainerServicer(pb_grpc.TrainerServicer):
                                                          model=[int(v) for v in ev.model]))
 
     @mapped
+    def UploadProvingKey(self, request_iterator, context):
+        chunks = ((bytes(c.session_id), c.total_bytes, bytes(c.data)) for c in request_iterator)
+        return pb.UploadProvingKeyResponse(vk_hash=self.m.upload_proving_key(chunks))
+
+    @mapped
     def Prove(self, request, context):
-        openings = self.m.prove(bytes(request.session_id), bytes(request.audit_seed), request.kind)
-        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in openings])
+        result = self.m.prove(bytes(request.session_id), bytes(request.audit_seed), request.kind)
+        if isinstance(result, dict):  # snark
+            return pb.ProveResponse(snark_proof=result["proof"], snark_statement=convert.signed_to_proto(
+                result["statement"], result["signature"]))
+        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in result])
 
     @mapped
     def CloseSession(self, request, context):

@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryptography.hazmat.primitives import constant_time
 
-from protocol.errors import InputError
-from protocol.merkle import MerkleTree, data_leaves
+from protocol.errors import InputError, TranscriptFormatError
+from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import SeedContext, challenge_steps, seed_commitment
+from protocol.snark import groth16, keys_io, snarkjs_io
+from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION, Statement, sign
-from protocol.training import MODELS, TrainConfig
+from protocol.training import MODELS, Schedule, TrainConfig
 
 from .adversaries import Honest
-from .trainer import run_training
+from .trainer import ProgressEvent, run_training
 
-PROOF_KINDS = ("spot",)
+PROOF_KINDS = ("spot", "snark")
 
 
 class OutOfOrder(Exception):
@@ -47,6 +49,7 @@ class State(enum.Enum):
     OPENED = "opened"
     DATA_COMMITTED = "data committed"
     RANDOMNESS_COMMITTED = "randomness committed"
+    KEY_RECEIVED = "proving key received"
     TRAINING = "training"
     TRAINED = "trained"
     FAILED = "failed"
@@ -62,6 +65,8 @@ class Limits:
     idle_timeout_seconds: int = 900
     max_spot_checks: int = 4096
     max_state_values: int = 50_000_000  # (T+1)*(d+1) parameters kept for openings
+    max_constraints: int = 1 << 16  # largest SNARK circuit proved
+    max_key_bytes: int = 512 * 1024 * 1024
 
 
 @dataclass
@@ -79,6 +84,9 @@ class Session:
     audit_commitment: bytes = b""
     spot_checks: int = 0
     record: dict = field(default_factory=dict)
+    session_statement: bytes = b""
+    pk: object = None
+    snark: dict = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -133,6 +141,8 @@ class SessionManager:
         kind = proof_kind or "spot"
         if kind not in PROOF_KINDS:
             raise InputError(f"proof kind {proof_kind!r} is not offered; this trainer offers {', '.join(PROOF_KINDS)}")
+        if kind == "snark" and cfg.model != "linear":
+            raise InputError("the SNARK proof covers linear regression only; use proof kind 'spot'")
         self._expire()
         with self._lock:
             if len(self._sessions) >= self.limits.max_sessions:
@@ -144,6 +154,7 @@ class SessionManager:
         data, sig = sign(self.key, Statement("session", sid, {
             "protocol_version": PROTOCOL_VERSION, "trainer_key": self.public_key, "client_nonce": s.client_nonce,
             "server_nonce": s.server_nonce, "config": cfg.encode(), "proof_kind": kind}))
+        s.session_statement = data
         return s, data, sig
 
     def upload(self, chunks) -> tuple[bytes, bytes]:
@@ -201,6 +212,11 @@ class SessionManager:
             if T > self.limits.max_steps:
                 raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
                                     f"use fewer epochs or a larger batch")
+            if s.proof_kind == "snark":
+                try:
+                    snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
+                except ValueError as e:
+                    raise LimitExceeded(str(e)) from None
             if (T + 1) * (d + 1) > self.limits.max_state_values:
                 raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
             s.data_tree = MerkleTree(data_leaves(rows))
@@ -232,25 +248,73 @@ class SessionManager:
             s.state = State.RANDOMNESS_COMMITTED
             return data, sig
 
+    def upload_proving_key(self, chunks) -> bytes:
+        """``chunks``: iterator of (session_id, total_bytes, data). Returns the vk hash."""
+        s, parts, got, total = None, [], 0, None
+        for sid, tot, data in chunks:
+            if s is None:
+                s = self.get(sid)
+                with s.lock:
+                    self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+                    if s.proof_kind != "snark":
+                        raise OutOfOrder("UploadProvingKey belongs to proof kind 'snark'; this session agreed on "
+                                         f"{s.proof_kind!r}")
+                total = tot
+                if not 0 < total <= self.limits.max_key_bytes:
+                    raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
+                                        f"{self.limits.max_key_bytes} bytes")
+            got += len(data)
+            if got > total:
+                raise InputError(f"received more proving-key bytes ({got}) than declared ({total})")
+            parts.append(bytes(data))
+        if s is None or got != total:
+            raise InputError(f"the proving key upload ended after {got} of {total} bytes")
+        try:
+            pk = keys_io.pk_from_bytes(b"".join(parts))
+        except TranscriptFormatError as e:
+            raise InputError(str(e)) from None
+        with s.lock:
+            self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+            s.pk = pk
+            s.state = State.KEY_RECEIVED
+        return snark_session.vk_hash(pk.vk)
+
     def train(self, sid: bytes):
         """Generator of trainer events (see prover.trainer)."""
         s = self.get(sid)
         if not s.lock.acquire(blocking=False):
             raise OutOfOrder("another call on this session is in progress")
         try:
-            self._expect(s, State.RANDOMNESS_COMMITTED, "Train")
+            self._expect(s, State.KEY_RECEIVED if s.proof_kind == "snark" else State.RANDOMNESS_COMMITTED, "Train")
             s.state = State.TRAINING
             ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
             completed = False
             try:
                 yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
                                         strategy=self.strategy_factory(), record=s.record)
+                if s.proof_kind == "snark":
+                    yield from self._prove_snark(s, ctx)
                 completed = True
             finally:
                 s.state = State.TRAINED if completed else State.FAILED
                 s.last_used = self.clock()
         finally:
             s.lock.release()
+
+    def _prove_snark(self, s: Session, ctx: SeedContext):
+        """Build this session's circuit with the honest witness and prove it with the client's key."""
+        sched = Schedule(ctx, s.cfg, s.X.shape[0], s.X.shape[1])
+        yield ProgressEvent(0, 1, 0, float("nan"), phase="proving")
+        cs, witness, _ = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
+                                             snark_session.session_binding(s.session_statement))
+        proof = groth16.prove_random(s.pk, cs, witness)
+        final = s.record["result"].final_model
+        data, sig = sign(self.key, Statement("snark", s.session_id, {
+            "vk_hash": snark_session.vk_hash(s.pk.vk), "proof_hash": snark_session.proof_hash(proof),
+            "model_hash": model_hash(final)}))
+        s.snark = {"proof": snarkjs_io.proof_to_bytes(proof), "statement": data, "signature": sig}
+        s.pk = None  # large; no longer needed
+        yield ProgressEvent(1, 1, 0, float("nan"), phase="proving")
 
     def prove(self, sid: bytes, audit_seed: bytes, kind: str):
         s = self.get(sid)
@@ -262,12 +326,12 @@ class SessionManager:
                 raise InputError("the audit seed must be 32 bytes")
             if not constant_time.bytes_eq(seed_commitment(audit_seed, s.session_id), s.audit_commitment):
                 raise Denied("the revealed audit seed does not match the commitment made before training")
+            if s.proof_kind == "snark":
+                return s.snark
             rec = s.record["result"]
             T = rec.states.shape[0] - 1
             steps = challenge_steps(s.session_id, rec.tree.root, audit_seed, s.spot_checks, T)
             sched_ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
-            from protocol.training import Schedule  # local: only needed here
-
             sched = Schedule(sched_ctx, s.cfg, rec.X.shape[0], rec.X.shape[1])
             openings = []
             for t in steps:

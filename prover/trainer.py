@@ -24,6 +24,7 @@ class ProgressEvent:
     total_steps: int
     epoch: int
     loss: float
+    phase: str = "training"
 
 
 @dataclass

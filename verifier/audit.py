@@ -66,14 +66,15 @@ def _jsonable(ev: dict) -> dict:
 
 def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True) -> Verdict:
     """Raises TranscriptFormatError on malformed input; returns a Verdict otherwise."""
+    kind = tr.get("proof_kind") if tr.get("proof_kind") in ("spot", "snark") else "spot"
     try:
         v = _spot(tr)
     except VerificationError as e:
-        v = _rejected("spot", e)
+        v = _rejected(kind, e)
     if compare_recorded and "verdict" in tr:
         rec = tr["verdict"]
         if not isinstance(rec, dict) or rec.get("status") != v.status or rec.get("reason") != v.reason:
-            return Verdict("rejected", "spot", "the verdict recorded in the transcript differs from the recomputed one "
+            return Verdict("rejected", kind, "the verdict recorded in the transcript differs from the recomputed one "
                            f"(recorded {rec.get('status') if isinstance(rec, dict) else rec!r}, recomputed {v.status}: "
                            f"{v.reason or 'ok'}): the transcript was altered")
     if rows is None or v.status != "verified" and v.step is None and "incomplete" in v.reason:
@@ -130,7 +131,9 @@ def _spot(tr: dict) -> Verdict:
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model)
     if "proof" not in tr:
-        raise VerificationError("transcript incomplete: the trainer gave no proof (spot-check openings)")
+        raise VerificationError("transcript incomplete: the trainer gave no proof")
+    if proof_kind == "snark":
+        return _snark(tr, pub, sid, model, sched)
     openings = tx.get(tr, "proof.openings", list)
     try:
         checks.check_spot(openings, sid=sid, state_root=MerkleTree(leaves).root, audit_seed=audit_seed,
@@ -156,3 +159,21 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
     checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg)
     return Verdict("verified", "replay", "", None, replay_guarantee(sched.num_steps))
+
+
+def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule) -> Verdict:
+    from protocol.snark import snarkjs_io
+    from protocol.snark.errors import SnarkFormatError
+
+    from .snark_checks import check_snark, snark_guarantee
+
+    try:
+        vk = snarkjs_io.vk_from_json(tx.get(tr, "proof.vk", dict))
+        proof = snarkjs_io.proof_from_json(tx.get(tr, "proof.proof", dict))
+        public = snarkjs_io.public_from_json(tx.get(tr, "proof.public", list))
+    except (SnarkFormatError, ValueError, TypeError) as e:
+        raise TranscriptFormatError(f"malformed SNARK record: {e}") from None
+    check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
+                theta0=[int(v) for v in sched.initial_state()],
+                session_statement=tx.get_signed(tr, "statements.session")[0])
+    return Verdict("verified", "snark", "", None, snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)))

@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--frac-bits", type=int, default=16)
     t.add_argument("--weight-bits", type=int, default=32)
     t.add_argument("--checkpoint-interval", type=int, default=100)
+    t.add_argument("--proof", choices=("spot", "snark"), default="spot",
+                   help="spot: challenge K random steps (default); snark: a Groth16 proof of all steps (linear only)")
     t.add_argument("--spot-checks", type=int, default=64, help="K challenged steps (default %(default)s)")
+    t.add_argument("--max-constraints", type=int, default=1 << 16,
+                   help="refuse --proof snark above this circuit size (default %(default)s)")
     t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters)")
     t.add_argument("--seed", help="hex seed fixing the client's randomness (reproducible runs; default: fresh)")
     t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
@@ -50,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--target", help="target column of --data")
     a.add_argument("--trainer-key", help="require this trainer public key (hex)")
     a.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export-snarkjs", help="write a SNARK transcript's proof in snarkjs formats")
+    x.add_argument("transcript")
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--data", help="the session's data: also write circuit.r1cs and witness.wtns")
+    x.add_argument("--target")
+    x.add_argument("--json", action="store_true")
 
     from . import cli_predict
 
@@ -69,6 +80,10 @@ def main(argv=None) -> int:
             from .cli_train import cmd_audit
 
             return cmd_audit(args)
+        if args.command == "export-snarkjs":
+            from .cli_snarkjs import cmd_export
+
+            return cmd_export(args)
         from . import cli_predict
 
         return cli_predict.dispatch(args)

@@ -1,11 +1,317 @@
-"""``predict`` and ``certify`` subcommands (defenses wired in with the fallback policy)."""
+"""``predict`` and ``certify`` subcommands: the fallback policy (defenses/fallback.py) at the command line.
+
+predict: one prediction per row of ``--data``. ``--defense auto`` (default) uses a verified model as is
+and sends an unverified one through randomized smoothing (classifiers: label + certified radius, or
+ABSTAIN) or oblivious mitigation (regression: the mitigated value; needs ``--clean-data``).
+certify: certified accuracy of the smoothed classifier on labelled data, a table and optionally a PNG.
+
+Output: a short summary on stderr always; ``--json`` a JSON document on stdout; ``--out`` writes the rows
+atomically as CSV (JSON when the name ends with .json); with neither, the CSV goes to stdout.
+Exit codes: 0 success, 1 oblivious mitigation refused the model (too inaccurate on the clean data),
+2 usage or input error (raised as InputError / CliError and reported by verifier/cli.py).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from defenses.fallback import (
+    ABSTAIN,
+    DEFENSES,
+    FallbackOptions,
+    ModelTooInaccurate,
+    certify_rows,
+    choose_defense,
+    run_defense,
+)
+from protocol import model_file
+from protocol.dataset import load_table
+from protocol.errors import InputError
+from protocol.fileio import write_atomic
+
+EXIT_OK, EXIT_REFUSED = 0, 1
+DEFAULT_RADII = "0,0.25,0.5,0.75,1,1.5,2,3"
+
 
 def add_parsers(sub) -> None:
-    return None
+    p = sub.add_parser("predict", help="predict with a model file; unverified models go through a defense")
+    p.add_argument("--model", required=True, help="model JSON written by `vtrain-verifier train`")
+    p.add_argument("--data", required=True, help="PATH.csv or builtin:NAME with the model's feature columns "
+                   "(the target column, if present, is ignored)")
+    p.add_argument("--target", help="target column name (default: the model's); used in --data and --clean-data")
+    p.add_argument("--defense", choices=DEFENSES, default="auto",
+                   help="auto (default): verified -> none, else smoothing (classifier) / oblivious (regression)")
+    _smoothing_args(p, sigma_help="smoothing noise in standardized units (default %(default)s)")
+    p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious mitigation")
+    p.add_argument("--eps", type=float, help="oblivious: a clean row counts as an error when |model - label| > "
+                   "EPS (target units; default: the target's standard deviation)")
+    p.add_argument("--lines", type=int, default=15, help="oblivious: random lines per row (default %(default)s)")
+    p.add_argument("--body", choices=("box", "ball"), default="box",
+                   help="oblivious: sampling body from the clean data (default %(default)s)")
+    p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units)")
+    p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json")
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+
+    c = sub.add_parser("certify", help="certified accuracy of the smoothed classifier on labelled data")
+    c.add_argument("--model", required=True)
+    c.add_argument("--data", required=True, help="labelled PATH.csv or builtin:NAME")
+    c.add_argument("--target", help="label column (default: the model's target)")
+    _smoothing_args(c, sigma_help="noise level(s) in standardized units, comma-separated (default %(default)s)",
+                    sigma_type=str)
+    c.add_argument("--radii", default=DEFAULT_RADII, help="radii of the table, comma-separated (default %(default)s)")
+    c.add_argument("--plot", help="write a PNG of certified accuracy vs radius")
+    c.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+
+
+def _smoothing_args(p, sigma_help: str, sigma_type=float) -> None:
+    p.add_argument("--sigma", type=sigma_type, default=0.25 if sigma_type is float else "0.25", help=sigma_help)
+    p.add_argument("--n0", type=int, default=100, help="CERTIFY selection draws (default %(default)s)")
+    p.add_argument("--n", type=int, default=1000, help="CERTIFY estimation draws (default %(default)s)")
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability per row (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=10_000, help="noisy rows per model call (default %(default)s)")
+    p.add_argument("--seed", type=int, help="integer seed for the defenses' randomness (default: fresh)")
 
 
 def dispatch(args) -> int:
-    raise SystemExit(2)
+    if args.command == "predict":
+        return cmd_predict(args)
+    if args.command == "certify":
+        return cmd_certify(args)
+    raise InputError(f"unknown command {args.command!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_predict(args) -> int:
+    options = FallbackOptions(sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
+                              n_lines=args.lines, eps=args.eps, body=args.body, grid=args.grid,
+                              seed=args.seed).validated()
+    model = model_file.load(args.model)
+    target = args.target or model.target
+    decision = choose_defense(model, args.defense)
+    X = feature_matrix(args.data, model, target)
+    clean = None
+    if args.clean_data:
+        t = load_table(args.clean_data, target)
+        clean = (_reorder(t.X, t.feature_names, model, args.clean_data, target), t.y)
+    info = {"command": "predict", "model": args.model, "model_kind": model.kind, "data": args.data,
+            "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
+            "defense": decision.defense, "reason": decision.reason}
+    print(f"defense: {decision.defense} -- {decision.reason}", file=sys.stderr)
+    bar = _ProgressBar(X.shape[0], enabled=decision.defense == "smoothing" and not args.json)
+    try:
+        result = run_defense(model, X, decision, options, clean, progress=bar.update)
+    except ModelTooInaccurate as e:
+        refusal = {**info, "status": "refused", "error": str(e), "delta_hat": e.delta_hat,
+                   "delta_upper": e.upper_bound, "tolerated_error_rate": e.tolerance, "clean_rows": e.n_samples}
+        if args.json:
+            print(json.dumps(refusal, indent=1, sort_keys=True))
+        print(f"vtrain-verifier: refused: oblivious mitigation cannot serve this model: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        bar.close()
+    rows = _rows(result)
+    summary = _summary(result)
+    if args.out:
+        write_atomic(args.out, _json_text(rows) if args.out.lower().endswith(".json") else _csv_text(rows))
+    doc = {**info, "status": "ok", "parameters": _parameters(decision.defense, options, result),
+           "summary": summary, "out": args.out, "rows": rows}
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    elif not args.out:
+        sys.stdout.write(_csv_text(rows))
+    print(_summary_line(decision.defense, summary) + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def feature_matrix(spec: str, model, target: str | None) -> np.ndarray:
+    """The model's feature columns of ``spec`` (by name, any order); a target column is ignored."""
+    t = load_table(spec, None, require_target=False)
+    names = [n for n in t.feature_names if n != target]
+    X = t.X[:, [i for i, n in enumerate(t.feature_names) if n != target]]
+    return _reorder(X, names, model, spec, target)
+
+
+def _reorder(X: np.ndarray, names: list[str], model, spec: str, target: str | None) -> np.ndarray:
+    want = model.feature_names
+    missing = [n for n in want if n not in names]
+    extra = [n for n in names if n not in want]
+    if missing or extra:
+        parts = [f"{spec}: the model expects its {len(want)} feature columns"
+                 + (f" (plus optionally the target {target!r})" if target else "")
+                 + f"; the file has {len(names)} (not counting the target)"]
+        if missing:
+            parts.append(f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if extra:
+            parts.append(f"unexpected: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
+        raise InputError("; ".join(parts))
+    return X[:, [names.index(n) for n in want]]
+
+
+def _rows(result) -> list[dict]:
+    out = []
+    smoothing = result.radius is not None
+    for i in range(result.predictions.shape[0]):
+        row: dict = {"row": i}
+        if smoothing:
+            lab = int(result.predictions[i])
+            row["prediction"] = "ABSTAIN" if lab == ABSTAIN else lab
+            row["radius"] = float(result.radius[i])
+            row["pA_lower"] = float(result.pABar[i])
+        else:
+            row["prediction"] = _scalar(result.predictions[i])
+        row["model_output"] = _scalar(result.model_output[i])
+        out.append(row)
+    return out
+
+
+def _scalar(v):
+    v = np.asarray(v).item()
+    return int(v) if isinstance(v, (bool, int)) else float(v)
+
+
+def _summary(result) -> dict:
+    pred = result.predictions
+    s: dict = {"rows": int(pred.shape[0])}
+    if result.radius is not None:
+        ok = ~result.abstained
+        s.update(certified=int(ok.sum()), abstained=int((~ok).sum()),
+                 median_radius=float(np.median(result.radius[ok])) if ok.any() else 0.0,
+                 changed_vs_model=int(np.sum(ok & (pred != result.model_output))))
+    elif result.decision.defense == "oblivious":
+        diff = np.abs(pred - result.model_output)
+        s.update(max_abs_change=float(diff.max()), changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
+    s.update({k: v for k, v in result.details.items() if k in ("clean_accuracy_of_model", "delta_hat",
+                                                              "delta_upper", "tolerated_error_rate")})
+    return s
+
+
+def _summary_line(defense: str, s: dict) -> str:
+    line = f"{s['rows']} rows"
+    if defense == "smoothing":
+        line += (f": {s['certified']} certified (median radius {s['median_radius']:.3g}, standardized L2), "
+                 f"{s['abstained']} ABSTAIN, {s['changed_vs_model']} differ from the model's own answer")
+        acc = s.get("clean_accuracy_of_model")
+        if acc is not None:
+            line += f"; model accuracy on the clean data {acc:.3f}"
+            if acc < 0.5:
+                line += " (worse than chance: smoothing cannot repair a model that is wrong everywhere)"
+    elif defense == "oblivious":
+        line += (f": mitigated ({s['changed_rows']} differ from the model's own answer, max change "
+                 f"{s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
+                 f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
+    return line
+
+
+def _parameters(defense: str, options: FallbackOptions, result) -> dict:
+    if defense == "smoothing":
+        return {k: result.details[k] for k in ("sigma", "n0", "n", "alpha", "units")} | {"seed": options.seed}
+    if defense == "oblivious":
+        return {k: result.details[k] for k in ("degree", "n_lines", "body", "eps", "grid", "clean_rows",
+                                               "confidence", "queries_per_row")} | {"seed": options.seed}
+    return {}
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _json_text(rows: list[dict]) -> str:
+    return json.dumps(rows, indent=1) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# certify
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_certify(args) -> int:
+    from defenses.certified_accuracy import certified_accuracy_table, plot_certified_accuracy
+
+    sigmas = _float_list(args.sigma, "--sigma", positive=True)
+    radii = _float_list(args.radii, "--radii", positive=False)
+    base = FallbackOptions(n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size, seed=args.seed)
+    for s in sigmas:
+        replace(base, sigma=s).validated()
+    model = model_file.load(args.model)
+    if model.kind != "logistic":
+        raise InputError(f"certify needs a classifier (logistic model); {args.model} is a {model.kind} model")
+    target = args.target or model.target
+    t = load_table(args.data, target)
+    X = _reorder(t.X, t.feature_names, model, args.data, target)
+    if not np.all((t.y == 0) | (t.y == 1)):
+        raise InputError(f"{args.data}: the labels in {target!r} must be 0 or 1 for a logistic model")
+    y = t.y.astype(np.int64)
+    rng = np.random.default_rng(args.seed)
+    table, curves, per_sigma = [], {}, []
+    bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json)
+    try:
+        for s in sigmas:
+            labels, radius, _ = certify_rows(model, X, s, replace(base, sigma=s), rng,
+                                             progress=bar.update)
+            curves[s] = (radius, labels, y)
+            table += [{"sigma": s, **r} for r in certified_accuracy_table(labels, radius, y, radii)]
+            per_sigma.append({"sigma": s, "abstained": int(np.sum(labels == ABSTAIN)),
+                              "accuracy_of_smoothed": float(np.mean(labels == y))})
+    finally:
+        bar.close()
+    if args.plot:
+        plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {model.verification.get('status', '?')} "
+                                f"{model.kind} model, {X.shape[0]} rows (radius: standardized L2)")
+    doc = {"status": "ok", "command": "certify", "model": args.model, "data": args.data, "rows": int(X.shape[0]),
+           "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
+           "n0": args.n0, "n": args.n, "alpha": args.alpha, "seed": args.seed,
+           "units": "standardized L2 (z = (x - mean) / std)", "table": table, "per_sigma": per_sigma,
+           "clean_accuracy_of_model": float(np.mean(np.asarray(model.predict(X)) == y)), "plot": args.plot}
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    else:
+        print(f"{'sigma':>8} {'radius':>8} {'certified_accuracy':>19}")
+        for r in table:
+            print(f"{r['sigma']:8g} {r['radius']:8g} {r['certified_accuracy']:19.3f}")
+    for p in per_sigma:
+        print(f"sigma {p['sigma']:g}: smoothed accuracy {p['accuracy_of_smoothed']:.3f}, {p['abstained']} of "
+              f"{X.shape[0]} rows ABSTAIN (radii in standardized L2 units)", file=sys.stderr)
+    if args.plot:
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _float_list(text: str, flag: str, positive: bool) -> list[float]:
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+    if not vals or not all(np.isfinite(v) and (v > 0 if positive else v >= 0) for v in vals):
+        raise InputError(f"{flag} needs finite numbers {'> 0' if positive else '>= 0'}, got {text!r}")
+    return vals
+
+
+class _ProgressBar:
+    """tqdm on stderr, only when stderr is a terminal; ``update(k)`` is a no-op otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="row", file=sys.stderr, leave=False)
+
+    def update(self, k: int) -> None:
+        if self._bar is not None:
+            self._bar.update(k)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

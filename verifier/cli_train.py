@@ -31,6 +31,10 @@ def _config(args) -> TrainConfig:
                        checkpoint_interval=args.checkpoint_interval).validate()
 
 
+def _status(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def _progress_bar(enabled: bool):
     if not enabled:
         return None, lambda: None
@@ -86,7 +90,8 @@ def cmd_train(args) -> int:
     try:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
-                                  timeout=args.timeout)
+                                  timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
+                                  status=None if args.json else _status)
     except SessionAborted as e:
         raise CliError(f"the session with {args.server} failed: {e}") from None
     finally:
@@ -106,7 +111,10 @@ def cmd_train(args) -> int:
               "guarantee": verdict.guarantee, "transcript": args.out, "transcript_sha256": digest,
               "model": args.model_out if model_written else None, "trainer_key": tr.get("trainer_key"),
               "trust": tr.get("trust"), "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
-              "config": cfg.to_dict()}
+              "config": cfg.to_dict(), "proof_kind": args.proof}
+    if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
+        result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
+        result["snark"]["proof_bytes"] = 192
     _report(args, result, tr)
     return EXIT_OK if verdict.ok else EXIT_REJECTED
 

@@ -15,6 +15,8 @@ from protocol.errors import VerificationError
 from protocol.hashing import tagged_hash
 from protocol.merkle import MerkleTree, data_leaves
 from protocol.prg import seed_commitment
+from protocol.snark import groth16, keys_io, snarkjs_io
+from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION
 from protocol.training import TrainConfig
 from protocol.transcript import FORMAT, metadata_binding
@@ -56,7 +58,8 @@ def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 *
 
 def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg: TrainConfig, *,
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
-                progress=None, rows_per_chunk: int | None = None, timeout: float | None = None) -> tuple[dict, Verdict]:
+                progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
+                proof_kind: str = "spot", max_constraints: int | None = None, status=None) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request."""
     cfg.validate()
     Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
@@ -65,13 +68,20 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     meta = {"source": table.source, "feature_names": table.feature_names, "target": table.target,
             "standardization": stdz.to_dict()}
     client_nonce = metadata_binding(meta, seeds.nonce_secret)
-    tr: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": "spot",
+    if proof_kind == "snark":
+        try:
+            snark_session.check_size(cfg, n, d, max_constraints or snark_session.DEFAULT_MAX_CONSTRAINTS)
+        except ValueError as e:
+            raise SessionAborted(str(e)) from None
+    elif proof_kind != "spot":
+        raise SessionAborted(f"unknown proof kind {proof_kind!r}")
+    tr: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
                 "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
                 "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
 
     try:
         _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, trainer_key, progress, rows_per_chunk,
-              timeout)
+              timeout, status or (lambda msg: None))
     except VerificationError as e:
         verdict = Verdict("rejected", "spot", str(e), e.step)
         tr["verdict"] = verdict.to_dict()
@@ -86,7 +96,7 @@ def local_rows(table: Table, stdz: Standardization, frac_bits: int) -> np.ndarra
 
 
 def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, trainer_key, progress, rows_per_chunk,
-          timeout):
+          timeout, status):
     stub = pb_grpc.TrainerStub(channel)
 
     def call(fn, *a, **kw):
@@ -104,16 +114,19 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     if info.protocol_version != PROTOCOL_VERSION:
         raise SessionAborted(f"the trainer speaks {info.protocol_version!r}, this client {PROTOCOL_VERSION!r}")
     _check_limits(info.limits, n, d, cfg.num_steps(n))
+    kind = tr["proof_kind"]
+    if kind not in info.proof_kinds:
+        raise SessionAborted(f"the trainer offers proof kinds {list(info.proof_kinds)}, not {kind!r}")
     msg_cap = info.limits.max_message_bytes or (4 << 20)
 
     resp = call(stub.OpenSession, pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=client_nonce,
-                                                        proof_kind="spot"))
+                                                        proof_kind=kind))
     sid, server_nonce = bytes(resp.session_id), bytes(resp.server_nonce)
     tr.update(session_id=sid.hex(), server_nonce=server_nonce.hex())
     session_signed = convert.signed_from_proto(resp.session_statement)
     tr["statements"]["session"] = [x.hex() for x in session_signed]
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
-                         proof_kind="spot")
+                         proof_kind=kind)
 
     data_root = MerkleTree(data_leaves(rows)).root
     tr["data_root"] = data_root.hex()
@@ -133,6 +146,9 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     checks.check_randomness(pub, rand_signed, sid, data_root=data_root, training_seed=seeds.training_seed,
                             audit_commitment=commitment, spot_checks=spot_checks)
 
+    snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap) \
+        if kind == "snark" else None
+
     leaves: list[bytes] = []
     cps: list[list[str]] = []
     final = None
@@ -147,6 +163,8 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
                     leaves.append(h[i:i + 32])
             elif which == "checkpoint":
                 cps.append([bytes(ev.checkpoint.statement).hex(), bytes(ev.checkpoint.signature).hex()])
+            elif which == "progress" and ev.progress.phase == "proving":
+                status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
             elif which == "progress" and progress is not None:
                 progress(ev.progress.step, ev.progress.total_steps, ev.progress.epoch, ev.progress.loss)
             elif which == "final":
@@ -160,8 +178,21 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     tr["state_leaves"] = b"".join(leaves).hex()
     tr["model"] = [int(v) for v in final.model]
 
-    resp = call(stub.Prove, pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind="spot"))
-    tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings]}
+    resp = call(stub.Prove, pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind))
+    if kind == "snark":
+        try:
+            proof = snarkjs_io.proof_from_bytes(bytes(resp.snark_proof))
+        except ValueError as e:
+            raise VerificationError(f"the trainer's SNARK proof is malformed: {e}") from None
+        snark_state["proof"] = snarkjs_io.proof_to_json(proof)
+        snark_state["statement"] = [bytes(resp.snark_statement.statement).hex(),
+                                    bytes(resp.snark_statement.signature).hex()]
+        theta0 = snark_state.pop("theta0")
+        snark_state["public"] = snarkjs_io.public_to_json(snark_session.public_inputs(
+            tr["model"], theta0, snark_session.session_binding(session_signed[0])))
+        tr["proof"] = snark_state
+    else:
+        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings]}
     try:
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
@@ -174,3 +205,27 @@ def _check_limits(lim, n: int, d: int, steps: int) -> None:
                             ("training steps", steps, lim.max_steps)):
         if cap and have > cap:
             raise SessionAborted(f"RESOURCE_EXHAUSTED: this session needs {have} {what}, the trainer's limit is {cap}")
+
+
+def _snark_setup(stub, call, tr, rows, cfg, sid, session_statement, seeds, status, msg_cap) -> dict:
+    """Build the session's circuit, run the Groth16 setup with fresh randomness (the toxic waste never leaves
+    groth16.setup_random), send the proving key, keep the verifying key."""
+    import time
+
+    from protocol.prg import SeedContext
+    from protocol.training import Schedule
+
+    sched = Schedule(SeedContext(sid, bytes.fromhex(tr["data_root"]), seeds.training_seed), cfg, *rows[:, :-1].shape)
+    t0 = time.perf_counter()
+    cs, _, _ = snark_session.build(rows[:, :-1], rows[:, -1], sched, cfg)
+    status(f"SNARK setup: {cs.n_constraints} constraints, {cs.n_wires} wires ...")
+    pk, vk = groth16.setup_random(cs)
+    setup_s = time.perf_counter() - t0
+    key = keys_io.pk_to_bytes(pk)
+    status(f"SNARK setup done in {setup_s:.1f} s; sending the proving key ({len(key) / 1e6:.1f} MB)")
+    resp = call(stub.UploadProvingKey, convert.key_to_chunks(sid, key, max(1 << 16, min(1 << 22, msg_cap // 2))))
+    if bytes(resp.vk_hash) != snark_session.vk_hash(vk):
+        raise VerificationError("the trainer read a different verifying key from the proving key it received")
+    return {"kind": "snark", "vk": snarkjs_io.vk_to_json(vk), "constraints": cs.n_constraints,
+            "setup_seconds": round(setup_s, 3), "proving_key_bytes": len(key),
+            "theta0": [int(v) for v in sched.initial_state()]}

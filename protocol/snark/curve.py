@@ -8,13 +8,32 @@ Coordinates of canonical points are in [0, p).
 Jacobian (X, Y, Z) represents (X/Z^2, Y/Z^3); Z == 0 is infinity. Formulas for a = 0 from the
 Explicit-Formulas Database: dbl-2009-l, madd-2007-bl, add-2007-bl.
 G1: y^2 = x^3 + 4 over F_p.  G2: y^2 = x^3 + 4(1 + u) over F_p2.
-Compressed encodings follow the ZCash/IETF format (brief 1.3).
+Compressed encodings (ZCash/IETF format, brief 1.3), the square roots they need and the py_ecc bridge
+live in `encoding.py`; this module re-exports them lazily (PEP 562 `__getattr__`: encoding.py imports
+curve.py, so an eager import here would be circular), so `from protocol.snark.curve import g1_to_bytes`
+and `curve.to_pyecc_g1` keep working.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .field import P, R
 from .msm import GroupOps, fixed_base, pippenger, scalar_mul
+
+if TYPE_CHECKING:  # static view of the lazy re-exports below
+    from .encoding import (
+        fp2_sqrt,
+        fp_sqrt,
+        from_pyecc_g1,
+        from_pyecc_g2,
+        g1_from_bytes,
+        g1_to_bytes,
+        g2_from_bytes,
+        g2_to_bytes,
+        to_pyecc_g1,
+        to_pyecc_g2,
+    )
 
 __all__ = [
     "B_G1", "B_G2", "G1_GEN", "G1_OPS", "G2_GEN", "G2_OPS", "P", "R", "fixed_base_g1", "fixed_base_g2",
@@ -40,14 +59,7 @@ G2_GEN = (
      0x0606C4A02EA734CC32ACD2B02BC28B99CB3E287E85A763AF267492AB572E99AB3F370D275CEC1DA1AAA9075FF05F79BE),
 )
 
-# ----------------------------------------------------------------------------------------- F_p, F_p2
-
-
-def fp_sqrt(a: int) -> int | None:
-    """A square root of a in F_p (p = 3 mod 4: a^((p+1)/4)), or None if a is a non-residue."""
-    a %= P
-    s = pow(a, (P + 1) // 4, P)
-    return s if s * s % P == a else None
+# ----------------------------------------------------------------------------------------- F_p2
 
 
 def fp2_add(a, b):
@@ -83,28 +95,6 @@ def fp2_inv(a):
         raise ZeroDivisionError("inverse of zero in F_p2")
     ni = pow(n, -1, P)
     return (a0 * ni % P, -a1 * ni % P)
-
-
-def fp2_sqrt(a):
-    """A square root of a in F_p2, or None if a is a non-residue (complex method, p = 3 mod 4)."""
-    a0, a1 = a[0] % P, a[1] % P
-    if a1 == 0:
-        s = fp_sqrt(a0)
-        if s is not None:
-            return (s, 0)
-        s = fp_sqrt(-a0)  # -1 is a non-residue, so -a0 is a residue and sqrt(a0) = sqrt(-a0) u
-        return (0, s)
-    alpha = fp_sqrt(a0 * a0 + a1 * a1)
-    if alpha is None:
-        return None
-    half = (P + 1) // 2
-    x0 = fp_sqrt((a0 + alpha) * half)
-    if x0 is None:
-        x0 = fp_sqrt((a0 - alpha) * half)
-        if x0 is None:
-            return None
-    x = (x0, a1 * pow(2 * x0, -1, P) % P)
-    return x if fp2_sqr(x) == (a0, a1) else None
 
 
 # ------------------------------------------------------------------------------------ G1 (Jacobian)
@@ -420,131 +410,23 @@ def in_subgroup_g2(pt) -> bool:
     return is_on_curve_g2(pt) and (pt is None or G2_OPS.is_inf(scalar_mul(G2_OPS, pt, R)))
 
 
-# ------------------------------------------------------------------------ ZCash compressed bytes
+# ------------------------------------------------------------------- re-exports from encoding.py
 
-_FLAG_C, _FLAG_I, _FLAG_S = 0x80, 0x40, 0x20
-_MASK381 = (1 << 381) - 1
-
-
-def _larger(v: int) -> bool:
-    """v is the lexicographically larger of {v, p - v}, i.e. v > (p - 1)/2."""
-    return 2 * v > P
+_ENCODING_NAMES = frozenset({
+    "fp2_sqrt", "fp_sqrt", "from_pyecc_g1", "from_pyecc_g2", "g1_from_bytes", "g1_to_bytes",
+    "g2_from_bytes", "g2_to_bytes", "to_pyecc_g1", "to_pyecc_g2",
+})
 
 
-def g1_to_bytes(pt) -> bytes:
-    """48-byte compressed encoding: x big-endian with flags C (0x80), I (0x40), S (0x20) in byte 0."""
-    if pt is None:
-        return bytes([_FLAG_C | _FLAG_I]) + bytes(47)
-    if not is_on_curve_g1(pt):
-        raise ValueError("g1_to_bytes: point is not a canonical point on the G1 curve")
-    x, y = pt
-    out = bytearray(x.to_bytes(48, "big"))
-    out[0] |= _FLAG_C | (_FLAG_S if _larger(y) else 0)
-    return bytes(out)
+def __getattr__(name: str):
+    if name in _ENCODING_NAMES:
+        from . import encoding
+
+        value = getattr(encoding, name)
+        globals()[name] = value  # cache: later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def g2_to_bytes(pt) -> bytes:
-    """96-byte compressed encoding: flags|x.c1 (48 B) then x.c0 (48 B); S decided on y.c1, else y.c0."""
-    if pt is None:
-        return bytes([_FLAG_C | _FLAG_I]) + bytes(95)
-    if not is_on_curve_g2(pt):
-        raise ValueError("g2_to_bytes: point is not a canonical point on the G2 twist")
-    (x0, x1), (y0, y1) = pt
-    out = bytearray(x1.to_bytes(48, "big") + x0.to_bytes(48, "big"))
-    out[0] |= _FLAG_C | (_FLAG_S if _larger(y1 if y1 else y0) else 0)
-    return bytes(out)
-
-
-def _parse_flags(data, size: int, group: str) -> tuple[bool, int]:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{group} encoding must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) != size:
-        raise ValueError(f"{group} encoding must be {size} bytes, got {len(data)}")
-    flags = data[0] & 0xE0
-    if not flags & _FLAG_C:
-        raise ValueError(f"{group} encoding: compression flag 0x80 not set (only compressed form accepted)")
-    body = int.from_bytes(data, "big") & ((1 << (8 * size - 3)) - 1)
-    if flags & _FLAG_I:
-        if flags & _FLAG_S or body:
-            raise ValueError(f"{group} encoding: infinity flag set but sign flag or other bits nonzero")
-        return True, 0
-    return False, flags & _FLAG_S
-
-
-def g1_from_bytes(data, subgroup_check: bool = True):
-    """Decode 48 compressed bytes; validates flags, x < p, the curve equation and (default) G1 membership."""
-    inf, sign = _parse_flags(data, 48, "G1")
-    if inf:
-        return None
-    x = int.from_bytes(bytes(data), "big") & _MASK381
-    if x >= P:
-        raise ValueError("G1 encoding: x coordinate is not < p")
-    y = fp_sqrt(x * x * x + B_G1)
-    if y is None:
-        raise ValueError("G1 encoding: x^3 + 4 is not a square, the point is not on the curve")
-    if _larger(y) != bool(sign):
-        y = P - y
-    pt = (x, y)
-    if subgroup_check and not in_subgroup_g1(pt):
-        raise ValueError("G1 encoding: point is on the curve but not in the order-r subgroup")
-    return pt
-
-
-def g2_from_bytes(data, subgroup_check: bool = True):
-    """Decode 96 compressed bytes; validates flags, x.c0/x.c1 < p, the twist equation and G2 membership."""
-    inf, sign = _parse_flags(data, 96, "G2")
-    if inf:
-        return None
-    data = bytes(data)
-    x1 = int.from_bytes(data[:48], "big") & _MASK381
-    x0 = int.from_bytes(data[48:], "big")
-    if x1 >= P or x0 >= P:
-        raise ValueError("G2 encoding: a coordinate of x (c0 or c1) is not < p")
-    x = (x0, x1)
-    y = fp2_sqrt(fp2_add(fp2_mul(fp2_sqr(x), x), B_G2))
-    if y is None:
-        raise ValueError("G2 encoding: x^3 + 4(1+u) is not a square, the point is not on the twist")
-    if _larger(y[1] if y[1] else y[0]) != bool(sign):
-        y = fp2_neg(y)
-    pt = (x, y)
-    if subgroup_check and not in_subgroup_g2(pt):
-        raise ValueError("G2 encoding: point is on the twist but not in the order-r subgroup")
-    return pt
-
-
-# --------------------------------------------------------------------------------- py_ecc bridge
-
-
-def to_pyecc_g1(pt):
-    """Affine int tuple -> py_ecc optimized_bls12_381 projective point (Z1 for None)."""
-    from py_ecc.optimized_bls12_381 import FQ, Z1
-
-    return Z1 if pt is None else (FQ(pt[0]), FQ(pt[1]), FQ.one())
-
-
-def from_pyecc_g1(pt):
-    """py_ecc projective G1 point -> affine int tuple (None for infinity)."""
-    from py_ecc.optimized_bls12_381 import is_inf, normalize
-
-    if is_inf(pt):
-        return None
-    x, y = normalize(pt)
-    return (int(x.n), int(y.n))
-
-
-def to_pyecc_g2(pt):
-    """Affine int tuple -> py_ecc projective G2 point (Z2 for None)."""
-    from py_ecc.optimized_bls12_381 import FQ2, Z2
-
-    return Z2 if pt is None else (FQ2(list(pt[0])), FQ2(list(pt[1])), FQ2.one())
-
-
-def from_pyecc_g2(pt):
-    """py_ecc projective G2 point -> affine int tuple (None for infinity)."""
-    from py_ecc.optimized_bls12_381 import is_inf, normalize
-
-    if is_inf(pt):
-        return None
-    x, y = normalize(pt)
-    return (tuple(int(c) for c in x.coeffs), tuple(int(c) for c in y.coeffs))
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ENCODING_NAMES)

@@ -54,6 +54,11 @@ class TrainerStub:
                 request_serializer=vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessRequest.SerializeToString,
                 response_deserializer=vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessResponse.FromString,
                 _registered_method=True)
+        self.UploadProvingKey = channel.stream_unary(
+                '/vtrain.v1.Trainer/UploadProvingKey',
+                request_serializer=vtrain_dot_v1_dot_trainer__pb2.KeyChunk.SerializeToString,
+                response_deserializer=vtrain_dot_v1_dot_trainer__pb2.UploadProvingKeyResponse.FromString,
+                _registered_method=True)
         self.Train = channel.unary_stream(
                 '/vtrain.v1.Trainer/Train',
                 request_serializer=vtrain_dot_v1_dot_trainer__pb2.TrainRequest.SerializeToString,
@@ -102,6 +107,13 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadProvingKey(self, request_iterator, context):
+        """4b. Proof kind "snark" only: the client's Groth16 proving key for this session's circuit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Train(self, request, context):
         """5. Progress, state-leaf hashes, signed checkpoints; finally the signed final statement and model.
         """
@@ -145,6 +157,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.CommitRandomness,
                     request_deserializer=vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessRequest.FromString,
                     response_serializer=vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessResponse.SerializeToString,
+            ),
+            'UploadProvingKey': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadProvingKey,
+                    request_deserializer=vtrain_dot_v1_dot_trainer__pb2.KeyChunk.FromString,
+                    response_serializer=vtrain_dot_v1_dot_trainer__pb2.UploadProvingKeyResponse.SerializeToString,
             ),
             'Train': grpc.unary_stream_rpc_method_handler(
                     servicer.Train,
@@ -270,6 +287,33 @@ class Trainer:
             '/vtrain.v1.Trainer/CommitRandomness',
             vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessRequest.SerializeToString,
             vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadProvingKey(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/vtrain.v1.Trainer/UploadProvingKey',
+            vtrain_dot_v1_dot_trainer__pb2.KeyChunk.SerializeToString,
+            vtrain_dot_v1_dot_trainer__pb2.UploadProvingKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

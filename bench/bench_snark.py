@@ -1,0 +1,183 @@
+"""Benchmark: Groth16 over BLS12-381 for T steps of the protocol's linear-regression SGD step.
+
+Circuit: ``protocol.snark.sgd_circuit.build_sgd_circuit`` with d = 8 features, batch B = 8, f = 16,
+K = 32, learning rate 26/256, no L2. Data: synthetic standardized rows (N(0, 1) features clipped to
+[-8, 8], a standardized linear target), quantized at 2^f; the batches and theta_0 come from
+``protocol.training.Schedule`` (the protocol's own PRG; n = 64 rows, 8 steps per epoch, the first T steps).
+
+Per size: constraints, wires, domain size N; setup, prove and verify time for each backend ("pure":
+own int arithmetic + py_ecc pairing; "arkworks": py_arkworks_bls12381); the compressed proof size.
+Keys and proofs are affine int tuples, independent of the backend that computed them: both setups
+run from ONE trapdoor (drawn from ``secrets``, dropped after the two setups) and must give the
+identical proving key, and both provers run with the same blinding (r, s) on that key and must give
+the identical proof; every proof is verified by both backends. The ratio is
+
+    ratio snark_fast_vs_pure = (arkworks prove time) / (pure prove time)   (same circuit and witness)
+
+measured on the T = 16 size (the first size with --quick). Both provers share the pure-Python NTTs
+(7 of size N), so the ratio cannot go below NTT time / pure prove time.
+
+Usage: ``python -m bench.bench_snark [--quick] [--steps 16 32] [--repeats 1]``. The full run
+(T = 16 and T = 32) takes about 2-4 minutes on an otherwise idle 2-core machine, ``--quick``
+(T = 4 and T = 8) well under one minute. Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import secrets
+import time
+from functools import partial
+
+import numpy as np
+
+from protocol.fixedpoint import quantize
+from protocol.prg import SeedContext
+from protocol.snark import groth16 as g16
+from protocol.snark.backend import available_backends, get_backend
+from protocol.snark.field import R
+from protocol.snark.sgd_circuit import CircuitConfig, build_sgd_circuit, constraint_count
+from protocol.snark.snarkjs_io import proof_to_bytes
+from protocol.training import Schedule, TrainConfig
+
+D, B, F, K, LR_NUM, LR_SHIFT = 8, 8, 16, 32, 26, 8
+ROWS = 8 * B  # 8 steps per epoch
+FULL_STEPS = (16, 32)
+QUICK_STEPS = (4, 8)
+RATIO_STEPS = 16
+RATIO_TARGET = 0.35
+TARGET_PURE_PROVE, TARGET_VERIFY, TARGET_FAST_PROVE = 6.0, 0.5, 1.5
+
+
+def _bytes(label: str, n: int = 32) -> bytes:
+    return hashlib.sha256(b"bench_snark/" + label.encode()).digest()[:n]
+
+
+def synthetic(n: int, d: int, seed: int, frac_bits: int = F):
+    """Standardized features (N(0,1) clipped to [-8, 8]) and a standardized linear target, quantized."""
+    rng = np.random.default_rng(seed)
+    X = np.clip(rng.standard_normal((n, d)), -8.0, 8.0)
+    y = X @ (rng.standard_normal(d) / np.sqrt(d)) + 0.1 * rng.standard_normal(n)
+    y = (y - y.mean()) / y.std()
+    return [[int(v) for v in row] for row in quantize(X, frac_bits)], [int(v) for v in quantize(y, frac_bits)]
+
+
+def workload(steps: int, seed: int = 1):
+    """(X, Y, schedule, theta0, circuit config, binding) for T = steps."""
+    if steps < 1:
+        raise ValueError(f"T must be >= 1, got {steps}")
+    X, Y = synthetic(ROWS, D, seed)
+    per_epoch = ROWS // B
+    tcfg = TrainConfig(model="linear", epochs=-(-steps // per_epoch), batch_size=B, lr_num=LR_NUM,
+                       lr_shift=LR_SHIFT, frac_bits=F, weight_bits=K).validate()
+    ctx = SeedContext(_bytes("sid", 16), _bytes("root"), _bytes("seed"))
+    sched = Schedule(ctx, tcfg, ROWS, D)
+    schedule = [[int(i) for i in sched.batch(t)] for t in range(1, steps + 1)]  # the session's first T steps
+    theta0 = [int(v) for v in sched.initial_state()]
+    cfg = CircuitConfig(frac_bits=F, weight_bits=K, lr_num=LR_NUM, lr_shift=LR_SHIFT, l2_num=0, batch_size=B)
+    binding = int.from_bytes(_bytes(f"binding/{steps}"), "big") % R
+    return X, Y, schedule, theta0, cfg, binding
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _best(repeats: int, fn):
+    best, out = None, None
+    for _ in range(repeats):
+        t, out = _timed(fn)
+        best = t if best is None else min(best, t)
+    return best, out
+
+
+def bench_size(steps: int, backends: list[str], repeats: int) -> dict:
+    """Build, set up, prove and verify one size; returns the measurements (seconds, counts)."""
+    X, Y, schedule, theta0, cfg, binding = workload(steps)
+    t_build, (cs, witness, public) = _timed(lambda: build_sgd_circuit(X, Y, schedule, theta0, cfg, binding))
+    if cs.n_constraints != constraint_count(D, cfg, steps):
+        raise AssertionError(f"constraint count {cs.n_constraints} != formula {constraint_count(D, cfg, steps)}")
+    res = {"T": steps, "constraints": cs.n_constraints, "wires": cs.n_wires, "public": cs.n_public,
+           "domain": g16.domain_size(cs), "build": t_build, "setup": {}, "prove": {}, "verify": {}}
+    n_dom = res["domain"]
+    while True:  # one trapdoor for both setups (so the keys must coincide); dropped right after them
+        toxic = {name: secrets.randbelow(R - 1) + 1 for name in g16.TOXIC_NAMES}
+        if pow(toxic["tau"], n_dom, R) != 1:
+            break
+    pk = None
+    for name in backends:
+        t, (pk_b, _vk_b) = _timed(partial(g16.setup, cs, toxic, get_backend(name)))
+        res["setup"][name] = t
+        if pk is None:
+            pk = pk_b
+        elif pk_b != pk:
+            raise AssertionError(f"setup with backend {name!r} gave a different proving key from the same trapdoor")
+    del toxic
+    r_blind, s_blind = secrets.randbelow(R), secrets.randbelow(R)
+    proof = None
+    for name in backends:
+        t, prf = _best(repeats, partial(g16.prove, pk, cs, witness, r_blind, s_blind, get_backend(name)))
+        res["prove"][name] = t
+        if proof is None:
+            proof = prf
+        elif prf != proof:
+            raise AssertionError(f"prover with backend {name!r} gave a different proof for the same (r, s)")
+    for name in backends:
+        t, ok = _best(repeats, partial(g16.verify, pk.vk, public, proof, get_backend(name)))
+        if ok is not True:
+            raise AssertionError(f"backend {name!r} did not accept the proof")
+        res["verify"][name] = t
+    res["proof_bytes"] = len(proof_to_bytes(proof))
+    return res
+
+
+def report(res: dict, backends: list[str]) -> None:
+    print(f"size: d = {D}, B = {B}, T = {res['T']}, f = {F}, K = {K}, lr = {LR_NUM}/2^{LR_SHIFT}: "
+          f"constraints = {res['constraints']}, wires = {res['wires']}, public inputs = {res['public']}, "
+          f"domain N = {res['domain']} (2^{res['domain'].bit_length() - 1})")
+    print(f"  build circuit + witness: {res['build']:.3f} s")
+    for name in backends:
+        print(f"  {name:9s} setup {res['setup'][name]:8.2f} s   prove {res['prove'][name]:7.3f} s   "
+              f"verify {res['verify'][name]:7.4f} s")
+    print(f"  proof size: {res['proof_bytes']} bytes (compressed A|B|C)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=f"T in {QUICK_STEPS} instead of {FULL_STEPS}")
+    ap.add_argument("--steps", type=int, nargs="+", help="explicit list of T values")
+    ap.add_argument("--repeats", type=int, default=1, help="best-of-N for prove and verify (default 1)")
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
+    steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
+    backends = available_backends()
+    if "arkworks" not in backends:
+        print("arkworks backend not importable (py_arkworks_bls12381): only the pure backend is measured")
+    results = []
+    for t in steps:
+        res = bench_size(t, backends, args.repeats)
+        report(res, backends)
+        results.append(res)
+    ref = next((r for r in results if r["T"] == RATIO_STEPS), results[0])
+    if ref["T"] != RATIO_STEPS:
+        print(f"note: the targets are stated for T = {RATIO_STEPS}; the figures below are for T = {ref['T']}")
+    pure_prove, pure_verify = ref["prove"]["pure"], ref["verify"]["pure"]
+    if "arkworks" in backends:
+        fast_prove = ref["prove"]["arkworks"]
+        print(f"ratio snark_fast_vs_pure = {fast_prove / pure_prove:.3f} (target <= {RATIO_TARGET})")
+        print(f"target: pure prove <= {TARGET_PURE_PROVE:g} s, verify <= {TARGET_VERIFY:g} s; fast prove <= "
+              f"{TARGET_FAST_PROVE:g} s -- measured (T = {ref['T']}): pure prove {pure_prove:.2f} s, verify "
+              f"{pure_verify:.3f} s (pure) / {ref['verify']['arkworks']:.4f} s (arkworks); fast prove "
+              f"{fast_prove:.2f} s")
+    else:
+        print(f"target: pure prove <= {TARGET_PURE_PROVE:g} s, verify <= {TARGET_VERIFY:g} s -- measured "
+              f"(T = {ref['T']}): pure prove {pure_prove:.2f} s, verify {pure_verify:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
