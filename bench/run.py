@@ -47,7 +47,7 @@ def run_one(name: str, quick: bool) -> tuple[bool, float, str]:
         rc = main(argv)
     except SystemExit as e:  # argparse errors and explicit exits
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except Exception as e:  # any crash is reported; the next module still runs
+    except Exception as e:  # noqa: BLE001 - any crash is reported; the next module still runs
         traceback.print_exc()
         return False, time.perf_counter() - t0, f"crashed: {type(e).__name__}: {e}"
     finally:

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol import merkle  # noqa: E402
-from protocol.fixedpoint import quantize, sigmoid_exact, sigmoid_table  # noqa: E402
-from protocol.prg import (  # noqa: E402
+from protocol import merkle
+from protocol.fixedpoint import quantize, sigmoid_exact, sigmoid_table
+from protocol.prg import (
     KeyStream,
     SeedContext,
     challenge_steps,
@@ -33,8 +33,8 @@ from protocol.prg import (  # noqa: E402
     shuffle,
     uniform_below,
 )
-from protocol.statements import Statement, sign  # noqa: E402
-from protocol.training import Schedule, TrainConfig, train_honest  # noqa: E402
+from protocol.statements import Statement, sign
+from protocol.training import Schedule, TrainConfig, train_honest
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
@@ -125,7 +125,7 @@ def statement_examples() -> list[Statement]:
                                       "audit_commitment": bytes([4]) * 32, "spot_checks": 8}),
         Statement("checkpoint", sid, {"step": 100, "state_leaf": bytes([5]) * 32, "prefix_root": bytes([6]) * 32}),
         Statement("final", sid, {"num_steps": 2**40, "state_root": STATE_ROOT, "model_hash": bytes([7]) * 32}),
-        Statement("snark", sid, {"circuit_hash": bytes([8]) * 32, "proof_hash": bytes([9]) * 32,
+        Statement("snark", sid, {"vk_hash": bytes([8]) * 32, "proof_hash": bytes([9]) * 32,
                                  "model_hash": bytes([10]) * 32}),
     ]
 

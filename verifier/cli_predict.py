@@ -249,9 +249,9 @@ def cmd_certify(args) -> int:
         raise InputError(f"certify needs a classifier (logistic model); {args.model} is a {model.kind} model")
     target = args.target or model.target
     t = load_table(args.data, target)
-    X = _reorder(t.X, t.feature_names, model, args.data, target)
     if not np.all((t.y == 0) | (t.y == 1)):
         raise InputError(f"{args.data}: the labels in {target!r} must be 0 or 1 for a logistic model")
+    X = _reorder(t.X, t.feature_names, model, args.data, target)
     y = t.y.astype(np.int64)
     rng = np.random.default_rng(args.seed)
     table, curves, per_sigma = [], {}, []

@@ -1,0 +1,256 @@
+"""Merkle trees (protocol/merkle.py) against RFC 6962's recursive MTH, inclusion proofs, prefix roots."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from helpers import load_vectors, mth, path_shape
+
+from protocol import merkle
+from protocol.errors import MerkleProofInvalid
+from protocol.merkle import (
+    MerkleFrontier,
+    MerkleTree,
+    data_leaf_payload,
+    data_leaves,
+    leaf_hash,
+    model_hash,
+    node_hash,
+    root_from_proof,
+    state_leaf,
+    state_leaf_payload,
+    verify_inclusion,
+)
+
+MAX_N = 70
+
+
+def _rows(n: int) -> np.ndarray:
+    i = np.arange(n, dtype=np.int64)
+    return np.column_stack([i, -i, (1 << 40) + i, -(1 << 62) + i]).astype(np.int64)
+
+
+LEAVES = data_leaves(_rows(MAX_N))
+TREES = {n: MerkleTree(LEAVES[:n]) for n in range(1, MAX_N + 1)}
+
+
+def _tagged(tag: str) -> bytes:
+    t = b"vtrain/v1/" + tag.encode()
+    return bytes([len(t)]) + t
+
+
+# -- hashing rules ------------------------------------------------------------------------------------------
+
+def test_leaf_and_node_hash_follow_the_specification():
+    payload = b"\x01\x02"
+    for kind in ("data", "state"):
+        want = hashlib.sha256(_tagged(f"merkle/leaf/{kind}") + b"\x00" + payload).digest()
+        assert leaf_hash(kind, payload) == want
+    left, right = bytes(range(32)), bytes(range(32, 64))
+    assert node_hash(left, right) == hashlib.sha256(_tagged("merkle/node") + b"\x01" + left + right).digest()
+    assert node_hash(left, right) != node_hash(right, left)
+
+
+def test_leaf_payloads():
+    row = np.array([1, -1, 2**62], dtype=np.int64)
+    assert data_leaf_payload(5, row) == (5).to_bytes(8, "big") + b"".join(
+        int(v).to_bytes(8, "little", signed=True) for v in row)
+    assert state_leaf_payload(5, row) == data_leaf_payload(5, row)
+    assert data_leaves(row[None, :], first_index=5)[0] == leaf_hash("data", data_leaf_payload(5, row))
+    assert state_leaf(5, row) == leaf_hash("state", state_leaf_payload(5, row))
+
+
+def test_data_and_state_leaves_are_domain_separated():
+    row = np.array([3, 4, 5], dtype=np.int64)
+    assert data_leaves(row[None, :], first_index=2)[0] != state_leaf(2, row)
+    # a leaf can never be read as a node: different tags and prefix bytes
+    assert leaf_hash("data", bytes(64)) != node_hash(bytes(32), bytes(32))
+
+
+def test_data_leaves_bind_the_row_index_and_values():
+    rows = _rows(4)
+    base = data_leaves(rows)
+    assert len(set(base)) == 4
+    assert data_leaves(rows, first_index=1)[:3] != base[1:]
+    assert data_leaves(rows[1:], first_index=1) == base[1:]
+    changed = rows.copy()
+    changed[2, 3] += 1
+    assert data_leaves(changed)[2] != base[2]
+    assert data_leaves(changed)[:2] == base[:2]
+
+
+# -- tree shape = RFC 6962 ----------------------------------------------------------------------------------
+
+def test_root_equals_rfc6962_mth_for_every_size():
+    for n in range(1, MAX_N + 1):
+        assert TREES[n].root == mth(LEAVES[:n]), n
+        assert TREES[n].size == n
+
+
+def test_small_tree_shapes_by_hand():
+    a, b, c, d, e = LEAVES[:5]
+    assert MerkleTree([a]).root == a
+    assert MerkleTree([a, b, c]).root == node_hash(node_hash(a, b), c)
+    assert MerkleTree([a, b, c, d, e]).root == node_hash(node_hash(node_hash(a, b), node_hash(c, d)), e)
+
+
+def test_empty_tree_refused():
+    with pytest.raises(ValueError, match="at least one leaf"):
+        MerkleTree([])
+    with pytest.raises(ValueError, match="empty tree"):
+        MerkleFrontier().root()
+
+
+def test_kat_roots():
+    v = load_vectors("merkle")
+    assert LEAVES[0].hex() == v["data_leaf_0"] and LEAVES[69].hex() == v["data_leaf_69"]
+    for n, root in v["data_roots"].items():
+        assert TREES[int(n)].root.hex() == root, n
+    states = [state_leaf(t, np.array([t, -t, 1 << 30], dtype=np.int64)) for t in range(9)]
+    assert states[0].hex() == v["state_leaf_0"]
+    for n, root in v["state_roots"].items():
+        assert MerkleTree(states[:int(n)]).root.hex() == root
+    assert node_hash(bytes(32), bytes(32)).hex() == v["node_hash_zero_zero"]
+    assert model_hash([1, -2, 3]).hex() == v["model_hash_1_2_3"]
+    assert [h.hex() for h in TREES[70].proof(5)] == v["proof_5_of_70"]
+
+
+def test_model_hash_spec():
+    t = b"vtrain/v1/model"
+    body = (3).to_bytes(4, "big") + b"".join(int(x).to_bytes(8, "little", signed=True) for x in (1, -2, 3))
+    assert model_hash(np.array([1, -2, 3])) == hashlib.sha256(bytes([len(t)]) + t + body).digest()
+    assert model_hash([1, -2, 3]) != model_hash([1, -2, 3, 0])
+
+
+# -- inclusion proofs ---------------------------------------------------------------------------------------
+
+def test_every_proof_verifies():
+    for n, tree in TREES.items():
+        for i in range(n):
+            proof = tree.proof(i)
+            assert len(proof) == len(path_shape(i, n))
+            assert root_from_proof(LEAVES[i], i, n, proof) == tree.root
+            verify_inclusion(LEAVES[i], i, n, proof, tree.root)
+
+
+def test_proof_out_of_range():
+    with pytest.raises(IndexError):
+        TREES[5].proof(5)
+    with pytest.raises(IndexError):
+        TREES[5].proof(-1)
+    for i, n in ((5, 5), (-1, 5), (0, 0)):
+        with pytest.raises(MerkleProofInvalid, match="outside"):
+            root_from_proof(LEAVES[0], i, n, [])
+
+
+def test_wrong_index_fails():
+    for n in range(2, MAX_N + 1):
+        tree = TREES[n]
+        for i in range(n):
+            for j in {(i + 1) % n, (i - 1) % n, n - 1 - i, i ^ 1, i ^ 2} - {i}:
+                if not 0 <= j < n:
+                    continue
+                with pytest.raises(MerkleProofInvalid):
+                    verify_inclusion(LEAVES[i], j, n, tree.proof(i), tree.root)
+
+
+def test_wrong_leaf_fails():
+    tree = TREES[33]
+    for i in (0, 16, 32):
+        with pytest.raises(MerkleProofInvalid, match="not in the committed tree"):
+            verify_inclusion(LEAVES[i + 1 if i < 32 else 0], i, 33, tree.proof(i), tree.root)
+
+
+def test_wrong_size_fails_unless_the_path_is_identical():
+    """The proof does not carry the size: a proof for (i, n) can only also verify for a size n' that gives
+    leaf i exactly the same path (same levels with a sibling, same directions). Every other size fails.
+    The size itself is bound by the signed statements (num_rows, num_steps)."""
+    failures = 0
+    for n in range(1, 40):
+        tree = TREES[n]
+        for i in range(n):
+            proof = tree.proof(i)
+            for m in range(max(i + 1, n - 8), n + 9):
+                if m == n:
+                    continue
+                if path_shape(i, m) == path_shape(i, n):
+                    assert root_from_proof(LEAVES[i], i, m, proof) == tree.root
+                    continue
+                failures += 1
+                with pytest.raises(MerkleProofInvalid):
+                    verify_inclusion(LEAVES[i], i, m, proof, tree.root)
+    assert failures > 1000
+
+
+def test_truncated_and_extended_proofs_fail():
+    for n in (2, 3, 5, 16, 17, 70):
+        tree = TREES[n]
+        for i in range(0, n, max(1, n // 7)):
+            proof = tree.proof(i)
+            with pytest.raises(MerkleProofInvalid, match="too long"):
+                root_from_proof(LEAVES[i], i, n, [*proof, bytes(32)])
+            with pytest.raises(MerkleProofInvalid, match="too long"):
+                root_from_proof(LEAVES[i], i, n, [proof[0], *proof])
+            with pytest.raises(MerkleProofInvalid, match="too short"):
+                root_from_proof(LEAVES[i], i, n, proof[:-1])
+    with pytest.raises(MerkleProofInvalid, match="too long"):
+        root_from_proof(LEAVES[0], 0, 1, [bytes(32)])
+
+
+def test_tampered_siblings_fail():
+    n = 70
+    tree = TREES[n]
+    for i in (0, 1, 34, 63, 64, 69):
+        proof = tree.proof(i)
+        for k in range(len(proof)):
+            bad = list(proof)
+            bad[k] = bytes([bad[k][0] ^ 1]) + bad[k][1:]
+            with pytest.raises(MerkleProofInvalid):
+                verify_inclusion(LEAVES[i], i, n, bad, tree.root)
+        if len(proof) >= 2:
+            swapped = [proof[1], proof[0], *proof[2:]]
+            with pytest.raises(MerkleProofInvalid):
+                verify_inclusion(LEAVES[i], i, n, swapped, tree.root)
+        with pytest.raises(MerkleProofInvalid, match="not 32 bytes"):
+            root_from_proof(LEAVES[i], i, n, [proof[0][:31], *proof[1:]])
+
+
+def test_leaf_of_the_other_kind_fails():
+    """A state leaf and a data leaf over the same (index, values) are different hashes, so a data tree
+    never proves a state and vice versa."""
+    rows = _rows(9)
+    data_tree = MerkleTree(data_leaves(rows))
+    state_tree = MerkleTree([state_leaf(i, rows[i]) for i in range(9)])
+    for i in range(9):
+        with pytest.raises(MerkleProofInvalid):
+            verify_inclusion(state_leaf(i, rows[i]), i, 9, data_tree.proof(i), data_tree.root)
+        with pytest.raises(MerkleProofInvalid):
+            verify_inclusion(data_leaves(rows[i:i + 1], i)[0], i, 9, state_tree.proof(i), state_tree.root)
+
+
+def test_inner_node_is_not_a_leaf():
+    """Second-preimage shape: presenting an inner node as a leaf of a smaller tree does not give the root
+    of the real tree at a valid (index, size) with the node's payload as a leaf."""
+    tree = TREES[4]
+    inner = node_hash(LEAVES[0], LEAVES[1])
+    with pytest.raises(MerkleProofInvalid):
+        verify_inclusion(inner, 0, 4, tree.proof(0), tree.root)
+    # the inner node does verify as leaf 0 of a 2-leaf tree, which the size binding rules out
+    assert root_from_proof(inner, 0, 2, [node_hash(LEAVES[2], LEAVES[3])]) == tree.root
+
+
+# -- frontier -----------------------------------------------------------------------------------------------
+
+def test_frontier_prefix_roots_equal_tree_roots():
+    fr = MerkleFrontier()
+    for n in range(1, MAX_N + 1):
+        fr.append(LEAVES[n - 1])
+        assert fr.size == n
+        assert fr.root() == TREES[n].root == mth(LEAVES[:n]), n
+
+
+def test_opening_dataclass():
+    op = merkle.Opening(3, tuple(TREES[8].proof(3)))
+    assert root_from_proof(LEAVES[3], op.index, 8, list(op.proof)) == TREES[8].root
