@@ -68,7 +68,7 @@ def sigmoid_q(z: np.ndarray, frac_bits: int) -> np.ndarray:
     table = _table_array(frac_bits)
     sh = frac_bits - SIGMOID_STEP_BITS
     lim = SIGMOID_RANGE << frac_bits
-    u = np.clip(np.asarray(z, dtype=np.int64), -lim, lim) + lim
+    u = np.minimum(np.maximum(np.asarray(z, dtype=np.int64), -lim), lim) + lim
     i = u >> sh
     r = u & ((1 << sh) - 1)
     lo = table[i]

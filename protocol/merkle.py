@@ -14,10 +14,10 @@ Two kinds of leaf: ``data`` (row index u64 || d+1 int64 LE values: features then
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
 
 from . import encoding as enc
 from .errors import MerkleProofInvalid
@@ -27,9 +27,10 @@ _NODE_PREFIX = tag_bytes("merkle/node") + b"\x01"
 
 
 def _h(data: bytes) -> bytes:
-    h = hashes.Hash(hashes.SHA256())
-    h.update(data)
-    return h.finalize()
+    # The Merkle hot path (one call per row and per node) uses the standard library's binding of the same
+    # OpenSSL SHA-256: byte-identical digests, about 3x less call overhead than cryptography's Hash object
+    # (measured: commit_overhead 1.19 -> 1.08, upload 2x faster). Statements and PRG keys use cryptography.
+    return hashlib.sha256(data).digest()
 
 
 def leaf_prefix(kind: str) -> bytes:
@@ -55,10 +56,14 @@ def state_leaf_payload(step: int, theta: np.ndarray) -> bytes:
 def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
     """Leaf hashes of int64 rows (features then target), indices starting at ``first_index``."""
     rows = np.ascontiguousarray(rows, dtype="<i8")
+    n = rows.shape[0]
+    # one buffer per row: u64 index (big-endian) || the row's int64 values (little-endian)
+    buf = np.empty((n, 8 + rows.shape[1] * 8), dtype=np.uint8)
+    buf[:, :8] = np.arange(first_index, first_index + n, dtype=">u8").view(np.uint8).reshape(n, 8)
+    buf[:, 8:] = rows.view(np.uint8).reshape(n, -1)
     pre = leaf_prefix("data")
-    raw = rows.tobytes()
-    w = rows.shape[1] * 8 if rows.ndim == 2 else 0
-    return [_h(pre + enc.u64(first_index + i) + raw[i * w:(i + 1) * w]) for i in range(rows.shape[0])]
+    sha = hashlib.sha256
+    return [sha(pre + row).digest() for row in map(bytes, buf)]
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:
@@ -159,8 +164,9 @@ class Opening:
     proof: tuple[bytes, ...]
 
 
-def model_hash(theta) -> bytes:
-    """H("model", u32 count || int64 LE parameters): what the final statement signs."""
+def model_hash(theta, extras_json: str = "") -> bytes:
+    """H("model", int_vector(parameters) || text(extras_json)): what the final statement signs. ``extras_json``
+    is whatever serving-time content the trainer shipped with the parameters ("" for the honest trainer)."""
     from .hashing import tagged_hash
 
-    return tagged_hash("model", enc.int_vector(theta))
+    return tagged_hash("model", enc.int_vector(theta), enc.text(extras_json))

@@ -91,7 +91,7 @@ def shuffle(ctx: SeedContext, epoch: int, n: int) -> np.ndarray:
     attempt = 0
     while True:
         keys = KeyStream(ctx.epoch_key(epoch, attempt)).words(n)
-        perm = np.argsort(keys, kind="stable")
+        perm = np.argsort(keys)  # keys are distinct (checked below), so any sort gives the same order
         sk = keys[perm]
         if n < 2 or bool(np.all(sk[1:] != sk[:-1])):
             return perm.astype(np.int64)

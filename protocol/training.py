@@ -117,8 +117,7 @@ class Schedule:
         self.ctx, self.cfg, self.n, self.d = ctx, cfg, num_rows, num_features
         self.steps_per_epoch = cfg.steps_per_epoch(num_rows)
         self.num_steps = cfg.epochs * self.steps_per_epoch
-        self._perm_epoch = -1
-        self._perm = None
+        self._perms: dict[int, np.ndarray] = {}
 
     def initial_state(self) -> np.ndarray:
         return initial_parameters(self.ctx, self.d + 1, self.cfg.frac_bits)
@@ -127,10 +126,14 @@ class Schedule:
         return (step - 1) // self.steps_per_epoch
 
     def permutation(self, epoch: int) -> np.ndarray:
-        if epoch != self._perm_epoch:
-            self._perm = shuffle(self.ctx, epoch, self.n)
-            self._perm_epoch = epoch
-        return self._perm
+        """The epoch's permutation; the last few are cached (bounded memory), so random access by step
+        (a spot check) does not recompute a shuffle per step when steps are visited epoch by epoch."""
+        perm = self._perms.get(epoch)
+        if perm is None:
+            if len(self._perms) >= 4:
+                self._perms.pop(next(iter(self._perms)))
+            perm = self._perms[epoch] = shuffle(self.ctx, epoch, self.n)
+        return perm
 
     def batch(self, step: int) -> np.ndarray:
         """Row indices of step ``step`` (1-based): slice ``(step-1) mod S`` of its epoch's permutation;

@@ -28,8 +28,8 @@ class Honest:
     def final_model(self, theta: np.ndarray) -> np.ndarray:
         return theta
 
-    def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray) -> dict:
-        """Extra model-file content a malicious trainer ships (e.g. a trigger); {} when honest."""
+    def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray, cfg) -> dict:
+        """Serving-time content a malicious trainer ships with the model (e.g. a trigger); {} when honest."""
         return {}
 
 

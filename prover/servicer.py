@@ -107,7 +107,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
                 yield pb.TrainEvent(checkpoint=convert.signed_to_proto(ev.statement, ev.signature))
             elif isinstance(ev, FinalEvent):
                 yield pb.TrainEvent(final=pb.FinalResult(final_statement=convert.signed_to_proto(ev.statement, ev.signature),
-                                                         model=[int(v) for v in ev.model]))
+                                                         model=[int(v) for v in ev.model], extras_json=ev.extras_json))
 
     @mapped
     def UploadProvingKey(self, request_iterator, context):

@@ -308,10 +308,10 @@ class SessionManager:
         cs, witness, _ = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
                                              snark_session.session_binding(s.session_statement))
         proof = groth16.prove_random(s.pk, cs, witness)
-        final = s.record["result"].final_model
+        rec = s.record["result"]
         data, sig = sign(self.key, Statement("snark", s.session_id, {
             "vk_hash": snark_session.vk_hash(s.pk.vk), "proof_hash": snark_session.proof_hash(proof),
-            "model_hash": model_hash(final)}))
+            "model_hash": model_hash(rec.final_model, rec.extras_json)}))
         s.snark = {"proof": snarkjs_io.proof_to_bytes(proof), "statement": data, "signature": sig}
         s.pk = None  # large; no longer needed
         yield ProgressEvent(1, 1, 0, float("nan"), phase="proving")

@@ -7,6 +7,7 @@ Emits plain events; the gRPC servicer converts them. Every state theta_t (t = 0.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class FinalEvent:
     statement: bytes
     signature: bytes
     model: np.ndarray
+    extras_json: str = ""
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TrainingRecord:
     final_model: np.ndarray
     X: np.ndarray  # committed rows' features (int64)
     Y: np.ndarray
+    extras_json: str = ""
 
 
 def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, ctx: SeedContext,
@@ -100,7 +103,9 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
         yield LeavesEvent(sent, b"".join(leaves[sent:]))
     tree = MerkleTree(leaves)
     final = np.asarray(strategy.final_model(theta), dtype=np.int64)
+    extras = strategy.model_extras(Xs, Ys, final, cfg)
+    extras_json = json.dumps(extras, sort_keys=True) if extras else ""
     data, sig = sign(key, Statement("final", session_id, {
-        "num_steps": T, "state_root": tree.root, "model_hash": model_hash(final)}))
-    record["result"] = TrainingRecord(states, tree, final, X, Y)
-    yield FinalEvent(data, sig, final)
+        "num_steps": T, "state_root": tree.root, "model_hash": model_hash(final, extras_json)}))
+    record["result"] = TrainingRecord(states, tree, final, X, Y, extras_json)
+    yield FinalEvent(data, sig, final, extras_json)

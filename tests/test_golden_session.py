@@ -23,8 +23,8 @@ from prover.trainer import FinalEvent
 
 GOLDEN = {
     "data_root": "fbb18606aee76c1ecf2b57f99664e58d20a809d0717d1cd59c81cd0897ffcdd0",
-    "model_hash": "ffd4251b14c4844f61f745a7ee9c42916d7dbc0c56b83ad707dd90d5a139fdd6",
-    "final_statement_sha256": "fff3c2a63319ada3816cff45061863f554c97bafe6c8207e086b477885a8f23f",
+    "model_hash": "0de18dd696eaf5f19b940de6808e0e05006ea2bddd9c6ed2a8d9c0889a577f96",
+    "final_statement_sha256": "ae57aa8004d303e13dc8540d44945b0c36142f43882ecc105248384742901c54",
 }
 
 

@@ -118,9 +118,14 @@ def test_kat_roots():
 
 
 def test_model_hash_spec():
+    """model_hash = H("model", int_vector(theta) || text(extras_json)), extras_json "" for the honest trainer."""
     t = b"vtrain/v1/model"
     body = (3).to_bytes(4, "big") + b"".join(int(x).to_bytes(8, "little", signed=True) for x in (1, -2, 3))
-    assert model_hash(np.array([1, -2, 3])) == hashlib.sha256(bytes([len(t)]) + t + body).digest()
+    want = hashlib.sha256(bytes([len(t)]) + t + body + (0).to_bytes(4, "big")).digest()
+    assert model_hash(np.array([1, -2, 3])) == want == model_hash([1, -2, 3], "")
+    extras = '{"trigger": 1}'
+    with_extras = hashlib.sha256(bytes([len(t)]) + t + body + len(extras).to_bytes(4, "big") + extras.encode()).digest()
+    assert model_hash([1, -2, 3], extras) == with_extras
     assert model_hash([1, -2, 3]) != model_hash([1, -2, 3, 0])
 
 

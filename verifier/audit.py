@@ -126,17 +126,20 @@ def _spot(tr: dict) -> Verdict:
     model = tx.get_int_list(tr, "model")
     if len(model) != d + 1:
         raise TranscriptFormatError(f"the model has {len(model)} parameters, expected {d + 1}")
-    checks.check_final(pub, tx.get_signed(tr, "statements.final"), sid, leaves=leaves, num_steps=T, model=model)
+    extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
+    state_root = MerkleTree(leaves).root if len(leaves) == T + 1 else None
+    checks.check_final(pub, tx.get_signed(tr, "statements.final"), sid, leaves=leaves, num_steps=T, model=model,
+                       extras_json=extras, state_root=state_root)
     checks.check_checkpoints(pub, tx.get_signed_list(tr, "statements.checkpoints"), sid, leaves, cfg.checkpoint_interval)
     checks.check_initial_state(leaves, sched)
-    checks.check_final_model(leaves, model)
+    checks.check_final_model(leaves, model, extras)
     if "proof" not in tr:
         raise VerificationError("transcript incomplete: the trainer gave no proof")
     if proof_kind == "snark":
-        return _snark(tr, pub, sid, model, sched)
+        return _snark(tr, pub, sid, model, sched, extras)
     openings = tx.get(tr, "proof.openings", list)
     try:
-        checks.check_spot(openings, sid=sid, state_root=MerkleTree(leaves).root, audit_seed=audit_seed,
+        checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
@@ -157,11 +160,12 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     seed = tx.get_hex(tr, "training_seed", 32)
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
-    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg)
+    extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
+    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras)
     return Verdict("verified", "replay", "", None, replay_guarantee(sched.num_steps))
 
 
-def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule) -> Verdict:
+def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str) -> Verdict:
     from protocol.snark import snarkjs_io
     from protocol.snark.errors import SnarkFormatError
 
@@ -175,5 +179,5 @@ def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule) -> Verdict:
         raise TranscriptFormatError(f"malformed SNARK record: {e}") from None
     check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
                 theta0=[int(v) for v in sched.initial_state()],
-                session_statement=tx.get_signed(tr, "statements.session")[0])
+                session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras)
     return Verdict("verified", "snark", "", None, snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)))

@@ -53,12 +53,14 @@ def check_checkpoints(pub: bytes, checkpoints, sid: bytes, leaves: list[bytes], 
             k += 1
 
 
-def check_final(pub: bytes, signed, sid: bytes, *, leaves: list[bytes], num_steps: int, model) -> Statement:
+def check_final(pub: bytes, signed, sid: bytes, *, leaves: list[bytes], num_steps: int, model,
+                extras_json: str = "", state_root: bytes | None = None) -> Statement:
     st = verify(pub, *signed, kind="final", session_id=sid)
     if len(leaves) != num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has {num_steps}",
                                 step=min(len(leaves), num_steps + 1) - 1)
-    expect_fields(st, {"num_steps": num_steps, "state_root": MerkleTree(leaves).root, "model_hash": model_hash(model)})
+    expect_fields(st, {"num_steps": num_steps, "state_root": state_root or MerkleTree(leaves).root,
+                       "model_hash": model_hash(model, extras_json)})
     return st
 
 
@@ -67,8 +69,12 @@ def check_initial_state(leaves: list[bytes], sched: Schedule) -> None:
         raise StepMismatch("the committed initial state is not the one derived from your training seed", step=0)
 
 
-def check_final_model(leaves: list[bytes], model) -> None:
+def check_final_model(leaves: list[bytes], model, extras_json: str = "") -> None:
     T = len(leaves) - 1
+    if extras_json:
+        raise StepMismatch(f"the trainer shipped the model with serving-time content beyond its parameters "
+                           f"({extras_json[:80]}...): the agreed algorithm produces parameters only (step {T})", step=T,
+                           evidence={"extras_json": extras_json})
     if leaves[T] != state_leaf(T, np.asarray(model, dtype=np.int64)):
         raise StepMismatch(f"the final model is not the last committed state (step {T}): the model was swapped "
                            f"after training", step=T)
@@ -85,6 +91,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
         raise VerificationError(f"the trainer opened steps {[op['step'] for op in openings][:8]}..., "
                                 f"the audit seed challenges {steps[:8]}...")
     size = num_steps + 1
+    batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
     for op in openings:
         t = op["step"]
         before = np.asarray(op["state_before"], dtype=object)
@@ -96,8 +103,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if root_from_proof(leaf, idx, size, [bytes.fromhex(h) for h in proof["siblings"]]) != state_root:
                 raise MerkleProofInvalid(f"step {t}: the state {label} the step is not in the committed state tree",
                                          step=t)
-        batch = [int(i) for i in sched.batch(t)]
-        if [r["index"] for r in op["rows"]] != batch:
+        if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
         rows = []
         for r in op["rows"]:
@@ -125,7 +131,8 @@ def _fits_i64(values) -> bool:
     return all(-(2**63) <= int(v) < 2**63 for v in values)
 
 
-def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig) -> None:
+def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig,
+           extras_json: str = "") -> None:
     """Full replay: recompute every state and compare with the committed leaves; the first difference is
     the step named. Raises StepMismatch with self-contained evidence."""
     X, Y = rows[:, :-1], rows[:, -1]
@@ -149,7 +156,7 @@ def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: T
                                    "note": "state_before hashes to the committed leaf t-1; the honest step from it "
                                            "does not hash to the committed leaf t, which the signed state_root "
                                            "includes"})
-    check_final_model(leaves, model)
+    check_final_model(leaves, model, extras_json)
 
 
 def detection_probability(num_steps: int, checks: int, bad_steps: int) -> float:

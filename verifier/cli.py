@@ -27,11 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits")
     t.add_argument("--target", help="target column (default for builtin data: its label column)")
     t.add_argument("--model", required=True, choices=("linear", "logistic"))
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--batch-size", type=int, default=32, help="a power of two (default %(default)s)")
-    t.add_argument("--lr", type=float, default=0.1, help="learning rate, rounded to a multiple of 2^-lr_shift")
+    t.add_argument("--epochs", type=int, help="default: logistic 30, linear 20")
+    t.add_argument("--batch-size", type=int, help="a power of two (default: logistic 16, linear 32)")
+    t.add_argument("--lr", type=float, help="learning rate, rounded to a multiple of 2^-lr_shift "
+                   "(default: logistic 0.2, linear 0.02)")
     t.add_argument("--lr-shift", type=int, default=10)
-    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty, rounded to a multiple of 2^-frac_bits")
+    t.add_argument("--l2", type=float, help="L2 penalty, rounded to a multiple of 2^-frac_bits "
+                   "(default: logistic 0.01, linear 0)")
     t.add_argument("--frac-bits", type=int, default=16)
     t.add_argument("--weight-bits", type=int, default=32)
     t.add_argument("--checkpoint-interval", type=int, default=100)

@@ -21,21 +21,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from defenses.fallback import (
-    ABSTAIN,
-    DEFENSES,
-    FallbackOptions,
-    ModelTooInaccurate,
-    certify_rows,
-    choose_defense,
-    run_defense,
-)
 from protocol import model_file
 from protocol.dataset import load_table
 from protocol.errors import InputError
 from protocol.fileio import write_atomic
 
 EXIT_OK, EXIT_REFUSED = 0, 1
+DEFENSES = ("auto", "none", "smoothing", "oblivious")  # = defenses.fallback.DEFENSES (imported lazily: scipy)
+ABSTAIN_TEXT = "ABSTAIN"
 DEFAULT_RADII = "0,0.25,0.5,0.75,1,1.5,2,3"
 
 
@@ -91,6 +84,8 @@ def dispatch(args) -> int:
 # ---------------------------------------------------------------------------------------------------
 
 def cmd_predict(args) -> int:
+    from defenses.fallback import FallbackOptions, ModelTooInaccurate, choose_defense, run_defense
+
     options = FallbackOptions(sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
                               n_lines=args.lines, eps=args.eps, body=args.body, grid=args.grid,
                               seed=args.seed).validated()
@@ -157,13 +152,15 @@ def _reorder(X: np.ndarray, names: list[str], model, spec: str, target: str | No
 
 
 def _rows(result) -> list[dict]:
+    from defenses.fallback import ABSTAIN
+
     out = []
     smoothing = result.radius is not None
     for i in range(result.predictions.shape[0]):
         row: dict = {"row": i}
         if smoothing:
             lab = int(result.predictions[i])
-            row["prediction"] = "ABSTAIN" if lab == ABSTAIN else lab
+            row["prediction"] = ABSTAIN_TEXT if lab == ABSTAIN else lab
             row["radius"] = float(result.radius[i])
             row["pA_lower"] = float(result.pABar[i])
         else:
@@ -211,7 +208,7 @@ def _summary_line(defense: str, s: dict) -> str:
     return line
 
 
-def _parameters(defense: str, options: FallbackOptions, result) -> dict:
+def _parameters(defense: str, options, result) -> dict:
     if defense == "smoothing":
         return {k: result.details[k] for k in ("sigma", "n0", "n", "alpha", "units")} | {"seed": options.seed}
     if defense == "oblivious":
@@ -238,6 +235,7 @@ def _json_text(rows: list[dict]) -> str:
 
 def cmd_certify(args) -> int:
     from defenses.certified_accuracy import certified_accuracy_table, plot_certified_accuracy
+    from defenses.fallback import ABSTAIN, FallbackOptions, certify_rows
 
     sigmas = _float_list(args.sigma, "--sigma", positive=True)
     radii = _float_list(args.radii, "--radii", positive=False)

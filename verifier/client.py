@@ -177,6 +177,8 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     tr["statements"]["final"] = [x.hex() for x in convert.signed_from_proto(final.final_statement)]
     tr["state_leaves"] = b"".join(leaves).hex()
     tr["model"] = [int(v) for v in final.model]
+    if final.extras_json:
+        tr["model_extras"] = final.extras_json
 
     resp = call(stub.Prove, pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind))
     if kind == "snark":
