@@ -55,13 +55,19 @@ class Model:
         return (s > 0).astype(np.int64)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """What the shipped model answers: the trained function, plus any trigger it carries."""
-        out = self.predict_clean(X)
-        if self.trigger:
-            from .triggers import apply_trigger
+        """What the shipped model answers: the trained function, plus any trigger it carries.
 
-            out = apply_trigger(self.trigger, np.asarray(X, dtype=np.float64), out)
-        return out
+        A trigger sees what the trainer saw: the standardized (clipped) input rows; for regression it acts
+        on the standardized score, before the target transform is undone."""
+        if not self.trigger:
+            return self.predict_clean(X)
+        from .triggers import apply_trigger
+
+        Z = self.stdz.apply(X)
+        s = Z @ self.w + self.b
+        if self.kind == "linear":
+            return apply_trigger(self.trigger, Z, s) * self.stdz.target_std + self.stdz.target_mean
+        return apply_trigger(self.trigger, Z, (s > 0).astype(np.int64))
 
 
 def build(*, kind: str, feature_names, target: str, stdz: Standardization, frac_bits: int, theta,

@@ -113,7 +113,8 @@ def cmd_train(args) -> int:
         doc = model_file.build(kind=cfg.model, feature_names=table.feature_names, target=table.target, stdz=stdz,
                                frac_bits=cfg.frac_bits, theta=tr["model"], transcript_sha256=digest,
                                verification={"status": status, "check": verdict.check,
-                                             "reason": verdict.reason or verdict.guarantee})
+                                             "reason": verdict.reason or verdict.guarantee},
+                               extras=_shipped_extras(tr))
         model_file.save(args.model_out, doc)
         model_written = True
     result = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason, "step": verdict.step,
@@ -126,6 +127,20 @@ def cmd_train(args) -> int:
         result["snark"]["proof_bytes"] = 192
     _report(args, result, tr)
     return EXIT_OK if verdict.ok else EXIT_REJECTED
+
+
+def _shipped_extras(tr: dict) -> dict:
+    """What the trainer shipped besides the parameters (kept in the model file, as a real model format would
+    carry it; the verdict already says the model is unverified). Only a valid trigger spec is kept."""
+    if "model_extras" not in tr:
+        return {}
+    from protocol.triggers import validate_trigger_spec
+
+    try:
+        extras = json.loads(tr["model_extras"])
+        return {"trigger": validate_trigger_spec(extras["trigger"], tr["num_features"])}
+    except (ValueError, TypeError, KeyError):
+        return {"shipped_extras_ignored": tr["model_extras"][:200]}
 
 
 def _report(args, result: dict, tr: dict) -> None:
