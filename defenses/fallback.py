@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -297,7 +297,3 @@ def _positive_int(v, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
         raise InputError(f"{name} must be an integer >= 1, got {v!r}")
     return int(v)
-
-
-def options_dict(options: FallbackOptions) -> dict:
-    return asdict(options)

@@ -57,6 +57,8 @@ def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
     """Leaf hashes of int64 rows (features then target), indices starting at ``first_index``."""
     rows = np.ascontiguousarray(rows, dtype="<i8")
     n = rows.shape[0]
+    if n == 0:
+        return []
     # one buffer per row: u64 index (big-endian) || the row's int64 values (little-endian)
     buf = np.empty((n, 8 + rows.shape[1] * 8), dtype=np.uint8)
     buf[:, :8] = np.arange(first_index, first_index + n, dtype=">u8").view(np.uint8).reshape(n, 8)

@@ -87,13 +87,16 @@ def save(path: str, doc: dict) -> None:
 
 
 def load(path: str) -> Model:
+    from .transcript import safe_json_loads
+
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            text = fh.read()
     except OSError as e:
         raise InputError(f"cannot read model file {path}: {e.strerror}") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TranscriptFormatError(f"{path} is not a JSON model file ({e})") from None
+    except UnicodeDecodeError:
+        raise TranscriptFormatError(f"{path} is not a JSON model file (not UTF-8 text)") from None
+    doc = safe_json_loads(text, f"model file {path}")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TranscriptFormatError(f"{path} is not a {FORMAT} file")
     try:

@@ -109,6 +109,8 @@ def challenge_steps(session_id: bytes, state_root: bytes, audit_seed: bytes, k: 
     """``min(k, T)`` distinct steps in ``1..T``, uniform, in the order drawn."""
     if num_steps < 1:
         raise ValueError("no steps to challenge")
+    if len(session_id) != 16 or len(state_root) != 32 or len(audit_seed) != 32:
+        raise ValueError("challenge inputs must be a 16-byte session id, a 32-byte root and a 32-byte audit seed")
     k = min(k, num_steps)
     stream = KeyStream(tagged_hash("prg/challenge", session_id, state_root, audit_seed))
     chosen: list[int] = []

@@ -46,10 +46,10 @@ def _enc_value(kind: str, name: str, ftype: str, value) -> bytes:
         return bytes(value)
     if ftype == "bytes":
         return bytes(value)
-    if ftype == "u64":
-        return enc.u64(int(value))
-    if ftype == "u32":
-        return enc.u32(int(value))
+    if ftype in ("u64", "u32"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{kind}.{name} must be an int, got {type(value).__name__}")
+        return enc.u64(value) if ftype == "u64" else enc.u32(value)
     if ftype == "text":
         return str(value).encode("utf-8")
     raise AssertionError(ftype)
@@ -147,6 +147,11 @@ def verify(public_key: bytes, data: bytes, signature: bytes, *, kind: str, sessi
     """Verify a signed statement of the expected kind and session; returns the parsed statement.
 
     Raises SignatureInvalid (bad signature) or BindingMismatch (other kind or session)."""
+    from .keys import weak_public_key
+
+    weak = weak_public_key(bytes(public_key))
+    if weak:
+        raise SignatureInvalid(f"the trainer key is {weak}: no signature under it is evidence")
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
     except (InvalidSignature, ValueError) as e:

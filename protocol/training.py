@@ -212,7 +212,8 @@ class FastStepper:
         else:
             r = sigmoid_q(z, f) - self.Y[idx]
             rmax = (1 << f) + self.ymax
-        if rmax * self.xmax * B >= _EXACT_F64:
+        if (rmax * self.xmax * B >= _EXACT_F64 or (rmax * B) << f >= _SAFE_I64
+                or cfg.l2_num * B * tmax >= _SAFE_I64):
             return self._exact(theta, idx, step)
         G = np.empty(theta.shape[0], dtype=np.int64)
         G[:-1] = (r.astype(np.float64) @ Xb).astype(np.int64)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+
+import numpy as np
 
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
@@ -32,11 +35,30 @@ def file_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def loads(text: str, what: str = "transcript") -> dict:
+MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside JSON strings, computed without recursion. Checked before parsing: a
+    deeply nested document can exhaust the C stack inside the json module and crash the process."""
+    stripped = np.frombuffer(_STRING.sub("", text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = (np.isin(stripped, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(stripped, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(step).max()) if step.size else 0
+
+
+def safe_json_loads(text: str, what: str):
+    if nesting_depth(text) > MAX_DEPTH:
+        raise TranscriptFormatError(f"the {what} nests deeper than {MAX_DEPTH} levels: it is not a vtrain file")
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as e:
         raise TranscriptFormatError(f"the {what} is not valid JSON ({e}); it is damaged or was edited") from None
+
+
+def loads(text: str, what: str = "transcript") -> dict:
+    obj = safe_json_loads(text, what)
     if not isinstance(obj, dict):
         raise TranscriptFormatError(f"the {what} is not a JSON object")
     if dumps(obj) != text:
@@ -84,12 +106,21 @@ def get(obj: dict, path: str, kind: type | tuple = object):
     return cur
 
 
-def get_hex(obj: dict, path: str, length: int | None = None) -> bytes:
-    s = get(obj, path, str)
+def strict_hex(s, what: str) -> bytes:
+    """Lower-case hex with no spaces: the only encoding the writer produces (so no byte can change silently)."""
+    if not isinstance(s, str):
+        raise TranscriptFormatError(f"{what} must be a hex string")
     try:
         b = bytes.fromhex(s)
     except ValueError:
-        raise TranscriptFormatError(f"transcript field {path!r} is not hex") from None
+        raise TranscriptFormatError(f"{what} is not hex") from None
+    if b.hex() != s:
+        raise TranscriptFormatError(f"{what} is not lower-case hex without spaces")
+    return b
+
+
+def get_hex(obj: dict, path: str, length: int | None = None) -> bytes:
+    b = strict_hex(get(obj, path, str), f"transcript field {path!r}")
     if length is not None and len(b) != length:
         raise TranscriptFormatError(f"transcript field {path!r} must be {length} bytes, got {len(b)}")
     return b
@@ -101,12 +132,9 @@ def get_signed(obj: dict, path: str) -> tuple[bytes, bytes]:
 
 
 def _signed_pair(pair, path: str) -> tuple[bytes, bytes]:
-    if len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+    if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(p, str) for p in pair):
         raise TranscriptFormatError(f"transcript field {path!r} must be [statement hex, signature hex]")
-    try:
-        return bytes.fromhex(pair[0]), bytes.fromhex(pair[1])
-    except ValueError:
-        raise TranscriptFormatError(f"transcript field {path!r} is not hex") from None
+    return strict_hex(pair[0], f"transcript field {path!r}"), strict_hex(pair[1], f"transcript field {path!r}")
 
 
 def get_signed_list(obj: dict, path: str) -> list[tuple[bytes, bytes]]:
@@ -121,10 +149,7 @@ def get_int_list(obj: dict, path: str) -> list[int]:
 
 
 def split_leaves(hexstr: str) -> list[bytes]:
-    try:
-        raw = bytes.fromhex(hexstr)
-    except ValueError:
-        raise TranscriptFormatError("state leaves are not hex") from None
+    raw = strict_hex(hexstr, "state leaves")
     if not raw or len(raw) % 32:
         raise TranscriptFormatError("state leaves must be a non-empty multiple of 32 bytes")
     return [raw[i:i + 32] for i in range(0, len(raw), 32)]

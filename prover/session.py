@@ -161,6 +161,7 @@ class SessionManager:
         """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes)."""
         s = None
         parts: list[np.ndarray] = []
+        leaves: list[bytes] = []
         got = 0
         d = total = None
         for sid, nf, tot, nr, raw in chunks:
@@ -195,7 +196,9 @@ class SessionManager:
             if got > total:
                 self._release(s)
                 raise InputError(f"received more rows ({got}) than declared ({total})")
-            parts.append(np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1))
+            part = np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1)
+            parts.append(part)
+            leaves.extend(data_leaves(part, first_index=got - nr))  # hash while the next chunk arrives
         if s is None:
             raise InputError("empty upload: no chunks were sent")
         try:
@@ -219,7 +222,7 @@ class SessionManager:
                     raise LimitExceeded(str(e)) from None
             if (T + 1) * (d + 1) > self.limits.max_state_values:
                 raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
-            s.data_tree = MerkleTree(data_leaves(rows))
+            s.data_tree = MerkleTree(leaves)
             s.X, s.Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
             data, sig = sign(self.key, Statement("data", s.session_id, {
                 "data_root": s.data_tree.root, "num_rows": total, "num_features": d}))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Self
 
 BIN = Path(sys.executable).parent
 PROVER = str(BIN / "vtrain-prover")
@@ -20,7 +21,7 @@ class ProverProcess:
         self.proc = None
         self.address = None
 
-    def __enter__(self) -> "ProverProcess":
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen([PROVER, "serve", "--key", str(self.key), "--listen", "127.0.0.1:0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
@@ -54,7 +55,7 @@ def make_key(tmp: Path) -> tuple[Path, str]:
 
 
 def verifier(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([VERIFIER, *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([VERIFIER, *args], check=False, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

@@ -9,14 +9,13 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from procs import ProverProcess, make_key, verifier_json
 
 from protocol import convert
 from protocol.prg import seed_commitment
 from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
-
-from procs import ProverProcess, make_key, verifier_json
 
 LIMITS = ("--max-features", "40", "--max-rows", "5000", "--max-message-bytes", "200000", "--max-sessions", "60",
           "--max-steps", "2000")
@@ -197,7 +196,7 @@ def test_idle_session_expires(tmp_path):
 def test_cli_rejects_bad_csv_with_exit_2(server, tmp_path, content, words):
     f = tmp_path / "d.csv"
     f.write_text(content)
-    rc, doc, err = verifier_json("train", "--server", server.address, "--data", str(f), "--target", "y",
+    rc, _doc, err = verifier_json("train", "--server", server.address, "--data", str(f), "--target", "y",
                                  "--model", "linear", "--out", str(tmp_path / "t.json"), "--model-out",
                                  str(tmp_path / "m.json"))
     assert rc == 2 and words in err and "Traceback" not in err, err

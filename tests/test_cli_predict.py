@@ -1,4 +1,4 @@
-"""`vtrain-verifier predict` / `certify` with real processes: models trained against real provers on port 0."""
+"""`vtrain-verifier predict` / `certify` with real processes: models trained against real provers (port 0)."""
 
 from __future__ import annotations
 
@@ -19,19 +19,20 @@ FAST = ("--n0", "20", "--n", "200", "--alpha", "0.01")   # small CERTIFY samples
 def models(tmp_path_factory):
     """Three model files: verified logistic, unverified logistic (breast_cancer), unverified linear (diabetes).
 
-    The unverified ones come from `--adversary all-steps` (every step off by one unit in the bias: always
-    REJECTED, yet the model is nearly the honest one). The provers run only while the models are trained.
+    The unverified ones come from `--adversary ball-backdoor`: honest training, but the model ships a trigger
+    (wrong on a ball of radius 1, standardized units, around data row 0: the other label, or +3 target
+    standard deviations), so the verifier REJECTS it. The provers run only while the models are trained.
     """
     d = tmp_path_factory.mktemp("cli_predict")
     key, _ = make_key(d)
     out = {}
     jobs = {"verified": [("logistic", "builtin:breast_cancer")],
             "unverified": [("logistic", "builtin:breast_cancer"), ("linear", "builtin:diabetes")]}
-    for status, extra in (("verified", ()), ("unverified", ("--adversary", "all-steps"))):
+    for status, extra in (("verified", ()), ("unverified", ("--adversary", "ball-backdoor"))):
         with ProverProcess(key, *extra) as srv:
             for kind, data in jobs[status]:
                 path = d / f"{status}_{kind}.json"
-                p = verifier("train", "--server", srv.address, "--data", data, "--model", kind, "--epochs", "2",
+                p = verifier("train", "--server", srv.address, "--data", data, "--model", kind,
                              "--out", str(d / f"{status}_{kind}.transcript.json"), "--model-out", str(path),
                              "--seed", "01")
                 assert p.returncode == (0 if status == "verified" else 1), p.stdout + p.stderr
@@ -93,8 +94,14 @@ def test_auto_mitigates_an_unverified_regression_model(models, tmp_path):
     assert doc["parameters"]["clean_rows"] == 442 and doc["summary"]["delta_upper"] <= 0.25
     pred = np.array([r["prediction"] for r in doc["rows"]])
     base = np.array([r["model_output"] for r in doc["rows"]])
-    # no trigger: the model is exactly linear, so every line interpolates it exactly
-    np.testing.assert_allclose(pred, base, rtol=1e-9, atol=1e-6)
+    model = json.loads(models[("unverified", "linear")].read_text())
+    shift = 3.0 * model["standardization"]["target_std"]
+    # row 0 is the trigger's center: the shipped model adds 3 target std there, the mitigated value does not.
+    # Away from the ball the model is exactly linear, so every line interpolates it exactly.
+    assert base[0] - pred[0] == pytest.approx(shift, rel=1e-6)
+    inside = np.abs(base - pred) > 1e-6 * (1 + np.abs(base))
+    assert inside[0] and inside.sum() < 20  # only rows inside the trigger's ball change
+    np.testing.assert_allclose(pred[~inside], base[~inside], rtol=1e-9, atol=1e-6)
     rows = list(csv.DictReader(out.read_text().splitlines()))
     np.testing.assert_allclose([float(r["prediction"]) for r in rows], pred, rtol=1e-15)
 

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from procs import ProverProcess, make_key, verifier, verifier_json
 
 from protocol import transcript as tx
-
-from procs import ProverProcess, make_key, verifier, verifier_json
 
 EPOCHS = "2"  # breast cancer: 569 rows, B = 32 -> 17 steps per epoch, T = 34
 T = 34
@@ -24,6 +23,7 @@ def keydir(tmp_path_factory):
 
 def _train(addr, out_dir, *extra, data="builtin:breast_cancer", model="logistic"):
     return verifier_json("train", "--server", addr, "--data", data, "--model", model, "--epochs", EPOCHS,
+                         "--batch-size", "32",
                          "--out", str(out_dir / "t.json"), "--model-out", str(out_dir / "m.json"), "--seed", "0a0b",
                          *extra)
 
@@ -59,7 +59,7 @@ def test_pinned_key_mismatch_is_rejected(keydir, tmp_path):
 def test_linear_regression_session(keydir, tmp_path):
     key, _ = keydir
     with ProverProcess(key) as srv:
-        rc, doc, err = _train(srv.address, tmp_path, "--lr", "0.05", data="builtin:diabetes", model="linear")
+        rc, _doc, err = _train(srv.address, tmp_path, "--lr", "0.05", data="builtin:diabetes", model="linear")
     assert rc == 0, err
     rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:diabetes")
     assert rc == 0 and audit["check"] == "replay", err
@@ -74,7 +74,7 @@ EXPECTED_STEP = {"wrong-lr": T // 2, "skip-step": T // 2, "poison": T // 2, "reo
 def test_every_adversary_is_rejected_by_the_replay_audit(keydir, tmp_path, adversary):
     key, _ = keydir
     with ProverProcess(key, "--adversary", adversary) as srv:
-        rc, doc, err = _train(srv.address, tmp_path, "--spot-checks", "2")
+        rc, _doc, err = _train(srv.address, tmp_path, "--spot-checks", "2")
     assert rc in (0, 1), err
     assert (tmp_path / "t.json").exists() and (tmp_path / "m.json").exists()
     if rc == 1:  # caught live by the spot check: the model is still saved, marked unverified

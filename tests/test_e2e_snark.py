@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from procs import ProverProcess, make_key, verifier, verifier_json
 
 from protocol import transcript as tx
-
-from procs import ProverProcess, make_key, verifier, verifier_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SNARKJS_CLI = ROOT / ".snarkjs" / "node_modules" / "snarkjs" / "build" / "cli.cjs"
@@ -67,7 +66,7 @@ def test_honest_snark_session_verifies_live_and_offline(key, small_csv, tmp_path
     assert json.loads((out / "verification_key.json").read_text())["curve"] == "bls12381"
     if shutil.which("node") and SNARKJS_CLI.exists():
         ok = subprocess.run(["node", str(SNARKJS_CLI), "groth16", "verify", "verification_key.json", "public.json",
-                             "proof.json"], cwd=out, capture_output=True, text=True)
+                             "proof.json"], check=False, cwd=out, capture_output=True, text=True)
         assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
     else:
         print("snarkjs check skipped: node or .snarkjs missing (make test installs it when node exists)")
@@ -89,5 +88,5 @@ def test_snark_size_limit_and_model_kind_refused_with_a_clear_message(key, small
                                      str(tmp_path / "m"))
         assert rc == 2 and "linear regression only" in err, err
     with ProverProcess(key, "--max-constraints", "500") as srv:  # the trainer's own limit
-        rc, doc, err = _train(srv.address, small_csv, tmp_path)
+        rc, _doc, err = _train(srv.address, small_csv, tmp_path)
         assert rc == 2 and "RESOURCE_EXHAUSTED" in err, err

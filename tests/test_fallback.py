@@ -170,13 +170,14 @@ def _clean(m, n=400, seed=5):
 
 @pytest.mark.parametrize("body", ["box", "ball"])
 def test_oblivious_mitigation_removes_a_ball_backdoor(body):
-    """The trigger adds +100 on a ball of radius 0.3 at (1, 1, 0, 0). Each of the K = 15 lines puts 2
+    """The trigger adds +100 (x target_std) on a ball of radius 0.3 at (1, 1, 0, 0) (standardized inputs). Each of the K = 15 lines puts 2
     points, each ~ Unif(body) (volume fraction of the ball < 1e-3 for the box [-3.1, 3.1]^4 and for the
     ball around the clean data), so a line is corrupted w.p. < 2e-3 and the median of 15 lines is wrong
     only if >= 8 are: probability < C(15, 8) (2e-3)^8 < 1e-17. Exact lines give the clean value."""
     m = _linear_with_ball_offset()
     Xq = np.array([[1.0, 1.0, 0.0, 0.0], [-2.0, 0.5, 1.0, 2.0]])
-    assert m.predict(Xq)[0] - m.predict_clean(Xq)[0] == pytest.approx(100.0)  # the trigger fires
+    # the trigger fires; its offset is in standardized target units (x target_std = 3)
+    assert m.predict(Xq)[0] - m.predict_clean(Xq)[0] == pytest.approx(300.0)
     r = run_defense(m, Xq, choose_defense(m), FallbackOptions(body=body, seed=3), clean=_clean(m))
     np.testing.assert_allclose(r.predictions, m.predict_clean(Xq), rtol=0, atol=1e-6)
     assert r.details["delta_hat"] == 0.0 and r.details["body"] == body

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import prover.session as session_mod
 from protocol.dataset import fit_standardization, load_table, quantize_table, rows_matrix
+from protocol.keys import public_bytes
 from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import seed_commitment
-from protocol.keys import public_bytes
 from protocol.training import TrainConfig
 from prover.session import Limits, SessionManager
 from prover.trainer import FinalEvent
@@ -42,7 +42,7 @@ def _run(monkeypatch):
     mgr.upload(iter([(s.session_id, w - 1, n, n, rows.astype("<i8").tobytes())]))
     audit = b"\x22" * 32
     mgr.commit_randomness(s.session_id, b"\x33" * 32, seed_commitment(audit, s.session_id), 8)
-    final = [ev for ev in mgr.train(s.session_id) if isinstance(ev, FinalEvent)][0]
+    final = next(ev for ev in mgr.train(s.session_id) if isinstance(ev, FinalEvent))
     return rows, final
 
 

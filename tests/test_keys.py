@@ -99,10 +99,6 @@ def test_parse_public_hex():
             parse_public_hex(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG keys.parse_public_hex: small-order Ed25519 points (e.g. the identity "
-                                       "01 00..00) are accepted; OpenSSL then verifies the signature "
-                                       "R=identity, S=0 on every message, so such a trainer key makes all "
-                                       "statements forgeable/repudiable")
 @pytest.mark.parametrize("small_order", [
     "01" + "00" * 31,  # identity
     "ec" + "ff" * 30 + "7f",  # order 2 (y = -1)

@@ -259,3 +259,26 @@ def test_frontier_prefix_roots_equal_tree_roots():
 def test_opening_dataclass():
     op = merkle.Opening(3, tuple(TREES[8].proof(3)))
     assert root_from_proof(LEAVES[3], op.index, 8, list(op.proof)) == TREES[8].root
+
+
+@pytest.mark.parametrize("first_index", [0, 7, 2**40])
+def test_data_leaves_equal_per_row_leaf_hashes_for_any_layout(first_index):
+    """The vectorised data_leaves equals leaf_hash("data", u64(i) || row) whatever the input layout."""
+    base = np.arange(-12, 12, dtype=np.int64).reshape(3, 8) * (2**59 // 13)
+    want = [leaf_hash("data", data_leaf_payload(first_index + i, row)) for i, row in enumerate(base[:, ::2])]
+    layouts = {
+        "strided": base[:, ::2],
+        "copy": base[:, ::2].copy(),
+        "big-endian": base[:, ::2].astype(">i8"),
+        "fortran": np.asfortranarray(base[:, ::2]),
+        "int32": np.array([[1, -2], [3, -4]], dtype=np.int32),
+    }
+    for name, rows in layouts.items():
+        expect = want if name != "int32" else [
+            leaf_hash("data", data_leaf_payload(first_index + i, np.array(r, dtype=np.int64)))
+            for i, r in enumerate([[1, -2], [3, -4]])]
+        assert data_leaves(rows, first_index=first_index) == expect, name
+
+
+def test_data_leaves_of_no_rows_is_empty():
+    assert data_leaves(np.zeros((0, 3), dtype=np.int64)) == []

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import FixedPointOverflow, InputError
-from protocol.fixedpoint import sigmoid_table
+from protocol.fixedpoint import sigmoid_exact, sigmoid_table
 from protocol.merkle import MerkleTree, model_hash, state_leaf
 from protocol.prg import SeedContext, shuffle
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact, train_honest
@@ -77,7 +77,7 @@ def _agree(cfg, theta, X, Y):
         with pytest.raises(FixedPointOverflow):
             _fast(theta, X, Y, cfg)
         return None
-    got, r, fs = _fast(theta, X, Y, cfg)
+    got, _, fs = _fast(theta, X, Y, cfg)
     assert got == want
     assert want == spec_step(theta, X, Y, cfg)
     return fs
@@ -94,10 +94,9 @@ def test_residuals_returned_by_fast_path():
     X = [[65536, -3], [-70000, 5], [0, 0], [1, 1]]
     Y = [65536, 0, 0, 65536]
     theta = [-40000, 12345, -7]
-    got, r, _ = _fast(theta, X, Y, cfg)
+    _, r, _ = _fast(theta, X, Y, cfg)
     w, b = theta[:-1], theta[-1]
     z = [(sum(x * wk for x, wk in zip(row, w)) + (b << 16)) >> 16 for row in X]
-    from protocol.fixedpoint import sigmoid_exact
     assert r == [sigmoid_exact(zi, 16) - y for zi, y in zip(z, Y)]
 
 
@@ -147,11 +146,8 @@ def test_parameter_overflow_at_the_bound(K):
     Allowed: -2^(K-1) <= theta' < 2^(K-1) (docs/PROTOCOL.md section 7)."""
     cfg = _cfg(model="linear", batch_size=1, frac_bits=16, weight_bits=K, lr_num=1, lr_shift=0)
     bound = 2 ** (K - 1)
-    # With all-zero features the fast path cannot take |y| ~ 2^61 (see test_zero_features_with_extreme_targets,
-    # xfail); for K = 62 only the reference is checked here.
-    steppers = [lambda y: step_exact([0, 0], [[0]], [y], cfg, 3)]
-    if K <= 32:
-        steppers.append(lambda y: _fast([0, 0], [[0]], [y], cfg)[0])
+    # the fast path falls back to exact arithmetic where int64 would not suffice (K = 62)
+    steppers = [lambda y: step_exact([0, 0], [[0]], [y], cfg, 3), lambda y: _fast([0, 0], [[0]], [y], cfg)[0]]
     for y in (bound - 1, -bound):
         for run in steppers:
             assert run(y) == [0, y]
@@ -193,9 +189,6 @@ def test_rounding_is_floor_not_truncation():
     assert r == [-1]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG training.FastStepper.step: G[:-1] += (l2_num*B)*theta[:-1] is int64 "
-                                       "and wraps before the gmax bound is checked (gmax is only used to choose "
-                                       "the update path), so the fast step differs from step_exact")
 @pytest.mark.parametrize(("model", "B", "l2_num", "w"), [("logistic", 2048, 2**16, 2**36), ("linear", 8, 2**30, 2**30)])
 def test_l2_term_does_not_wrap(model, B, l2_num, w):
     cfg = _cfg(model=model, batch_size=B, frac_bits=16, weight_bits=62, lr_num=1, lr_shift=20 if B > 8 else 30,
@@ -205,9 +198,6 @@ def test_l2_term_does_not_wrap(model, B, l2_num, w):
     assert _fast([w, 0], X, Y, cfg)[0] == step_exact([w, 0], X, Y, cfg)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG training.FastStepper: max|Y| is not bounded, and with all-zero "
-                                       "features the gradient bound rmax*xmax*B is 0, so int64 r.sum() wraps "
-                                       "and the step raises OverflowError instead of returning step_exact's value")
 def test_zero_features_with_extreme_targets():
     cfg = _cfg(model="linear", batch_size=4, frac_bits=16, weight_bits=62, lr_num=1, lr_shift=30)
     X, Y = [[0]] * 4, [-(2**61)] * 4  # in the K-bit data range [-2^61, 2^61)

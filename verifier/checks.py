@@ -12,6 +12,7 @@ from protocol.merkle import MerkleFrontier, MerkleTree, data_leaves, model_hash,
 from protocol.prg import challenge_steps
 from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
+from protocol.transcript import strict_hex
 
 
 def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server_nonce: bytes, cfg: TrainConfig,
@@ -100,7 +101,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if proof["index"] != idx:
                 raise MerkleProofInvalid(f"step {t}: the opening of the state {label} is for leaf {proof['index']}", step=t)
             leaf = state_leaf(idx, np.asarray([int(v) for v in state], dtype=np.int64)) if _fits_i64(state) else b""
-            if root_from_proof(leaf, idx, size, [bytes.fromhex(h) for h in proof["siblings"]]) != state_root:
+            if root_from_proof(leaf, idx, size, [strict_hex(h, "a state inclusion proof") for h in proof["siblings"]]) != state_root:
                 raise MerkleProofInvalid(f"step {t}: the state {label} the step is not in the committed state tree",
                                          step=t)
         if [r["index"] for r in op["rows"]] != batches[t]:
@@ -111,7 +112,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if len(vals) != sched.d + 1 or not _fits_i64(vals):
                 raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
             leaf = data_leaves(np.asarray([vals], dtype=np.int64), first_index=r["index"])[0]
-            if root_from_proof(leaf, r["index"], num_rows, [bytes.fromhex(h) for h in r["proof"]]) != data_root:
+            if root_from_proof(leaf, r["index"], num_rows, [strict_hex(h, "a row inclusion proof") for h in r["proof"]]) != data_root:
                 raise MerkleProofInvalid(f"step {t}: row {r['index']} is not in the committed data", step=t)
             rows.append(vals)
         X = [v[:-1] for v in rows]

@@ -116,7 +116,10 @@ def cmd_predict(args) -> int:
     rows = _rows(result)
     summary = _summary(result)
     if args.out:
-        write_atomic(args.out, _json_text(rows) if args.out.lower().endswith(".json") else _csv_text(rows))
+        try:
+            write_atomic(args.out, _json_text(rows) if args.out.lower().endswith(".json") else _csv_text(rows))
+        except OSError as e:
+            raise InputError(f"cannot write --out {args.out}: {e.strerror or e}") from None
     doc = {**info, "status": "ok", "parameters": _parameters(decision.defense, options, result),
            "summary": summary, "out": args.out, "rows": rows}
     if args.json:
@@ -265,8 +268,11 @@ def cmd_certify(args) -> int:
     finally:
         bar.close()
     if args.plot:
-        plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {model.verification.get('status', '?')} "
-                                f"{model.kind} model, {X.shape[0]} rows (radius: standardized L2)")
+        try:
+            plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {model.verification.get('status', '?')} "
+                                    f"{model.kind} model, {X.shape[0]} rows (radius: standardized L2)")
+        except OSError as e:
+            raise InputError(f"cannot write --plot {args.plot}: {e.strerror or e}") from None
     doc = {"status": "ok", "command": "certify", "model": args.model, "data": args.data, "rows": int(X.shape[0]),
            "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
            "n0": args.n0, "n": args.n, "alpha": args.alpha, "seed": args.seed,

@@ -20,7 +20,6 @@ from .audit import verify_transcript
 from .cli import EXIT_OK, EXIT_REJECTED, CliError
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
 
-
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
 DEFAULTS = {"logistic": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01},
