@@ -25,7 +25,8 @@ def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
     print(f"\n$ {shown}", flush=True)
     t0 = time.perf_counter()
     p = subprocess.run([str(BIN / args[0]), *args[1:]], check=False, capture_output=True, text=True)
-    sys.stdout.write(p.stdout)
+    if "--json" not in args:  # JSON results are summarized by the caller
+        sys.stdout.write(p.stdout)
     if p.stderr.strip():
         sys.stdout.write("".join(f"  | {line}\n" for line in p.stderr.strip().splitlines()[-6:]))
     print(f"  (exit {p.returncode}, {time.perf_counter() - t0:.1f} s)")

@@ -67,7 +67,7 @@ def test_linear_regression_session(keydir, tmp_path):
 
 # adversary -> the step the replay audit must name
 EXPECTED_STEP = {"wrong-lr": T // 2, "skip-step": T // 2, "poison": T // 2, "reorder": 1, "all-steps": 1,
-                 "swap-model": T}
+                 "swap-model": T, "signature-backdoor": T, "ball-backdoor": T}
 
 
 @pytest.mark.parametrize("adversary", sorted(EXPECTED_STEP))
@@ -83,7 +83,10 @@ def test_every_adversary_is_rejected_by_the_replay_audit(keydir, tmp_path, adver
     assert rc == 1, (audit, err)
     assert audit["status"] == "rejected"
     assert audit["step"] == EXPECTED_STEP[adversary], audit
-    if audit["check"] == "replay" and adversary != "swap-model":
+    if adversary.endswith("backdoor"):  # honest parameters, served with a trigger: caught at the final model
+        assert "serving-time content" in audit["reason"]
+        assert "trigger" in json.loads((tmp_path / "m.json").read_text())
+    if audit["check"] == "replay" and adversary not in ("swap-model", "signature-backdoor", "ball-backdoor"):
         ev = audit["evidence"]
         assert ev["step"] == audit["step"] and ev["committed_leaf_after"] and ev["proof_after"] is not None
 
@@ -137,3 +140,39 @@ def test_semantic_tampering_is_rejected_with_a_reason(keydir, tmp_path):
         tx.save(str(tmp_path / "x.json"), t)
         rc, audit, err = verifier_json("audit", str(tmp_path / "x.json"))
         assert rc in (1, 2) and audit.get("status") != "verified", (name, audit, err)
+
+
+def _self_signed(tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_session(keydir, tmp_path):
+    key, pub = keydir
+    cert, tls_key = _self_signed(tmp_path)
+    with ProverProcess(key, "--tls-cert", str(cert), "--tls-key", str(tls_key)) as srv:
+        port = srv.address.rsplit(":", 1)[1]
+        rc, doc, err = _train(f"localhost:{port}", tmp_path, "--tls-ca", str(cert), "--trainer-key", pub)
+        assert rc == 0 and doc["status"] == "verified", err
+        # without --tls-ca the plaintext client cannot talk to the TLS server: a clear connection error
+        rc, _, err = _train(f"localhost:{port}", tmp_path, "--timeout", "3")
+        assert rc == 2 and "Traceback" not in err, err
