@@ -11,7 +11,7 @@ import grpc
 from protocol import model_file
 from protocol import transcript as tx
 from protocol.dataset import Standardization, fit_standardization, load_table, quantize_table, rows_matrix
-from protocol.errors import InputError, TranscriptFormatError, VerificationError
+from protocol.errors import InputError, TranscriptFormatError
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
@@ -149,14 +149,10 @@ def _report(args, result: dict, tr: dict) -> None:
     if tr.get("trust") == "first-use":
         print(f"note: trainer key {tr.get('trainer_key')} recorded on first use (pin it next time with "
               f"--trainer-key)", file=sys.stderr)
-    if result["status"] == "verified":
-        print(f"VERIFIED ({result['check']}): {result['guarantee']}")
-    else:
-        where = f" [step {result['step']}]" if result.get("step") is not None else ""
-        print(f"REJECTED ({result['check']}){where}: {result['reason']}")
-        if result.get("model"):
-            print(f"the model was saved to {result['model']} marked UNVERIFIED; `vtrain-verifier predict` will "
-                  f"apply a defense to it")
+    _print_verdict(result)
+    if result["status"] != "verified" and result.get("model"):
+        print(f"the model was saved to {result['model']} marked UNVERIFIED; `vtrain-verifier predict` will "
+              f"apply a defense to it")
     print(f"transcript: {result['transcript']} (sha256 {result['transcript_sha256'][:16]}...)")
 
 
@@ -185,10 +181,6 @@ def cmd_audit(args) -> int:
         if isinstance(e, (InputError, TranscriptFormatError)):
             raise
         raise TranscriptFormatError(f"malformed transcript: {e!r}") from None
-    except VerificationError as e:  # pragma: no cover - verify_transcript converts these
-        v = None
-        return _audit_out(args, {"status": "rejected", "check": "audit", "reason": str(e), "step": e.step,
-                                 "guarantee": ""}, digest)
     return _audit_out(args, {**v.to_dict()}, digest)
 
 
@@ -196,11 +188,16 @@ def _audit_out(args, res: dict, digest: str) -> int:
     res["transcript_sha256"] = digest
     if args.json:
         print(json.dumps(res, indent=1, sort_keys=True))
-    elif res["status"] == "verified":
+    else:
+        _print_verdict(res)
+        if res["status"] != "verified" and res.get("evidence"):
+            print("evidence: " + json.dumps(res["evidence"])[:2000])
+    return EXIT_OK if res["status"] == "verified" else EXIT_REJECTED
+
+
+def _print_verdict(res: dict) -> None:
+    if res["status"] == "verified":
         print(f"VERIFIED ({res['check']}): {res['guarantee']}")
     else:
         where = f" [step {res['step']}]" if res.get("step") is not None else ""
         print(f"REJECTED ({res['check']}){where}: {res['reason']}")
-        if res.get("evidence"):
-            print("evidence: " + json.dumps(res["evidence"])[:2000])
-    return EXIT_OK if res["status"] == "verified" else EXIT_REJECTED

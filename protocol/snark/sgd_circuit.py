@@ -1,4 +1,4 @@
-"""R1CS for T steps of the protocol's fixed-point LINEAR-regression SGD step (docs/TEAM_NOTES.md).
+"""R1CS for T steps of the protocol's fixed-point LINEAR-regression SGD step (docs/PROTOCOL.md section 7).
 
 The client's data X, Y and the batch schedule are circuit constants, so everything but rounding is
 linear. Per step t with batch rows i (U = f + lr_shift + log2 B):
