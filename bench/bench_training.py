@@ -317,7 +317,7 @@ def run_spot_vs_replay(p: dict, repeats: int) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 20,000, 1 epoch; spot: n = 2,048, T = 1,280 steps)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--spot-epochs", type=int, default=None,
                     help="epochs of the spot_vs_replay run (T = epochs * n / 8); default 10 (T = 10,240)")
     ap.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")

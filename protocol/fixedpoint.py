@@ -34,7 +34,10 @@ def check_range(values: np.ndarray, weight_bits: int, what: str, step: int | Non
     """Raise FixedPointOverflow unless every value is in the K-bit two's-complement range."""
     if not values.size:
         return
-    lo, hi = int(min(values)), int(max(values))
+    if values.dtype == object:
+        lo, hi = int(min(values)), int(max(values))
+    else:
+        lo, hi = int(values.min()), int(values.max())
     if not (in_range(lo, weight_bits) and in_range(hi, weight_bits)):
         m = hi if not in_range(hi, weight_bits) else lo
         raise FixedPointOverflow(
@@ -58,7 +61,28 @@ def sigmoid_table(frac_bits: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+FULL_TABLE_MAX_BITS = 18  # up to 2^(f+4)+1 = 4M entries (32 MB) for f = 18
+
+
 def sigmoid_q(z: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Integer sigmoid (vectorised). For ``frac_bits <= 18`` one gather from the function tabulated on every
+    input in [-8*2^f, 8*2^f] (built once by ``sigmoid_interp`` itself, so identical by construction)."""
+    if SIGMOID_STEP_BITS <= frac_bits <= FULL_TABLE_MAX_BITS:
+        lim = SIGMOID_RANGE << frac_bits
+        full = _full_table(frac_bits)
+        return full[np.minimum(np.maximum(np.asarray(z, dtype=np.int64), -lim), lim) + lim]
+    return sigmoid_interp(z, frac_bits)
+
+
+@functools.cache
+def _full_table(frac_bits: int) -> np.ndarray:
+    lim = SIGMOID_RANGE << frac_bits
+    arr = sigmoid_interp(np.arange(-lim, lim + 1, dtype=np.int64), frac_bits)
+    arr.setflags(write=False)
+    return arr
+
+
+def sigmoid_interp(z: np.ndarray, frac_bits: int) -> np.ndarray:
     """Integer sigmoid of ``z`` (scale 2^f) -> probability at scale 2^f, vectorised over int64 arrays.
 
     ``u = clamp(z, -8*2^f, 8*2^f) + 8*2^f``; ``i = u >> (f-4)``; ``r = u & (2^(f-4) - 1)``;

@@ -63,9 +63,9 @@ def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
     buf = np.empty((n, 8 + rows.shape[1] * 8), dtype=np.uint8)
     buf[:, :8] = np.arange(first_index, first_index + n, dtype=">u8").view(np.uint8).reshape(n, 8)
     buf[:, 8:] = rows.view(np.uint8).reshape(n, -1)
-    pre = leaf_prefix("data")
+    pre, w, raw = leaf_prefix("data"), buf.shape[1], buf.tobytes()
     sha = hashlib.sha256
-    return [sha(pre + row).digest() for row in map(bytes, buf)]
+    return [sha(pre + raw[i * w:(i + 1) * w]).digest() for i in range(n)]
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:
@@ -111,6 +111,7 @@ def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> b
     if not 0 <= index < size:
         raise MerkleProofInvalid(f"leaf index {index} outside a tree of {size} leaves")
     h, i, n, k = leaf, index, size, 0
+    sha, pre = hashlib.sha256, _NODE_PREFIX
     while n > 1:
         if i ^ 1 < n:
             if k >= len(proof):
@@ -118,7 +119,7 @@ def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> b
             sib = proof[k]
             if len(sib) != 32:
                 raise MerkleProofInvalid("inclusion proof contains a hash that is not 32 bytes")
-            h = node_hash(h, sib) if i % 2 == 0 else node_hash(sib, h)
+            h = sha(pre + h + sib).digest() if i % 2 == 0 else sha(pre + sib + h).digest()  # node_hash inlined
             k += 1
         i >>= 1
         n = (n + 1) >> 1

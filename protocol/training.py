@@ -188,6 +188,7 @@ class FastStepper:
         self.Xf = self.X.astype(np.float64)
         self.xmax = max(int(self.X.max()), -int(self.X.min())) if self.X.size else 0
         self.ymax = max(int(self.Y.max()), -int(self.Y.min())) if self.Y.size else 0
+        self.Yf = self.Y.astype(np.float64)  # exact when ymax < 2^52 (else every step takes the exact path)
         if self.xmax >= _EXACT_F64:
             raise InputError("data values too large for exact arithmetic")
         self.d = self.X.shape[1]
@@ -198,25 +199,26 @@ class FastStepper:
         cfg = self.cfg
         f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
         tmax = int(np.abs(theta).max())
-        if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64:
+        if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64 or self.ymax >= _EXACT_F64 // 2:
             return self._exact(theta, idx, step)
         Xb = self.Xf[idx]
-        a = (Xb @ theta[:-1].astype(np.float64)).astype(np.int64) + (int(theta[-1]) << f)
-        z = a >> f
-        zmax = int(np.abs(z).max())
+        thf = theta.astype(np.float64)
+        # every partial sum is an integer below 2^53 (bound above), and scaling by 2^-f and floor are exact
+        zf = np.floor((Xb @ thf[:-1] + thf[-1] * float(1 << f)) * (1.0 / (1 << f)))
+        zmax = int(np.abs(zf).max())
         if zmax >= 1 << (cfg.weight_bits - 1):
-            check_range(z, cfg.weight_bits, "prediction", step)
+            check_range(zf.astype(np.int64), cfg.weight_bits, "prediction", step)
         if cfg.model == "linear":
-            r = z - self.Y[idx]
+            r = zf - self.Yf[idx]
             rmax = zmax + self.ymax
         else:
-            r = sigmoid_q(z, f) - self.Y[idx]
+            r = (sigmoid_q(zf.astype(np.int64), f) - self.Y[idx]).astype(np.float64)
             rmax = (1 << f) + self.ymax
-        if (rmax * self.xmax * B >= _EXACT_F64 or (rmax * B) << f >= _SAFE_I64
+        if (rmax * max(self.xmax, 1) * B >= _EXACT_F64 or (rmax * B) << f >= _SAFE_I64
                 or cfg.l2_num * B * tmax >= _SAFE_I64):
             return self._exact(theta, idx, step)
         G = np.empty(theta.shape[0], dtype=np.int64)
-        G[:-1] = (r.astype(np.float64) @ Xb).astype(np.int64)
+        G[:-1] = (r @ Xb).astype(np.int64)
         if cfg.l2_num:
             G[:-1] += (cfg.l2_num * B) * theta[:-1]
         G[-1] = int(r.sum()) << f

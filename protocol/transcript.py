@@ -114,7 +114,7 @@ def strict_hex(s, what: str) -> bytes:
         b = bytes.fromhex(s)
     except ValueError:
         raise TranscriptFormatError(f"{what} is not hex") from None
-    if b.hex() != s:
+    if len(s) != 2 * len(b) or not (s.islower() or s.isdecimal() or not s):
         raise TranscriptFormatError(f"{what} is not lower-case hex without spaces")
     return b
 
