@@ -15,6 +15,7 @@ from protocol.training import FastStepper
 
 class Honest:
     name = "honest"
+    offers_proof = True
 
     def prepare(self, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return X, Y
@@ -119,7 +120,15 @@ class AllSteps(Honest):
         return new, r
 
 
-STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps)}
+class NoProofOffered(Honest):
+    """Trains honestly and commits, but answers Prove with UNIMPLEMENTED (a trainer that offers no proof)."""
+
+    name = "no-proof"
+    offers_proof = False
+
+
+STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps,
+                                        NoProofOffered)}
 
 
 def get_strategy(name: str | None) -> Honest:

@@ -12,7 +12,7 @@ from protocol.errors import FixedPointOverflow, InputError
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
-from .session import Denied, LimitExceeded, OutOfOrder, SessionManager, UnknownSession
+from .session import Denied, LimitExceeded, NoProof, OutOfOrder, SessionManager, UnknownSession
 from .trainer import FinalEvent, LeavesEvent, ProgressEvent, SignedEvent
 
 log = logging.getLogger("vtrain.prover")
@@ -22,6 +22,7 @@ _STATUS = [
     (OutOfOrder, grpc.StatusCode.FAILED_PRECONDITION),
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (Denied, grpc.StatusCode.PERMISSION_DENIED),
+    (NoProof, grpc.StatusCode.UNIMPLEMENTED),
     (FixedPointOverflow, grpc.StatusCode.OUT_OF_RANGE),
     (InputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),

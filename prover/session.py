@@ -45,6 +45,10 @@ class Denied(Exception):
     """PERMISSION_DENIED."""
 
 
+class NoProof(Exception):
+    """UNIMPLEMENTED: this trainer gives no proof."""
+
+
 class State(enum.Enum):
     OPENED = "opened"
     DATA_COMMITTED = "data committed"
@@ -87,6 +91,7 @@ class Session:
     session_statement: bytes = b""
     pk: object = None
     snark: dict = field(default_factory=dict)
+    strategy: object = None
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -293,8 +298,9 @@ class SessionManager:
             ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
             completed = False
             try:
+                s.strategy = self.strategy_factory()
                 yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
-                                        strategy=self.strategy_factory(), record=s.record)
+                                        strategy=s.strategy, record=s.record)
                 if s.proof_kind == "snark":
                     yield from self._prove_snark(s, ctx)
                 completed = True
@@ -323,6 +329,8 @@ class SessionManager:
         s = self.get(sid)
         with s.lock:
             self._expect(s, State.TRAINED, "Prove")
+            if not getattr(s.strategy, "offers_proof", True):
+                raise NoProof("this trainer does not provide proofs of training")
             if (kind or "spot") != s.proof_kind:
                 raise InputError(f"this session agreed on proof kind {s.proof_kind!r}, not {kind!r}")
             if len(audit_seed) != 32:

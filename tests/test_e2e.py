@@ -176,3 +176,15 @@ def test_tls_session(keydir, tmp_path):
         # without --tls-ca the plaintext client cannot talk to the TLS server: a clear connection error
         rc, _, err = _train(f"localhost:{port}", tmp_path, "--timeout", "3")
         assert rc == 2 and "Traceback" not in err, err
+
+
+def test_a_trainer_that_offers_no_proof_leaves_an_unverified_model(keydir, tmp_path):
+    key, _ = keydir
+    with ProverProcess(key, "--adversary", "no-proof") as srv:
+        rc, doc, err = _train(srv.address, tmp_path)
+    assert rc == 1 and doc["status"] == "rejected" and "gave no proof" in doc["reason"], (doc, err)
+    model = json.loads((tmp_path / "m.json").read_text())
+    assert model["verification"]["status"] == "unverified" and "no proof" in model["verification"]["reason"]
+    # the audit agrees (same reason, recomputed): the transcript holds no proof, so it cannot verify
+    rc, audit, _ = verifier_json("audit", str(tmp_path / "t.json"))
+    assert rc == 1 and audit["status"] == "rejected" and audit["reason"] == doc["reason"]

@@ -34,6 +34,10 @@ class Verdict:
         return self.status == "verified"
 
 
+def no_proof_reason(error: str) -> str:
+    return f"the trainer gave no proof ({error}); the model is unverified"
+
+
 def spot_guarantee(T: int, K: int) -> str:
     k = min(K, T)
     m = max(1, math.ceil(T / 100))
@@ -134,7 +138,7 @@ def _spot(tr: dict) -> Verdict:
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)
     if "proof" not in tr:
-        raise VerificationError("transcript incomplete: the trainer gave no proof")
+        raise VerificationError(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
     if proof_kind == "snark":
         return _snark(tr, pub, sid, model, sched, extras)
     openings = tx.get(tr, "proof.openings", list)

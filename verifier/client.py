@@ -24,7 +24,7 @@ from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
-from .audit import Verdict, verify_transcript
+from .audit import Verdict, no_proof_reason, verify_transcript
 
 
 class SessionAborted(Exception):
@@ -180,7 +180,12 @@ def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, traine
     if final.extras_json:
         tr["model_extras"] = final.extras_json
 
-    resp = call(stub.Prove, pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind))
+    try:
+        resp = stub.Prove(pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind), timeout=timeout)
+    except grpc.RpcError as e:
+        # the model exists but comes without a proof: keep it, unverified, with the reason
+        tr["proof_error"] = f"{e.code().name}: {e.details()}"
+        raise VerificationError(no_proof_reason(tr["proof_error"])) from None
     if kind == "snark":
         try:
             proof = snarkjs_io.proof_from_bytes(bytes(resp.snark_proof))
