@@ -81,12 +81,17 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
             return Verdict("rejected", kind, "the verdict recorded in the transcript differs from the recomputed one "
                            f"(recorded {rec.get('status') if isinstance(rec, dict) else rec!r}, recomputed {v.status}: "
                            f"{v.reason or 'ok'}): the transcript was altered")
-    if rows is None or v.status != "verified" and v.step is None and "incomplete" in v.reason:
+    if rows is None:
+        return v
+    # The replay runs after the signature, binding and proof checks. It can only sharpen a rejection (name
+    # the first divergent step); it never turns a rejected transcript into a verified one.
+    if v.status != "verified" and v.step is None:
         return v
     try:
-        return _replay(tr, rows)
+        replayed = _replay(tr, rows)
     except VerificationError as e:
         return _rejected("replay", e)
+    return replayed if v.status == "verified" else v
 
 
 def _context(tr: dict):

@@ -101,9 +101,8 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if proof["index"] != idx:
                 raise MerkleProofInvalid(f"step {t}: the opening of the state {label} is for leaf {proof['index']}", step=t)
             leaf = state_leaf(idx, np.asarray([int(v) for v in state], dtype=np.int64)) if _fits_i64(state) else b""
-            if root_from_proof(leaf, idx, size, [strict_hex(h, "a state inclusion proof") for h in proof["siblings"]]) != state_root:
-                raise MerkleProofInvalid(f"step {t}: the state {label} the step is not in the committed state tree",
-                                         step=t)
+            _included(leaf, idx, size, proof["siblings"], state_root,
+                      f"step {t}: the state {label} the step is not in the committed state tree", t)
         if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
         rows = []
@@ -112,8 +111,8 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if len(vals) != sched.d + 1 or not _fits_i64(vals):
                 raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
             leaf = data_leaves(np.asarray([vals], dtype=np.int64), first_index=r["index"])[0]
-            if root_from_proof(leaf, r["index"], num_rows, [strict_hex(h, "a row inclusion proof") for h in r["proof"]]) != data_root:
-                raise MerkleProofInvalid(f"step {t}: row {r['index']} is not in the committed data", step=t)
+            _included(leaf, r["index"], num_rows, r["proof"], data_root,
+                      f"step {t}: row {r['index']} is not in the committed data", t)
             rows.append(vals)
         X = [v[:-1] for v in rows]
         Y = [v[-1] for v in rows]
@@ -128,6 +127,15 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
     return steps
 
 
+def _included(leaf: bytes, index: int, size: int, siblings_hex, root: bytes, failure: str, step: int) -> None:
+    try:
+        ok = root_from_proof(leaf, index, size, [strict_hex(h, "an inclusion proof") for h in siblings_hex]) == root
+    except MerkleProofInvalid as e:
+        raise MerkleProofInvalid(f"{failure} ({e})", step=step) from None
+    if not ok:
+        raise MerkleProofInvalid(failure, step=step)
+
+
 def _fits_i64(values) -> bool:
     return all(-(2**63) <= int(v) < 2**63 for v in values)
 
@@ -136,6 +144,9 @@ def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: T
            extras_json: str = "") -> None:
     """Full replay: recompute every state and compare with the committed leaves; the first difference is
     the step named. Raises StepMismatch with self-contained evidence."""
+    if len(leaves) != sched.num_steps + 1:
+        raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
+                                f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
     X, Y = rows[:, :-1], rows[:, -1]
     stepper = FastStepper(X, Y, cfg)
     tree = MerkleTree(leaves)
