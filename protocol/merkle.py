@@ -15,6 +15,7 @@ Two kinds of leaf: ``data`` (row index u64 || d+1 int64 LE values: features then
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,11 @@ def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
     pre, w, raw = leaf_prefix("data"), buf.shape[1], buf.tobytes()
     sha = hashlib.sha256
     return [sha(pre + raw[i * w:(i + 1) * w]).digest() for i in range(n)]
+
+
+def data_leaf(index: int, values) -> bytes:
+    """One row's leaf from Python ints (the same bytes as ``data_leaves``); raises struct.error outside int64."""
+    return _h(leaf_prefix("data") + enc.u64(index) + struct.pack(f"<{len(values)}q", *values))
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:

@@ -119,6 +119,14 @@ def strict_hex(s, what: str) -> bytes:
     return b
 
 
+def hash_list(items, what: str) -> list[bytes]:
+    """A list of 32-byte hashes as lower-case hex strings (one strict check for the whole list)."""
+    if not isinstance(items, list) or not all(isinstance(h, str) and len(h) == 64 for h in items):
+        raise TranscriptFormatError(f"{what} must be a list of 64-character hex strings")
+    raw = strict_hex("".join(items), what)
+    return [raw[i:i + 32] for i in range(0, len(raw), 32)]
+
+
 def get_hex(obj: dict, path: str, length: int | None = None) -> bytes:
     b = strict_hex(get(obj, path, str), f"transcript field {path!r}")
     if length is not None and len(b) != length:

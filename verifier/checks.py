@@ -8,11 +8,18 @@ import math
 import numpy as np
 
 from protocol.errors import BindingMismatch, MerkleProofInvalid, StepMismatch, VerificationError
-from protocol.merkle import MerkleFrontier, MerkleTree, data_leaves, model_hash, root_from_proof, state_leaf
+from protocol.merkle import (
+    MerkleFrontier,
+    MerkleTree,
+    data_leaf,
+    model_hash,
+    root_from_proof,
+    state_leaf,
+)
 from protocol.prg import challenge_steps
 from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
-from protocol.transcript import strict_hex
+from protocol.transcript import hash_list
 
 
 def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server_nonce: bytes, cfg: TrainConfig,
@@ -110,7 +117,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             vals = r["values"]
             if len(vals) != sched.d + 1 or not _fits_i64(vals):
                 raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
-            leaf = data_leaves(np.asarray([vals], dtype=np.int64), first_index=r["index"])[0]
+            leaf = data_leaf(r["index"], vals)
             _included(leaf, r["index"], num_rows, r["proof"], data_root,
                       f"step {t}: row {r['index']} is not in the committed data", t)
             rows.append(vals)
@@ -129,7 +136,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
 
 def _included(leaf: bytes, index: int, size: int, siblings_hex, root: bytes, failure: str, step: int) -> None:
     try:
-        ok = root_from_proof(leaf, index, size, [strict_hex(h, "an inclusion proof") for h in siblings_hex]) == root
+        ok = root_from_proof(leaf, index, size, hash_list(siblings_hex, "an inclusion proof")) == root
     except MerkleProofInvalid as e:
         raise MerkleProofInvalid(f"{failure} ({e})", step=step) from None
     if not ok:
