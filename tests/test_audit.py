@@ -20,20 +20,27 @@ from verifier.client import ClientSeeds, local_rows, open_channel, run_session
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=32, lr_num=205, checkpoint_interval=5)
 
 
-@pytest.fixture(scope="module")
-def session():
-    server, port, _ = build_server(Ed25519PrivateKey.generate())
+def record_session(adversary: str | None, master: bytes, spot_checks: int):
+    """A transcript recorded by the real client from a real gRPC server (in process, port 0)."""
+    server, port, _ = build_server(Ed25519PrivateKey.generate(), adversary=adversary)
     server.start()
     try:
         table = load_table("builtin:breast_cancer")
         stdz = fit_standardization(table, CFG.model)
         channel = open_channel(f"127.0.0.1:{port}")
-        tr, verdict = run_session(channel, table, stdz, CFG, spot_checks=4, seeds=ClientSeeds.from_master(b"audit"))
+        tr, verdict = run_session(channel, table, stdz, CFG, spot_checks=spot_checks,
+                                  seeds=ClientSeeds.from_master(master))
         channel.close()
     finally:
         server.stop(None)
+    return tr, verdict, local_rows(table, stdz, CFG.frac_bits)
+
+
+@pytest.fixture(scope="module")
+def session():
+    tr, verdict, rows = record_session(None, b"audit", 4)
     assert verdict.ok, verdict
-    return tr, local_rows(table, stdz, CFG.frac_bits)
+    return tr, rows
 
 
 def _reverdict(tr):
@@ -133,17 +140,7 @@ def test_replay_evidence_is_checkable_by_a_third_party():
     from protocol.statements import Statement
     from protocol.training import step_exact
 
-    server, port, _ = build_server(Ed25519PrivateKey.generate(), adversary="wrong-lr")
-    server.start()
-    try:
-        table = load_table("builtin:breast_cancer")
-        stdz = fit_standardization(table, CFG.model)
-        channel = open_channel(f"127.0.0.1:{port}")
-        tr, _ = run_session(channel, table, stdz, CFG, spot_checks=1, seeds=ClientSeeds.from_master(b"ev"))
-        channel.close()
-    finally:
-        server.stop(None)
-    rows = local_rows(table, stdz, CFG.frac_bits)
+    tr, _, rows = record_session("wrong-lr", b"ev", 1)
     v = verify_transcript(tr, rows)
     assert v.status == "rejected" and v.check == "replay" and v.step == CFG.num_steps(569) // 2
     ev, t = v.evidence, v.step
