@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--idle-timeout", type=int, default=d.idle_timeout_seconds, help="seconds before an idle session expires")
     s.add_argument("--max-spot-checks", type=int, default=d.max_spot_checks)
     s.add_argument("--max-constraints", type=int, default=d.max_constraints, help="largest SNARK circuit to prove")
+    s.add_argument("--max-data-bytes", type=int, default=d.max_data_bytes, help="largest dataset held per session")
     s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests): "
                    + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
     s.add_argument("-v", "--verbose", action="store_true")
@@ -67,7 +68,7 @@ def serve(args) -> int:
     limits = Limits(max_message_bytes=args.max_message_bytes, max_rows=args.max_rows,
                     max_features=args.max_features, max_steps=args.max_steps, max_sessions=args.max_sessions,
                     idle_timeout_seconds=args.idle_timeout, max_spot_checks=args.max_spot_checks,
-                    max_constraints=args.max_constraints)
+                    max_constraints=args.max_constraints, max_data_bytes=args.max_data_bytes)
     try:
         server, bound, _ = build_server(key, host, port, limits, args.adversary, tls)
     except ValueError as e:

@@ -70,7 +70,8 @@ class Limits:
     max_spot_checks: int = 4096
     max_state_values: int = 50_000_000  # (T+1)*(d+1) parameters kept for openings
     max_constraints: int = 1 << 16  # largest SNARK circuit proved
-    max_key_bytes: int = 512 * 1024 * 1024
+    max_key_bytes: int = 128 * 1024 * 1024  # a proving key for 2^16 constraints is ~40 MB
+    max_data_bytes: int = 1 << 30  # rows * (features + 1) * 8 held in memory per session
 
 
 @dataclass
@@ -187,6 +188,10 @@ class SessionManager:
                 if total > self.limits.max_rows:
                     self._release(s)
                     raise LimitExceeded(f"{total} rows exceed the server limit of {self.limits.max_rows}")
+                if total * (d + 1) * 8 > self.limits.max_data_bytes:
+                    self._release(s)
+                    raise LimitExceeded(f"{total} rows of {d} features ({total * (d + 1) * 8} bytes) exceed the server's "
+                                        f"data limit of {self.limits.max_data_bytes} bytes")
                 if total < 1:
                     self._release(s)
                     raise InputError("the upload declares zero rows; send at least one batch of rows")

@@ -18,7 +18,7 @@ from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 LIMITS = ("--max-features", "40", "--max-rows", "5000", "--max-message-bytes", "200000", "--max-sessions", "60",
-          "--max-steps", "2000")
+          "--max-steps", "2000", "--max-data-bytes", "100000")
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,9 @@ def test_upload_errors(stub):
     sid = _open(stub)
     code, msg = _code(stub.UploadData, convert.rows_to_chunks(sid, _rows(n=6000, d=1), 1000))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "rows" in msg
+    sid = _open(stub)
+    code, msg = _code(stub.UploadData, convert.rows_to_chunks(sid, _rows(n=4000, d=3), 1000))  # 128 kB > 100 kB
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "data limit" in msg
     sid = _open(stub)
     big = _rows(n=16)
     big[0, 0] = 2**40
