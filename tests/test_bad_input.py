@@ -231,3 +231,13 @@ def test_cli_usage_errors(server, tmp_path):
     assert rc == 2 and "power of two" in err
     rc, _, err = verifier_json("audit", str(tmp_path / "missing.json"))
     assert rc == 2 and "cannot read" in err
+
+
+def test_fixed_point_overflow_is_reported_not_wrapped(server, tmp_path):
+    """A learning rate that blows the weights up: the trainer stops with OUT_OF_RANGE naming the step and the
+    bound; the client exits 2 with that message; the server keeps serving."""
+    rc, doc, err = verifier_json("train", "--server", server.address, "--data", "builtin:diabetes", "--model", "linear",
+                                 "--lr", "50", "--weight-bits", "24", "--epochs", "1", "--out", str(tmp_path / "t"),
+                                 "--model-out", str(tmp_path / "m"))
+    assert rc == 2 and "OUT_OF_RANGE" in err and "at step" in err and "2^23" in err, err
+    assert doc["status"] == "error" and not (tmp_path / "t").exists()
