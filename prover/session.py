@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryptography.hazmat.primitives import constant_time
 
-from protocol.errors import InputError, TranscriptFormatError
+from protocol.errors import InputError, TranscriptFormatError, VerificationError
 from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import SeedContext, challenge_steps, seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
@@ -319,9 +319,14 @@ class SessionManager:
         """Build this session's circuit with the honest witness and prove it with the client's key."""
         sched = Schedule(ctx, s.cfg, s.X.shape[0], s.X.shape[1])
         yield ProgressEvent(0, 1, 0, float("nan"), phase="proving")
-        cs, witness, _ = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
-                                             snark_session.session_binding(s.session_statement))
+        cs, witness, public = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
+                                                  snark_session.session_binding(s.session_statement))
         proof = groth16.prove_random(s.pk, cs, witness)
+        try:
+            groth16.verify(s.pk.vk, public, proof)  # never send a proof that does not verify under the client's key
+        except VerificationError as e:
+            raise InputError(f"the proving key the client sent does not yield proofs that verify under its own "
+                             f"verifying key ({e}); run the setup again") from None
         rec = s.record["result"]
         data, sig = sign(self.key, Statement("snark", s.session_id, {
             "vk_hash": snark_session.vk_hash(s.pk.vk), "proof_hash": snark_session.proof_hash(proof),
