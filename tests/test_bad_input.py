@@ -241,3 +241,25 @@ def test_fixed_point_overflow_is_reported_not_wrapped(server, tmp_path):
                                  "--model-out", str(tmp_path / "m"))
     assert rc == 2 and "OUT_OF_RANGE" in err and "at step" in err and "2^23" in err, err
     assert doc["status"] == "error" and not (tmp_path / "t").exists()
+
+
+def test_proving_key_upload_errors(stub):
+    """UploadProvingKey belongs to snark sessions after CommitRandomness; a malformed key is INVALID_ARGUMENT."""
+    sid = _open(stub)  # a spot session
+    stub.UploadData(convert.rows_to_chunks(sid, _rows(n=16), 8))
+    stub.CommitRandomness(pb.CommitRandomnessRequest(session_id=sid, training_seed=os.urandom(32),
+                                                     audit_commitment=os.urandom(32), spot_checks=1))
+    code, msg = _code(stub.UploadProvingKey, convert.key_to_chunks(sid, b"x" * 100, 50))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "snark" in msg
+    r = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(CFG), client_nonce=os.urandom(32),
+                                               proof_kind="snark"))
+    sid = r.session_id
+    code, msg = _code(stub.UploadProvingKey, convert.key_to_chunks(sid, b"x" * 100, 50))  # before the data
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    stub.UploadData(convert.rows_to_chunks(sid, _rows(n=16), 8))
+    stub.CommitRandomness(pb.CommitRandomnessRequest(session_id=sid, training_seed=os.urandom(32),
+                                                     audit_commitment=os.urandom(32), spot_checks=1))
+    code, msg = _code(stub.UploadProvingKey, convert.key_to_chunks(sid, b"x" * 100, 50))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "proving key" in msg
+    code, msg = _code(lambda r: list(stub.Train(r)), pb.TrainRequest(session_id=sid))  # no key yet
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
