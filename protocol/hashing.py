@@ -45,9 +45,3 @@ def tagged_hash(tag: str, *parts: bytes) -> bytes:
         h.update(p)
     return h.finalize()
 
-
-def hasher(tag: str) -> hashes.Hash:
-    """An incremental SHA-256 already fed with the tag (for hot loops that hash many leaves)."""
-    h = hashes.Hash(hashes.SHA256())
-    h.update(tag_bytes(tag))
-    return h

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import encoding as enc
 from .errors import MerkleProofInvalid
-from .hashing import tag_bytes
+from .hashing import tag_bytes, tagged_hash
 
 _NODE_PREFIX = tag_bytes("merkle/node") + b"\x01"
 
@@ -167,15 +166,7 @@ class MerkleFrontier:
         return h
 
 
-@dataclass(frozen=True)
-class Opening:
-    index: int
-    proof: tuple[bytes, ...]
-
-
 def model_hash(theta, extras_json: str = "") -> bytes:
     """H("model", int_vector(parameters) || text(extras_json)): what the final statement signs. ``extras_json``
     is whatever serving-time content the trainer shipped with the parameters ("" for the honest trainer)."""
-    from .hashing import tagged_hash
-
     return tagged_hash("model", enc.int_vector(theta), enc.text(extras_json))

@@ -31,10 +31,6 @@ def save(path: str, obj: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def file_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 

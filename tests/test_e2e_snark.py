@@ -81,9 +81,9 @@ def test_a_trainer_that_deviates_cannot_produce_an_accepted_proof(key, small_csv
 
 def test_snark_size_limit_and_model_kind_refused_with_a_clear_message(key, small_csv, tmp_path):
     with ProverProcess(key) as srv:
-        rc, doc, err = _train(srv.address, small_csv, tmp_path, "--max-constraints", "1000")
+        rc, _, err = _train(srv.address, small_csv, tmp_path, "--max-constraints", "1000")
         assert rc == 2 and "constraints" in err and "--proof spot" in err, err
-        rc, doc, err = verifier_json("train", "--server", srv.address, "--data", "builtin:breast_cancer", "--model",
+        rc, _, err = verifier_json("train", "--server", srv.address, "--data", "builtin:breast_cancer", "--model",
                                      "logistic", "--proof", "snark", "--out", str(tmp_path / "t"), "--model-out",
                                      str(tmp_path / "m"))
         assert rc == 2 and "linear regression only" in err, err

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from helpers import load_vectors, mth, path_shape
 
-from protocol import merkle
 from protocol.errors import MerkleProofInvalid
 from protocol.merkle import (
     MerkleFrontier,
@@ -254,11 +253,6 @@ def test_frontier_prefix_roots_equal_tree_roots():
         fr.append(LEAVES[n - 1])
         assert fr.size == n
         assert fr.root() == TREES[n].root == mth(LEAVES[:n]), n
-
-
-def test_opening_dataclass():
-    op = merkle.Opening(3, tuple(TREES[8].proof(3)))
-    assert root_from_proof(LEAVES[3], op.index, 8, list(op.proof)) == TREES[8].root
 
 
 @pytest.mark.parametrize("first_index", [0, 7, 2**40])
