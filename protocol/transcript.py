@@ -25,7 +25,16 @@ def dumps(obj: dict) -> str:
     return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
 
 
+def integrity(obj: dict) -> str:
+    """H("transcript", canonical JSON of everything but this field): any changed byte of a saved file is then
+    a clear "damaged" error. It is not a signature (anyone can recompute it); what a forger could change is
+    covered by the trainer's signatures, the client-nonce binding and the recomputed verdict."""
+    body = {k: v for k, v in obj.items() if k != "integrity"}
+    return tagged_hash("transcript", dumps(body).encode()).hex()
+
+
 def save(path: str, obj: dict) -> str:
+    obj = {**obj, "integrity": integrity(obj)}
     text = dumps(obj)
     write_atomic(path, text)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -80,6 +89,9 @@ def load(path: str, what: str = "transcript") -> tuple[dict, str]:
     obj = loads(text, what)
     if what == "transcript" and obj.get("format") != FORMAT:
         raise TranscriptFormatError(f"{path} is not a {FORMAT} file (format {obj.get('format')!r})")
+    if what == "transcript" and obj.get("integrity") != integrity(obj):
+        raise TranscriptFormatError(f"the transcript {path} is damaged or was edited (its integrity digest does not "
+                                    f"match its content)")
     return obj, hashlib.sha256(raw).hexdigest()
 
 

@@ -106,7 +106,19 @@ def test_save_and_load(tmp_path):
     raw = path.read_bytes()
     assert digest == hashlib.sha256(raw).hexdigest()
     obj, digest2 = tx.load(str(path))
-    assert obj == SAMPLE and digest2 == digest
+    assert obj == {**SAMPLE, "integrity": tx.integrity(SAMPLE)} and digest2 == digest
+
+
+def test_integrity_digest_catches_a_consistent_looking_edit(tmp_path):
+    """An edit that keeps the file canonical (a changed informational value) is refused as damaged."""
+    path = tmp_path / "t.json"
+    tx.save(str(path), SAMPLE)
+    obj = json.loads(path.read_text())
+    obj["format"] = tx.FORMAT
+    obj["server"] = "somewhere-else:1"  # a field no signature covers
+    path.write_text(tx.dumps(obj))
+    with pytest.raises(TranscriptFormatError, match="damaged or was edited"):
+        tx.load(str(path))
 
 
 def test_load_errors(tmp_path):

@@ -77,7 +77,7 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
         v = _rejected(kind, e)
     if compare_recorded and "verdict" in tr:
         rec = tr["verdict"]
-        if not isinstance(rec, dict) or rec.get("status") != v.status or rec.get("reason") != v.reason:
+        if rec != v.to_dict():
             return Verdict("rejected", kind, "the verdict recorded in the transcript differs from the recomputed one "
                            f"(recorded {rec.get('status') if isinstance(rec, dict) else rec!r}, recomputed {v.status}: "
                            f"{v.reason or 'ok'}): the transcript was altered")
@@ -112,6 +112,10 @@ def _spot(tr: dict) -> Verdict:
         raise BindingMismatch("the client record (data source, features, standardization) does not match the "
                               "client nonce the trainer signed")
     proof_kind = tx.get(tr, "proof_kind", str)
+    if tx.get(tr, "trust", str) not in ("pinned", "first-use"):
+        raise TranscriptFormatError("transcript field 'trust' must be 'pinned' or 'first-use'")
+    if "proof" in tr and tx.get(tr, "proof.kind", str) != proof_kind:
+        raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on {proof_kind!r}")
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)

@@ -114,6 +114,8 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
         rows = []
         for r in op["rows"]:
+            if r.get("proof_index") != r["index"]:
+                raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {r['index']} is for another leaf", step=t)
             vals = r["values"]
             if len(vals) != sched.d + 1 or not _fits_i64(vals):
                 raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
