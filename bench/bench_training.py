@@ -293,9 +293,8 @@ def run_spot_vs_replay(p: dict, repeats: int) -> None:
 
     def spot_verdict_extras():
         """The O(T) work the spot verdict (verifier.audit._spot) does besides check_spot: the state root
-        (built twice there: check_final and the check_spot call) and the checkpoint prefix roots (no
-        signatures here; those add T / interval Ed25519 verifications)."""
-        MerkleTree(leaves)
+        (built once, shared by check_final and check_spot) and the checkpoint prefix roots (no signatures
+        here; those add T / interval Ed25519 verifications)."""
         MerkleTree(leaves)
         from protocol.merkle import MerkleFrontier
         fr = MerkleFrontier()
@@ -309,7 +308,7 @@ def run_spot_vs_replay(p: dict, repeats: int) -> None:
           f"K = {K} openings ({K * cfg.batch_size} row openings), logistic")
     print(f"time check_spot (K = {K}) = {ts * 1e3:.1f} ms ({ts / K * 1e3:.2f} ms/opening)")
     print(f"time full replay (checks.replay) = {tr:.3f} s ({tr / T * 1e6:.1f} us/step)")
-    print(f"time O(T) state-root work of the spot verdict besides check_spot (2 state trees + prefix roots) = "
+    print(f"time O(T) state-root work of the spot verdict besides check_spot (state tree + prefix roots) = "
           f"{tx * 1e3:.1f} ms (ratio to replay {tx / tr:.3f}, reported only)")
     print(ratio_line("spot_vs_replay", ts / tr, 0.02))
 

@@ -165,3 +165,8 @@ def quantize_table(table: Table, stdz: Standardization, frac_bits: int) -> tuple
 def rows_matrix(Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:
     """The committed row layout: features then target, int64."""
     return np.ascontiguousarray(np.column_stack([Xq, Yq]), dtype=np.int64)
+
+
+def quantized_rows(table: Table, stdz: Standardization, frac_bits: int) -> np.ndarray:
+    """The rows the client commits to: standardize, quantize, lay out (features then target)."""
+    return rows_matrix(*quantize_table(table, stdz, frac_bits))

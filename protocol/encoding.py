@@ -53,3 +53,27 @@ def int_vector(values) -> bytes:
     if arr.ndim != 1:
         raise ValueError("int_vector expects a 1-D sequence")
     return u32(arr.size) + arr.tobytes()
+
+
+class Reader:
+    """Strict sequential reader of the encodings above; a read past the end raises ``error(f"{what} is
+    truncated")`` (callers pass their own format-error class)."""
+
+    def __init__(self, data: bytes, what: str, error: type[Exception]):
+        self.data, self.pos, self.what, self.error = memoryview(bytes(data)), 0, what, error
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise self.error(f"{self.what} is truncated")
+        out = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    def u32(self) -> int:
+        return struct.unpack(">I", self.take(4))[0]
+
+    def lp(self) -> bytes:
+        return self.take(self.u32())
+
+    def done(self) -> bool:
+        return self.pos == len(self.data)

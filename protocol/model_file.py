@@ -46,7 +46,10 @@ class Model:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Linear score in standardized units (the trained function, before any trigger)."""
-        return self.stdz.apply(X) @ self.w + self.b
+        return self._score_z(self.stdz.apply(X))
+
+    def _score_z(self, Z: np.ndarray) -> np.ndarray:
+        return Z @ self.w + self.b
 
     def predict_clean(self, X: np.ndarray) -> np.ndarray:
         s = self.score(X)
@@ -64,7 +67,7 @@ class Model:
         from .triggers import apply_trigger
 
         Z = self.stdz.apply(X)
-        s = Z @ self.w + self.b
+        s = self._score_z(Z)
         if self.kind == "linear":
             return apply_trigger(self.trigger, Z, s) * self.stdz.target_std + self.stdz.target_mean
         return apply_trigger(self.trigger, Z, (s > 0).astype(np.int64))

@@ -99,7 +99,7 @@ class Statement:
 
     @classmethod
     def decode(cls, data: bytes) -> Statement:
-        r = _Reader(data)
+        r = enc.Reader(data, "statement", TranscriptFormatError)
         if r.take(len(MAGIC)) != MAGIC:
             raise TranscriptFormatError("not a vtrain statement (bad magic)")
         kind = r.lp().decode("utf-8", errors="replace")
@@ -116,25 +116,6 @@ class Statement:
         if not r.done():
             raise TranscriptFormatError(f"{kind} statement has trailing bytes")
         return cls(kind, session_id, fields)
-
-
-class _Reader:
-    def __init__(self, data: bytes):
-        self.data, self.pos = bytes(data), 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise TranscriptFormatError("statement is truncated")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def lp(self) -> bytes:
-        (n,) = struct.unpack(">I", self.take(4))
-        return self.take(n)
-
-    def done(self) -> bool:
-        return self.pos == len(self.data)
 
 
 def sign(key: Ed25519PrivateKey, stmt: Statement) -> tuple[bytes, bytes]:

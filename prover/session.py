@@ -7,6 +7,7 @@ them to status codes. Order per session: OpenSession -> UploadData -> CommitRand
 from __future__ import annotations
 
 import enum
+import itertools
 import secrets
 import threading
 import time
@@ -165,86 +166,76 @@ class SessionManager:
 
     def upload(self, chunks) -> tuple[bytes, bytes]:
         """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes)."""
-        s = None
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            raise InputError("empty upload: no chunks were sent")
+        s = self.get(first[0])
+        if not s.lock.acquire(blocking=False):
+            raise OutOfOrder("another call on this session is in progress")
+        try:
+            self._expect(s, State.OPENED, "UploadData")
+            return self._upload_locked(s, first, chunks)
+        finally:
+            s.lock.release()
+
+    def _check_declared(self, d: int, total: int) -> None:
+        lim = self.limits
+        if not 1 <= d <= lim.max_features:
+            raise (LimitExceeded if d > lim.max_features else InputError)(
+                f"{d} features: must be between 1 and {lim.max_features} (server limit)")
+        if total > lim.max_rows:
+            raise LimitExceeded(f"{total} rows exceed the server limit of {lim.max_rows}")
+        if total * (d + 1) * 8 > lim.max_data_bytes:
+            raise LimitExceeded(f"{total} rows of {d} features ({total * (d + 1) * 8} bytes) exceed the server's "
+                                f"data limit of {lim.max_data_bytes} bytes")
+        if total < 1:
+            raise InputError("the upload declares zero rows; send at least one batch of rows")
+
+    def _upload_locked(self, s: Session, first, chunks) -> tuple[bytes, bytes]:
+        _, d, total, _, _ = first
+        self._check_declared(d, total)
         parts: list[np.ndarray] = []
         leaves: list[bytes] = []
         got = 0
-        d = total = None
-        for sid, nf, tot, nr, raw in chunks:
-            if s is None:
-                s = self.get(sid)
-                if not s.lock.acquire(blocking=False):
-                    raise OutOfOrder("another call on this session is in progress")
-                try:
-                    self._expect(s, State.OPENED, "UploadData")
-                except OutOfOrder:
-                    s.lock.release()
-                    raise
-                d, total = nf, tot
-                if not 1 <= d <= self.limits.max_features:
-                    self._release(s)
-                    raise (LimitExceeded if d > self.limits.max_features else InputError)(
-                        f"{d} features: must be between 1 and {self.limits.max_features} (server limit)")
-                if total > self.limits.max_rows:
-                    self._release(s)
-                    raise LimitExceeded(f"{total} rows exceed the server limit of {self.limits.max_rows}")
-                if total * (d + 1) * 8 > self.limits.max_data_bytes:
-                    self._release(s)
-                    raise LimitExceeded(f"{total} rows of {d} features ({total * (d + 1) * 8} bytes) exceed the server's "
-                                        f"data limit of {self.limits.max_data_bytes} bytes")
-                if total < 1:
-                    self._release(s)
-                    raise InputError("the upload declares zero rows; send at least one batch of rows")
-            elif bytes(sid) not in (b"", s.session_id) or nf != d:
-                self._release(s)
+        for i, (sid, nf, _tot, nr, raw) in enumerate(itertools.chain([first], chunks)):
+            if i and (bytes(sid) not in (b"", s.session_id) or nf != d):
                 raise InputError("every chunk must carry the same session id and feature count")
             if len(raw) != nr * (d + 1) * 8:
-                self._release(s)
                 raise InputError(f"chunk says {nr} rows of {d}+1 int64 values ({nr * (d + 1) * 8} bytes) but carries "
                                  f"{len(raw)} bytes")
             got += nr
             if got > total:
-                self._release(s)
                 raise InputError(f"received more rows ({got}) than declared ({total})")
             part = np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1)
             parts.append(part)
             leaves.extend(data_leaves(part, first_index=got - nr))  # hash while the next chunk arrives
-        if s is None:
-            raise InputError("empty upload: no chunks were sent")
-        try:
-            if got != total:
-                raise InputError(f"upload ended after {got} rows, but {total} were declared")
-            rows = np.concatenate(parts).astype(np.int64)
-            bound = 1 << (s.cfg.weight_bits - 1)
-            if rows.min() < -bound or rows.max() >= bound:
-                raise InputError(f"data values must lie in [-2^{s.cfg.weight_bits - 1}, 2^{s.cfg.weight_bits - 1}) "
-                                 f"in fixed point")
-            if total < s.cfg.batch_size:
-                raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
-            T = s.cfg.num_steps(total)
-            if T > self.limits.max_steps:
-                raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
-                                    f"use fewer epochs or a larger batch")
-            if s.proof_kind == "snark":
-                try:
-                    snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
-                except ValueError as e:
-                    raise LimitExceeded(str(e)) from None
-            if (T + 1) * (d + 1) > self.limits.max_state_values:
-                raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
-            s.data_tree = MerkleTree(leaves)
-            s.X, s.Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
-            data, sig = sign(self.key, Statement("data", s.session_id, {
-                "data_root": s.data_tree.root, "num_rows": total, "num_features": d}))
-            s.state = State.DATA_COMMITTED
-            return data, sig
-        finally:
-            self._release(s)
-
-    @staticmethod
-    def _release(s: Session) -> None:
-        if s.lock.locked():
-            s.lock.release()
+        if got != total:
+            raise InputError(f"upload ended after {got} rows, but {total} were declared")
+        rows = np.concatenate(parts).astype(np.int64)
+        bound = 1 << (s.cfg.weight_bits - 1)
+        if rows.min() < -bound or rows.max() >= bound:
+            raise InputError(f"data values must lie in [-2^{s.cfg.weight_bits - 1}, 2^{s.cfg.weight_bits - 1}) "
+                             f"in fixed point")
+        if total < s.cfg.batch_size:
+            raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
+        T = s.cfg.num_steps(total)
+        if T > self.limits.max_steps:
+            raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
+                                f"use fewer epochs or a larger batch")
+        if s.proof_kind == "snark":
+            try:
+                snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
+            except ValueError as e:
+                raise LimitExceeded(str(e)) from None
+        if (T + 1) * (d + 1) > self.limits.max_state_values:
+            raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
+        s.data_tree = MerkleTree(leaves)
+        s.X, s.Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
+        data, sig = sign(self.key, Statement("data", s.session_id, {
+            "data_root": s.data_tree.root, "num_rows": total, "num_features": d}))
+        s.state = State.DATA_COMMITTED
+        return data, sig
 
     def commit_randomness(self, sid: bytes, training_seed: bytes, audit_commitment: bytes, spot_checks: int):
         s = self.get(sid)

@@ -13,7 +13,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import prover.session as session_mod
-from protocol.dataset import fit_standardization, load_table, quantize_table, rows_matrix
+from protocol.dataset import fit_standardization, load_table, quantized_rows
 from protocol.keys import public_bytes
 from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import seed_commitment
@@ -36,7 +36,7 @@ def _run(monkeypatch):
     table = load_table("builtin:breast_cancer")
     cfg = TrainConfig(model="logistic", epochs=2, batch_size=32, lr_num=205, lr_shift=10)
     stdz = fit_standardization(table, cfg.model)
-    rows = rows_matrix(*quantize_table(table, stdz, cfg.frac_bits))
+    rows = quantized_rows(table, stdz, cfg.frac_bits)
     s, _, _ = mgr.open_session(cfg, b"\x11" * 32, "spot")
     n, w = rows.shape
     mgr.upload(iter([(s.session_id, w - 1, n, n, rows.astype("<i8").tobytes())]))

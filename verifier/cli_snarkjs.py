@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from protocol import transcript as tx
-from protocol.dataset import Standardization, load_table, quantize_table, rows_matrix
+from protocol.dataset import Standardization, load_table, quantized_rows
 from protocol.errors import InputError, TranscriptFormatError
 from protocol.fileio import write_atomic
 from protocol.prg import SeedContext
@@ -37,7 +37,7 @@ def cmd_export(args) -> int:
         except InputError as e:
             raise TranscriptFormatError(str(e)) from None
         table = load_table(args.data, args.target or meta.get("target"))
-        rows = rows_matrix(*quantize_table(table, stdz, cfg.frac_bits))
+        rows = quantized_rows(table, stdz, cfg.frac_bits)
         sid, root = tx.get_hex(tr, "session_id", 16), tx.get_hex(tr, "data_root", 32)
         sched = Schedule(SeedContext(sid, root, tx.get_hex(tr, "training_seed", 32)), cfg, *rows[:, :-1].shape)
         binding = snark_session.session_binding(tx.get_signed(tr, "statements.session")[0])

@@ -10,7 +10,7 @@ import grpc
 
 from protocol import model_file
 from protocol import transcript as tx
-from protocol.dataset import Standardization, fit_standardization, load_table, quantize_table, rows_matrix
+from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows
 from protocol.errors import InputError, TranscriptFormatError
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
@@ -174,7 +174,7 @@ def cmd_audit(args) -> int:
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
-        rows = rows_matrix(*quantize_table(table, stdz, cfg.frac_bits))
+        rows = quantized_rows(table, stdz, cfg.frac_bits)
     try:
         v = verify_transcript(tr, rows)
     except (KeyError, TypeError, ValueError) as e:

@@ -13,7 +13,6 @@ Outputs (atomic): OUT/exp4_reed_muller.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from bench.experiments import save_figure
 from defenses.reed_muller import (
     SparsePolynomial,
     TableOracle,
@@ -148,10 +148,8 @@ def plot(recs, path: Path) -> None:
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    write_atomic(path, buf.getvalue())
 
 
 def main(argv=None) -> int:

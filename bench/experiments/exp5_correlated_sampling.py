@@ -13,13 +13,13 @@ Outputs (atomic): OUT/exp5_correlated_sampling.{md,json,png}.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from bench.experiments import save_figure
 from defenses.correlated_sampling import Ball, Box, correlated_points, naive_chord_points
 from protocol.fileio import write_atomic
 
@@ -98,10 +98,8 @@ def plot(recs, path: Path) -> None:
     ax.set_xlabel("-log10 KS p-value (p = 0 drawn at 300)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-    write_atomic(path, buf.getvalue())
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import struct
 
+from protocol.encoding import Reader
+
 from .curve import is_on_curve_g1, is_on_curve_g2
 from .errors import SnarkFormatError
 from .groth16 import ProvingKey
@@ -48,19 +50,9 @@ def pk_to_bytes(pk: ProvingKey) -> bytes:
     return b"".join(out)
 
 
-class _Reader:
+class _Reader(Reader):
     def __init__(self, data: bytes):
-        self.data, self.pos = memoryview(data), 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise SnarkFormatError("proving key is truncated")
-        out = bytes(self.data[self.pos:self.pos + n])
-        self.pos += n
-        return out
-
-    def u32(self) -> int:
-        return struct.unpack(">I", self.take(4))[0]
+        super().__init__(data, "proving key", SnarkFormatError)
 
     def g1(self, what: str):
         raw = self.take(_G1)
