@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protocol.dataset import fit_standardization, load_table
+from protocol.dataset import fit_standardization, load_table, quantized_rows
 from protocol.errors import TranscriptFormatError
 from protocol.training import TrainConfig
 from prover.server import build_server
 from verifier.audit import verify_transcript
-from verifier.client import ClientSeeds, local_rows, open_channel, run_session
+from verifier.client import ClientSeeds, open_channel, run_session
 
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=32, lr_num=205, checkpoint_interval=5)
 
@@ -33,7 +33,7 @@ def record_session(adversary: str | None, master: bytes, spot_checks: int):
         channel.close()
     finally:
         server.stop(None)
-    return tr, verdict, local_rows(table, stdz, CFG.frac_bits)
+    return tr, verdict, quantized_rows(table, stdz, CFG.frac_bits)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,14 @@ MUTATIONS = {
     "state after": (lambda t: t["proof"]["openings"][0]["state_after"].__setitem__(0, 12345),
                     "not in the committed state tree"),
     "training seed": (lambda t: t.__setitem__("training_seed", "00" * 32), "training_seed"),
+    "data root": (lambda t: t.__setitem__("data_root", _flip_hex(t["data_root"])), "data_root"),
+    "checkpoint order": (lambda t: t["statements"]["checkpoints"].reverse(), "is for step"),
+    "state proof index": (lambda t: t["proof"]["openings"][0]["proof_before"].__setitem__(
+        "index", t["proof"]["openings"][0]["proof_before"]["index"] + 1), "is for leaf"),
+    "row proof index": (lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
+        "proof_index", t["proof"]["openings"][0]["rows"][0]["index"] + 1), "for another leaf"),
+    "row values": (lambda t: t["proof"]["openings"][0]["rows"][0]["values"].append(0), "malformed opening"),
+    "proof kind": (lambda t: t["proof"].__setitem__("kind", "snark"), "agreed on"),
 }
 
 
@@ -114,6 +122,7 @@ def test_recorded_verdict_must_match(session):
     lambda t: t.__setitem__("num_rows", "569"),
     lambda t: t["statements"]["checkpoints"].__setitem__(0, 5),
     lambda t: t.pop("session_id"),
+    lambda t: t.__setitem__("trust", "maybe"),
 ])
 def test_malformed_fields_are_format_errors(session, mutate):
     tr, _ = session
@@ -155,3 +164,34 @@ def test_replay_evidence_is_checkable_by_a_third_party():
     committed = bytes.fromhex(ev["committed_leaf_after"])
     assert root_from_proof(committed, t, size, [bytes.fromhex(h) for h in ev["proof_after"]]) == signed_root
     assert state_leaf(t, np.array(honest, dtype=np.int64)) != committed  # what it signed is not the honest step
+
+
+def test_initial_state_check_fires(session):
+    """A committed theta_0 that is not the seed-derived one is named as step 0 (the signatures would also
+    fail on an edited transcript, so the check is exercised directly)."""
+    from protocol.errors import StepMismatch
+    from protocol.prg import SeedContext
+    from protocol.training import Schedule
+    from protocol.transcript import split_leaves
+    from verifier.checks import check_initial_state
+
+    tr, _ = session
+    sched = Schedule(SeedContext(bytes.fromhex(tr["session_id"]), bytes.fromhex(tr["data_root"]),
+                                 bytes.fromhex(tr["training_seed"])), CFG, tr["num_rows"], tr["num_features"])
+    leaves = split_leaves(tr["state_leaves"])
+    check_initial_state(leaves, sched)  # honest
+    with pytest.raises(StepMismatch) as ei:
+        check_initial_state([leaves[1], *leaves[1:]], sched)
+    assert ei.value.step == 0
+
+
+def test_a_live_rejection_is_recorded_exactly_as_the_audit_recomputes_it(monkeypatch):
+    """The trainer signs a data root over other rows: the client rejects at the data commitment, and the
+    saved transcript's verdict is the one the offline audit recomputes (not reported as 'altered')."""
+    import prover.session as session_mod
+    from protocol.merkle import data_leaves
+
+    monkeypatch.setattr(session_mod, "data_leaves", lambda part, first_index=0: data_leaves(part[::-1], first_index))
+    tr, verdict, _ = record_session(None, b"lying root", 4)
+    assert verdict.status == "rejected" and "data_root" in verdict.reason
+    assert verify_transcript(tr).to_dict() == verdict.to_dict() == tr["verdict"]

@@ -57,7 +57,8 @@ def replay_guarantee(T: int) -> str:
             f"randomness.")
 
 
-def _rejected(check: str, e: VerificationError) -> Verdict:
+def rejected_verdict(check: str, e: VerificationError) -> Verdict:
+    """The one way a failed check becomes a verdict (live in the client and offline in the audit)."""
     return Verdict("rejected", check, str(e), e.step, "", _jsonable(e.evidence))
 
 
@@ -74,7 +75,7 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
     try:
         v = _spot(tr)
     except VerificationError as e:
-        v = _rejected(kind, e)
+        v = rejected_verdict(kind, e)
     if compare_recorded and "verdict" in tr:
         rec = tr["verdict"]
         if rec != v.to_dict():
@@ -90,7 +91,7 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
     try:
         replayed = _replay(tr, rows)
     except VerificationError as e:
-        return _rejected("replay", e)
+        return rejected_verdict("replay", e)
     return replayed if v.status == "verified" else v
 
 

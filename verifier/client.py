@@ -7,10 +7,9 @@ import os
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 
 from protocol import convert
-from protocol.dataset import Standardization, Table, quantize_table, rows_matrix
+from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
 from protocol.hashing import tagged_hash
 from protocol.merkle import MerkleTree, data_leaves
@@ -24,7 +23,7 @@ from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
-from .audit import Verdict, no_proof_reason, verify_transcript
+from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
 
 
 class SessionAborted(Exception):
@@ -62,9 +61,8 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request."""
     cfg.validate()
-    Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
-    rows = rows_matrix(Xq, Yq)
-    n, d = Xq.shape
+    rows = quantized_rows(table, stdz, cfg.frac_bits)
+    n, d = rows.shape[0], rows.shape[1] - 1
     meta = {"source": table.source, "feature_names": table.feature_names, "target": table.target,
             "standardization": stdz.to_dict()}
     client_nonce = metadata_binding(meta, seeds.nonce_secret)
@@ -80,10 +78,10 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
 
     try:
-        _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, trainer_key, progress, rows_per_chunk,
-              timeout, status or (lambda msg: None))
+        _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
+              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None))
     except VerificationError as e:
-        verdict = Verdict("rejected", "spot", str(e), e.step)
+        verdict = rejected_verdict(proof_kind, e)
         tr["verdict"] = verdict.to_dict()
         return tr, verdict
     verdict = verify_transcript(tr, compare_recorded=False)
@@ -91,13 +89,12 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     return tr, verdict
 
 
-def local_rows(table: Table, stdz: Standardization, frac_bits: int) -> np.ndarray:
-    return rows_matrix(*quantize_table(table, stdz, frac_bits))
 
-
-def _flow(tr, channel, rows, cfg, n, d, client_nonce, spot_checks, seeds, trainer_key, progress, rows_per_chunk,
-          timeout, status):
+def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status):
+    """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
+    n, d = tr["num_rows"], tr["num_features"]
+    client_nonce = bytes.fromhex(tr["client_nonce"])
 
     def call(fn, *a, **kw):
         try:
