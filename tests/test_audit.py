@@ -84,7 +84,6 @@ MUTATIONS = {
     "row proof index": (lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
         "proof_index", t["proof"]["openings"][0]["rows"][0]["index"] + 1), "for another leaf"),
     "row values": (lambda t: t["proof"]["openings"][0]["rows"][0]["values"].append(0), "malformed opening"),
-    "proof kind": (lambda t: t["proof"].__setitem__("kind", "snark"), "agreed on"),
 }
 
 
@@ -101,12 +100,20 @@ def test_each_check_fires_and_replay_never_rescues(session, name):
     assert verify_transcript(bad, rows).status == "rejected", name  # the data cannot rescue it
 
 
-def test_other_data_is_not_the_committed_data(session):
+def test_other_data_is_the_users_input_error_not_a_rejection(session):
+    """Data that is not the committed data (a changed value, or the right rows in another order) is the user's
+    mistake: an InputError naming both roots and the committed order, never a verdict against the trainer."""
+    from protocol.errors import InputError
+
     tr, rows = session
-    other = rows.copy()
-    other[3, 0] += 1
-    v = verify_transcript(tr, other)
-    assert v.status == "rejected" and "not the data the trainer committed" in v.reason
+    changed = rows.copy()
+    changed[3, 0] += 1
+    for other in (changed, rows[::-1].copy()):
+        with pytest.raises(InputError, match="committed order") as ei:
+            verify_transcript(tr, other)
+        assert tr["data_root"] in str(ei.value)
+    with pytest.raises(InputError, match="rows x"):
+        verify_transcript(tr, rows[:-1])
 
 
 def test_recorded_verdict_must_match(session):
@@ -123,6 +130,7 @@ def test_recorded_verdict_must_match(session):
     lambda t: t["statements"]["checkpoints"].__setitem__(0, 5),
     lambda t: t.pop("session_id"),
     lambda t: t.__setitem__("trust", "maybe"),
+    lambda t: t["proof"].__setitem__("kind", "snark"),  # a snark proof holding openings
 ])
 def test_malformed_fields_are_format_errors(session, mutate):
     tr, _ = session

@@ -12,6 +12,7 @@ from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
 from protocol.merkle import MerkleTree, data_leaves
 from protocol.prg import SeedContext, seed_commitment
+from protocol.statements import Statement
 from protocol.training import Schedule, TrainConfig
 
 from . import checks
@@ -70,12 +71,24 @@ def _jsonable(ev: dict) -> dict:
 
 
 def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True) -> Verdict:
-    """Raises TranscriptFormatError on malformed input; returns a Verdict otherwise."""
-    kind = tr.get("proof_kind") if tr.get("proof_kind") in ("spot", "snark") else "spot"
+    """Raises TranscriptFormatError on a malformed transcript (checked against the schema before anything
+    else) and InputError when ``rows`` are not the committed data; returns a Verdict otherwise. A transcript
+    marked ``incomplete`` (the session was cut off) gets status "incomplete" unless what it holds fails a check."""
+    tx.validate(tr)
+    kind = tr["proof_kind"]
+    if rows is not None:
+        _check_given_data(tr, rows)
     try:
         v = _spot(tr)
+    except checks.Incomplete as e:
+        if "incomplete" in tr:
+            return Verdict("incomplete", kind, f"{tr['incomplete']}; the transcript ends there: no verdict "
+                                               f"({e})")
+        v = rejected_verdict(kind, e)
     except VerificationError as e:
         v = rejected_verdict(kind, e)
+    if "incomplete" in tr and v.status != "rejected":
+        return Verdict("incomplete", kind, f"{tr['incomplete']}: no verdict")
     if compare_recorded and "verdict" in tr:
         rec = tr["verdict"]
         if rec != v.to_dict():
@@ -101,7 +114,7 @@ def _context(tr: dict):
     try:
         cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
     except (InputError, TypeError) as e:
-        raise TranscriptFormatError(f"transcript config is invalid: {e}") from None
+        raise TranscriptFormatError(f"malformed transcript: config is invalid: {e}") from None
     return sid, pub, cfg
 
 
@@ -122,8 +135,8 @@ def _spot(tr: dict) -> Verdict:
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     data_root = tx.get_hex(tr, "data_root", 32)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
-    if "randomness" not in tr.get("statements", {}):
-        raise VerificationError("transcript incomplete: the session stopped after the data commitment")
+    if "randomness" not in tr["statements"]:
+        raise checks.Incomplete(f"{checks.INCOMPLETE}: the session stopped after the data commitment")
     seed = tx.get_hex(tr, "training_seed", 32)
     audit_seed = tx.get_hex(tr, "audit_seed", 32)
     commitment = tx.get_hex(tr, "audit_commitment", 32)
@@ -132,45 +145,56 @@ def _spot(tr: dict) -> Verdict:
         raise BindingMismatch("the audit seed does not match its commitment")
     checks.check_randomness(pub, tx.get_signed(tr, "statements.randomness"), sid, data_root=data_root,
                             training_seed=seed, audit_commitment=commitment, spot_checks=K)
-    if "final" not in tr.get("statements", {}):
-        raise VerificationError("transcript incomplete: training did not finish with a signed final statement")
+    if "final" not in tr["statements"]:
+        raise checks.Incomplete(checks.incomplete_reason(tr.get("stream_error")))
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     T = sched.num_steps
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
     model = tx.get_int_list(tr, "model")
-    if len(model) != d + 1:
-        raise TranscriptFormatError(f"the model has {len(model)} parameters, expected {d + 1}")
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
     state_root = MerkleTree(leaves).root if len(leaves) == T + 1 else None
     checks.check_final(pub, tx.get_signed(tr, "statements.final"), sid, leaves=leaves, num_steps=T, model=model,
                        extras_json=extras, state_root=state_root)
+    checks.check_final_shape(model, extras, d, T)
     checks.check_checkpoints(pub, tx.get_signed_list(tr, "statements.checkpoints"), sid, leaves, cfg.checkpoint_interval)
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)
     if "proof" not in tr:
+        if "incomplete" in tr:
+            raise checks.Incomplete(f"{checks.INCOMPLETE}: no proof was received")
         raise VerificationError(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
     if proof_kind == "snark":
         return _snark(tr, pub, sid, model, sched, extras)
-    openings = tx.get(tr, "proof.openings", list)
-    try:
-        checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
-                          spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, VerificationError):
-            raise
-        raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
+    checks.check_spot(tr["proof"]["openings"], sid=sid, state_root=state_root, audit_seed=audit_seed,
+                      spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
     return Verdict("verified", "spot", "", None, spot_guarantee(T, K))
+
+
+def _check_given_data(tr: dict, rows: np.ndarray) -> None:
+    """The user's --data must be the committed data: otherwise that is the user's input error (exit 2), not
+    something the trainer did."""
+    n, d = tr["num_rows"], tr["num_features"]
+    if rows.shape != (n, d + 1):
+        raise InputError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
+                         f"committed {n} x {d}: give the session's data file")
+    roots = [tr["data_root"]] if "data_root" in tr else []
+    try:  # the root the trainer signed (whether the signature holds is the audit's business, not this check's)
+        roots.insert(0, Statement.decode(bytes.fromhex(tr["statements"]["data"][0])).fields["data_root"].hex())
+    except (KeyError, ValueError, TranscriptFormatError):
+        pass
+    if not roots:
+        raise InputError("the transcript ends before the data commitment: there is nothing to replay against")
+    given = MerkleTree(data_leaves(rows)).root.hex()
+    if given not in roots:
+        raise InputError(f"the data given is not the data committed in this session (Merkle root of the given rows "
+                         f"{given}, committed root {roots[0]}): the rows must be exactly the session's, in the "
+                         f"committed order, with the same target column and standardization")
 
 
 def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     sid, _pub, cfg = _context(tr)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
-    if rows.shape != (n, d + 1):
-        raise VerificationError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
-                                f"committed {n} x {d}")
     data_root = tx.get_hex(tr, "data_root", 32)
-    if MerkleTree(data_leaves(rows)).root != data_root:
-        raise BindingMismatch("the data given is not the data the trainer committed to (Merkle roots differ)")
     seed = tx.get_hex(tr, "training_seed", 32)
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))

@@ -72,6 +72,53 @@ def check_final(pub: bytes, signed, sid: bytes, *, leaves: list[bytes], num_step
     return st
 
 
+INCOMPLETE = "transcript incomplete"
+
+
+class Incomplete(VerificationError):
+    """The transcript ends before the part a check needs (a live rejection, or a session that was cut off)."""
+
+
+def incomplete_reason(stream_error: str | None) -> str:
+    """The one wording of "no signed final statement", live and in the audit (``stream_error``: what the
+    client saw the trainer do on the Train stream, recorded in the transcript; not signed by the trainer)."""
+    base = f"{INCOMPLETE}: training did not finish with a signed final statement"
+    return f"{base} (the trainer {stream_error})" if stream_error else base
+
+
+def leaf_flood_reason(T: int) -> str:
+    return f"streamed more than the {T + 1} state commitments of {T} steps"
+
+
+def receive_cap(n: int, d: int, cfg: TrainConfig, spot_checks: int) -> int:
+    """The largest message the client accepts from the trainer in this session: twice the largest an honest
+    trainer sends (all T+1 leaves in one event; the final result with extras at their cap; the openings of
+    min(K, T) steps; a SNARK answer), plus 64 KiB. Set as the channel's receive limit, so a larger message is
+    refused by gRPC before it is buffered (docs/PROTOCOL.md section 2, "Caps")."""
+    T = cfg.num_steps(n)
+    depth = lambda size: max(1, (size - 1).bit_length())  # siblings per inclusion proof
+    leaves = 32 * (T + 1) + 32
+    final = 11 * (d + 1) + max_extras_bytes(d) + 256
+    opening = 2 * 11 * (d + 1) + 2 * (34 * depth(T + 1) + 24) + cfg.batch_size * (11 * (d + 1) + 34 * depth(n) + 32)
+    prove = min(spot_checks, T) * (opening + 16) + 4096
+    return 2 * max(leaves, final, prove) + (64 << 10)
+
+
+def max_extras_bytes(d: int) -> int:
+    """Cap on serving-time content (FinalResult.extras_json): none is honest; a trigger for d features fits."""
+    return 4096 + 64 * d
+
+
+def check_final_shape(model, extras_json: str, d: int, T: int) -> None:
+    """The final model has the agreed d+1 parameters and the shipped extras are within their cap."""
+    if len(model) != d + 1:
+        raise StepMismatch(f"the trainer's final model has {len(model)} parameters, the agreed model has {d + 1} "
+                           f"(step {T})", step=T)
+    if len(extras_json) > max_extras_bytes(d):
+        raise StepMismatch(f"the trainer shipped {len(extras_json)} bytes of serving-time content with the model, "
+                           f"over the cap of {max_extras_bytes(d)} (the agreed algorithm ships none; step {T})", step=T)
+
+
 def check_initial_state(leaves: list[bytes], sched: Schedule) -> None:
     if leaves[0] != state_leaf(0, sched.initial_state()):
         raise StepMismatch("the committed initial state is not the one derived from your training seed", step=0)
@@ -100,25 +147,29 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                                 f"the audit seed challenges {steps[:8]}...")
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
+    width = sched.d + 1
     for op in openings:
         t = op["step"]
-        before = np.asarray(op["state_before"], dtype=object)
-        after = np.asarray(op["state_after"], dtype=object)
-        for label, idx, state, proof in (("before", t - 1, before, op["proof_before"]), ("after", t, after, op["proof_after"])):
+        for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
+                                         ("after", t, op["state_after"], op["proof_after"])):
             if proof["index"] != idx:
                 raise MerkleProofInvalid(f"step {t}: the opening of the state {label} is for leaf {proof['index']}", step=t)
-            leaf = state_leaf(idx, np.asarray([int(v) for v in state], dtype=np.int64)) if _fits_i64(state) else b""
+            if len(state) != width:
+                raise MerkleProofInvalid(f"step {t}: the opened state {label} the step has {len(state)} values, the "
+                                         f"model has {width}", step=t)
+            leaf = state_leaf(idx, np.asarray(state, dtype=np.int64))
             _included(leaf, idx, size, proof["siblings"], state_root,
                       f"step {t}: the state {label} the step is not in the committed state tree", t)
         if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
         rows = []
         for r in op["rows"]:
-            if r.get("proof_index") != r["index"]:
+            if r["proof_index"] != r["index"]:
                 raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {r['index']} is for another leaf", step=t)
             vals = r["values"]
-            if len(vals) != sched.d + 1 or not _fits_i64(vals):
-                raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening", step=t)
+            if len(vals) != width:
+                raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening ({len(vals)} values, "
+                                         f"expected {width})", step=t)
             leaf = data_leaf(r["index"], vals)
             _included(leaf, r["index"], num_rows, r["proof"], data_root,
                       f"step {t}: row {r['index']} is not in the committed data", t)
@@ -126,10 +177,10 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
         X = [v[:-1] for v in rows]
         Y = [v[-1] for v in rows]
         try:
-            replayed = step_exact([int(v) for v in before], X, Y, cfg, t)
+            replayed = step_exact(list(op["state_before"]), X, Y, cfg, t)
         except ArithmeticError as e:
             raise StepMismatch(f"step {t}: replaying the committed state overflows: {e}", step=t) from e
-        if replayed != [int(v) for v in after]:
+        if replayed != list(op["state_after"]):
             raise StepMismatch(f"step {t}: replaying the step from the committed state does not give the committed "
                                f"next state (the trainer deviated at step {t})", step=t,
                                evidence={"step": t, "replayed_state": replayed})
@@ -137,16 +188,15 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
 
 
 def _included(leaf: bytes, index: int, size: int, siblings_hex, root: bytes, failure: str, step: int) -> None:
+    if len(siblings_hex) > 64 or not all(len(h) == 64 for h in siblings_hex):
+        raise MerkleProofInvalid(f"{failure} (the inclusion proof is not a list of at most 64 hashes of 32 bytes)",
+                                 step=step)
     try:
         ok = root_from_proof(leaf, index, size, hash_list(siblings_hex, "an inclusion proof")) == root
     except MerkleProofInvalid as e:
         raise MerkleProofInvalid(f"{failure} ({e})", step=step) from None
     if not ok:
         raise MerkleProofInvalid(failure, step=step)
-
-
-def _fits_i64(values) -> bool:
-    return all(-(2**63) <= int(v) < 2**63 for v in values)
 
 
 def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig,

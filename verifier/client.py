@@ -4,6 +4,9 @@ records the transcript. The final verdict is ``audit.verify_transcript`` applied
 from __future__ import annotations
 
 import os
+import queue
+import socket
+import threading
 from dataclasses import dataclass
 
 import grpc
@@ -30,6 +33,19 @@ class SessionAborted(Exception):
     """The trainer answered with a gRPC error or broke the protocol flow before any verdict."""
 
 
+class SessionIncomplete(SessionAborted):
+    """The connection was lost (or the trainer fell silent) after the session started: the partial transcript
+    (``transcript``, marked ``incomplete``, no verdict) is kept as evidence of what the trainer signed."""
+
+    def __init__(self, message: str, transcript: dict):
+        super().__init__(message)
+        self.transcript = transcript
+
+
+# gRPC codes that mean "the trainer went away", not "the trainer refused"
+_LOST = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
 @dataclass
 class ClientSeeds:
     training_seed: bytes
@@ -48,11 +64,47 @@ class ClientSeeds:
         return cls(part(b"training"), part(b"audit"), part(b"nonce"))
 
 
-def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
-    opts = [("grpc.max_send_message_length", max_bytes), ("grpc.max_receive_message_length", max_bytes)]
+def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 * 1024 * 1024,
+                 max_receive: int | None = None) -> grpc.Channel:
+    """``max_receive``: the largest message accepted from the trainer (``checks.receive_cap`` of the session);
+    a larger one fails the call with RESOURCE_EXHAUSTED before it is buffered."""
+    opts = [("grpc.max_send_message_length", max_bytes),
+            ("grpc.max_receive_message_length", max_receive or max_bytes)]
     if tls_ca is not None:
         return grpc.secure_channel(server, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=opts)
     return grpc.insecure_channel(server, options=opts)
+
+
+def preflight(server: str, timeout: float) -> None:
+    """Tell "malformed address", "unknown host" and "nothing listening" apart before gRPC's reconnect loop
+    (which reports all three as the same timeout). Raises SessionAborted with a one-line message."""
+    if "://" in server or server.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return  # a gRPC target URI: left to gRPC
+    host, sep, port = server.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SessionAborted(f"malformed address {server!r}: expected HOST:PORT with a port in 1..65535 "
+                             f"(e.g. 127.0.0.1:50051)")
+    try:
+        addrs = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise SessionAborted(f"unknown host {host!r} ({getattr(e, 'strerror', None) or e}): check the name "
+                             f"in --server") from None
+    last = None
+    for family, kind, proto, _, addr in addrs:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(max(0.5, min(timeout, 10.0)))
+                sock.connect(addr)
+                return
+        except ConnectionRefusedError:
+            last = "refused"
+        except OSError as e:
+            last = last or (e.strerror or type(e).__name__)
+    if last == "refused":
+        raise SessionAborted(f"nothing is listening at {server} (connection refused): is `vtrain-prover serve` "
+                             f"running there, on that port?")
+    raise SessionAborted(f"cannot reach {server}: {last}")
 
 
 def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg: TrainConfig, *,
@@ -80,6 +132,12 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     try:
         _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
               rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None))
+    except SessionIncomplete as e:
+        if "session_id" not in tr:
+            raise SessionAborted(str(e)) from None
+        tr["incomplete"] = str(e)
+        e.transcript = tr
+        raise
     except VerificationError as e:
         verdict = rejected_verdict(proof_kind, e)
         tr["verdict"] = verdict.to_dict()
@@ -100,6 +158,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         try:
             return fn(*a, timeout=timeout, **kw)
         except grpc.RpcError as e:
+            if e.code() in _LOST and "session_id" in tr:
+                raise SessionIncomplete(_lost_message(e, timeout, "mid-session"), tr) from None
             raise SessionAborted(f"{e.code().name}: {e.details()}") from None
 
     info = call(stub.GetInfo, pb.GetInfoRequest())
@@ -146,40 +206,27 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap) \
         if kind == "snark" else None
 
-    leaves: list[bytes] = []
-    cps: list[list[str]] = []
-    final = None
-    try:
-        for ev in stub.Train(pb.TrainRequest(session_id=sid), timeout=timeout):
-            which = ev.WhichOneof("event")
-            if which == "leaves":
-                if ev.leaves.first_step != len(leaves) or len(ev.leaves.hashes) % 32:
-                    raise VerificationError("the trainer's stream of state commitments is out of order or malformed")
-                h = bytes(ev.leaves.hashes)
-                for i in range(0, len(h), 32):
-                    leaves.append(h[i:i + 32])
-            elif which == "checkpoint":
-                cps.append([bytes(ev.checkpoint.statement).hex(), bytes(ev.checkpoint.signature).hex()])
-            elif which == "progress" and ev.progress.phase == "proving":
-                status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
-            elif which == "progress" and progress is not None:
-                progress(ev.progress.step, ev.progress.total_steps, ev.progress.epoch, ev.progress.loss)
-            elif which == "final":
-                final = ev.final
-    except grpc.RpcError as e:
-        raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+    T = cfg.num_steps(n)
+    final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status)
+    if stream_error is not None:
+        tr["stream_error"] = stream_error
+        raise VerificationError(checks.incomplete_reason(stream_error))
     if final is None:
-        raise SessionAborted("the training stream ended without a final statement")
-    tr["statements"]["checkpoints"] = cps
+        raise VerificationError(checks.incomplete_reason(None))
     tr["statements"]["final"] = [x.hex() for x in convert.signed_from_proto(final.final_statement)]
-    tr["state_leaves"] = b"".join(leaves).hex()
     tr["model"] = [int(v) for v in final.model]
     if final.extras_json:
         tr["model_extras"] = final.extras_json
+    try:
+        checks.check_final_shape(tr["model"], final.extras_json, d, T)
+    except VerificationError:
+        return  # no need for openings: the verdict (verify_transcript) rejects the model's shape
 
     try:
         resp = stub.Prove(pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind), timeout=timeout)
     except grpc.RpcError as e:
+        if e.code() in _LOST:
+            raise SessionIncomplete(_lost_message(e, timeout, "while proving"), tr) from None
         # the model exists but comes without a proof: keep it, unverified, with the reason
         tr["proof_error"] = f"{e.code().name}: {e.details()}"
         raise VerificationError(no_proof_reason(tr["proof_error"])) from None
@@ -201,6 +248,116 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
         pass
+
+
+def _lost_message(e: grpc.RpcError, timeout, when: str) -> str:
+    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"the trainer did not answer within --timeout {timeout:g} s {when}".rstrip()
+    return f"the trainer disconnected {when} ({e.code().name}: {e.details()})".replace("  ", " ")
+
+
+class _Silent(Exception):
+    pass
+
+
+def _events(call, idle: float | None):
+    """The Train stream's events, read by a helper thread so that a trainer that stops sending is noticed
+    after ``idle`` seconds without a message (the whole stream has no deadline: training may be long). The
+    queue is small, so an unread flood is held back by gRPC flow control, not buffered here."""
+    q: queue.Queue = queue.Queue(maxsize=4)
+    done = threading.Event()
+
+    def put(item) -> None:
+        while not done.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def pump() -> None:
+        try:
+            for ev in call:
+                put(("event", ev))
+                if done.is_set():
+                    return
+            put(("end", None))
+        except grpc.RpcError as e:
+            put(("error", e))
+
+    threading.Thread(target=pump, name="vtrain-train-stream", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, item = q.get(timeout=idle)
+            except queue.Empty:
+                raise _Silent() from None
+            if kind == "event":
+                yield item
+            elif kind == "end":
+                return
+            else:
+                raise item
+    finally:
+        done.set()
+        call.cancel()
+
+
+def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
+    """Consume the Train stream within the session's caps: at most T+1 state leaves (kept as 32 bytes each),
+    at most floor(T/C) checkpoints, at most one final result, each message within the channel's receive cap.
+    Returns (final or None, stream_error or None); the recorded leaves and checkpoints are in ``tr``."""
+    leaves = bytearray()
+    cps: list[list[str]] = []
+    final, error = None, None
+    max_cps = T // cfg.checkpoint_interval
+    tr["statements"]["checkpoints"] = cps
+    call = stub.Train(pb.TrainRequest(session_id=sid))
+    try:
+        for ev in _events(call, timeout):
+            which = ev.WhichOneof("event")
+            if final is not None:
+                error = "sent more after its final result"
+            elif which == "leaves":
+                h = bytes(ev.leaves.hashes)
+                have = len(leaves) // 32
+                if ev.leaves.first_step != have or len(h) % 32:
+                    error = (f"sent state commitments out of order or malformed (from step {ev.leaves.first_step}, "
+                             f"{len(h)} bytes, after {have} leaves)")
+                elif have + len(h) // 32 > T + 1:
+                    leaves += h[:32 * (T + 2 - have)]  # one leaf beyond T+1 shows the overflow; the rest is dropped
+                    error = checks.leaf_flood_reason(T)
+                else:
+                    leaves += h
+            elif which == "checkpoint":
+                cps.append([bytes(ev.checkpoint.statement).hex(), bytes(ev.checkpoint.signature).hex()])
+                if len(cps) > max_cps:
+                    error = f"sent more than the {max_cps} checkpoint statements of {T} steps every {cfg.checkpoint_interval}"
+            elif which == "progress" and ev.progress.phase == "proving":
+                status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
+            elif which == "progress" and progress is not None:
+                progress(min(ev.progress.step, T), T, ev.progress.epoch, ev.progress.loss)
+            elif which == "final":
+                final = ev.final
+            elif which is None:
+                error = "sent an empty or unknown training event"
+            if error is not None:
+                break
+    except _Silent:
+        tr["state_leaves"] = leaves.hex()
+        raise SessionIncomplete(f"the trainer sent nothing for {timeout:g} s (--timeout) during training, after "
+                                f"{len(leaves) // 32} of {T + 1} state commitments; gave up", tr) from None
+    except grpc.RpcError as e:
+        tr["state_leaves"] = leaves.hex()
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+            error = f"sent a message larger than this session allows ({e.details()})"
+        elif e.code() in _LOST or "session_id" not in tr:
+            raise SessionIncomplete(_lost_message(e, timeout, f"during training (after {len(leaves) // 32} of "
+                                                              f"{T + 1} state commitments)"), tr) from None
+        else:
+            raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+    tr["state_leaves"] = leaves.hex()
+    return final, error
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
