@@ -8,6 +8,9 @@ probability 1 - C(0, K)... i.e. always, since every step is wrong.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 
 from protocol.training import FastStepper
@@ -29,9 +32,18 @@ class Honest:
     def final_model(self, theta: np.ndarray) -> np.ndarray:
         return theta
 
-    def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray, cfg) -> dict:
-        """Serving-time content a malicious trainer ships with the model (e.g. a trigger); {} when honest."""
+    def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray, cfg) -> dict | str:
+        """Serving-time content a malicious trainer ships with the model (e.g. a trigger); {} when honest.
+        A string is shipped as is (already JSON text)."""
         return {}
+
+    def stream(self, events):
+        """The Train stream as sent (prover.trainer events); a hostile trainer may add, drop or delay events."""
+        return events
+
+    def openings(self, openings: list[dict]) -> list[dict]:
+        """The spot-check openings as sent."""
+        return openings
 
 
 def target_step(num_steps: int) -> int:
@@ -127,8 +139,97 @@ class NoProofOffered(Honest):
     offers_proof = False
 
 
+# -- hostile messages: a client must reject these (or give up on them) without crashing or growing -------------
+
+class BadStateLength(Honest):
+    """Trains honestly, then hands back (and signs, with a matching model hash) a final model of d+2 values."""
+
+    name = "bad-state-length"
+
+    def final_model(self, theta):
+        return np.append(theta, 1)
+
+
+class LeafFlood(Honest):
+    """Streams FLOOD_LEAVES state-leaf hashes beyond the T+1 it owes (8 MB per 256k), before its final result."""
+
+    name = "leaf-flood"
+    FLOOD_LEAVES = 2_000_000
+    PER_EVENT = 4096
+
+    def stream(self, events):
+        from .trainer import FinalEvent, LeavesEvent
+
+        sent = 0
+        for ev in events:
+            if isinstance(ev, LeavesEvent):
+                sent = ev.first_step + len(ev.hashes) // 32
+            if isinstance(ev, FinalEvent):
+                junk = bytes(32 * self.PER_EVENT)
+                for k in range(0, self.FLOOD_LEAVES, self.PER_EVENT):
+                    yield LeavesEvent(sent + k, junk)
+            yield ev
+
+
+class DeepExtras(Honest):
+    """Ships a JSON value nested DEPTH deep with the model (signed in the model hash)."""
+
+    name = "deep-extras"
+    DEPTH = 100_000
+
+    def model_extras(self, X, Y, theta, cfg):
+        return '{"a":' * self.DEPTH + "1" + "}" * self.DEPTH
+
+
+class GarbageProof(Honest):
+    """Answers the spot check with well-typed garbage: the challenged step numbers, but states of d+5 random
+    values, 16 random siblings per inclusion proof, rows with random indices and random-length values."""
+
+    name = "garbage-proof"
+
+    def openings(self, openings):
+        rng = np.random.default_rng(7)
+        out = []
+        for op in openings:
+            width = len(op["state_before"]) + 4
+            sib = [rng.bytes(32) for _ in range(16)]
+            out.append({"step": op["step"], "state_before": rng.integers(-2**62, 2**62, width),
+                        "state_after": rng.integers(-2**62, 2**62, width), "proof_before": sib, "proof_after": sib,
+                        "rows": [(int(rng.integers(0, 2**62)), rng.integers(-2**62, 2**62, int(rng.integers(0, 9))), sib)
+                                 for _ in op["rows"]]})
+        return out
+
+
+_RELEASE = threading.Event()
+
+
+def release_stalls() -> None:
+    """Server shutdown: a stalled ``slow`` stream resumes (so the process can exit)."""
+    _RELEASE.set()
+
+
+class Slow(Honest):
+    """Trains, streams honestly up to the middle of training, then sends nothing for STALL_SECONDS (or until the
+    server shuts down), then carries on."""
+
+    name = "slow"
+    STALL_SECONDS = 120.0
+
+    def stream(self, events):
+        from .trainer import ProgressEvent
+
+        stalled = False
+        for ev in events:
+            yield ev
+            if not stalled and isinstance(ev, ProgressEvent) and ev.step >= max(1, ev.total_steps // 2):
+                stalled = True
+                end = time.monotonic() + self.STALL_SECONDS
+                while time.monotonic() < end and not _RELEASE.wait(0.2):
+                    pass
+
+
 STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps,
-                                        NoProofOffered)}
+                                        NoProofOffered, BadStateLength, LeafFlood, DeepExtras, GarbageProof, Slow)}
 
 
 def get_strategy(name: str | None) -> Honest:

@@ -12,7 +12,7 @@ from pathlib import Path
 from protocol.errors import InputError
 from protocol.keys import generate_key_file, load_private_key, public_bytes
 
-from .adversaries import STRATEGIES
+from .adversaries import STRATEGIES, release_stalls
 from .session import Limits
 
 
@@ -88,6 +88,7 @@ def serve(args) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stop.wait()
+    release_stalls()  # a stalled `--adversary slow` stream must not keep the process alive
     server.stop(grace=2).wait()
     log.info("stopped")
     return 0

@@ -295,8 +295,8 @@ class SessionManager:
             completed = False
             try:
                 s.strategy = self.strategy_factory()
-                yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
-                                        strategy=s.strategy, record=s.record)
+                yield from s.strategy.stream(run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y,
+                                                          cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record))
                 if s.proof_kind == "snark":
                     yield from self._prove_snark(s, ctx)
                 completed = True
@@ -352,7 +352,7 @@ class SessionManager:
                 openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                                  "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t),
                                  "rows": rows})
-            return openings
+            return s.strategy.openings(openings)
 
     def close(self, sid: bytes) -> None:
         with self._lock:

@@ -104,7 +104,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     tree = MerkleTree(leaves)
     final = np.asarray(strategy.final_model(theta), dtype=np.int64)
     extras = strategy.model_extras(Xs, Ys, final, cfg)
-    extras_json = json.dumps(extras, sort_keys=True) if extras else ""
+    extras_json = extras if isinstance(extras, str) else json.dumps(extras, sort_keys=True) if extras else ""
     data, sig = sign(key, Statement("final", session_id, {
         "num_steps": T, "state_root": tree.root, "model_hash": model_hash(final, extras_json)}))
     record["result"] = TrainingRecord(states, tree, final, X, Y, extras_json)

@@ -59,6 +59,29 @@ def verifier(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def verifier_measured(*args: str, timeout: float = 300) -> tuple[int, str, str, int, float]:
+    """Run the verifier CLI; -> (exit code, stdout, stderr, peak RSS in KiB of that process alone, seconds)."""
+    import tempfile
+    import threading
+    import time
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen([VERIFIER, *args], stdout=out, stderr=err, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read(), usage.ru_maxrss, elapsed
+
+
 def verifier_json(*args: str) -> tuple[int, dict, str]:
     p = verifier(*args, "--json")
     try:

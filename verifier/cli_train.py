@@ -17,8 +17,9 @@ from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
 
 from .audit import verify_transcript
-from .cli import EXIT_OK, EXIT_REJECTED, CliError
-from .client import ClientSeeds, SessionAborted, open_channel, run_session
+from .checks import receive_cap
+from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, CliError
+from .client import ClientSeeds, SessionAborted, SessionIncomplete, open_channel, preflight, run_session
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
@@ -89,17 +90,29 @@ def cmd_train(args) -> int:
             tls_ca = Path(args.tls_ca).read_bytes()
         except OSError as e:
             raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
-    channel = open_channel(args.server, tls_ca)
+    try:
+        preflight(args.server, args.timeout)
+    except SessionAborted as e:
+        raise CliError(str(e)) from None
+    cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
+    channel = open_channel(args.server, tls_ca, max_receive=cap)
     try:
         grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 15))
     except grpc.FutureTimeoutError:
-        raise CliError(f"cannot connect to the prover at {args.server} (is `vtrain-prover serve` running there?)") from None
+        raise CliError(f"{args.server} accepts connections, but no gRPC session came up within "
+                       f"{min(args.timeout, 15):g} s: a TLS mismatch (--tls-ca for a TLS trainer, none for a plain one) "
+                       f"or not a vtrain-prover") from None
     progress, close_bar = _progress_bar(sys.stderr.isatty() and not args.json)
     try:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
                                   status=None if args.json else _status)
+    except SessionIncomplete as e:
+        close_bar()
+        tx.save(args.out, e.transcript)
+        raise CliError(f"the session with {args.server} did not finish: {e}. The partial transcript (incomplete, "
+                       f"no verdict; what the trainer signed so far) was saved to {args.out}") from None
     except SessionAborted as e:
         raise CliError(f"the session with {args.server} failed: {e}") from None
     finally:
@@ -136,9 +149,9 @@ def _shipped_extras(tr: dict) -> dict:
     from protocol.triggers import validate_trigger_spec
 
     try:
-        extras = json.loads(tr["model_extras"])
+        extras = tx.safe_json_loads(tr["model_extras"], "shipped model extras")
         return {"trigger": validate_trigger_spec(extras["trigger"], tr["num_features"])}
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return {"shipped_extras_ignored": tr["model_extras"][:200]}
 
 
@@ -192,12 +205,16 @@ def _audit_out(args, res: dict, digest: str) -> int:
         _print_verdict(res)
         if res["status"] != "verified" and res.get("evidence"):
             print("evidence: " + json.dumps(res["evidence"])[:2000])
+    if res["status"] == "incomplete":
+        return EXIT_ERROR
     return EXIT_OK if res["status"] == "verified" else EXIT_REJECTED
 
 
 def _print_verdict(res: dict) -> None:
     if res["status"] == "verified":
         print(f"VERIFIED ({res['check']}): {res['guarantee']}")
+    elif res["status"] == "incomplete":
+        print(f"INCOMPLETE (no verdict): {res['reason']}")
     else:
         where = f" [step {res['step']}]" if res.get("step") is not None else ""
         print(f"REJECTED ({res['check']}){where}: {res['reason']}")

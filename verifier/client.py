@@ -229,6 +229,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
             raise SessionIncomplete(_lost_message(e, timeout, "while proving"), tr) from None
         # the model exists but comes without a proof: keep it, unverified, with the reason
         tr["proof_error"] = f"{e.code().name}: {e.details()}"
+        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+            tr["proof_error"] = f"its answer is larger than this session allows: {e.details()}"
         raise VerificationError(no_proof_reason(tr["proof_error"])) from None
     if kind == "snark":
         try:
