@@ -131,7 +131,7 @@ def _free_port() -> int:
 def test_connection_errors_are_distinct_and_quick(tmp_path, server, words):
     port = _free_port()
     server, words = server.format(free=port), words.format(free=port)
-    rc, out, err, _, seconds = verifier_measured(*_args(server, tmp_path, "--timeout", "60"))
+    rc, _out, err, _, seconds = verifier_measured(*_args(server, tmp_path, "--timeout", "60"))
     assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert seconds < 10, seconds  # the answer is known at once: no 15 s reconnect loop
     assert not (tmp_path / "t.json").exists()
