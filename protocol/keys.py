@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 
@@ -57,11 +58,12 @@ def _edwards_add(p1, p2):
     return ((x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P, (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P)
 
 
+@functools.lru_cache(maxsize=256)
 def weak_public_key(raw: bytes) -> str | None:
     """Why an Ed25519 public-key encoding must not be trusted, or None: non-canonical (y >= p), not on the
     curve, or of small order (8P = identity; under such a key signatures such as R = identity, S = 0 verify
     on every message, so nothing signed under it is evidence). Plain integer arithmetic on the RFC 8032
-    point encoding; runs once per key."""
+    point encoding; cached, so it runs once per key."""
     if len(raw) != 32:
         return "not 32 bytes"
     y = int.from_bytes(raw, "little") & ((1 << 255) - 1)

@@ -156,6 +156,9 @@ class _List:
             _bad(path, f"must be a list, got {_show(v)}")
         if self.length is not None and len(v) != self.length:
             _bad(path, f"must have {self.length} items, got {len(v)}")
+        if isinstance(self.item, _Int) and all(type(x) is int for x in v) and (
+                not v or (self.item.lo <= min(v) and max(v) < self.item.hi)):
+            return  # the common case, checked at C speed (bool is not ``int`` by type)
         for i, x in enumerate(v):
             _check(self.item, x, f"{path}[{i}]")
 
