@@ -159,6 +159,9 @@ class _List:
         if isinstance(self.item, _Int) and all(type(x) is int for x in v) and (
                 not v or (self.item.lo <= min(v) and max(v) < self.item.hi)):
             return  # the common case, checked at C speed (bool is not ``int`` by type)
+        if (isinstance(self.item, _Hex) and self.item.nbytes is None and all(type(x) is str and not len(x) % 2 for x in v)
+                and _HEX.fullmatch("".join(v))):
+            return
         for i, x in enumerate(v):
             _check(self.item, x, f"{path}[{i}]")
 

@@ -186,13 +186,14 @@ class GarbageProof(Honest):
     values, 16 random siblings per inclusion proof, rows with random indices and random-length values."""
 
     name = "garbage-proof"
+    SIBLINGS = 16
 
     def openings(self, openings):
         rng = np.random.default_rng(7)
         out = []
         for op in openings:
             width = len(op["state_before"]) + 4
-            sib = [rng.bytes(32) for _ in range(16)]
+            sib = [rng.bytes(32) for _ in range(self.SIBLINGS)]
             out.append({"step": op["step"], "state_before": rng.integers(-2**62, 2**62, width),
                         "state_after": rng.integers(-2**62, 2**62, width), "proof_before": sib, "proof_after": sib,
                         "rows": [(int(rng.integers(0, 2**62)), rng.integers(-2**62, 2**62, int(rng.integers(0, 9))), sib)

@@ -20,7 +20,7 @@ from prover.server import build_server
 from verifier.audit import verify_transcript
 from verifier.client import ClientSeeds, open_channel, run_session
 
-MUTATIONS_PER_TRANSCRIPT = 1500
+MUTATIONS_PER_TRANSCRIPT = 1000
 # small batches keep each transcript (and so each audit) small: T = 142 steps, 7 checkpoints, 4 rows per opening
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=4, lr_num=205, checkpoint_interval=20)
 

@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     t.add_argument("--out", required=True, help="transcript path")
     t.add_argument("--model-out", required=True, help="model JSON path")
-    t.add_argument("--timeout", type=float, default=600.0, help="seconds per call (default %(default)s)")
+    t.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for each answer of the trainer, and at most between two messages of its "
+                        "training stream; then the client gives up and saves the partial transcript "
+                        "(default %(default)s)")
     t.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     a = sub.add_parser("audit", help="re-verify a saved transcript offline")
