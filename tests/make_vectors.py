@@ -81,7 +81,9 @@ def prg_vectors() -> dict:
     unif = [{"m": m, "count": c, "values": uniform_below(KeyStream(key), c, m).tolist()}
             for m, c in ((1, 4), (2, 16), (3, 16), (10, 12), (3 << 61, 8), (2**63 - 1, 4), (2**63, 4))]
     return {
-        "description": "PRG: fixed seed context -> keys, permutations, initial parameters, challenges",
+        "description": "PRG: fixed seed context -> keys, permutations, initial parameters, challenges. The "
+                       "uniform_below entries each read a fresh stream(keystream_key), keystream_key being used "
+                       "directly as the raw ChaCha20 key (not hashed), from its first word",
         "session_id": SESSION_ID.hex(), "data_root": DATA_ROOT.hex(), "training_seed": TRAINING_SEED.hex(),
         "state_root": STATE_ROOT.hex(), "audit_seed": AUDIT_SEED.hex(),
         "init_key": ctx.init_key().hex(), "epoch_key_0_0": ctx.epoch_key(0, 0).hex(),
@@ -103,7 +105,9 @@ def merkle_vectors() -> dict:
     leaves = merkle.data_leaves(merkle_rows(70))
     state = [merkle.state_leaf(t, np.array([t, -t, 1 << 30], dtype=np.int64)) for t in range(9)]
     return {
-        "description": "Merkle roots: data rows merkle_rows(n) in make_vectors.py; state leaves (t, -t, 2^30)",
+        "description": "Merkle roots. Data row i (i = 0..69) is the 4 int64 values (i, -i, 2^40 + i, -2^62 + i); "
+                       "data_roots[n] is the root over rows 0..n-1 (leaf payload u64(i) || the row). State leaf t "
+                       "(t = 0..8) is over theta_t = (t, -t, 2^30); state_roots[n] over leaves 0..n-1",
         "data_leaf_0": leaves[0].hex(), "data_leaf_69": leaves[69].hex(),
         "data_roots": {str(n): merkle.MerkleTree(leaves[:n]).root.hex() for n in sizes},
         "state_leaf_0": state[0].hex(),

@@ -41,15 +41,7 @@ def _sha_tagged(tag: str, *parts: bytes) -> bytes:
 
 def _ref_uniform_below(key: bytes, count: int, m: int) -> list[int]:
     """docs/PROTOCOL.md section 6 on Python ints: batches of c + c//8 + 4 words, keep w < floor(2^64/m)*m."""
-    stream = KeyStream(key)
-    limit = (2**64 // m) * m
-    out: list[int] = []
-    while len(out) < count:
-        c = count - len(out)
-        raw = stream.read(8 * (c + c // 8 + 4))
-        words = struct.unpack(f"<{len(raw) // 8}Q", raw)
-        out += [w % m for w in words if w < limit][:c]
-    return out
+    return _ref_uniform_below_stream(KeyStream(key), count, m)
 
 
 # -- known answers ----------------------------------------------------------------------------------------
@@ -281,15 +273,30 @@ def test_challenge_steps_distinct_in_range_capped(k, T, seed):
 
 
 def test_challenge_steps_follow_the_specification():
-    """Draw uniform below T in batches of K from the challenge stream, v -> v+1, skip repeats, stop at K."""
-    for k, T in ((5, 7), (30, 31), (3, 2**40)):
+    """docs/PROTOCOL.md section 6: c = min(K, T); draw uniform below T in batches of c from the challenge
+    stream (each batch is one uniform_below call: its unused accepted words are discarded), v -> v+1, skip
+    repeats, stop at c (the rest of the batch is discarded). K > T draws batches of T, not K."""
+    for k, T in ((5, 7), (30, 31), (3, 2**40), (50, 20), (64, 34), (7, 1)):
+        c = min(k, T)
         key = _sha_tagged("prg/challenge", SID, STATE_ROOT, AUDIT_SEED)
         stream, chosen = KeyStream(key), []
-        while len(chosen) < k:
-            for v in uniform_below(stream, k, T):
-                if int(v) + 1 not in chosen and len(chosen) < k:
+        while len(chosen) < c:
+            for v in _ref_uniform_below_stream(stream, c, T):
+                if int(v) + 1 not in chosen and len(chosen) < c:
                     chosen.append(int(v) + 1)
         assert challenge_steps(SID, STATE_ROOT, AUDIT_SEED, k, T) == chosen
+    with pytest.raises(ValueError):  # T = 0 cannot occur (T >= 1 since n >= B, E >= 1) and is refused
+        challenge_steps(SID, STATE_ROOT, AUDIT_SEED, 3, 0)
+
+
+def _ref_uniform_below_stream(stream: KeyStream, count: int, m: int) -> list[int]:
+    limit = (2**64 // m) * m
+    out: list[int] = []
+    while len(out) < count:
+        c = count - len(out)
+        raw = stream.read(8 * (c + c // 8 + 4))
+        out += [w % m for w in struct.unpack(f"<{len(raw) // 8}Q", raw) if w < limit][:c]
+    return out
 
 
 def test_challenge_steps_bound_to_inputs():
