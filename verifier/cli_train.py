@@ -171,6 +171,7 @@ def _report(args, result: dict, tr: dict) -> None:
 
 def cmd_audit(args) -> int:
     tr, digest = tx.load(args.transcript)
+    tx.validate(tr)  # before anything reads a field: "malformed transcript: FIELD ...", exit 2
     if args.trainer_key and tx.get(tr, "trainer_key", str) != parse_public_hex(args.trainer_key).hex():
         return _audit_out(args, {"status": "rejected", "check": "key", "reason": "the transcript is signed by "
                                  f"trainer key {tr.get('trainer_key')}, not the required key", "step": None,

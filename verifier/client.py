@@ -164,6 +164,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
 
     info = call(stub.GetInfo, pb.GetInfoRequest())
     pub = bytes(info.trainer_public_key)
+    if len(pub) != 32:
+        raise SessionAborted(f"the trainer's GetInfo answer is malformed (a public key of {len(pub)} bytes, not 32)")
     tr["trainer_key"] = pub.hex()
     if trainer_key is not None and pub != trainer_key:
         raise VerificationError(f"the server's trainer key {pub.hex()} is not the pinned key {trainer_key.hex()}")
@@ -179,6 +181,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     resp = call(stub.OpenSession, pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=client_nonce,
                                                         proof_kind=kind))
     sid, server_nonce = bytes(resp.session_id), bytes(resp.server_nonce)
+    if len(sid) != 16 or len(server_nonce) != 32:
+        raise SessionAborted(f"the trainer's OpenSession answer is malformed (a session id of {len(sid)} bytes and "
+                             f"a server nonce of {len(server_nonce)}; the protocol has 16 and 32)")
     tr.update(session_id=sid.hex(), server_nonce=server_nonce.hex())
     session_signed = convert.signed_from_proto(resp.session_statement)
     tr["statements"]["session"] = [x.hex() for x in session_signed]
