@@ -222,7 +222,7 @@ def test_cli_dimension_over_server_limit(server, tmp_path):
 def test_cli_connection_error(tmp_path):
     rc, doc, err = verifier_json("train", "--server", "127.0.0.1:1", "--data", "builtin:diabetes", "--model", "linear",
                                  "--out", str(tmp_path / "t"), "--model-out", str(tmp_path / "m"), "--timeout", "2")
-    assert rc == 2 and "cannot connect" in err and doc["status"] == "error"
+    assert rc == 2 and "nothing is listening at 127.0.0.1:1" in err and doc["status"] == "error"
 
 
 def test_cli_usage_errors(server, tmp_path):

@@ -86,3 +86,24 @@ def test_schema_accepts_a_minimal_early_rejection_and_refuses_a_verdict_with_inc
         cur[path[-1]] = bad
         with pytest.raises(TranscriptFormatError, match=words):
             tx.validate(doc)
+
+
+def test_a_malformed_open_session_answer_is_a_clear_error(monkeypatch):
+    """A session id of 17 bytes would be recorded into a transcript the audit can only call malformed: the
+    client stops at once with a message instead."""
+    import prover.session as session_mod
+    from verifier.client import SessionAborted
+
+    real = session_mod.secrets.token_bytes
+    monkeypatch.setattr(session_mod.secrets, "token_bytes", lambda n: real(n + 1 if n == 16 else n))
+    server, port, _ = build_server(Ed25519PrivateKey.generate())
+    server.start()
+    table = load_table("builtin:breast_cancer")
+    try:
+        channel = open_channel(f"127.0.0.1:{port}")
+        with pytest.raises(SessionAborted, match="OpenSession answer is malformed"):
+            run_session(channel, table, fit_standardization(table, CFG.model), CFG, spot_checks=4,
+                        seeds=ClientSeeds.fresh())
+        channel.close()
+    finally:
+        server.stop(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -98,10 +99,14 @@ def test_a_silent_trainer_is_given_up_after_the_timeout(key, tmp_path):
 
 
 def test_a_trainer_killed_mid_training_leaves_a_partial_transcript(key, tmp_path):
-    with ProverProcess(key, "--adversary", "slow") as srv:
+    with ProverProcess(key, "--adversary", "slow", "-v") as srv:
         proc = subprocess.Popen([VERIFIER, *_args(srv.address, tmp_path, "--timeout", "100")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(4)  # the trainer has signed its first states and stalls mid-training
+        opened = threading.Event()
+        threading.Thread(target=lambda: any("opened" in line and (opened.set() or True) for line in srv.proc.stderr),
+                         daemon=True).start()
+        assert opened.wait(120), "the client never opened a session"
+        time.sleep(3)  # the trainer has signed its first states and stalls mid-training
         srv.proc.kill()
         t0 = time.monotonic()
         out, err = proc.communicate(timeout=60)

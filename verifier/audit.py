@@ -133,6 +133,8 @@ def _spot(tr: dict) -> Verdict:
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
+    if "data" not in tr["statements"]:
+        raise checks.Incomplete(f"{checks.INCOMPLETE}: the session stopped before the data commitment")
     data_root = tx.get_hex(tr, "data_root", 32)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
     if "randomness" not in tr["statements"]:

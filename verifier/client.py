@@ -267,6 +267,10 @@ class _Silent(Exception):
     pass
 
 
+class _Unreadable(Exception):
+    pass
+
+
 def _events(call, idle: float | None):
     """The Train stream's events, read by a helper thread so that a trainer that stops sending is noticed
     after ``idle`` seconds without a message (the whole stream has no deadline: training may be long). The
@@ -291,6 +295,8 @@ def _events(call, idle: float | None):
             put(("end", None))
         except grpc.RpcError as e:
             put(("error", e))
+        except Exception as e:  # noqa: BLE001 - a message the client cannot decode is the trainer's fault
+            put(("error", _Unreadable(f"{type(e).__name__}: {e}")))
 
     threading.Thread(target=pump, name="vtrain-train-stream", daemon=True).start()
     try:
@@ -323,7 +329,7 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
     try:
         for ev in _events(call, timeout):
             which = ev.WhichOneof("event")
-            if final is not None:
+            if final is not None and which != "progress":  # (a SNARK trainer reports its proving after it)
                 error = "sent more after its final result"
             elif which == "leaves":
                 h = bytes(ev.leaves.hashes)
@@ -350,6 +356,8 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
                 error = "sent an empty or unknown training event"
             if error is not None:
                 break
+    except _Unreadable as e:
+        error = f"sent a message the client cannot read ({e})"
     except _Silent:
         tr["state_leaves"] = leaves.hex()
         raise SessionIncomplete(f"the trainer sent nothing for {timeout:g} s (--timeout) during training, after "
