@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from procs import VERIFIER, ProverProcess, make_key, verifier, verifier_json, verifier_measured
@@ -140,3 +141,18 @@ def test_connection_errors_are_distinct_and_quick(tmp_path, server, words):
     assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert seconds < 10, seconds  # the answer is known at once: no 15 s reconnect loop
     assert not (tmp_path / "t.json").exists()
+
+
+def test_audit_with_other_data_is_an_input_error(key, tmp_path):
+    """#13: the right rows in another order are the user's mistake (exit 2, both roots, the order hint), not a
+    rejection of an honest trainer (exit 1)."""
+    with ProverProcess(key) as srv:
+        rc, _, err = verifier_json(*_args(srv.address, tmp_path))
+    assert rc == 0, err
+    lines = (Path(__file__).resolve().parents[1] / "protocol" / "data" / "breast_cancer.csv").read_text().splitlines()
+    shuffled = tmp_path / "reordered.csv"
+    shuffled.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    rc, doc, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", str(shuffled), "--target", "malignant")
+    tr, _ = tx.load(str(tmp_path / "t.json"))
+    assert rc == 2 and doc["status"] == "error" and "committed order" in err and tr["data_root"] in err, (doc, err)
+    assert "Traceback" not in err
