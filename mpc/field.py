@@ -36,7 +36,18 @@ def signed(values: np.ndarray) -> np.ndarray:
 
 
 def encode(values: np.ndarray) -> bytes:
-    return b"".join(int(v).to_bytes(ELEMENT_BYTES, "little") for v in np.asarray(values, dtype=object).ravel())
+    return b"".join([int(v).to_bytes(ELEMENT_BYTES, "little") for v in np.asarray(values, dtype=object).ravel().tolist()])
+
+
+def _ints(data: bytes, width: int) -> list[int]:
+    fb = int.from_bytes
+    return [fb(data[i:i + width], "little") for i in range(0, len(data), width)]
+
+
+def _objects(values: list[int]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def decode(data: bytes, count: int | None = None) -> np.ndarray:
@@ -45,30 +56,18 @@ def decode(data: bytes, count: int | None = None) -> np.ndarray:
     n = len(data) // ELEMENT_BYTES
     if count is not None and n != count:
         raise MpcAbort(f"malformed message: expected {count} field elements, got {n}")
-    out = np.empty(n, dtype=object)
-    fb = int.from_bytes
-    for i in range(n):
-        v = fb(data[i * 32:(i + 1) * 32], "little")
-        if v >= P:
-            raise MpcAbort("malformed message: a field element is not reduced below p")
-        out[i] = v
-    return out
+    vals = _ints(data, ELEMENT_BYTES)
+    if vals and max(vals) >= P:
+        raise MpcAbort("malformed message: a field element is not reduced below p")
+    return _objects(vals)
 
 
 def from_uniform_bytes(data: bytes, count: int) -> np.ndarray:
-    """``count`` elements from 64 random bytes each (reduced mod p: statistical distance < 2^-256)."""
-    fb = int.from_bytes
-    out = np.empty(count, dtype=object)
-    for i in range(count):
-        out[i] = fb(data[64 * i:64 * (i + 1)], "little") % P
-    return out
+    """``count`` elements from 32 random bytes each, reduced mod p (statistical distance < 2^-250)."""
+    return _objects([v % P for v in _ints(data[:32 * count], 32)])
 
 
 def from_bounded_bytes(data: bytes, count: int, bits: int) -> np.ndarray:
     """``count`` integers uniform in ``[0, 2^bits)`` (bits <= 256) from 32 random bytes each."""
-    fb = int.from_bytes
     mask = (1 << bits) - 1
-    out = np.empty(count, dtype=object)
-    for i in range(count):
-        out[i] = fb(data[32 * i:32 * (i + 1)], "little") & mask
-    return out
+    return _objects([v & mask for v in _ints(data[:32 * count], 32)])

@@ -26,22 +26,6 @@ from protocol.training import TrainConfig
 from .field import KAPPA, P
 
 
-def sklansky_levels(n: int) -> list[list[tuple[int, int]]]:
-    """Pairs (i, j) per level of Sklansky's prefix circuit on n positions: ``f[i] <- f[i] OR f[j]``.
-    After all levels ``f[i] = OR(e[0..i])``."""
-    levels = []
-    lvl = 0
-    while (1 << lvl) < n:
-        pairs = [(i, ((i >> lvl) << lvl) - 1) for i in range(n) if (i >> lvl) & 1]
-        levels.append(pairs)
-        lvl += 1
-    return levels
-
-
-def sklansky_count(n: int) -> int:
-    return sum(len(p) for p in sklansky_levels(n))
-
-
 @dataclass(frozen=True)
 class Layer:
     """One exact truncation layer: ``count`` values, shift ``s``, range ``K`` bits, input bound ``2^bb``."""
@@ -69,8 +53,8 @@ class Layer:
 
     @property
     def mults(self) -> int:
-        """Products per value: the two prefix-ORs, the LT combination, the zero test."""
-        return sklansky_count(self.s) + sklansky_count(self.K) + 2
+        """Products per value: the comparison chain (one per bit but the lowest) and the zero test."""
+        return self.nbits
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class Generator:
 
     def __init__(self, key: bytes, plan: Plan, tamper: str | None = None):
         self.key, self.plan, self.tamper = key, plan, tamper
-        a = from_uniform_bytes(self._bytes("alpha", 0, 128), 2)
+        a = from_uniform_bytes(self._bytes("alpha", 0, 64), 2)
         self.alpha = (int(a[0]), int(a[1]))
         self._R: np.ndarray | None = None
 
@@ -74,7 +74,7 @@ class Generator:
         return KeyStream(k).read(nbytes)
 
     def uniform(self, label: str, index: int, count: int) -> np.ndarray:
-        return from_uniform_bytes(self._bytes(label, index, 64 * count), count)
+        return from_uniform_bytes(self._bytes(label, index, 32 * count), count)
 
     def bounded(self, label: str, index: int, count: int, bits: int) -> np.ndarray:
         return from_bounded_bytes(self._bytes(label, index, 32 * count), count, bits)

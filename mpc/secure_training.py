@@ -74,6 +74,8 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
     a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + Shared(np.full(B, b.v, dtype=object), np.full(B, b.m, dtype=object),
                                                  b.key).scale(1 << f)
     z, w1 = trunc_check(party, a, L1, mat, "L1", f"s{t}/z")            # z = a >> f, range-checked
+    if party.hooks is not None:
+        z = party.hooks.truncated(t, z)
     r = z - Yb
     # backward: P = r - M opened; r^T X_b = r^T E_b - (P^T R_b + M^T R_b)   (Zp = M^T R_b)
     o = party.open(Shared.concat([r - M, M.scale(tt) - M2]), f"s{t}/P")

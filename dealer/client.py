@@ -1,0 +1,67 @@
+"""A party's side of the dealer: the :class:`mpc.preprocessing.Preprocessing` interface over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+
+from mpc.errors import MpcAbort
+from mpc.plan import Plan
+from mpc.preprocessing import InputMaterial, OutputMaterial, decode_inputs, decode_output, decode_step
+from protocol.prg import SeedContext
+from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+
+def dealer_channel(address: str, tls_ca: bytes | None = None) -> grpc.Channel:
+    opts = [("grpc.max_receive_message_length", 64 << 20)]
+    if tls_ca is not None:
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=opts)
+    return grpc.insecure_channel(address, options=opts)
+
+
+class DealerPreprocessing:
+    def __init__(self, address: str, session_id: bytes, party: int, plan: Plan, tls_ca: bytes | None = None,
+                 timeout: float = 3600.0):
+        self.address, self.sid, self.party, self.plan = address, session_id, party, plan
+        self.channel = dealer_channel(address, tls_ca)
+        self.stub = mpc_pb2_grpc.DealerStub(self.channel)
+        self.timeout = timeout
+        self._key = None
+        self._steps = None
+        self.bytes_received = 0
+
+    def _fetch(self, phase: str, ctx: SeedContext | None = None):
+        req = mpc_pb2.DealerRequest(session_id=self.sid, party=self.party, phase=phase, plan=self.plan.to_bytes())
+        if ctx is not None:
+            req.data_root, req.training_seed = ctx.data_root, ctx.training_seed
+        return self.stub.Fetch(req, timeout=self.timeout)
+
+    def _payloads(self, stream):
+        try:
+            for chunk in stream:
+                self.bytes_received += len(chunk.payload)
+                yield chunk.payload
+        except grpc.RpcError as e:
+            raise MpcAbort(f"the dealer at {self.address} failed: {e.code().name}: {e.details()}") from None
+
+    def inputs(self) -> InputMaterial:
+        mat = decode_inputs(self.plan, self.party, self._payloads(self._fetch("inputs")))
+        self._key = mat.key
+        return mat
+
+    def start_steps(self, ctx: SeedContext) -> None:
+        self._steps = self._payloads(self._fetch("steps", ctx))
+
+    def _next(self) -> bytes:
+        data = next(self._steps, None)
+        if data is None:
+            raise MpcAbort(f"the dealer at {self.address} ended its stream early")
+        return data
+
+    def step(self, t: int):
+        return decode_step(self.plan, self._key, self._next())
+
+    def output(self) -> OutputMaterial:
+        return decode_output(self.plan, self._key, self._next())
+
+    def close(self) -> None:
+        self.channel.close()
