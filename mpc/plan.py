@@ -25,6 +25,8 @@ from protocol.training import TrainConfig
 
 from .field import KAPPA, P
 
+BLOCK_BITS = 4
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -52,9 +54,23 @@ class Layer:
         return self.kk + KAPPA - self.nbits
 
     @property
+    def blocks(self) -> list[tuple[int, int]]:
+        """(first bit, width) of the comparison's bit blocks: bits 0..s-1 and s..s+K-1, each cut from the
+        least significant end into blocks of at most BLOCK_BITS bits."""
+        out = []
+        for lo, hi in ((0, self.s), (self.s, self.nbits)):
+            out += [(b, min(BLOCK_BITS, hi - b)) for b in range(lo, hi, BLOCK_BITS)]
+        return out
+
+    @property
+    def monomials(self) -> int:
+        """Products of two or more bits of one block, per value (the dealer provides them)."""
+        return sum((1 << w) - w - 1 for _, w in self.blocks)
+
+    @property
     def mults(self) -> int:
-        """Products per value: the comparison chain (one per bit but the lowest) and the zero test."""
-        return self.nbits
+        """Products per value: one per block of the comparison chain but the first, and the zero test."""
+        return len(self.blocks)
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,7 @@ class Plan:
         out = [("V", d), ("V2", d), ("Z", B), ("Z2", B), ("M", B), ("M2", B), ("Zp", d), ("Zp2", d)]
         for li, layer in enumerate(self.layers(), 1):
             c, nm = layer.count, layer.mults
-            out += [(f"L{li}.bits", c * layer.nbits), (f"L{li}.rhi", c)]
+            out += [(f"L{li}.bits", c * layer.nbits), (f"L{li}.mono", c * layer.monomials), (f"L{li}.rhi", c)]
             out += [(f"L{li}.{t}", c * nm) for t in ("a", "b", "c", "a2", "c2")]
         return out
 

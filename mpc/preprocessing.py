@@ -60,6 +60,21 @@ def batch_schedule(plan: Plan, ctx: SeedContext):
             yield perm[s * B:(s + 1) * B]
 
 
+def block_monomials(bits: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
+    """Per value (row), per block, the products of every subset of two or more of the block's bits, subsets
+    in increasing bitmask order (docs/MPC.md, "Exact truncation")."""
+    cols = []
+    for lo, w in blocks:
+        for mask in range(1 << w):
+            if bin(mask).count("1") >= 2:
+                prod = np.ones(bits.shape[0], dtype=np.uint8)
+                for j in range(w):
+                    if mask >> j & 1:
+                        prod &= bits[:, lo + j]
+                cols.append(prod)
+    return np.stack(cols, axis=1).ravel().astype(object) if cols else np.zeros(0, dtype=object)
+
+
 class Generator:
     """The dealer's deterministic generation for one session (both parties' shares)."""
 
@@ -118,13 +133,14 @@ class Generator:
         for li, layer in enumerate(p.layers(), 1):
             nb = layer.count * layer.nbits
             bits = np.unpackbits(np.frombuffer(self._bytes(f"L{li}.bits", t, (nb + 7) // 8), dtype=np.uint8))[:nb]
+            mono = block_monomials(bits.reshape(layer.count, layer.nbits), layer.blocks)
             rhi = self.bounded(f"L{li}.rhi", t, layer.count, layer.rhi_bits)
             k = layer.count * layer.mults
             a, b, a2 = (self.uniform(f"L{li}.{n}", t, k) for n in ("a", "b", "a2"))
             c, c2 = (a * b) % P, (a2 * b) % P
             if self.tamper == "bad-triple" and t == 1 and li == 1:
                 c[0] = (c[0] + 1) % P  # a wrong product with consistent MACs: only the sacrifice can see it
-            out += [bits.astype(object), rhi, a, b, c, a2, c2]
+            out += [bits.astype(object), mono, rhi, a, b, c, a2, c2]
         return out
 
     def step_payloads(self, t: int, batch: np.ndarray) -> tuple[bytes, bytes]:

@@ -12,14 +12,18 @@ For a layer (shift s, range K, input bound 2^bb; see plan.py) and secret x with 
     q = floor(x''/2^(s+K)) = floor(c/2^(s+K)) - rhi - LT_sK
     y = floor(x/2^s) = floor(x''/2^s) - 2^(K-1) - H 2^K;   y in [-2^(K-1), 2^(K-1))  <=>  q = H
 
-The comparison is the carry chain from the least significant bit (one product per bit, s + K - 1 rounds;
-LT_s and LT_sK come out of the same chain): lt_0 = (1 - c_0) r_0, and lt_i = r_i lt_(i-1) when c_i = 1,
-r_i OR lt_(i-1) = r_i + lt_(i-1) - r_i lt_(i-1) when c_i = 0.
+The comparison is the carry chain from the least significant bit (LT_s and LT_sK come out of the same
+chain): with lt_(-1) = 0, lt_i = r_i lt_(i-1) when c_i = 1 and r_i + lt_(i-1) - r_i lt_(i-1) when c_i = 0.
+Each step is affine in lt_(i-1), so a block of w <= 4 bits is lt_out = A + B lt_in with A, B multilinear
+in the block's bits; the dealer supplies the products of every subset of a block's bits, making A and B
+linear in shared values and leaving one product per block (ceil(s/4) + ceil(K/4) - 1 rounds).
 The range check returns [w] = [(q - H) * b] for the random b of a triple: w is opened at the end of the
 step and is 0 exactly when every value is in range (b = 0 with probability 1/p).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -44,18 +48,63 @@ class TripleCursor:
         return out
 
 
-def _lt_chain(party: Party, bits: Shared, cb: np.ndarray, cur: TripleCursor, s: int, label: str):
-    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]) with n = number of bits."""
-    n = bits.v.shape[1]
-    lt = bits[:, 0].scale(1 - cb[:, 0])
-    lt_s = lt if s == 1 else None
-    for i in range(1, n):
-        ri = bits[:, i]
-        prod = party.mul(ri, lt, cur.take(), f"{label}/lt{i}")
-        ci = cb[:, i]
-        lt = Shared((prod.v * ci + (ri.v + lt.v - prod.v) * (1 - ci)) % P,
-                    (prod.m * ci + (ri.m + lt.m - prod.m) * (1 - ci)) % P, lt.key)
-        if i == s - 1:
+@functools.cache
+def _block_table(w: int) -> tuple:
+    """For every pattern of w public bits c: the coefficients, over the 2^w subsets S of the block's shared bits
+    (monomial prod_{j in S} r_j; S = 0 is the constant 1), of A and B with lt_out = A + B lt_in."""
+    out = []
+    for cpat in range(1 << w):
+        A, B = {}, {0: 1}
+        for j in range(w):
+            bit = 1 << j
+            if cpat >> j & 1:  # lt_j = r_j lt_(j-1)
+                A = {m | bit: v for m, v in A.items()}
+                B = {m | bit: v for m, v in B.items()}
+            else:  # lt_j = r_j + (1 - r_j) lt_(j-1)
+                A2 = dict(A)
+                for m, v in A.items():
+                    A2[m | bit] = A2.get(m | bit, 0) - v
+                A2[bit] = A2.get(bit, 0) + 1
+                B2 = dict(B)
+                for m, v in B.items():
+                    B2[m | bit] = B2.get(m | bit, 0) - v
+                A, B = A2, B2
+        out.append(([A.get(m, 0) for m in range(1 << w)], [B.get(m, 0) for m in range(1 << w)]))
+    return tuple(out)
+
+
+def _lt_chain(party: Party, bits: Shared, mono: Shared, cb: np.ndarray, cur: TripleCursor, layer: Layer,
+              label: str):
+    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]), n = s + K, block by block: within a block of w
+    bits the chain is affine in the incoming lt, lt_out = A + B lt_in, with A and B multilinear in the
+    block's bits (coefficients fixed by the public c bits), so one product per block."""
+    cnt = bits.v.shape[0]
+    one = Shared.public(np.ones(cnt, dtype=object), bits.key)
+    lt = lt_s = None
+    mpos = 0
+    for bi, (lo, w) in enumerate(layer.blocks):
+        cols = [one]
+        nm = 0
+        for mask in range(1, 1 << w):
+            if mask & (mask - 1) == 0:
+                cols.append(bits[:, lo + mask.bit_length() - 1])
+            else:
+                cols.append(mono[:, mpos + nm])
+                nm += 1
+        mpos += nm
+        Mv = np.stack([c.v for c in cols], axis=1)
+        Mm = np.stack([c.m for c in cols], axis=1)
+        table = _block_table(w)
+        pats = [sum(int(cb[i, lo + j]) << j for j in range(w)) for i in range(cnt)]
+        cA = np.array([table[p][0] for p in pats], dtype=object)
+        cB = np.array([table[p][1] for p in pats], dtype=object)
+        A = Shared((Mv * cA).sum(axis=1) % P, (Mm * cA).sum(axis=1) % P, bits.key)
+        if lt is None:
+            lt = A
+        else:
+            Bs = Shared((Mv * cB).sum(axis=1) % P, (Mm * cB).sum(axis=1) % P, bits.key)
+            lt = A + party.mul(Bs, lt, cur.take(), f"{label}/lt{bi}")
+        if lo + w == layer.s:
             lt_s = lt
     return lt_s, lt
 
@@ -75,7 +124,8 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     if any(int(v) >= limit for v in c):
         raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
     cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=object).reshape(cnt, n)
-    lt_s, lt_sk = _lt_chain(party, bits, cb, cur, s, label)
+    mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
+    lt_s, lt_sk = _lt_chain(party, bits, mono, cb, cur, layer, label)
     c_hi_s = np.array([int(v) >> s for v in c], dtype=object)
     c_hi_n = np.array([int(v) >> n for v in c], dtype=object)
     pw_hi = np.array([1 << (i - s) for i in range(s, n)], dtype=object)

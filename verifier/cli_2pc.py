@@ -150,7 +150,7 @@ def cmd_train_2pc(args) -> int:
               "bytes_sent": res.bytes_sent, "bytes_received": res.bytes_received, "rounds": res.rounds,
               "dealer_bytes": pre.bytes_received, "seconds": round(wall, 3),
               "seconds_preprocessing": round(res.seconds_preprocessing, 3),
-              "training_seed": res.training_seed.hex()}
+              "session_id": sid.hex(), "data_root": res.data_root.hex(), "training_seed": res.training_seed.hex()}
     if args.json:
         print(json.dumps(result))
     else:
