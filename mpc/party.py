@@ -66,6 +66,7 @@ class Party:
         self._opened: list[np.ndarray] = []
         self._macs: list[np.ndarray] = []
         self.hooks = hooks  # a cheating strategy (tests/demos): may alter outgoing shares
+        self.view: list | None = None  # when a list: (label, opened values) of every opening (tests)
         self.sac_t = 0  # sacrifice scalar and coefficient base, set after the coin toss
         self.sac_gamma = 1
         self._sac_acc: Shared | None = None
@@ -117,6 +118,8 @@ class Party:
         opened = (x.v.ravel() + theirs) % P
         self._opened.append(opened)
         self._macs.append(x.m.ravel())
+        if self.view is not None:
+            self.view.append((label, opened))
         self.stats.opened += opened.size
         return opened.reshape(shape)
 

@@ -93,7 +93,7 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
 
 
 def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.ndarray, Y_own: np.ndarray,
-              session_id: bytes, reveal: str = "both", hooks=None, progress=None) -> Outcome:
+              session_id: bytes, reveal: str = "both", hooks=None, progress=None, view: list | None = None) -> Outcome:
     """Run one party's side of the session. Raises MpcAbort (deviation) or MpcOverflow (range)."""
     if reveal not in REVEAL_MODES:
         raise ValueError(f"reveal must be one of {REVEAL_MODES}")
@@ -106,6 +106,7 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
         raise ValueError("own rows do not match the plan")
     inp = _timed(pre_time, pre.inputs)
     party = Party(inp.key, channel, hooks)
+    party.view = view
     try:
         return _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time,
                     t_start)
@@ -130,6 +131,8 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
     if party.hooks is not None:
         party.hooks.before_inputs(party)
     e_other, their_com = party.exchange("inputs", e_own.ravel(), blob=com, count=theirs * (d + 1))
+    if party.view is not None:
+        party.view.append(("inputs", e_other))
     lo, span = (1 << (K - 1)), (1 << plan.input_bits) + (1 << K)
     if any((int(v) + lo) % P >= span for v in e_other):
         raise MpcAbort("the other party's masked inputs are outside the allowed range (values must lie in "

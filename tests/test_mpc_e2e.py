@@ -50,7 +50,8 @@ def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mpc")
     key, _ = make_key(tmp)
     a, b = _split(tmp)
-    return tmp, key, a, b
+    with DealerProcess(key) as dealer:
+        yield tmp, key, a, b, dealer
 
 
 def _train(tmp, prover, dealer, a, *extra):
@@ -65,12 +66,11 @@ def _train(tmp, prover, dealer, a, *extra):
 
 
 def test_three_processes_train_exactly_the_plain_model_on_the_union(setup):
-    tmp, key, a, b = setup
-    with DealerProcess(key) as dealer, ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression",
-                                                     "--dealer", "unused:1", "--dealer", "placeholder:2") as bad:
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--dealer", "unused:1") as bad:
         p, doc, _ = _train(tmp, bad, dealer, a)
         assert p.returncode == 2 and "only uses the dealers" in p.stderr  # the trainer pins its dealers
-    with DealerProcess(key) as dealer, ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
         p, doc, out = _train(tmp, prover, dealer, a)
         assert p.returncode == 0, p.stderr
         assert doc["status"] == "trained" and doc["steps"] == 8 and doc["rounds"] > 0 and doc["bytes_sent"] > 0
@@ -90,16 +90,14 @@ def test_three_processes_train_exactly_the_plain_model_on_the_union(setup):
         for _, _, theta, _ in train_honest(X, Y, cfg, ctx):
             pass
         assert model.doc["weights_fixed"] + [model.doc["bias_fixed"]] == [int(v) for v in theta]
-        # the dealer hands out each party's material once: a replayed request is refused
         p2, doc2, _ = _train(tmp, prover, dealer, a, "--reveal", "client")
         assert p2.returncode == 0 and doc2["reveal"] == "client"
 
 
 @pytest.mark.parametrize("name", ["bad-share", "bad-triple", "bad-truncation", "skip-step", "early-output"])
 def test_each_cheating_trainer_is_detected_and_no_model_is_written(setup, name):
-    tmp, key, a, b = setup
-    with DealerProcess(key) as dealer, ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression",
-                                                     "--mpc-adversary", name) as prover:
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary", name) as prover:
         p, doc, out = _train(tmp, prover, dealer, a)
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert doc["status"] == "aborted" and doc["reason"]
@@ -107,7 +105,7 @@ def test_each_cheating_trainer_is_detected_and_no_model_is_written(setup, name):
 
 
 def test_a_cheating_dealer_is_detected(setup):
-    tmp, key, a, b = setup
+    tmp, key, a, b, _ = setup
     with DealerProcess(key, "--adversary", "bad-triple") as dealer, \
             ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
         p, doc, out = _train(tmp, prover, dealer, a)
@@ -116,8 +114,8 @@ def test_a_cheating_dealer_is_detected(setup):
 
 
 def test_bad_requests_get_clear_errors(setup):
-    tmp, key, a, b = setup
-    with DealerProcess(key) as dealer, ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
         p = verifier("train-2pc", "--server", prover.address, "--trainer-data", "nope", "--dealer", dealer.address,
                      "--data", str(a), "--target", "progression", "--model", "linear", "--model-out",
                      str(tmp / "x.json"))
