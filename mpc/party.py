@@ -104,8 +104,8 @@ class Party:
         """Tell the other party why we stop (best effort)."""
         try:
             self.channel.send(Frame("abort", abort=reason or "aborted"))
-        except Exception:  # noqa: BLE001 - the peer may already be gone
-            pass
+        except Exception as e:  # noqa: BLE001 - the peer may already be gone
+            self.stats.per_round.append(f"abort not delivered: {e}")
 
     # ---- openings ----
     def open(self, x: Shared, label: str) -> np.ndarray:

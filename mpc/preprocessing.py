@@ -66,7 +66,7 @@ def block_monomials(bits: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarr
     cols = []
     for lo, w in blocks:
         for mask in range(1 << w):
-            if bin(mask).count("1") >= 2:
+            if mask.bit_count() >= 2:
                 prod = np.ones(bits.shape[0], dtype=np.uint8)
                 for j in range(w):
                     if mask >> j & 1:
@@ -115,7 +115,7 @@ class Generator:
         """Payloads for one party: chunk 0 = alpha_i; then row blocks (shares, MACs, own clear masks)."""
         yield encode(arr([self.alpha[party]]))
         p = self.plan
-        own = range(0, p.n0) if party == 0 else range(p.n0, p.n)
+        own = range(p.n0) if party == 0 else range(p.n0, p.n)
         for lo in range(0, p.n, INPUT_CHUNK_ROWS):
             hi = min(lo + INPUT_CHUNK_ROWS, p.n)
             shares = self.split("R", lo, self.R[lo:hi])[party]

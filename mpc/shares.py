@@ -26,7 +26,7 @@ class MacKey:
 class Shared:
     """This party's shares of an array of secrets: value shares ``v`` and MAC shares ``m`` (object arrays)."""
 
-    __slots__ = ("v", "m", "key")
+    __slots__ = ("key", "m", "v")
 
     def __init__(self, v: np.ndarray, m: np.ndarray, key: MacKey):
         self.v, self.m, self.key = v, m, key

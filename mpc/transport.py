@@ -76,10 +76,7 @@ class ClientTransport:
 
     def close(self) -> None:
         self._out.put(None)
-        try:
-            self._call.cancel()
-        except Exception:  # noqa: BLE001
-            pass
+        self._call.cancel()
 
 
 class ServerTransport:

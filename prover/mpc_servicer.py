@@ -60,7 +60,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         def work():
             try:
                 self._session(ServerTransport(request_iterator, out, IDLE_SECONDS))
-            except Exception:  # noqa: BLE001 - logged; the client sees the stream end
+            except Exception:
                 log.exception("two-party session crashed")
             finally:
                 self._slots.release()

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from procs import BIN, ProverProcess, make_key, verifier
 
 from mpc.plan import Plan
 from protocol import model_file
 from protocol.dataset import Standardization, load_table, quantize_table
 from protocol.prg import SeedContext
 from protocol.training import TrainConfig, train_honest
-
-from procs import BIN, ProverProcess, make_key, verifier
 
 DATA = Path(__file__).resolve().parents[1] / "protocol" / "data" / "diabetes.csv"
 

@@ -19,12 +19,11 @@ import os
 import numpy as np
 import pytest
 from scipy.stats import chi2_contingency, chisquare
+from test_mpc_engine import run_pair
 
 from mpc.field import KAPPA, P
 from mpc.plan import Plan
 from protocol.training import TrainConfig
-
-from test_mpc_engine import run_pair
 
 ALPHA = 1e-3
 CFG = TrainConfig(model="linear", epochs=2, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16, weight_bits=32)

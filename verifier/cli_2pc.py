@@ -20,7 +20,7 @@ from protocol.errors import InputError
 from protocol.fixedpoint import dyadic
 from protocol.training import TrainConfig
 
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, CliError
+from .cli import EXIT_OK, EXIT_REJECTED, CliError
 
 GUARANTEE = ("the model is protocol.training's fixed-point step run on the union of both parties' rows with "
              "randomness from both (coin toss), bit for bit; every opened value passed the MAC check. This holds "
@@ -93,8 +93,8 @@ def cmd_train_2pc(args) -> int:
     from mpc.plan import Plan
     from mpc.secure_training import run_party
     from mpc.transport import ClientTransport
-    from prover.mpc_servicer import config_to_proto, session_id_of
     from protocol.wire import mpc_pb2, mpc_pb2_grpc
+    from prover.mpc_servicer import config_to_proto, session_id_of
 
     cfg = _config(args)
     table = load_table(args.data, args.target)
@@ -171,4 +171,3 @@ def _aborted(args, reason: str) -> int:
     return EXIT_REJECTED
 
 
-__all__ = ["add_parser", "cmd_train_2pc", "EXIT_ERROR"]
