@@ -78,17 +78,21 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
         z = party.hooks.truncated(t, z)
     r = z - Yb
     # backward: P = r - M opened; r^T X_b = r^T E_b - (P^T R_b + M^T R_b)   (Zp = M^T R_b)
-    o = party.open(Shared.concat([r - M, M.scale(tt) - M2]), f"s{t}/P")
-    Pm, rhoM = o[:B], o[B:]
+    o = party.open(Shared.concat([r - M, M.scale(tt) - M2, w1]), f"s{t}/P")
+    Pm, rhoM, range1 = o[:B], o[B:2 * B], o[2 * B:]
     party.sacrifice_matrix(Zp.scale(tt) - Zp2 - Rb.lmul_public(rhoM))
     G = r.rmul_public(Eb) - (Rb.lmul_public(Pm) + Zp) + w.scale(plan.l2_num * B)
     Gb = r.sum().scale(1 << f)
     grads = Shared.concat([G, Shared(np.array([Gb.v], dtype=object), np.array([Gb.m], dtype=object), G.key)])
     x2 = theta.scale(1 << U) - grads.scale(plan.lr_num)
+    party.mac_check()  # before the next truncation opening: z must be known to be in range (its bound)
+    if any(v != 0 for v in range1):
+        raise MpcOverflow(f"a prediction left [-2^{plan.weight_bits - 1}, 2^{plan.weight_bits - 1}) at step {t}: the "
+                          "fixed-point format overflowed (lower the learning rate)", step=t)
     new, w2 = trunc_check(party, x2, L2, mat, "L2", f"s{t}/theta")  # theta' = x2 >> U, range-checked
     if party.hooks is not None:
         new = party.hooks.after_step(t, theta, new)
-    checks = Shared.concat([w1, w2, party.take_sacrifice().reshape(1)])
+    checks = Shared.concat([w2, party.take_sacrifice().reshape(1)])
     return new, checks
 
 
@@ -168,7 +172,7 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
             raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
                            "multiplication triples are wrong (the dealer deviated)")
         if any(v != 0 for v in opened[:-1]):
-            raise MpcOverflow(f"a prediction or a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
+            raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
                               "fixed-point format overflowed (lower the learning rate)", step=t)
         if progress is not None:
             progress(t, T)

@@ -119,6 +119,10 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     pw = np.array([1 << i for i in range(n)], dtype=object)
     r = Shared((bits.v @ pw) % P, (bits.m @ pw) % P, x.key) + rhi.scale(1 << n)
     xs = x.add_public((1 << (s + K - 1)) + layer.H * (1 << n))
+    # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
+    # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
+    # outside its bound and let c reveal it. So every value opened so far is MAC-checked first.
+    party.mac_check()
     c = party.open(xs + r, f"{label}/c")
     limit = 1 << (layer.kk + KAPPA + 1)
     if any(int(v) >= limit for v in c):
