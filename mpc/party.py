@@ -67,6 +67,7 @@ class Party:
         self._macs: list[np.ndarray] = []
         self.hooks = hooks  # a cheating strategy (tests/demos): may alter outgoing shares
         self.view: list | None = None  # when a list: (label, opened values) of every opening (tests)
+        self.ctx = None  # the seed context once the coin toss is done
         self.sac_t = 0  # sacrifice scalar and coefficient base, set after the coin toss
         self.sac_gamma = 1
         self._sac_acc: Shared | None = None

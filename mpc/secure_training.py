@@ -116,6 +116,7 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
                     t_start)
     except (MpcAbort, MpcOverflow) as e:
         party.abort(str(e))
+        e.ctx = getattr(party, "ctx", None)  # the seed context, when the coin toss got that far
         raise
 
 
@@ -154,7 +155,7 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
     party.sac_t = int.from_bytes(sac[:16], "little") | 1
     party.sac_gamma = int.from_bytes(sac[16:], "little") | 1
     data_root = mpc_hash("data-root", session_id, encode(np.asarray(E0).ravel()), encode(np.asarray(E1).ravel()))
-    ctx = SeedContext(session_id, data_root, training_seed)
+    ctx = party.ctx = SeedContext(session_id, data_root, training_seed)
     _timed(pre_time, pre.start_steps, ctx)
     R = inp.R
     X = (-R).add_public(E)

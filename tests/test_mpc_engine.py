@@ -16,7 +16,7 @@ from mpc.party import QueueChannel
 from mpc.plan import Plan
 from mpc.preprocessing import Generator, LocalPreprocessing
 from mpc.secure_training import run_party
-from protocol.errors import InputError
+from protocol.errors import FixedPointOverflow, InputError
 from protocol.prg import SeedContext
 from protocol.training import TrainConfig, train_honest
 
@@ -88,6 +88,10 @@ def test_overflow_is_reported_at_the_same_step_as_plain_training():
     res, _ = run_pair(X, Y, 8, cfg)
     assert isinstance(res[0], MpcOverflow) and isinstance(res[1], MpcOverflow)
     assert "overflowed" in str(res[0])
+    with pytest.raises(FixedPointOverflow) as plain_error:
+        for _ in train_honest(X, Y, cfg, res[0].ctx):
+            pass
+    assert res[0].step == plain_error.value.step
 
 
 @pytest.mark.parametrize("name", ["bad-share", "bad-triple", "bad-truncation", "skip-step", "early-output"])
