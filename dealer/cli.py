@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from protocol.errors import InputError
+from prover.cli import _split_listen  # the same HOST:PORT rules as the trainer
 
 from .service import ADVERSARIES, build_dealer_server
 
@@ -27,17 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _split(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InputError(f"--listen must be HOST:PORT, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 def serve(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    host, port = _split(args.listen)
+    host, port = _split_listen(args.listen)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InputError("--tls-cert and --tls-key go together")
     tls = None

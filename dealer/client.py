@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from mpc.errors import MpcAbort
+from mpc.errors import MpcAbort, MpcUnavailable
 from mpc.plan import Plan
 from mpc.preprocessing import InputMaterial, OutputMaterial, decode_inputs, decode_output, decode_step
 from protocol.prg import SeedContext
@@ -41,7 +41,9 @@ class DealerPreprocessing:
                 self.bytes_received += len(chunk.payload)
                 yield chunk.payload
         except grpc.RpcError as e:
-            raise MpcAbort(f"the dealer at {self.address} failed: {e.code().name}: {e.details()}") from None
+            error = MpcUnavailable if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
+                else MpcAbort
+            raise error(f"the dealer at {self.address} failed: {e.code().name}: {e.details()}") from None
 
     def inputs(self) -> InputMaterial:
         mat = decode_inputs(self.plan, self.party, self._payloads(self._fetch("inputs")))

@@ -27,9 +27,8 @@ from protocol.wire import mpc_pb2, mpc_pb2_grpc
 
 log = logging.getLogger("vtrain.dealer")
 ADVERSARIES = ("bad-triple",)
-MAX_ROWS = 1_000_000
 MAX_STEPS = 200_000
-MAX_SESSIONS = 64
+MAX_SESSIONS = 8  # generators kept (each holds the session's input masks)
 
 
 class DealerServicer(mpc_pb2_grpc.DealerServicer):
@@ -70,9 +69,8 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
             plan = Plan.from_bytes(bytes(request.plan))
         except InputError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        if plan.n > MAX_ROWS or plan.num_steps > MAX_STEPS:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"plan too large (at most {MAX_ROWS} rows and "
-                          f"{MAX_STEPS} steps)")
+        if plan.num_steps > MAX_STEPS:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"plan too large (at most {MAX_STEPS} steps)")
         ctx = None
         if phase == "steps":
             try:

@@ -20,9 +20,6 @@ class Honest:
     def outgoing(self, label: str, shares: np.ndarray) -> np.ndarray:
         return shares
 
-    def sigma(self, sigma: int) -> int:
-        return sigma
-
     def material(self, t: int, mat: dict, party) -> None:
         pass
 

@@ -9,6 +9,10 @@ class MpcAbort(VtrainError):
     """The other party (or the dealer) deviated, or the peer stopped: the honest party aborts, no output."""
 
 
+class MpcUnavailable(MpcAbort):
+    """The session stopped because a connection failed (the trainer or the dealer is unreachable or gone)."""
+
+
 class MpcOverflow(VtrainError):
     """A value left the fixed-point range (the plain step raises FixedPointOverflow at the same step)."""
 

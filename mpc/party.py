@@ -56,7 +56,7 @@ class Stats:
     rounds: int = 0
     opened: int = 0
     mac_checks: int = 0
-    per_round: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 class Party:
@@ -106,7 +106,7 @@ class Party:
         try:
             self.channel.send(Frame("abort", abort=reason or "aborted"))
         except Exception as e:  # noqa: BLE001 - the peer may already be gone
-            self.stats.per_round.append(f"abort not delivered: {e}")
+            self.stats.notes.append(f"abort not delivered: {e}")
 
     # ---- openings ----
     def open(self, x: Shared, label: str) -> np.ndarray:
@@ -153,6 +153,7 @@ class Party:
         self._sac_acc = s if self._sac_acc is None else self._sac_acc + s
 
     def sacrifice_matrix(self, terms: Shared) -> None:
+        """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
         self._sacrifice(terms)
 
     def take_sacrifice(self) -> Shared:
@@ -181,7 +182,6 @@ class Party:
         sigma = 0
         for v in diff[::-1]:  # Horner: sum_j r^j diff_j
             sigma = (sigma * r + v) % P
-        sigma = self.hooks.sigma(sigma) if self.hooks is not None else sigma
         nonce = os.urandom(32)
         sb = sigma.to_bytes(ELEMENT_BYTES, "little")
         party = bytes([self.key.party])

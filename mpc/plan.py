@@ -26,6 +26,7 @@ from protocol.training import TrainConfig
 from .field import KAPPA, P
 
 BLOCK_BITS = 4
+MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (about 1 GB as Python ints)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,9 @@ class Plan:
             raise InputError(f"the two parties hold {self.n} rows together, fewer than one batch of {self.batch_size}")
         if not 1 <= self.d <= 1000:
             raise InputError(f"number of features must be in 1..1000, got {self.d}")
+        if self.n * (self.d + 1) > MAX_ELEMENTS:
+            raise InputError(f"{self.n} rows of {self.d + 1} values are over the two-party limit of {MAX_ELEMENTS:,} "
+                             "values (every party holds shares and MACs of every value of the union in memory)")
         for layer in self.layers():
             if layer.kk + KAPPA + 2 > P.bit_length() - 1:
                 raise InputError(f"this configuration needs {layer.kk}-bit intermediate values; with kappa = {KAPPA} "

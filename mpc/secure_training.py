@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol.errors import InputError
 from protocol.prg import SeedContext, initial_parameters
 
 from .errors import MpcAbort, MpcOverflow
@@ -108,6 +109,9 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
     theirs = plan.n1 if index == 0 else plan.n0
     if X_own.shape != (mine, d) or Y_own.shape != (mine,):
         raise ValueError("own rows do not match the plan")
+    K = plan.weight_bits
+    if mine and (min(X_own.min(), Y_own.min()) < -(1 << (K - 1)) or max(X_own.max(), Y_own.max()) >= 1 << (K - 1)):
+        raise InputError(f"the quantized data leave [-2^{K - 1}, 2^{K - 1}) (weight_bits {K}): raise --weight-bits")
     inp = _timed(pre_time, pre.inputs)
     party = Party(inp.key, channel, hooks)
     party.view = view
@@ -127,9 +131,6 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
         raise MpcAbort("the dealer's input masks are outside [0, 2^(K+kappa)): the dealer deviated")
     rows = np.column_stack([X_own.astype(object), Y_own.astype(object)]) if X_own.size or Y_own.size else \
         np.zeros((0, d + 1), dtype=object)
-    if rows.size and (min(int(v) for v in rows.ravel()) < -(1 << (K - 1)) or max(int(v) for v in rows.ravel())
-                      >= 1 << (K - 1)):
-        raise ValueError(f"own data outside [-2^{K - 1}, 2^{K - 1})")
     e_own = (rows + inp.own) % P if rows.size else rows
     coin = os.urandom(32)
     com = mpc_hash("coin/commit", bytes([index]), session_id, coin)

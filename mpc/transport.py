@@ -12,7 +12,7 @@ import grpc
 
 from protocol.wire import mpc_pb2
 
-from .errors import MpcAbort
+from .errors import MpcAbort, MpcUnavailable
 from .party import Frame
 
 _END = object()
@@ -38,7 +38,7 @@ class _Reader:
                 self.q.put(m)
             self.q.put(_END)
         except grpc.RpcError as e:
-            self.q.put(MpcAbort(f"the connection to the {self.who} failed: {e.code().name}: {e.details()}"))
+            self.q.put(MpcUnavailable(f"the connection to the {self.who} failed: {e.code().name}: {e.details()}"))
         except Exception as e:  # noqa: BLE001 - a broken stream is reported as an abort
             self.q.put(MpcAbort(f"the connection to the {self.who} failed: {e}"))
 
@@ -54,7 +54,26 @@ class _Reader:
         return m
 
 
-class ClientTransport:
+class _Transport:
+    _reader: _Reader
+
+    def _put(self, m) -> None:
+        raise NotImplementedError
+
+    def send_proto(self, m: mpc_pb2.MpcFrame) -> None:
+        self._put(m)
+
+    def recv_proto(self) -> mpc_pb2.MpcFrame:
+        return self._reader.next()
+
+    def send(self, f: Frame) -> None:
+        self._put(to_proto(f))
+
+    def recv(self) -> Frame:
+        return from_proto(self._reader.next())
+
+
+class ClientTransport(_Transport):
     """The client's end: a request queue feeding the call, a reader over the responses."""
 
     def __init__(self, stub, timeout: float = 600.0, who: str = "trainer"):
@@ -62,38 +81,20 @@ class ClientTransport:
         self._call = stub.Run(iter(self._out.get, None), timeout=None)
         self._reader = _Reader(self._call, who, timeout)
 
-    def send_proto(self, m: mpc_pb2.MpcFrame) -> None:
+    def _put(self, m) -> None:
         self._out.put(m)
-
-    def recv_proto(self) -> mpc_pb2.MpcFrame:
-        return self._reader.next()
-
-    def send(self, f: Frame) -> None:
-        self._out.put(to_proto(f))
-
-    def recv(self) -> Frame:
-        return from_proto(self._reader.next())
 
     def close(self) -> None:
         self._out.put(None)
         self._call.cancel()
 
 
-class ServerTransport:
+class ServerTransport(_Transport):
     """The trainer's end inside a Run handler: requests through a reader, responses through a queue."""
 
     def __init__(self, request_iterator, out: queue.Queue, timeout: float = 600.0, who: str = "client"):
         self._reader = _Reader(request_iterator, who, timeout)
         self._out = out
 
-    def send_proto(self, m: mpc_pb2.MpcFrame) -> None:
+    def _put(self, m) -> None:
         self._out.put(m)
-
-    def recv_proto(self) -> mpc_pb2.MpcFrame:
-        return self._reader.next()
-
-    def send(self, f: Frame) -> None:
-        self._out.put(to_proto(f))
-
-    def recv(self) -> Frame:
-        return from_proto(self._reader.next())

@@ -26,7 +26,6 @@ from .datasets import Datasets
 
 log = logging.getLogger("vtrain.prover.mpc")
 MAX_SESSIONS = 4
-MAX_CLIENT_ROWS = 1_000_000
 MAX_STEPS = 100_000
 IDLE_SECONDS = 600.0
 
@@ -93,8 +92,6 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         if h.reveal not in REVEAL_MODES:
             raise InputError(f"reveal must be one of {', '.join(REVEAL_MODES)}")
         Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
-        if h.client_rows > MAX_CLIENT_ROWS:
-            raise InputError(f"at most {MAX_CLIENT_ROWS} client rows per session")
         plan = Plan.build(int(h.client_rows), Xq.shape[0], d, cfg)
         if plan.num_steps > MAX_STEPS:
             raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
@@ -131,6 +128,9 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             log.info("two-party session %s stopped: %s", sid.hex(), e)
         except MpcAbort as e:
             log.info("two-party session %s aborted: %s", sid.hex(), e)
+        except InputError as e:
+            log.info("two-party session %s refused its own data: %s", sid.hex(), e)
+            tr.send_proto(mpc_pb2.MpcFrame(abort=f"the trainer's data do not fit this configuration: {e}"))
         finally:
             pre.close()
 

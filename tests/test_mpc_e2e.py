@@ -122,4 +122,22 @@ def test_bad_requests_get_clear_errors(setup):
         p = verifier("train-2pc", "--server", prover.address, "--trainer-data", "mine", "--dealer", "127.0.0.1:1",
                      "--data", str(a), "--target", "progression", "--model", "linear", "--model-out",
                      str(tmp / "x.json"), "--timeout", "20")
-        assert p.returncode == 1 and "dealer" in p.stdout and "Traceback" not in p.stderr
+        assert p.returncode == 2 and "dealer" in p.stderr and "UNAVAILABLE" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_tls_everywhere(setup, tmp_path):
+    from test_e2e import _self_signed
+
+    _, key, a, b, _ = setup
+    cert, tls_key = _self_signed(tmp_path)
+    tls = ("--tls-cert", str(cert), "--tls-key", str(tls_key))
+    with DealerProcess(key, *tls) as dealer, \
+            ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--dealer-tls-ca", str(cert),
+                          *tls) as prover:
+        prover.address = "localhost:" + prover.address.rsplit(":", 1)[1]
+        dealer.address = "localhost:" + dealer.address.rsplit(":", 1)[1]
+        p, doc, _ = _train(tmp_path, prover, dealer, a, "--tls-ca", str(cert), "--dealer-tls-ca", str(cert))
+        assert p.returncode == 0 and doc["status"] == "trained", p.stderr
+        # a client that does not speak TLS gets a connection error, not a traceback
+        p, _, _ = _train(tmp_path, prover, dealer, a, "--timeout", "3")
+        assert p.returncode == 2 and "Traceback" not in p.stderr

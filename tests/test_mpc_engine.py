@@ -123,5 +123,7 @@ def test_plan_refuses_logistic_and_configs_beyond_the_field():
     big = TrainConfig(model="linear", batch_size=1024, lr_num=2**30, lr_shift=30, frac_bits=30, weight_bits=62)
     with pytest.raises(InputError, match="field"):
         Plan.build(2000, 0, 50, big)
+    with pytest.raises(InputError, match="two-party limit"):
+        Plan.build(150_000, 50_000, 10, CFG)
     for layer in Plan.build(10, 10, 10, CFG).layers():
         assert layer.kk + 40 + 2 <= 254  # p > 2^(k + kappa + 2)

@@ -64,6 +64,9 @@ def _classes(seen, plan):
             trunc += [min(15, int(v) * 16 >> (layer.kk + KAPPA)) for v in vals]
         elif label.endswith("/checks") or label == "output":
             continue  # always 0 when honest / the agreed output
+        elif label.endswith("/P"):
+            B = plan.batch_size  # r - M, rho_M (uniform), then the layer-1 range checks (0 when honest)
+            uniform += [int(v) * 16 // P for v in vals[:2 * B]]
         else:
             uniform += [int(v) * 16 // P for v in vals]
     return {"uniform": np.bincount(uniform, minlength=16), "trunc": np.bincount(trunc, minlength=16),

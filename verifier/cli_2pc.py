@@ -1,7 +1,7 @@
 """``train-2pc``: two-party secure training with a trainer's own dataset (docs/MPC.md).
 
-Exit codes: 0 trained, 1 aborted (the trainer or the dealer deviated, or the trainer stopped), 2 usage,
-input, overflow or connection error. No model is written unless every opened value passed the MAC check.
+Exit codes: 0 trained, 1 aborted (the trainer or the dealer deviated, or the trainer stopped the session),
+2 usage, input, overflow or connection error (the trainer or the dealer unreachable). No model is written unless every opened value passed the MAC check.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _bar(enabled: bool):
 
 def cmd_train_2pc(args) -> int:
     from dealer.client import DealerPreprocessing
-    from mpc.errors import MpcAbort, MpcOverflow
+    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable
     from mpc.plan import Plan
     from mpc.secure_training import run_party
     from mpc.transport import ClientTransport
@@ -128,6 +128,8 @@ def cmd_train_2pc(args) -> int:
         plan = Plan.build(Xq.shape[0], int(reply.hello_reply.trainer_rows), Xq.shape[1], cfg)
         pre = DealerPreprocessing(args.dealer, sid, 0, plan, dealer_ca)
         res = run_party(0, tr, pre, plan, Xq, Yq, sid, reveal=args.reveal, progress=progress)
+    except MpcUnavailable as e:
+        raise CliError(str(e)) from None
     except MpcAbort as e:
         close_bar()
         return _aborted(args, str(e))
