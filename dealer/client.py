@@ -27,18 +27,21 @@ class DealerPreprocessing:
         self.timeout = timeout
         self._key = None
         self._steps = None
+        self._ticket = b""
         self.bytes_received = 0
 
     def _fetch(self, phase: str, ctx: SeedContext | None = None):
         req = mpc_pb2.DealerRequest(session_id=self.sid, party=self.party, phase=phase, plan=self.plan.to_bytes())
         if ctx is not None:
-            req.data_root, req.training_seed = ctx.data_root, ctx.training_seed
+            req.data_root, req.training_seed, req.ticket = ctx.data_root, ctx.training_seed, self._ticket
         return self.stub.Fetch(req, timeout=self.timeout)
 
     def _payloads(self, stream):
         try:
             for chunk in stream:
                 self.bytes_received += len(chunk.payload)
+                if chunk.ticket:
+                    self._ticket = bytes(chunk.ticket)
                 yield chunk.payload
         except grpc.RpcError as e:
             error = MpcUnavailable if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \

@@ -4,11 +4,14 @@ The session key is ``H("dealer/session", master || session_id || plan)`` with a 
 OS at start-up, so both parties' requests for the same session and plan get consistent shares, and
 requests with different plans get unrelated ones (their MAC check then fails). A second request for the
 same (session, party, phase) is refused with ALREADY_EXISTS: an honest party refused this way aborts,
-because someone else holds its shares.
+because someone else holds its shares. The ``steps`` material of a party goes only to whoever received its
+``inputs`` material (a ticket handed out with it): the session id, plan and seeds are known to the other
+party, which must not be able to fetch this party's later shares (they would reveal its input masks).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import threading
@@ -72,19 +75,23 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
         if plan.num_steps > MAX_STEPS:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"plan too large (at most {MAX_STEPS} steps)")
         ctx = None
+        key = mpc_hash("dealer/session", self._master, sid, plan.to_bytes())
+        ticket = mpc_hash("dealer/ticket", key, bytes([party]))
         if phase == "steps":
             try:
                 ctx = SeedContext(sid, bytes(request.data_root), bytes(request.training_seed))
             except ValueError as e:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            if not hmac.compare_digest(bytes(request.ticket), ticket):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"party {party}'s steps material goes only to the "
+                              "party that received its inputs material (wrong or missing ticket)")
         self._claim(context, sid, party, phase)
-        key = mpc_hash("dealer/session", self._master, sid, plan.to_bytes())
         gen = self._generator(key, plan)
         log.info("session %s: party %d fetches %s (n=%d, d=%d, T=%d)", sid.hex(), party, phase, plan.n, plan.d,
                  plan.num_steps)
         if phase == "inputs":
-            for payload in gen.input_chunks(party):
-                yield mpc_pb2.DealerChunk(payload=payload)
+            for i, payload in enumerate(gen.input_chunks(party)):
+                yield mpc_pb2.DealerChunk(payload=payload, ticket=ticket if i == 0 else b"")
             return
         for t, batch in enumerate(batch_schedule(plan, ctx), 1):
             yield mpc_pb2.DealerChunk(payload=self._step(key, gen, t, batch, party))

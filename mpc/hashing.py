@@ -7,7 +7,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives import hashes
 
 PREFIX = b"vtrain/mpc/v1/"
-TAGS = frozenset({"dealer/stream", "dealer/session", "coin/commit", "coin/joint", "training-seed", "sacrifice",
+TAGS = frozenset({"dealer/stream", "dealer/session", "dealer/ticket", "coin/commit", "coin/joint", "training-seed", "sacrifice",
                   "mac/coefficient", "mac/commit", "data-root", "session-id"})
 
 

@@ -65,3 +65,21 @@ def test_bad_requests_are_refused(dealer):
             with pytest.raises(grpc.RpcError) as e:
                 list(stub.Fetch(req, timeout=10))
             assert e.value.code() == code
+
+
+def test_the_other_party_cannot_fetch_this_partys_steps_material(dealer):
+    """The session id, plan, data root and training seed are public between the parties: without the ticket
+    that came with party 1's inputs material, its steps material (which would reveal its input masks) is
+    refused; with it, served once."""
+    sid = os.urandom(16)
+    trainer = DealerPreprocessing(dealer, sid, 1, PLAN)
+    trainer.inputs()
+    ctx = SeedContext(sid, bytes(32), bytes(range(32)))
+    thief = DealerPreprocessing(dealer, sid, 1, PLAN)
+    thief.start_steps(ctx)
+    with pytest.raises(MpcAbort, match="PERMISSION_DENIED"):
+        thief.step(1)
+    trainer.start_steps(ctx)
+    assert trainer.step(1)["V"].v.size == PLAN.d
+    for p in (trainer, thief):
+        p.close()
