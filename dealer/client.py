@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import grpc
 
 from mpc.errors import MpcAbort, MpcUnavailable
@@ -9,6 +12,8 @@ from mpc.plan import Plan
 from mpc.preprocessing import InputMaterial, OutputMaterial, decode_inputs, decode_output, decode_step
 from protocol.prg import SeedContext
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+PREFETCH = 8  # steps of raw material held ahead (under 1 MB each at d = 10, B = 32)
 
 
 def dealer_channel(address: str, tls_ca: bytes | None = None) -> grpc.Channel:
@@ -20,7 +25,7 @@ def dealer_channel(address: str, tls_ca: bytes | None = None) -> grpc.Channel:
 
 class DealerPreprocessing:
     def __init__(self, address: str, session_id: bytes, party: int, plan: Plan, tls_ca: bytes | None = None,
-                 timeout: float = 3600.0):
+                 timeout: float = 600.0):
         self.address, self.sid, self.party, self.plan = address, session_id, party, plan
         self.channel = dealer_channel(address, tls_ca)
         self.stub = mpc_pb2_grpc.DealerStub(self.channel)
@@ -34,7 +39,8 @@ class DealerPreprocessing:
         req = mpc_pb2.DealerRequest(session_id=self.sid, party=self.party, phase=phase, plan=self.plan.to_bytes())
         if ctx is not None:
             req.data_root, req.training_seed, req.ticket = ctx.data_root, ctx.training_seed, self._ticket
-        return self.stub.Fetch(req, timeout=self.timeout)
+        # inputs: one deadline for the whole stream; steps: a session may be long, silence is caught in _next
+        return self.stub.Fetch(req, timeout=self.timeout if phase == "inputs" else None)
 
     def _payloads(self, stream):
         try:
@@ -54,10 +60,28 @@ class DealerPreprocessing:
         return mat
 
     def start_steps(self, ctx: SeedContext) -> None:
-        self._steps = self._payloads(self._fetch("steps", ctx))
+        """Start receiving step material; a thread keeps up to PREFETCH steps of raw payloads ahead, so the
+        dealer generates the next steps while the parties compute (decoding stays in the caller's thread)."""
+        self._steps = queue.Queue(maxsize=PREFETCH)
+        payloads = self._payloads(self._fetch("steps", ctx))
+
+        def pump():
+            try:
+                for p in payloads:
+                    self._steps.put(p)
+                self._steps.put(None)
+            except MpcAbort as e:
+                self._steps.put(e)
+
+        threading.Thread(target=pump, daemon=True).start()
 
     def _next(self) -> bytes:
-        data = next(self._steps, None)
+        try:
+            data = self._steps.get(timeout=self.timeout)
+        except queue.Empty:
+            raise MpcUnavailable(f"the dealer at {self.address} sent nothing for {self.timeout:.0f} s") from None
+        if isinstance(data, MpcAbort):
+            raise data
         if data is None:
             raise MpcAbort(f"the dealer at {self.address} ended its stream early")
         return data
