@@ -22,12 +22,6 @@ def arr(values) -> np.ndarray:
     return a.reshape(np.shape(values)) if np.ndim(values) else a
 
 
-def zeros(shape) -> np.ndarray:
-    out = np.empty(shape, dtype=object)
-    out.fill(0)
-    return out
-
-
 def signed(values: np.ndarray) -> np.ndarray:
     """Field elements -> signed ints in (-p/2, p/2) (object array)."""
     half = P // 2

@@ -21,7 +21,7 @@ from protocol.prg import SeedContext
 from protocol.training import TrainConfig, train_honest
 
 
-def run_pair(X, Y, n0, cfg, *, reveal="both", hooks1=None, tamper=None, seed=b"\x01" * 32):
+def run_pair(X, Y, n0, cfg, *, reveal="both", hooks1=None, hooks0=None, tamper=None, seed=b"\x01" * 32):
     """Both parties in threads over an in-process channel, with an in-process dealer."""
     sys.setswitchinterval(1e-4)
     plan = Plan.build(n0, X.shape[0] - n0, X.shape[1], cfg)
@@ -34,7 +34,7 @@ def run_pair(X, Y, n0, cfg, *, reveal="both", hooks1=None, tamper=None, seed=b"\
         rows = slice(0, n0) if i == 0 else slice(n0, None)
         try:
             res[i] = run_party(i, ch, LocalPreprocessing(gen, i), plan, X[rows], Y[rows], sid, reveal=reveal,
-                               hooks=hooks1 if i == 1 else None)
+                               hooks=hooks1 if i == 1 else hooks0)
         except (MpcAbort, MpcOverflow) as e:
             res[i] = e
 
@@ -99,6 +99,13 @@ def test_every_trainer_deviation_makes_the_client_abort(name):
     X, Y = data(32, 2, seed=3)
     res, _ = run_pair(X, Y, 16, CFG, hooks1=get_hooks(name))
     assert isinstance(res[0], MpcAbort), res[0]
+
+
+@pytest.mark.parametrize("name", ["bad-share", "skip-step"])
+def test_a_cheating_client_makes_the_trainer_abort(name):
+    X, Y = data(32, 2, seed=6)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=get_hooks(name))
+    assert isinstance(res[1], MpcAbort), res[1]
 
 
 def test_a_dealer_with_a_wrong_triple_is_caught_by_the_sacrifice():
