@@ -258,6 +258,9 @@ def validate(tr) -> dict:
     _check(SCHEMA, tr, "")
     if "verdict" in tr and "incomplete" in tr:
         _bad("incomplete", "cannot accompany a verdict")
+    for note, part in (("stream_error", "final"), ("proof_error", "proof")):  # a client writes one or the other
+        if note in tr and (part in tr or part in tr["statements"]):
+            _bad(note, f"cannot accompany a {part}")
     return tr
 
 

@@ -78,12 +78,16 @@ def test_schema_accepts_a_minimal_early_rejection_and_refuses_a_verdict_with_inc
     for path, bad, words in ((("client", "metadata", "standardization", "clip"), True, "must be a number"),
                              (("statements", "final"), ["ab", "c"], "must be a lower-case hex string"),
                              (("statements", "checkpoints"), [["ab"]], "must have 2 items"),
-                             (("proof",), {"kind": "zk"}, "proof.kind must be one of spot, snark")):
+                             (("proof",), {"kind": "zk"}, "proof.kind must be one of spot, snark"),
+                             (("statements", "final"), ["ab", "cd"], None)):
         doc = tx.loads(tx.dumps(base))
         cur = doc
         for p in path[:-1]:
             cur = cur[p]
         cur[path[-1]] = bad
+        if words is None:  # well-formed on its own, but a client never records a stream error with a final
+            tx.validate(doc)
+            doc["stream_error"], words = "x", "stream_error cannot accompany a final"
         with pytest.raises(TranscriptFormatError, match=words):
             tx.validate(doc)
 
@@ -107,3 +111,23 @@ def test_a_malformed_open_session_answer_is_a_clear_error(monkeypatch):
         channel.close()
     finally:
         server.stop(None)
+
+
+def test_the_recorded_verdict_is_compared_as_canonical_text():
+    """24.0 == 24 and True == 1 in Python: a recorded verdict whose evidence was edited that way differs from
+    the recomputed one (the transcript was altered), it does not pass as the trainer's rejection."""
+    import copy
+
+    from test_transcript_mutations import record_session
+
+    from verifier.audit import verify_transcript
+
+    tr, v = record_session("all-steps", b"canonical verdict", 3)
+    assert v.status == "rejected" and verify_transcript(tr).to_dict() == v.to_dict()
+    for edit in (lambda ev: ev["replayed_state"].__setitem__(0, float(ev["replayed_state"][0])),
+                 lambda ev: ev.__setitem__("step", True if ev["step"] == 1 else float(ev["step"]))):
+        bad = copy.deepcopy(tr)
+        edit(bad["verdict"]["evidence"])
+        assert bad["verdict"] == tr["verdict"]  # equal as Python values: why the comparison is on the text
+        got = verify_transcript(bad)
+        assert got.to_dict() != v.to_dict() and "altered" in got.reason, got

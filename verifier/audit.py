@@ -91,7 +91,7 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
         return Verdict("incomplete", kind, f"{tr['incomplete']}: no verdict")
     if compare_recorded and "verdict" in tr:
         rec = tr["verdict"]
-        if rec != v.to_dict():
+        if tx.dumps(rec) != tx.dumps(v.to_dict()):  # canonical text: 24.0 or true is not 24 or 1 here
             return Verdict("rejected", kind, "the verdict recorded in the transcript differs from the recomputed one "
                            f"(recorded {rec.get('status') if isinstance(rec, dict) else rec!r}, recomputed {v.status}: "
                            f"{v.reason or 'ok'}): the transcript was altered")

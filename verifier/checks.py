@@ -227,6 +227,7 @@ def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: T
                                    "note": "state_before hashes to the committed leaf t-1; the honest step from it "
                                            "does not hash to the committed leaf t, which the signed state_root "
                                            "includes"})
+    check_final_shape(model, extras_json, sched.d, sched.num_steps)
     check_final_model(leaves, model, extras_json)
 
 
