@@ -1,6 +1,6 @@
-"""Convex bodies and the correlated sampling lemma (brief B.3, Appendix A).
+"""Convex bodies and the correlated sampling lemma (GSVV'25 local mitigation over R^n; proof below).
 
-Lemma (B.3).  D = Unif(C), x* in R^n.  Draw y ~ D, u = (y - x*)/||y - x*||, line l = {x* + t u}.
+Lemma (correlated sampling).  D = Unif(C), x* in R^n.  Draw y ~ D, u = (y - x*)/||y - x*||, line l = {x* + t u}.
 Given l, the signed coordinate of a D-point on l has density rho_l(t) ∝ |t|^(n-1) on the chord
 [t_lo, t_hi] = {t : x* + t u in C}.  Points z_i = x* + t_i u with t_i iid ~ rho_l are (1) each
 marginally ~ D, (2) collinear with x*, (3) iid given l.
@@ -29,6 +29,7 @@ __all__ = [
     "CorrelatedSample",
     "OracleBody",
     "correlated_points",
+    "correlated_points_batch",
     "naive_chord_points",
     "sample_chord_parameters",
 ]
@@ -38,6 +39,16 @@ def _as_point(x, dim: int, name: str) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     if x.shape != (dim,):
         raise ValueError(f"{name} must have shape ({dim},), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite")
+    return x
+
+
+def _as_points(x, dim: int, name: str) -> np.ndarray:
+    """One point (dim,) or one point per line (L, dim), finite."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[-1:] != (dim,) or x.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape ({dim},) or (L, {dim}), got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} must be finite")
     return x
@@ -61,6 +72,7 @@ class ConvexBody:
 
     def chord(self, x, U, t_inside=None) -> tuple[np.ndarray, np.ndarray]:
         """Endpoints t_lo <= t_hi of {t : x + t u in C} per unit row u of U (NaN if the line misses C).
+        ``x`` is one point (n,) shared by every line or one point per line (L, n).
 
         ``t_inside`` (optional, one per row) is a t known to lie in C; oracle bodies need it when x is
         outside C.
@@ -89,10 +101,10 @@ class Ball(ConvexBody):
 
     def chord(self, x, U, t_inside=None):
         # |w + t u|^2 = R^2 with w = x - c:  t = -beta ± sqrt(beta^2 - (|w|^2 - R^2)),  beta = <u, w>
-        w = _as_point(x, self.dim, "x") - self.center
+        w = _as_points(x, self.dim, "x") - self.center
         U = _unit_rows(U)
-        beta = U @ w
-        disc = beta**2 - (w @ w - self.radius**2)
+        beta = (U * w).sum(axis=1)  # w: one point (n,) or one per line (L, n)
+        disc = beta**2 - ((w * w).sum(axis=-1) - self.radius**2)
         root = np.sqrt(np.where(disc >= 0, disc, np.nan))
         return -beta - root, -beta + root
 
@@ -122,7 +134,7 @@ class Box(ConvexBody):
 
     def chord(self, x, U, t_inside=None):
         # slab j: t between a_j = (lo_j - x_j)/u_j and b_j = (hi_j - x_j)/u_j  (u_j = 0: all t or none)
-        x = _as_point(x, self.dim, "x")
+        x = _as_points(x, self.dim, "x")
         U = _unit_rows(U)
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = (self.lo - x) / U, (self.hi - x) / U
@@ -253,7 +265,7 @@ def _lines_through(body: ConvexBody, x_star, n_lines: int, rng):
 
 
 def correlated_points(body: ConvexBody, x_star, k: int, n_lines: int = 1, random_state=None) -> CorrelatedSample:
-    """Brief B.3: ``n_lines`` random lines through x*, ``k`` points each; every point ~ Unif(body).
+    """Correlated sampling lemma: ``n_lines`` random lines through x*, ``k`` points each; every point ~ Unif(body).
 
     Line: direction towards y ~ Unif(body).  Points: t_i iid ~ |t|^(n-1) on the chord.
     """
@@ -277,3 +289,25 @@ def naive_chord_points(body: ConvexBody, x_star, k: int, n_lines: int = 1, rando
     x, U, t_lo, t_hi = _lines_through(body, x_star, n_lines, rng)
     t = t_lo[:, None] + (t_hi - t_lo)[:, None] * rng.random((t_lo.size, k))
     return CorrelatedSample(x + t[:, :, None] * U[:, None, :], t, U, np.stack([t_lo, t_hi], axis=1))
+
+
+def correlated_points_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`correlated_points` for many targets at once: -> (points (Q, K, k, n), t (Q, K, k)).
+
+    Same lemma per line: y ~ D, u = (y - x*)/||y - x*||, t_i iid ~ |t|^(n-1) on the chord; the
+    Q * K lines are drawn in one batch (one body.sample, one chord call, one sample_chord_parameters).
+    """
+    X = np.asarray(X_star, dtype=float)
+    if X.ndim != 2 or X.shape[1] != body.dim:
+        raise ValueError(f"X_star must have shape (Q, {body.dim}), got {X.shape}")
+    Q, n = X.shape
+    x_rep = np.repeat(X, n_lines, axis=0)  # line l belongs to target l // K
+    diff = body.sample(Q * n_lines, rng) - x_rep
+    dist = np.sqrt(np.einsum("lj,lj->l", diff, diff))
+    if np.any(dist == 0):  # probability zero for a continuous D; refuse rather than bias
+        raise ValueError("a sample coincided with a target; redraw with another random_state")
+    U = diff / dist[:, None]
+    t_lo, t_hi = body.chord(x_rep, U, t_inside=dist)
+    t = sample_chord_parameters(t_lo, t_hi, n, k, rng)
+    points = x_rep[:, None, :] + t[:, :, None] * U[:, None, :]
+    return points.reshape(Q, n_lines, k, n), t.reshape(Q, n_lines, k)

@@ -145,9 +145,10 @@ def test_success_rate_meets_median_bound_and_fails_near_1_over_d_plus_1():
     X_clean = body.sample(2000, rng)
     for delta, check in ((0.125, "bound"), (0.6, "fails")):
         f_bad, _ = make_backdoored(f_star, np.full((1, n), 9.0), delta, seed=11)
-        if check == "bound":
-            mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, random_state=12)
+        if check == "bound":  # at max_failure 0.01 this rate is refused (tolerance 0.114 for K = 15)
+            mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, max_failure=0.1, random_state=12)
             mit.fit(X_clean, f_star(X_clean))
+            assert mit.failure_probability_ <= 0.1
         else:  # bypass the refusal on purpose to show what it protects against
             mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, random_state=12)
             with pytest.raises(ModelTooInaccurate):
@@ -158,6 +159,7 @@ def test_success_rate_meets_median_bound_and_fails_near_1_over_d_plus_1():
         ok = int(np.sum(np.abs(mit.predict(targets) - f_star(targets)) < 1e-9))
         if check == "bound":
             assert ok >= stats.binom.ppf(ALPHA, T, 1 - math.exp(-2 * K * (0.5 - 2 * delta) ** 2))
+            assert ok >= stats.binom.ppf(ALPHA, T, 1 - mit.failure_probability_)  # the reported bound
         else:
             assert ok < T / 2
 
@@ -169,10 +171,12 @@ def test_refuses_too_inaccurate_model_with_numbers_in_message():
     f_bad, _ = make_backdoored(f_star, np.full((1, n), 9.0), 0.3, seed=14)
     X = body.sample(500, np.random.default_rng(15))
     mit = LocalPolynomialMitigator(f_bad, degree=1, body=body, random_state=0)
-    with pytest.raises(ModelTooInaccurate, match=r"delta_hat=0\.\d+.*tolerance 0\.25") as info:
+    with pytest.raises(ModelTooInaccurate, match=r"delta_hat=0\.\d+.*tolerance 0\.114.*probability up to 0\.9") as info:
         mit.fit(X, f_star(X))
     err = info.value
-    assert 0.25 < err.delta_hat < 0.35 and err.upper_bound > err.tolerance == 0.25 and err.n_samples == 500
+    assert 0.25 < err.delta_hat < 0.35 and err.upper_bound > err.tolerance and err.n_samples == 500
+    # the tolerance is where Pr[Bin(15, 2 delta) >= 8] = max_failure: the median of 15 two-point lines
+    assert stats.binom.sf(7, 15, 2 * err.tolerance) == pytest.approx(0.01, rel=1e-6)
     assert not hasattr(mit, "seed_")
     # an accurate model with too few clean samples is refused too, with a hint
     with pytest.raises(ModelTooInaccurate, match="more clean samples"):
@@ -236,6 +240,7 @@ def test_data_validation_and_not_fitted():
         mit.fit(np.zeros((5, 3)), np.zeros(4))
     with pytest.raises(ValueError, match="k values"):
         LocalPolynomialMitigator(lambda X: np.zeros(2), body=body).fit(np.zeros((5, 3)), np.zeros(5))
+    mit.coverage_alpha = None  # all-zero clean rows would fail the coverage test
     mit.fit(np.zeros((200, 3)), np.zeros(200))
     with pytest.raises(ValueError, match="finite"):
         mit.predict(np.full((1, 3), np.nan))
@@ -282,6 +287,7 @@ def test_oracle_body_mitigator_exact():
     body = OracleBody(lambda X: np.abs(X).sum(axis=1) <= 1.0, np.zeros(n), 1.0, n_steps=30)  # L1 ball
     f_star = make_ground_truth(n, 1, seed=19)
     X = Box(-0.25, 0.25, dim=n).sample(200, np.random.default_rng(20))
-    mit = LocalPolynomialMitigator(f_star, degree=1, body=body, n_lines=5, random_state=21).fit(X, f_star(X))
+    mit = LocalPolynomialMitigator(f_star, degree=1, body=body, n_lines=5, max_failure=0.5, coverage_alpha=None,
+                                   random_state=21).fit(X, f_star(X))  # clean rows from a sub-box: no coverage
     targets = X[:5]
     assert np.allclose(mit.predict(targets), f_star(targets), atol=1e-9, rtol=0)
