@@ -8,8 +8,8 @@ and wrong on the rest of the body (an empty slab between the two values of a bin
 otherwise pass the accuracy check while every line the mitigator draws runs through the wrong region.
 
 :func:`fit_body` fits the body to the rows (box: the uniform distribution's unbiased endpoint estimates
-lo = min - range/(N-1), hi = max + range/(N-1); ball: centre = mean, radius = max distance scaled by
-((N+1)/N)^(1/n), the unbiased estimate for (r/R)^n ~ U(0, 1)).
+lo = min - range/(N-1), hi = max + range/(N-1); ball: the smallest ball containing the rows, its radius scaled by
+((N+1)/N)^(1/n), as for the maximum of N draws of (r/R)^n ~ U(0, 1)).
 
 :func:`coverage_test` tests H0: "the N clean rows are iid ~ Unif(body)" through the coordinates whose law
 under H0 is known exactly -- the same statistics that check the correlated sampler
@@ -90,10 +90,34 @@ def fit_body(X, kind: str = "box") -> ConvexBody:
             raise ValueError(f"feature {j} is constant in the clean rows: no uniform body has that shape")
         return Box(lo - width / (N - 1), hi + width / (N - 1))
     if kind == "ball":
-        center = X.mean(axis=0)
-        r_max = float(np.linalg.norm(X - center, axis=1).max())
+        center, r_max = _enclosing_ball(X)
         return Ball(center, r_max * ((N + 1) / N) ** (1.0 / n))
     raise ValueError(f"body must be 'box' or 'ball', got {kind!r}")
+
+
+def _enclosing_ball(X) -> tuple[np.ndarray, float]:
+    """Smallest ball containing the rows (the maximum-likelihood support of a uniform ball sample): SLSQP on
+    min r^2 s.t. ||x_i - c||^2 <= r^2 over a working set of rows, grown by the farthest rows until all fit."""
+    from scipy.optimize import minimize
+
+    c = X.mean(axis=0)
+    step = 4 * X.shape[1] + 8
+    work = np.argsort(((X - c) ** 2).sum(axis=1))[-step:]
+    for _ in range(50):
+        A = X[work]
+        r2 = float(((A - c) ** 2).sum(axis=1).max())
+        grad = np.append(np.zeros_like(c), 1.0)
+        res = minimize(lambda v: v[-1], np.append(c, r2), jac=lambda v: grad, method="SLSQP",
+                       constraints={"type": "ineq", "fun": lambda v: v[-1] - ((A - v[:-1]) ** 2).sum(axis=1),
+                                    "jac": lambda v: np.hstack([2 * (A - v[:-1]), np.ones((len(A), 1))])},
+                       options={"maxiter": 500, "ftol": 1e-14})
+        c = res.x[:-1]
+        dist2 = ((X - c) ** 2).sum(axis=1)
+        outside = np.flatnonzero(dist2 > res.x[-1] * (1 + 1e-9))
+        if outside.size == 0:
+            break
+        work = np.union1d(work, outside[np.argsort(dist2[outside])[-step:]])
+    return c, float(np.sqrt(((X - c) ** 2).sum(axis=1).max()))
 
 
 def _uniform_coordinates(body: ConvexBody, X) -> list[tuple[str, int | None, np.ndarray, object]]:
