@@ -95,6 +95,8 @@ def barycentric_weights_at_zero(t) -> np.ndarray:
     be distinct and non-zero (the correlated sampler never returns t = 0).
     """
     t = np.atleast_2d(np.asarray(t, dtype=float))
+    if t.shape[1] == 2:  # the line through two points: L_1(0) = t_2/(t_2 - t_1), L_2(0) = -t_1/(t_2 - t_1)
+        return np.stack([t[:, 1], -t[:, 0]], axis=1) / (t[:, 1] - t[:, 0])[:, None]
     diff = t[:, :, None] - t[:, None, :]
     idx = np.arange(t.shape[1])
     diff[:, idx, idx] = 1.0
