@@ -5,7 +5,8 @@ oblivious_overhead: LocalPolynomialMitigator.predict_with_bounds on Q query rows
 all lines of a chunk sampled, queried in one model call and decoded in batches) vs the same model evaluated
 alone on the recorded query points, in the same batches.  Model: the CLI's serving path, a linear model file
 (protocol/model_file.py) seen in standardized units (defenses/fallback.StandardizedPredictor), d = 10 like
-diabetes.  Repeated; the median ratio is the headline, min/max on the next line.
+diabetes, with the CLI's default of 4 candidate nodes per line (and, for comparison, without the choice).
+Repeated; the median ratio is the headline, min/max on the next line.
 
 One decoded value = line_correct(oracle, x, p, d, m) with K = 1: m oracle points on a random line
 x + t v (t = 1..m), one Berlekamp-Welch decode (Gauss-Jordan on m x (2e + d + 1), e = floor((m-d-1)/2)).
@@ -35,7 +36,7 @@ def _linear_model_file(d: int, seed: int):
     return Model(doc)
 
 
-def bench_oblivious(queries: int, d: int, lines: int, repeats: int, seed: int) -> None:
+def bench_oblivious(queries: int, d: int, lines: int, repeats: int, seed: int, candidates: int | None) -> None:
     from defenses.coverage import fit_body
     from defenses.fallback import StandardizedPredictor
     from defenses.oblivious import LocalPolynomialMitigator
@@ -50,7 +51,8 @@ def bench_oblivious(queries: int, d: int, lines: int, repeats: int, seed: int) -
         recorded.append(np.array(Z))
         return f(Z)
 
-    mit = LocalPolynomialMitigator(model, degree=1, body=fit_body(Zc), n_lines=lines, eps=77.0, random_state=seed)
+    mit = LocalPolynomialMitigator(model, degree=1, body=fit_body(Zc), n_lines=lines, eps=77.0, candidates=candidates,
+                                   random_state=seed)
     mit.fit(Zc, f(Zc))
     ratios, totals, bares = [], [], []
     for _ in range(repeats):
@@ -69,8 +71,10 @@ def bench_oblivious(queries: int, d: int, lines: int, repeats: int, seed: int) -
     print(f"time oblivious_mitigate per query = {1e6 * np.median(totals) / queries:.1f} us "
           f"(the {calls} model calls alone: {1e6 * np.median(bares) / queries:.1f} us; plain prediction of the "
           f"query rows: {1e6 * _time(lambda: f(Zq)) / queries:.2f} us)")
-    print(f"ratio oblivious_overhead = {np.median(ratios):.2f} (target <= 3)")
-    print(f"  sizes: queries={queries} d={d} K={lines} lines x {mit.n_points_} points, {repeats} repeats; "
+    name = "oblivious_overhead" if candidates else "oblivious_overhead_no_candidates"
+    print(f"ratio {name} = {np.median(ratios):.2f} (target <= 3)")
+    print(f"  sizes: queries={queries} d={d} K={lines} lines x {mit.n_points_} points"
+          f"{f' (best of {candidates} candidate nodes)' if candidates else ''}, {repeats} repeats; "
           f"min {min(ratios):.2f} max {max(ratios):.2f}")
 
 
@@ -116,7 +120,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.obl_queries, args.queries, args.repeats = 2000, 50, 3
-    bench_oblivious(args.obl_queries, args.obl_features, args.obl_lines, args.repeats, args.seed)
+    for candidates in (4, None):  # 4: the CLI default (predict --candidates)
+        bench_oblivious(args.obl_queries, args.obl_features, args.obl_lines, args.repeats, args.seed, candidates)
     f = SparsePolynomial.random(args.n, args.d, args.p, args.terms, random_state=args.seed)
     xs = np.random.default_rng(args.seed + 1).integers(0, args.p, size=(args.queries, args.n))
     print(f"sizes: n={args.n} d={args.d} m={args.m} p={args.p} terms={args.terms} "

@@ -27,8 +27,10 @@ __all__ = [
     "ConvexBody",
     "CorrelatedSample",
     "OracleBody",
+    "correlated_lines_batch",
     "correlated_points",
     "correlated_points_batch",
+    "line_points",
     "naive_chord_points",
     "sample_chord_parameters",
 ]
@@ -245,15 +247,19 @@ def sample_chord_parameters(t_lo, t_hi, n: int, k: int, rng) -> np.ndarray:
     if np.any(~np.isfinite(t_lo) | ~np.isfinite(t_hi) | (t_lo > t_hi)):
         raise ValueError("chords must be finite with t_lo <= t_hi (did the line miss the body?)")
     L = t_lo.size
-    U1 = 1.0 - rng.random((L, k))  # (0, 1]: never t = 0
+    U1 = rng.random((L, k))
+    np.subtract(1.0, U1, out=U1)  # (0, 1]: never t = 0
     U2 = rng.random((L, k))
     lo, hi = t_lo[:, None], t_hi[:, None]
     # two-sided case: side + w.p. A+/(A+ + A-) = 1 / (1 + (|t_lo| / t_hi)^n)  (overflow -> inf -> 0: fine)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         p_plus = 1.0 / (1.0 + (np.maximum(-lo, 0.0) / np.maximum(hi, 0.0)) ** n)
     p_plus = np.where(np.isnan(p_plus), 0.5, p_plus)  # 0/0: a degenerate chord [0, 0]
-    mag = np.exp(np.log(U1) / n)
-    two_sided = np.where(U2 < p_plus, hi * mag, lo * mag)
+    mag = np.log(U1)  # |t| = end * U^(1/n), computed in place
+    mag /= n
+    np.exp(mag, out=mag)
+    two_sided = np.where(U2 < p_plus, hi, lo)
+    two_sided *= mag
     contains0 = (lo <= 0) & (hi >= 0)
     if contains0.all():  # x* inside the body (every mitigated query of a fitted body): no one-sided chord
         return two_sided
@@ -308,13 +314,13 @@ def naive_chord_points(body: ConvexBody, x_star, k: int, n_lines: int = 1, rando
     return CorrelatedSample(x + t[:, :, None] * U[:, None, :], t, U, np.stack([t_lo, t_hi], axis=1))
 
 
-def correlated_points_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`correlated_points` for many targets at once: -> (points (Q, K, k, n), t (Q, K, k)).
+def correlated_lines_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng):
+    """Lines for many targets at once: -> (D (Q, K, n), s (Q, K, k)); the points are x*_q + s[q, l, i] D[q, l].
 
     Same lemma per line: y ~ D, u = (y - x*)/||y - x*||, t_i iid ~ |t|^(n-1) on the chord; the Q * K lines
-    are drawn in one batch.  Exact bodies (Box, Ball) work with the unnormalised direction y - x*: the chord
-    parameter s = t / ||y - x*|| has the same |s|^(n-1) law on the rescaled chord, so the unit vectors are
-    never formed (points = x* + s (y - x*)).
+    are drawn in one batch.  Exact bodies (Box, Ball) work with the unnormalised direction D = y - x*: the chord
+    parameter s = t / ||y - x*|| has the same |s|^(n-1) law on the rescaled chord, so unit vectors are never
+    formed.  Interpolation weights at 0 depend only on ratios of the nodes, so s serves as well as t.
     """
     X = np.asarray(X_star, dtype=float)
     if X.ndim != 2 or X.shape[1] != body.dim:
@@ -332,6 +338,17 @@ def correlated_points_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng)
         U = (D / dist[..., None]).reshape(Q * n_lines, n)
         t_lo, t_hi = body.chord(np.repeat(X, n_lines, axis=0), U, t_inside=dist.ravel())
         s = sample_chord_parameters(t_lo, t_hi, n, k, rng).reshape(Q, n_lines, k) / dist[..., None]
+    return D, s
+
+
+def line_points(X_star, D, s) -> np.ndarray:
+    """x*_q + s[q, l, i] D[q, l] -> (Q, K, k, n)."""
     points = s[..., None] * D[:, :, None, :]
-    points += X[:, None, None, :]
-    return points, s * dist[..., None]
+    points += np.asarray(X_star, dtype=float)[:, None, None, :]
+    return points
+
+
+def correlated_points_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`correlated_points` for many targets at once: -> (points (Q, K, k, n), t (Q, K, k))."""
+    D, s = correlated_lines_batch(body, X_star, k, n_lines, rng)
+    return line_points(X_star, D, s), s * np.sqrt(np.einsum("qlj,qlj->ql", D, D))[..., None]

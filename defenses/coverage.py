@@ -95,6 +95,24 @@ def fit_body(X, kind: str = "box") -> ConvexBody:
     raise ValueError(f"body must be 'box' or 'ball', got {kind!r}")
 
 
+def _last(v):  # objective r^2 of v = (c, r^2)
+    return v[-1]
+
+
+def _last_grad(v):
+    g = np.zeros_like(v)
+    g[-1] = 1.0
+    return g
+
+
+def _inside(v, A):  # r^2 - ||a - c||^2 >= 0 for every working row a
+    return v[-1] - ((A - v[:-1]) ** 2).sum(axis=1)
+
+
+def _inside_jac(v, A):
+    return np.hstack([2 * (A - v[:-1]), np.ones((len(A), 1))])
+
+
 def _enclosing_ball(X) -> tuple[np.ndarray, float]:
     """Smallest ball containing the rows (the maximum-likelihood support of a uniform ball sample): SLSQP on
     min r^2 s.t. ||x_i - c||^2 <= r^2 over a working set of rows, grown by the farthest rows until all fit."""
@@ -106,10 +124,8 @@ def _enclosing_ball(X) -> tuple[np.ndarray, float]:
     for _ in range(50):
         A = X[work]
         r2 = float(((A - c) ** 2).sum(axis=1).max())
-        grad = np.append(np.zeros_like(c), 1.0)
-        res = minimize(lambda v: v[-1], np.append(c, r2), jac=lambda v: grad, method="SLSQP",
-                       constraints={"type": "ineq", "fun": lambda v: v[-1] - ((A - v[:-1]) ** 2).sum(axis=1),
-                                    "jac": lambda v: np.hstack([2 * (A - v[:-1]), np.ones((len(A), 1))])},
+        res = minimize(_last, np.append(c, r2), jac=_last_grad, method="SLSQP",
+                       constraints={"type": "ineq", "fun": _inside, "jac": _inside_jac, "args": (A,)},
                        options={"maxiter": 500, "ftol": 1e-14})
         c = res.x[:-1]
         dist2 = ((X - c) ** 2).sum(axis=1)

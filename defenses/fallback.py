@@ -82,6 +82,7 @@ class FallbackOptions:
     confidence: float = 0.99     # oblivious: confidence of the refusal bound
     max_failure: float = 0.01    # oblivious: per-row failure probability the guarantee must reach, else refuse
     coverage_alpha: float = 0.01  # oblivious: level of the uniformity test of the clean rows against the body
+    candidates: int = 4          # oblivious: nodes drawn per line, the best-conditioned 2 are queried
     seed: int | None = None      # randomness of both defenses (None: fresh)
 
     def validated(self) -> FallbackOptions:
@@ -89,6 +90,8 @@ class FallbackOptions:
         _positive_real(self.sigma, "sigma (noise level, standardized units)")
         for name in ("n0", "n", "batch_size", "chunk_rows", "n_lines"):
             _positive_int(getattr(self, name), name)
+        if _positive_int(self.candidates, "candidates") < 2:
+            raise InputError(f"candidates must be an integer >= 2 (nodes per line), got {self.candidates!r}")
         if not (_real(self.alpha) and 0 < self.alpha < 1):
             raise InputError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
         for name in ("confidence", "max_failure", "coverage_alpha"):
@@ -251,7 +254,9 @@ def _run_oblivious(model, X, base, decision, options, clean, progress=None) -> F
         raise MitigationRefused(f"refusing: cannot fit a sampling {options.body} to the clean rows: {e}") from None
     mit = LocalPolynomialMitigator(f, degree=1, body=body, n_lines=options.n_lines, eps=eps, grid=options.grid,
                                    confidence=options.confidence, max_failure=options.max_failure,
-                                   coverage_alpha=options.coverage_alpha, random_state=options.seed)
+                                   coverage_alpha=options.coverage_alpha,
+                                   candidates=options.candidates if options.candidates > 2 else None,
+                                   random_state=options.seed)
     try:
         mit.fit(Zc, yc)
     except BodyNotCovered as e:  # name the feature, in the model's words

@@ -10,6 +10,13 @@ Robust fit (m > d + 1, consensus decoding of up to (m - d - 1)/2 wrong values): 
 points, p_line <= 2 delta m / (m - d) (Reed-Solomon radius on a line; cf. GLRSW'91 and the line decoder in
 defenses/reed_muller.py).
 
+Choosing the nodes by public coins (``candidates`` c > d + 1, interpolation only): draw c nodes on the line,
+interpolate through the (d+1)-subset with the smallest Lambda (a function of the nodes, i.e. of public coins)
+and query only those d + 1 points.  A chosen point is one of c points each ~ D, so the line is bad w.p.
+<= c delta (union bound over the candidates); the amplification drops (8-D box, 15 lines: the bound's
+Lambda from ~35 with c = 2 to ~12 with c = 4 and ~9 with c = 6) at the price of a c/(d+1) times lower
+tolerated error rate.
+
 Amplification.  A good interpolating line has |est - g(x*)| <= Lambda eps with Lambda = sum_i |L_i(0)|
 (Lagrange weights at t = 0).  Lambda is a function of the line's nodes t only -- public coins, known before
 any query -- so it is computed per line.
@@ -35,13 +42,15 @@ from scipy import optimize, stats
 __all__ = ["amplification_bound", "choose_slack", "failure_probability", "line_failure_rate", "tolerated_rate"]
 
 
-def _per_delta(m: int, d: int) -> float:
+def _per_delta(m: int, d: int, candidates: int | None = None) -> float:
+    if candidates is not None:
+        return float(candidates)
     return float(m) if m == d + 1 else 2.0 * m / (m - d)
 
 
-def line_failure_rate(delta: float, m: int, d: int) -> float:
+def line_failure_rate(delta: float, m: int, d: int, candidates: int | None = None) -> float:
     """p_line from the per-query error rate delta (module docstring)."""
-    return float(min(1.0, _per_delta(m, d) * delta))
+    return float(min(1.0, _per_delta(m, d, candidates) * delta))
 
 
 def _needed(group_sizes) -> list[int]:
@@ -62,10 +71,10 @@ def choose_slack(group_sizes, p_line: float, max_failure: float) -> int | None:
     return None
 
 
-def tolerated_rate(group_sizes, m: int, d: int, max_failure: float) -> float:
+def tolerated_rate(group_sizes, m: int, d: int, max_failure: float, candidates: int | None = None) -> float:
     """The largest per-query error rate delta for which some slack b meets ``max_failure``."""
     b_max = min(g - k for g, k in zip(group_sizes, _needed(group_sizes)))
-    per_delta = _per_delta(m, d)  # p_line = per_delta * delta, capped at 1
+    per_delta = _per_delta(m, d, candidates)  # p_line = per_delta * delta, capped at 1
 
     def excess(delta):
         return failure_probability(group_sizes, min(1.0, per_delta * delta), b_max) - max_failure

@@ -35,7 +35,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import stats
 
-from defenses.correlated_sampling import ConvexBody, correlated_points_batch
+from defenses.correlated_sampling import ConvexBody, correlated_lines_batch, line_points
 from defenses.coverage import BodyNotCovered, MitigationRefused, coverage_test
 from defenses.finite_field import check_prime
 from defenses.line_guarantee import (
@@ -124,6 +124,24 @@ def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
     return out
 
 
+def _best_nodes(s: np.ndarray, d: int) -> np.ndarray:
+    """Per line (.., c nodes), the d + 1 nodes whose Lagrange weights at 0 have the smallest sum |L_i(0)|."""
+    c = s.shape[-1]
+    flat = s.reshape(-1, c)
+    if d == 1:  # pairs: sum |L_i(0)| = (|s_i| + |s_j|) / |s_i - s_j|, all c x c at once
+        a = np.abs(flat)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = (a[:, :, None] + a[:, None, :]) / np.abs(flat[:, :, None] - flat[:, None, :])
+        lam[:, np.arange(c), np.arange(c)] = np.inf
+        best = np.argmin(np.nan_to_num(lam, nan=np.inf).reshape(len(flat), c * c), axis=1)
+        pick = np.stack([best // c, best % c], axis=1)
+        return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], 2)
+    subsets = np.array(list(combinations(range(c), d + 1)))
+    lam = np.stack([np.abs(barycentric_weights_at_zero(flat[:, sub])).sum(axis=1) for sub in subsets], axis=1)
+    pick = subsets[np.argmin(lam, axis=1)]
+    return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], d + 1)
+
+
 def _check_int(name, value, low):
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -146,8 +164,9 @@ class LocalPolynomialMitigator:
     regression), task ('regression' | 'classification'), threshold (class boundary for scores),
     confidence (of the error-rate bound), max_failure (per-query failure probability the guarantee must
     reach, else refuse), coverage_alpha (level of the coverage test of the clean rows against Unif(body);
-    None skips it -- only for callers that know their clean rows are drawn from Unif(body)),
-    max_subsets (robust fit), random_state.
+    None skips it -- only for callers that know their clean rows are drawn from Unif(body)), candidates
+    (None, or c > d + 1 nodes per line of which the best-conditioned d + 1 are queried; interpolation only;
+    see defenses/line_guarantee.py), max_subsets (robust fit), random_state.
     Fitted attributes: n_features_in_, n_points_, coverage_ (CoverageResult or None), delta_hat_,
     delta_upper_, tolerated_error_rate_, line_failure_probability_, slack_, failure_probability_,
     grid_offset_ (None without grid), queries_per_point_, classes_ (classification), seed_.
@@ -155,11 +174,11 @@ class LocalPolynomialMitigator:
 
     def __init__(self, model=None, degree=1, body=None, n_lines=15, points_per_line=None, aggregate="median",
                  n_groups=3, grid=None, eps=0.0, task="regression", threshold=0.0, confidence=0.99,
-                 max_failure=0.01, coverage_alpha=0.01, max_subsets=256, random_state=None):
+                 max_failure=0.01, coverage_alpha=0.01, candidates=None, max_subsets=256, random_state=None):
         self.model, self.degree, self.body, self.n_lines = model, degree, body, n_lines
         self.points_per_line, self.aggregate, self.n_groups, self.grid = points_per_line, aggregate, n_groups, grid
         self.eps, self.task, self.threshold, self.confidence = eps, task, threshold, confidence
-        self.max_failure, self.coverage_alpha = max_failure, coverage_alpha
+        self.max_failure, self.coverage_alpha, self.candidates = max_failure, coverage_alpha, candidates
         self.max_subsets, self.random_state = max_subsets, random_state
 
     # ----------------------------------------------------------------------------------- fit
@@ -190,6 +209,10 @@ class LocalPolynomialMitigator:
                                                     and 0 < self.coverage_alpha < 1):
             raise ValueError(f"coverage_alpha must be None or in (0, 1), got {self.coverage_alpha!r}")
         _check_int("max_subsets", self.max_subsets, 1)
+        if self.candidates is not None:
+            _check_int("candidates", self.candidates, d + 1)
+            if m != d + 1:
+                raise ValueError("candidates needs interpolation (points_per_line = degree + 1)")
         return d, m
 
     def _group_sizes(self) -> list[int]:
@@ -222,10 +245,11 @@ class LocalPolynomialMitigator:
         k, n = int(errors.sum()), int(errors.size)
         self.n_features_in_, self.n_points_ = X.shape[1], m
         groups = self._group_sizes()
-        self.tolerated_error_rate_ = tolerated_rate(groups, m, d, self.max_failure)
+        c = self.candidates
+        self.tolerated_error_rate_ = tolerated_rate(groups, m, d, self.max_failure, c)
         self.delta_hat_ = k / n
         self.delta_upper_ = clopper_pearson_upper(k, n, self.confidence)
-        self.line_failure_probability_ = line_failure_rate(self.delta_upper_, m, d)
+        self.line_failure_probability_ = line_failure_rate(self.delta_upper_, m, d, c)
         slack = choose_slack(groups, self.line_failure_probability_, self.max_failure)
         if slack is None:
             worst = failure_probability(groups, self.line_failure_probability_, min(g - g // 2 - 1 for g in groups))
@@ -247,8 +271,10 @@ class LocalPolynomialMitigator:
         """The fitted guarantee in words and numbers (line_guarantee module docstring)."""
         self._check_fitted()
         interp = self.n_points_ == self.degree + 1
+        best = f", best-conditioned {self.degree + 1} of {self.candidates} candidate nodes" if self.candidates else ""
         return {"n_lines": self.n_lines, "points_per_line": self.n_points_, "aggregate": self.aggregate,
-                "decoder": "Lagrange interpolation at t = 0" if interp else "consensus fit (robust, m > d + 1)",
+                "candidates": self.candidates,
+                "decoder": ("Lagrange interpolation at t = 0" + best) if interp else "consensus fit (robust, m > d + 1)",
                 "eps": float(self.eps), "delta_hat": self.delta_hat_, "delta_upper": self.delta_upper_,
                 "confidence": self.confidence, "tolerated_error_rate": self.tolerated_error_rate_,
                 "line_failure_probability": self.line_failure_probability_, "slack": self.slack_,
@@ -305,9 +331,11 @@ class LocalPolynomialMitigator:
         for start in range(0, X.shape[0], chunk):
             rows = X[start:start + chunk]
             Q = rows.shape[0]
-            pts, t = correlated_points_batch(self.body, rows, m, K, rng)
-            y = _model_values(self.model, pts.reshape(-1, n)).astype(float).reshape(Q * K, m)
-            est, lam = self._line_estimates(t.reshape(Q * K, m), y, rng)
+            D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
+            if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
+                s = _best_nodes(s, self.degree)
+            y = _model_values(self.model, line_points(rows, D, s).reshape(-1, n)).astype(float).reshape(Q * K, m)
+            est, lam = self._line_estimates(s.reshape(Q * K, m), y, rng)
             out[start:start + Q] = self._aggregate(est.reshape(Q, K))
             amp[start:start + Q] = amplification_bound(lam.reshape(Q, K), groups, self.slack_)
             if progress is not None:

@@ -149,11 +149,11 @@ def uniform_linear(tmp_path_factory):
                      "--model", "linear", "--out", str(d / "t.json"), "--model-out", str(d / "m.json"),
                      "--seed", "01")
         assert p.returncode == 1, p.stdout + p.stderr
-    return d, X, w
+    return d
 
 
 def test_oblivious_mitigates_a_ball_backdoor_with_a_reported_guarantee(uniform_linear, tmp_path):
-    d, X, w = uniform_linear
+    d = uniform_linear
     code, doc, err = verifier_json("predict", "--model", str(d / "m.json"), "--data", str(d / "train.csv"),
                                    "--target", "y", "--clean-data", str(d / "clean.csv"), "--seed", "2",
                                    "--lines", "31")
@@ -182,7 +182,7 @@ def test_oblivious_without_clean_data_is_a_clear_usage_error(models):
 
 
 def test_oblivious_refuses_a_model_that_is_wrong_on_the_clean_data(uniform_linear, tmp_path):
-    d, _, w = uniform_linear
+    d = uniform_linear
     t = load_table(str(d / "clean.csv"), "y")
     bad = tmp_path / "bad_labels.csv"
     _write_csv(bad, [*t.feature_names, "y"], t.X, t.y + 500.0)

@@ -376,8 +376,8 @@ def test_off_support_model_against_fresh_uniform_clean_rows_is_refused_or_exact(
 
 # ------------------------------------------------------------------ the reported guarantee
 
-@pytest.mark.parametrize("n", [3, 10])
-def test_model_within_eps_everywhere_stays_within_the_reported_bound(n):
+@pytest.mark.parametrize("n,candidates", [(3, None), (10, None), (10, 6)])
+def test_model_within_eps_everywhere_stays_within_the_reported_bound(n, candidates):
     """f = f* + eps h with |h| <= 1 everywhere (high-frequency square wave): every query is good, so no line
     is bad and |median - f*| <= eps Lambda_(k+b) holds for EVERY target (no failure probability). The
     amplification is real: the worst error exceeds eps, which a bound without it would have understated."""
@@ -388,13 +388,18 @@ def test_model_within_eps_everywhere_stays_within_the_reported_bound(n):
     a = rng.standard_normal(n)
     f = lambda Z: f_star(Z) + 0.999 * eps * np.sign(np.sin(40.0 * (np.asarray(Z) @ a)))
     X = body.sample(500, rng)
-    mit = LocalPolynomialMitigator(f, degree=1, body=fit_body(X), eps=eps, random_state=2).fit(X, f_star(X))
+    mit = LocalPolynomialMitigator(f, degree=1, body=fit_body(X), eps=eps, candidates=candidates,
+                                   random_state=2).fit(X, f_star(X))
     assert mit.delta_hat_ == 0.0
     targets = np.vstack([body.sample(300, rng), 0.95 * np.ones((1, n))])
     e, amp = mit.predict_with_bounds(targets)
     err = np.abs(e - f_star(targets))
     assert np.all(err <= eps * amp * (1 + 1e-9)), (err / (eps * amp)).max()
     assert np.all(amp >= 1.0) and err.max() > eps
+    if candidates:  # choosing the best-conditioned pair of 6 nodes (public coins) tightens the bound
+        plain = LocalPolynomialMitigator(f, degree=1, body=fit_body(X), eps=eps, random_state=2).fit(X, f_star(X))
+        assert np.median(amp) < 0.5 * np.median(plain.predict_with_bounds(targets)[1])
+        assert mit.line_failure_probability_ == pytest.approx(6 * mit.delta_upper_)
 
 
 def test_near_linear_truth_with_noise():
@@ -413,7 +418,7 @@ def test_near_linear_truth_with_noise():
     A = np.hstack([X_train, np.ones((2000, 1))])
     coef = np.linalg.lstsq(A, y_train, rcond=None)[0]
     targets = body.sample(40, rng)
-    f_bad, bad = make_backdoored(lambda Z: np.asarray(Z) @ coef[:-1] + coef[-1], targets, 0.01, seed=39)
+    f_bad, _ = make_backdoored(lambda Z: np.asarray(Z) @ coef[:-1] + coef[-1], targets, 0.01, seed=39)
     X_clean = body.sample(600, rng)
     y_clean = truth(X_clean) + 0.1 * rng.standard_normal(600)
     mit = LocalPolynomialMitigator(f_bad, degree=1, body=fit_body(X_clean), eps=0.4, n_lines=21, random_state=4)

@@ -52,6 +52,8 @@ def add_parsers(sub) -> None:
                    "within its error bound except with at most this probability (default %(default)s)")
     p.add_argument("--coverage-alpha", type=float, default=0.01, help="oblivious: level of the test that the clean "
                    "rows are a uniform sample of the sampling body (default %(default)s)")
+    p.add_argument("--candidates", type=int, default=4, help="oblivious: nodes drawn per line; the two with the "
+                   "smallest error amplification are queried (default %(default)s; 2 = no choice)")
     p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
@@ -93,6 +95,7 @@ def cmd_predict(args) -> int:
     options = FallbackOptions(sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
                               n_lines=args.lines, eps=args.eps, body=args.body, grid=args.grid,
                               max_failure=args.max_failure, coverage_alpha=args.coverage_alpha,
+                              candidates=args.candidates,
                               seed=args.seed).validated()
     model = model_file.load(args.model)
     target = args.target or model.target
@@ -273,7 +276,7 @@ def _parameters(defense: str, options, result) -> dict:
     if defense == "oblivious":
         return {k: result.details[k] for k in ("degree", "n_lines", "body", "eps", "grid", "clean_rows",
                                                "confidence", "queries_per_row", "max_failure", "coverage_alpha",
-                                               "decoder", "points_per_line", "aggregate", "slack",
+                                               "decoder", "points_per_line", "candidates", "aggregate", "slack",
                                                "line_failure_probability", "failure_probability", "assumption",
                                                "coverage_p_value")} | {"seed": options.seed}
     return {}
