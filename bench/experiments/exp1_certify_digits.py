@@ -1,4 +1,4 @@
-"""Experiment 1: randomized-smoothing certification (CRK'19, brief Part D) on the bundled digits data.
+"""Experiment 1: randomized-smoothing certification (Cohen, Rosenfeld, Kolter 2019) on the bundled digits data.
 
 Base models: multinomial logistic regression (scikit-learn) on standardized pixels (per-pixel z-score
 from the training split; constant pixels get std 1). sigma is in these *standardized pixel units*
