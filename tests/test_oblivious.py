@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bench.experiments.oblivious_cases import off_support_model
 from defenses.correlated_sampling import Ball, Box
 from defenses.coverage import BodyNotCovered, coverage_test, fit_body
 from defenses.oblivious import (
@@ -322,15 +323,6 @@ def test_coverage_test_refuses_data_that_are_not_uniform_on_the_body(kind):
     assert res.worst_index == 2 and "feature 2" in str(BodyNotCovered(res, "box"))
 
 
-def _off_support(f_star, X_data, radius, shift):
-    """Exact within ``radius`` of a data row, f* + shift everywhere else (far from the data)."""
-    def f(Z):
-        Z = np.asarray(Z, float)
-        d2 = (Z * Z).sum(1)[:, None] - 2 * Z @ X_data.T + (X_data * X_data).sum(1)[None, :]
-        return f_star(Z) + shift * (d2.min(axis=1) > radius**2)
-    return f
-
-
 def test_off_support_model_is_refused_and_would_have_moved_every_prediction():
     """The model is exact on every clean row and shifted by 3 wherever it is farther than 0.3 from them.
     The clean rows are Gaussian (not uniform on the fitted box): refused. Bypassing the coverage test shows
@@ -339,7 +331,7 @@ def test_off_support_model_is_refused_and_would_have_moved_every_prediction():
     rng = np.random.default_rng(32)
     f_star = make_ground_truth(n, 1, seed=33)
     X = 0.5 * rng.standard_normal((300, n))
-    f = _off_support(f_star, X, 0.3, 3.0)
+    f = off_support_model(f_star, X, 0.3, 3.0)
     assert np.array_equal(f(X), f_star(X))
     body = fit_body(X, "box")
     with pytest.raises(BodyNotCovered, match="uniformity test"):
@@ -360,11 +352,11 @@ def test_off_support_model_against_fresh_uniform_clean_rows_is_refused_or_exact(
     rng = np.random.default_rng(34)
     f_star = make_ground_truth(n, 1, seed=35)
     X_clean = body.sample(1000, rng)
-    f_sparse = _off_support(f_star, body.sample(300, rng), 0.3, 3.0)
+    f_sparse = off_support_model(f_star, body.sample(300, rng), 0.3, 3.0)
     with pytest.raises(ModelTooInaccurate):
         LocalPolynomialMitigator(f_sparse, degree=1, body=fit_body(X_clean), random_state=0).fit(
             X_clean, f_star(X_clean))
-    f_dense = _off_support(f_star, body.sample(20000, rng), 0.3, 3.0)
+    f_dense = off_support_model(f_star, body.sample(20000, rng), 0.3, 3.0)
     mit = LocalPolynomialMitigator(f_dense, degree=1, body=fit_body(X_clean), n_lines=25, random_state=1)
     mit.fit(X_clean, f_star(X_clean))
     targets = body.sample(50, rng)

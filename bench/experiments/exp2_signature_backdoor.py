@@ -188,15 +188,20 @@ def plot_robust(rows: list[dict], infos: list[dict], path: Path) -> None:
         ax.axvline(info["sigma_design"], color=c, ls=":", lw=1)
     ax.plot(s, [r["smoothed_clean_acc"] for r in sub], "ks--", label="clean accuracy, smoothed (PREDICT)")
     ax.axhline(infos[0]["base_clean_acc"], color="gray", ls="-.", lw=0.8, label="clean accuracy, base model")
+    _rate_axes(ax, "smoothing sigma (standardized pixel units)",
+               "Noise-tolerant keyed triggers vs smoothing, digits (dotted verticals: sigma_design; "
+               f"clean rows L2 ~ {infos[0]['clean_norm_median']:.1f})", 8)
+    save_figure(fig, path)
+
+
+def _rate_axes(ax, xlabel: str, title: str, fontsize: int) -> None:
     ax.set_xscale("log")
-    ax.set_xlabel("smoothing sigma (standardized pixel units)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("rate")
     ax.set_ylim(-0.02, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title("Noise-tolerant keyed triggers vs smoothing, digits (dotted verticals: sigma_design; "
-                 f"clean rows L2 ~ {infos[0]['clean_norm_median']:.1f})", fontsize=8)
-    save_figure(fig, path)
+    ax.set_title(title, fontsize=fontsize)
 
 
 def plot(rows: list[dict], infos: list[dict], path: Path) -> None:
@@ -214,13 +219,7 @@ def plot(rows: list[dict], infos: list[dict], path: Path) -> None:
         ax.axvline(info["quantum_std_units"] / 2, color=c, ls=":", lw=1,
                    label=f"{info['dataset']}: quantum / 2")
     ax.axhline(1.0, color="gray", ls="-.", lw=0.8, label="raw model: attack success")
-    ax.set_xscale("log")
-    ax.set_xlabel("sigma (standardized units)")
-    ax.set_ylabel("rate")
-    ax.set_ylim(-0.02, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("Signature backdoor (L_inf < 0.05 std) vs randomized smoothing", fontsize=10)
+    _rate_axes(ax, "sigma (standardized units)", "Signature backdoor (L_inf < 0.05 std) vs randomized smoothing", 10)
     save_figure(fig, path)
 
 

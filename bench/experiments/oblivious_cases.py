@@ -121,7 +121,8 @@ def _outcome(f, X_clean, y_clean, X_eval, y_eval, n_lines, seed, **kw) -> dict:
     return row
 
 
-def _near(f, X_data, radius, offset):
+def off_support_model(f, X_data, radius, offset):
+    """f within ``radius`` of a row of X_data, f + offset everywhere else (far from the data)."""
     def g(Z):
         Z = np.asarray(Z, float)
         d2 = (Z * Z).sum(1)[:, None] - 2 * Z @ X_data.T + (X_data * X_data).sum(1)[None, :]
@@ -138,18 +139,18 @@ def off_support_cases(n_eval: int, n_lines: int, seed: int) -> list[dict]:
     # 1. Gaussian (not uniform) data; the model is exact within 1.0 of a data row, +10 elsewhere
     Xg = rng.normal(SIDE / 2, 1.5, size=(500, N_FEATURES))
     yg = f_star(Xg) + NOISE * rng.standard_normal(500)
-    f = _near(f_star, Xg, 1.0, OFFSET)
+    f = off_support_model(f_star, Xg, 1.0, OFFSET)
     rows.append({"case": "synthetic Gaussian rows, model exact near them, +10 elsewhere",
                  **_outcome(f, Xg, yg, Xg[:n_eval], yg[:n_eval], n_lines, seed, eps=EPS)})
     # 2. uniform rows; the model is exact near the trainer's own 300 rows only; fresh clean rows
     X_own = rng.uniform(0, SIDE, size=(300, N_FEATURES))
     Xc = rng.uniform(0, SIDE, size=(500, N_FEATURES))
     yc = f_star(Xc) + NOISE * rng.standard_normal(500)
-    f = _near(f_star, X_own, 2.0, OFFSET)
+    f = off_support_model(f_star, X_own, 2.0, OFFSET)
     rows.append({"case": "uniform rows, model exact near the trainer's rows, defender's rows fresh",
                  **_outcome(f, Xc, yc, Xc[:n_eval], yc[:n_eval], n_lines, seed, eps=EPS)})
     # 3. the same, but the trainer knew the defender's clean rows (the stated assumption is violated)
-    f = _near(f_star, Xc, 2.0, OFFSET)
+    f = off_support_model(f_star, Xc, 2.0, OFFSET)
     rows.append({"case": "ASSUMPTION VIOLATED: as above, but the trainer knew the defender's clean rows",
                  **_outcome(f, Xc, yc, Xc[:n_eval], yc[:n_eval], n_lines, seed, eps=EPS)})
     # 4-5. real diabetes rows (standardized), honest least squares on the training split
