@@ -8,7 +8,8 @@ certify: certified accuracy of the smoothed classifier on labelled data, a table
 Output: a short summary on stderr always; ``--json`` a JSON document on stdout; ``--out`` writes the rows
 atomically as CSV (JSON when the name ends with .json); with neither, the CSV goes to stdout.
 Exit codes: 0 success, 1 oblivious mitigation refused the model (the clean data cannot vouch for the sampling
-body, the model is too inaccurate on it, or the guarantee would be vacuous), 2 usage or input error (raised as InputError / CliError and reported by verifier/cli.py).
+body, the model is too inaccurate on it, or the guarantee would be vacuous), 2 usage or input error (raised as
+InputError / CliError and reported by verifier/cli.py).
 """
 
 from __future__ import annotations
