@@ -109,7 +109,8 @@ def _outcome(f, X_clean, y_clean, X_eval, y_eval, n_lines, seed, **kw) -> dict:
         pred = mit.predict(X_eval)
     except MitigationRefused as e:
         row["outcome"] = "refused: " + ("coverage" if "uniform" in str(e) else "accuracy")
-        mit.coverage_alpha, mit.max_failure = None, 0.45  # roughly the old acceptance (tolerance ~1/4)
+        # roughly the old acceptance: no coverage test, two points per line, tolerance ~1/4
+        mit.coverage_alpha, mit.max_failure, mit.candidates = None, 0.45, None
         try:
             pred = mit.fit(X_clean, y_clean).predict(X_eval)
         except MitigationRefused:
