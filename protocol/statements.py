@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import encoding as enc
 from .errors import BindingMismatch, SignatureInvalid, TranscriptFormatError
 
-PROTOCOL_VERSION = "vtrain/1"
+PROTOCOL_VERSION = "vtrain/2"
 MAGIC = b"vtrain/v1/statement\x00"
 
 # field type: "b32" 32 bytes, "b16" 16 bytes, "bytes" any, "u64", "u32", "text"
@@ -35,6 +35,12 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "checkpoint": (("step", "u64"), ("state_leaf", "b32"), ("prefix_root", "b32")),
     "final": (("num_steps", "u64"), ("state_root", "b32"), ("model_hash", "b32")),
     "snark": (("vk_hash", "b32"), ("proof_hash", "b32"), ("model_hash", "b32")),
+    # the spot-check answer: protocol.evidence.openings_hash(audit_seed, openings)
+    "openings": (("audit_seed", "b32"), ("openings_hash", "b32")),
+    # not a trainer statement: the client's own record of a full replay, signed with its local key
+    # (verifier/attest.py); never verified under a trainer key
+    "attestation": (("transcript_digest", "b32"), ("model_hash", "b32"), ("data_root", "b32"),
+                    ("num_steps", "u64"), ("result", "text")),
 }
 
 
