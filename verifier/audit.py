@@ -207,6 +207,9 @@ def _spot(tr: dict) -> Verdict:
     if tx.get(tr, "client.metadata.randomness", str) not in ("os", RANDOMNESS_FIXED):
         raise TranscriptFormatError("transcript field 'client.metadata.randomness' must be 'os' or 'fixed-by-user'")
     client_nonce = tx.get_hex(tr, "client_nonce", 32)
+    n, d, K = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int), tx.get(tr, "spot_checks", int)
+    data_root = tx.get_hex(tr, "data_root", 32)
+    seed, audit_seed = tx.get_hex(tr, "training_seed", 32), tx.get_hex(tr, "audit_seed", 32)
     with _unsigned("the client record"):
         if client_binding(_record(tr), tx.get_hex(tr, "client.nonce_secret", 32)) != client_nonce:
             raise BindingMismatch("the client record (server, data, seeds, K, config, standardization) does not "
@@ -219,17 +222,12 @@ def _spot(tr: dict) -> Verdict:
     # trainer's statements are what it signed: a disagreement is a rejection.
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
-    n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
-    data_root = tx.get_hex(tr, "data_root", 32)
     _require(statements, "data", "the trainer's data commitment")
     with _unsigned("the data statement"):
         verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
     _require(statements, "randomness", "the trainer's randomness statement")
-    seed = tx.get_hex(tr, "training_seed", 32)
-    audit_seed = tx.get_hex(tr, "audit_seed", 32)
     commitment = tx.get_hex(tr, "audit_commitment", 32)
-    K = tx.get(tr, "spot_checks", int)
     with _unsigned("the randomness statement"):
         rand = verify(pub, *tx.get_signed(tr, "statements.randomness"), kind="randomness", session_id=sid)
         expect_fields(rand, {"audit_commitment": commitment})
@@ -255,11 +253,12 @@ def _spot(tr: dict) -> Verdict:
                        extras_json=extras, state_root=state_root)
     with _unsigned("the checkpoint statements"):
         cps = tx.get_signed_list(tr, "statements.checkpoints")
-        if len(cps) != len(range(cfg.checkpoint_interval, T + 1, cfg.checkpoint_interval)):
-            raise VerificationError(f"{len(cps)} checkpoint statements, the session has "
-                                    f"{T // cfg.checkpoint_interval}")
-        for signed in cps:
-            verify(pub, *signed, kind="checkpoint", session_id=sid)
+        expected_steps = list(range(cfg.checkpoint_interval, T + 1, cfg.checkpoint_interval))
+        if len(cps) != len(expected_steps):
+            raise VerificationError(f"{len(cps)} checkpoint statements, the session has {len(expected_steps)}")
+        for t, signed in zip(expected_steps, cps, strict=True):
+            if verify(pub, *signed, kind="checkpoint", session_id=sid).fields["step"] != t:
+                raise VerificationError(f"the checkpoint statement in place of step {t} is for another step")
     checks.check_checkpoints(pub, cps, sid, leaves, cfg.checkpoint_interval)
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)
@@ -329,6 +328,9 @@ def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str
 
         st = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="snark", session_id=sid)
         expect_fields(st, {"vk_hash": snark_session.vk_hash(vk), "proof_hash": snark_session.proof_hash(proof)})
+        binding = snark_session.session_binding(tx.get_signed(tr, "statements.session")[0])
+        if list(public) != snark_session.public_inputs(model, [int(v) for v in sched.initial_state()], binding):
+            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding)")
     check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
                 theta0=[int(v) for v in sched.initial_state()],
                 session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras)

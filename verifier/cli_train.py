@@ -19,7 +19,7 @@ from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
 
 from . import attest
-from .audit import ALTERED, REJECTED, SPOT_CHECKED, VERIFIED, verify_transcript, with_replay
+from .audit import ALTERED, REJECTED, SPOT_CHECKED, VERIFIED, transcript_verdict, with_replay
 from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
 from .trust_store import TrustStore
@@ -123,7 +123,7 @@ def cmd_train(args) -> int:
     timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
     digest = tx.save(args.out, tr)
     final, attestation = verdict, None
-    if not args.no_replay and verdict.status != ALTERED and "state_leaves" in tr:
+    if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
         final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits))
         timings["replay"] = time.perf_counter() - t1
@@ -204,6 +204,9 @@ def cmd_audit(args) -> int:
         return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
                                  f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
                                  "guarantee": "", "evidence": {}}, digest, signer)
+    v = _transcript_verdict(tr)
+    if v.status == ALTERED or not args.data:
+        return _audit_out(args, v.to_dict(), digest, signer)
     rows = None
     if args.data:
         try:
@@ -217,15 +220,19 @@ def cmd_audit(args) -> int:
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
+    v = with_replay(v, tr, rows)
+    if v.check == "replay":
+        attest.attest(tr, v)  # a later `predict --defense auto` sees this result (verifier/model_trust.py)
+    return _audit_out(args, v.to_dict(), digest, signer)
+
+
+def _transcript_verdict(tr: dict):
     try:
-        v = verify_transcript(tr, rows)
+        return transcript_verdict(tr)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, (InputError, TranscriptFormatError)):
             raise
         raise TranscriptFormatError(f"malformed transcript: {e!r}") from None
-    if rows is not None and v.check == "replay":
-        attest.attest(tr, v)  # a later `predict --defense auto` sees this result (verifier/model_trust.py)
-    return _audit_out(args, v.to_dict(), digest, signer)
 
 
 def _audit_out(args, res: dict, digest: str, signer: dict) -> int:

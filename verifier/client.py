@@ -25,7 +25,7 @@ from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
-from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
+from .audit import Verdict, rejected_verdict, verify_transcript
 
 
 class SessionAborted(Exception):
@@ -199,9 +199,10 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     try:
         resp = stub.Prove(pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind), timeout=timeout)
     except grpc.RpcError as e:
-        # the model exists but comes without a proof: keep it, unverified, with the reason
+        # the model exists but comes without a proof: keep it, unverified, with the reason (the verdict is then
+        # computed from everything else the trainer signed, exactly as the audit recomputes it)
         tr["proof_error"] = f"{e.code().name}: {e.details()}"
-        raise VerificationError(no_proof_reason(tr["proof_error"])) from None
+        return
     if kind == "snark":
         try:
             proof = snarkjs_io.proof_from_bytes(bytes(resp.snark_proof))
