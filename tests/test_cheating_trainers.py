@@ -102,7 +102,7 @@ def test_jump_is_rejected_by_the_full_replay_in_every_session(table):
     rows = _rows(table)
     try:
         for _ in range(20):
-            tr, v = trainer.session(table, ClientSeeds.fresh())
+            tr, _v = trainer.session(table, ClientSeeds.fresh())
             final = verify_transcript(tr, rows, compare_recorded=False)
             assert final.status == "rejected" and final.step == T and final.check == "replay", final
     finally:

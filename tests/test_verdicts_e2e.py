@@ -113,7 +113,7 @@ def test_jump_without_replay_and_a_later_failed_audit_never_make_the_model_trust
 
 def test_a_spot_checked_model_is_trusted_only_after_a_replay_by_this_client(key, tmp_path, monkeypatch):
     with ProverProcess(key) as srv:
-        rc, doc, err = _train(srv.address, tmp_path, "--no-replay")
+        rc, _doc, err = _train(srv.address, tmp_path, "--no-replay")
     assert rc == 3, err
     model = tmp_path / "m.json"
     assert _predict(model)["defense"] == "smoothing"
