@@ -117,10 +117,15 @@ def test_a_spot_checked_model_is_trusted_only_after_a_replay_by_this_client(key,
     assert rc == 3, err
     model = tmp_path / "m.json"
     assert _predict(model)["defense"] == "smoothing"
-    rc, _, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:breast_cancer")
-    assert rc == 0, err
+    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:breast_cancer",
+                                   "--model-out", str(tmp_path / "rebuilt" / "m.json"))
+    assert rc == 0 and audit["model"] == str(tmp_path / "rebuilt" / "m.json"), err
+    rebuilt, original = (json.loads(p.read_text()) for p in (tmp_path / "rebuilt" / "m.json", model))
+    assert rebuilt["weights_fixed"] == original["weights_fixed"] and rebuilt["transcript"] == "../t.json"
+    assert rebuilt["standardization"] == original["standardization"]
     out = _predict(model)
     assert out["defense"] == "none" and "replayed all steps" in out["reason"], out["reason"]
+    assert _predict(tmp_path / "rebuilt" / "m.json")["defense"] == "none"
     # the attestation is this machine's: under another client key (another config folder) it is not believed
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other-config"))
     out = _predict(model)

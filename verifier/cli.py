@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--target", help="target column of --data")
     a.add_argument("--trainer-key", help="require this trainer public key (hex)")
     a.add_argument("--trust-store", metavar="PATH", help="known trainer keys (default as for train)")
+    a.add_argument("--model-out", metavar="MODEL.json",
+                   help="with --data: write the model the replay rebuilt (only when it verifies)")
     a.add_argument("--json", action="store_true")
 
     x = sub.add_parser("export-snarkjs", help="write a SNARK transcript's proof in snarkjs formats")

@@ -129,17 +129,9 @@ def cmd_train(args) -> int:
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
             attestation = attest.attest(tr, final)
-    model_written = False
-    if "model" in tr:
-        verification = {"status": final.status, "check": final.check, "reason": final.reason or final.guarantee}
-        if attestation:
-            verification["attestation"] = attestation
-        doc = model_file.build(kind=cfg.model, feature_names=table.feature_names, target=table.target, stdz=stdz,
-                               frac_bits=cfg.frac_bits, theta=tr["model"], transcript_sha256=digest,
-                               verification=verification, extras=_shipped_extras(tr))
-        doc["transcript"] = os.path.relpath(os.path.abspath(args.out), os.path.dirname(os.path.abspath(args.model_out)))
-        model_file.save(args.model_out, doc)
-        model_written = True
+    model_written = "model" in tr
+    if model_written:
+        _write_model(args.model_out, tr, args.out, digest, final, attestation)
     result = {"status": final.status, "check": final.check, "reason": final.reason, "step": final.step,
               "guarantee": final.guarantee, "evidence": final.evidence, "transcript_verdict": verdict.status,
               "transcript": args.out, "transcript_sha256": digest,
@@ -158,6 +150,21 @@ def cmd_train(args) -> int:
 
 def exit_code(status: str) -> int:
     return {VERIFIED: EXIT_OK, SPOT_CHECKED: EXIT_SPOT_CHECKED, ALTERED: EXIT_ERROR}.get(status, EXIT_REJECTED)
+
+
+def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict, attestation) -> None:
+    """The model file of a session: the transcript's final model with the session's transform, the verdict
+    (informative only) and this client's replay attestation."""
+    meta = tr["client"]["metadata"]
+    verification = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason or verdict.guarantee}
+    if attestation:
+        verification["attestation"] = attestation
+    doc = model_file.build(kind=tr["config"]["model"], feature_names=meta["feature_names"], target=meta["target"],
+                           stdz=Standardization.from_dict(meta["standardization"]), frac_bits=tr["config"]["frac_bits"],
+                           theta=tr["model"], transcript_sha256=digest, verification=verification,
+                           extras=_shipped_extras(tr))
+    doc["transcript"] = os.path.relpath(os.path.abspath(transcript_path), os.path.dirname(os.path.abspath(path)))
+    model_file.save(path, doc)
 
 
 def _shipped_extras(tr: dict) -> dict:
@@ -204,6 +211,8 @@ def cmd_audit(args) -> int:
         return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
                                  f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
                                  "guarantee": "", "evidence": {}}, digest, signer)
+    if args.model_out and not args.data:
+        raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
     v = _transcript_verdict(tr)
     if v.status == ALTERED or not args.data:
         return _audit_out(args, v.to_dict(), digest, signer)
@@ -221,9 +230,15 @@ def cmd_audit(args) -> int:
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
     v = with_replay(v, tr, rows)
-    if v.check == "replay":
-        attest.attest(tr, v)  # a later `predict --defense auto` sees this result (verifier/model_trust.py)
-    return _audit_out(args, v.to_dict(), digest, signer)
+    attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
+    res = v.to_dict()
+    if args.model_out and v.status == VERIFIED:
+        _write_model(args.model_out, tr, args.transcript, digest, v, attestation)
+        res["model"] = args.model_out
+    elif args.model_out:
+        res["model"] = None
+        res["model_note"] = f"no model written to {args.model_out}: the replay did not verify the transcript's model"
+    return _audit_out(args, res, digest, signer)
 
 
 def _transcript_verdict(tr: dict):
@@ -251,6 +266,10 @@ def _audit_out(args, res: dict, digest: str, signer: dict) -> int:
         _print_verdict(res)
         if res["status"] == REJECTED and res.get("evidence"):
             print("evidence: " + json.dumps(res["evidence"])[:2000])
+        if res.get("model"):
+            print(f"model rebuilt by the replay: {res['model']}")
+        elif res.get("model_note"):
+            print(res["model_note"])
     return exit_code(res["status"])
 
 
