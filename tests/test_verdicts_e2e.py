@@ -161,3 +161,11 @@ def test_a_verified_model_file_is_used_only_with_its_own_transcript(key, tmp_pat
     # --transcript names it explicitly: a rejected session's transcript does not make this model verified
     out = _predict(model, "--transcript", str(tmp_path / "other" / "t.json"))
     assert out["defense"] == "smoothing" and "not the transcript's model" in out["reason"]
+
+
+def test_the_removed_seed_flag_is_refused_with_an_explanation(tmp_path):
+    p = verifier("train", "--server", "127.0.0.1:1", "--data", "builtin:breast_cancer", "--model", "logistic",
+                 "--seed", "0a0b", "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
+    assert p.returncode == 2 and "--insecure-fixed-seed" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    p = verifier("audit", str(tmp_path / "none.json"), "--model-out", str(tmp_path / "m.json"))
+    assert p.returncode == 2 and "needs --data" in p.stderr, p.stderr

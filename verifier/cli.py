@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--trust-store", metavar="PATH",
                    help="known trainer keys (default: $XDG_CONFIG_HOME/vtrain/known_trainers or "
                    "~/.config/vtrain/known_trainers)")
+    t.add_argument("--seed", help=argparse.SUPPRESS)  # removed in vtrain/2: refused with an explanation
     t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     t.add_argument("--out", required=True, help="transcript path")
     t.add_argument("--model-out", required=True, help="model JSON path")

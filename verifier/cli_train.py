@@ -69,6 +69,11 @@ def _progress_bar(enabled: bool):
 
 
 def _seeds(args) -> ClientSeeds:
+    if args.seed is not None:
+        raise InputError("--seed was removed: a seed the user types would let a trainer that learns it predict the "
+                         "audit challenge. The client's randomness now always comes from the OS; for reproducible "
+                         "tests use --insecure-fixed-seed HEX (training seed only), and rebuild a model from its "
+                         "transcript with `audit TRANSCRIPT --data ... --model-out M.json`")
     if not args.insecure_fixed_seed:
         return ClientSeeds.fresh()
     try:
@@ -202,6 +207,8 @@ def _report(args, result: dict) -> None:
 
 
 def cmd_audit(args) -> int:
+    if args.model_out and not args.data:
+        raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
     tr, digest = tx.load(args.transcript)
     key_hex = tx.get(tr, "trainer_key", str)
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
@@ -211,8 +218,6 @@ def cmd_audit(args) -> int:
         return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
                                  f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
                                  "guarantee": "", "evidence": {}}, digest, signer)
-    if args.model_out and not args.data:
-        raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
     v = _transcript_verdict(tr)
     if v.status == ALTERED or not args.data:
         return _audit_out(args, v.to_dict(), digest, signer)
