@@ -7,7 +7,8 @@
    default train rejects it at the last step; `predict` mitigates the rejected model;
 4. an edited transcript (two opened rows swapped, integrity digest recomputed, as anyone can): `audit`
    refuses it as ALTERED (exit 2) and does not blame the trainer;
-5. a small SNARK session; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
+5. a small SNARK session; a two-party secure training session (dealer, trainer, client) and a cheating
+   trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
 The demo keeps its trust store, client key and attestations in demo-out/config (XDG_CONFIG_HOME), not in
 the user's configuration.
 """
@@ -138,11 +139,47 @@ def main() -> int:
     finally:
         snark.stop()
 
+    summary += two_party_session()
+
     print("\nSummary")
     for what, outcome in summary:
         print(f"  {what:46s} {outcome}")
     print(f"files in {OUT}/")
     return 0
+
+
+def two_party_session() -> list[tuple[str, str]]:
+    """Two-party secure training: a dealer, a trainer holding half of 64 diabetes rows, the client the other
+    half; then the same against a trainer that sends one wrong share (aborted, no model)."""
+    rows = (Path(__file__).resolve().parents[1] / "protocol" / "data" / "diabetes.csv").read_text().splitlines()
+
+    def part(lo, hi):
+        return "\n".join(",".join(r.split(",")[:3] + [r.split(",")[-1]]) for r in [rows[0]] + rows[lo:hi]) + "\n"
+
+    (OUT / "2pc_client.csv").write_text(part(1, 33))
+    (OUT / "2pc_trainer.csv").write_text(part(33, 65))
+    dealer = subprocess.Popen([str(BIN / "vtrain-dealer"), "serve", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    daddr = dealer.stdout.readline().strip().removeprefix("listening on ")
+    print(f"started vtrain-dealer serve -> {daddr}")
+    out = []
+    try:
+        for adversary, expect in ((None, 0), ("bad-share", 1)):
+            extra = ["--mpc-adversary", adversary] if adversary else []
+            srv = Server(OUT / "trainer.pem", "--dataset", f"half={OUT / '2pc_trainer.csv'}", "--target", "progression",
+                         *extra)
+            try:
+                p = run("vtrain-verifier", "train-2pc", "--server", srv.address, "--trainer-data", "half", "--dealer",
+                        daddr, "--data", str(OUT / "2pc_client.csv"), "--target", "progression", "--model", "linear",
+                        "--epochs", "1", "--batch-size", "16", "--model-out", str(OUT / f"2pc.{adversary or 'honest'}.model.json"),
+                        expect=expect)
+                out.append((f"two-party training, {adversary or 'honest'} trainer", p.stdout.split(":")[0]))
+            finally:
+                srv.stop()
+    finally:
+        dealer.send_signal(signal.SIGTERM)
+        dealer.wait(timeout=15)
+    return out
 
 
 if __name__ == "__main__":
