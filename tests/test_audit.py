@@ -203,6 +203,16 @@ def test_malformed_fields_are_format_errors(session, mutate):
         verify_transcript(bad)
 
 
+def test_spot_guarantee_leads_with_the_single_step_probability():
+    from verifier.audit import spot_guarantee
+
+    g = spot_guarantee(1050, 64)
+    assert g.startswith("a single changed step would have been caught with probability only 64/1050 = 6.1%")
+    assert "passes this check with probability 93.9%" in g and g.index("93.9%") < g.index("C(1050-m, 64)")
+    assert spot_guarantee(34, 64).startswith("a single changed step would have been caught with probability 34/34 = 1")
+    assert "fixed by the user" in spot_guarantee(34, 4, "fixed-by-user")
+
+
 def test_detection_probability_formula():
     """1 - C(T-m, K)/C(T, K), exact on small cases."""
     from verifier.checks import detection_probability

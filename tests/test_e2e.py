@@ -43,7 +43,7 @@ def test_honest_session_verifies_and_audits(keydir, tmp_path):
     assert len(model["weights_fixed"]) == 30 and len(model["feature_names"]) == 30
     rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"))
     assert rc == 3 and audit["status"] == "spot-checked" and audit["check"] == "spot", err
-    assert audit["guarantee"].startswith("a single changed step would have been caught with probability only")
+    assert audit["guarantee"].startswith("a single changed step would have been caught with probability 34/34 = 1")
     rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", "builtin:breast_cancer")
     assert rc == 0 and audit["status"] == "verified" and audit["check"] == "replay", err
     rc, audit, _ = verifier_json("audit", str(tmp_path / "t.json"), "--trainer-key", "11" * 32)

@@ -76,9 +76,14 @@ def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
     m = max(1, math.ceil(T / 100))
     p = checks.detection_probability(T, k, m)
     p_floor = math.floor(p * 1000) / 10
-    text = (f"a single changed step would have been caught with probability only {k}/{T} = {k / T:.1%}: a model "
-            f"replaced at one step (for example committed in place of the last state) passes this check with "
-            f"probability {1 - k / T:.1%}. A trainer that deviated on m of the {T} steps is caught with probability "
+    if k == T:
+        first = (f"a single changed step would have been caught with probability {k}/{T} = 1: every step was "
+                 f"challenged and replayed from its committed state.")
+    else:
+        first = (f"a single changed step would have been caught with probability only {k}/{T} = {k / T:.1%}: a "
+                 f"model replaced at one step (for example committed in place of the last state) passes this check "
+                 f"with probability {1 - k / T:.1%}.")
+    text = (f"{first} A trainer that deviated on m of the {T} steps is caught with probability "
             f"1 - C({T}-m, {k})/C({T}, {k}) (>= {p_floor}% for m = {m}). Checked exactly: the signatures, the initial "
             f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; run "
             f"`vtrain-verifier audit --data` for the full replay.")
