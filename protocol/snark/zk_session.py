@@ -11,6 +11,7 @@ received earlier, its own theta_0 and the session binding (``verify_private``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class PrivateProof:
     public: list[int]  # [theta_T, theta_0, binding, commitment] as field elements
     commitment: int
     key_check: dict  # timings of the proving-key check
+    r1cs: object = dataclasses.field(default=None, repr=False, compare=False)  # the circuit (with values)
+    witness: list = dataclasses.field(default=None, repr=False, compare=False)  # secret: holds the rows
 
 
 def new_blinding() -> int:
@@ -69,7 +72,8 @@ def prove_private(pk: g16.ProvingKey, X, Y, blinding: int, schedule, theta0, cfg
                                                 blinding=blinding)
     proof = project_proof(g16.prove_random(pk, cs, witness, backend), backend)
     theta_T, _, _, com = decode_private_public(public, d, CircuitConfig.coerce(cfg).weight_bits)
-    return PrivateProof(proof=proof, theta_T=theta_T, public=public, commitment=com, key_check=timings)
+    return PrivateProof(proof=proof, theta_T=theta_T, public=public, commitment=com, key_check=timings, r1cs=cs,
+                        witness=witness)
 
 
 def verify_private(vk: g16.VerifyingKey, commitment: int, theta0, theta_T, binding: int, proof: g16.Proof,
