@@ -14,8 +14,10 @@ once), B rows ranked by how much their own gradient step raises its objective (f
 current parameters) and runs the exact step on them. Two greedy orders: "low-high" (least helpful
 rows first, so the most helpful come last, where SGD forgets them least) and "high-low" (most helpful
 first); the attacker, who can simulate both, keeps the better one. Objectives:
-  * raise: raise the prediction of one chosen held-out patient (the one nearest the median prediction)
-    -- in the paper's terms, flip "below median progression" to "above";
+  * raise: raise the prediction of one chosen held-out patient (the one at the 30th percentile of the
+    honest model's held-out predictions) -- in the paper's terms, flip it from "below the median
+    predicted progression" to "above" (``flipped_above_median``; ``random_above_median`` = how often a
+    random order does that);
   * subgroup: raise the mean squared error on a chosen subgroup (held-out rows with sex = 2).
 Effect size: z = (attacked - mean) / std over R random orders (R independent seeds, every step honest
 for its seed), and the fraction of random orders at least as extreme.
@@ -142,7 +144,7 @@ def run(quick: bool, seed: int):
     T, per_epoch = sched.num_steps, sched.steps_per_epoch
     honest = run_order(X, Y, sched, 0)
     median_pred = np.median(predict(honest[-1], Xte))
-    target = int(np.argmin(np.abs(predict(honest[-1], Xte) - median_pred)))
+    target = int(np.argmin(np.abs(predict(honest[-1], Xte) - np.quantile(predict(honest[-1], Xte), 0.3))))
     objs = {k: Objective(k, Xte, yte, group, target) for k in ("raise", "subgroup")}
     randoms = {k: [] for k in objs}
     for i in range(1, n_random + 1):  # the distribution over random (seed-chosen) orders
