@@ -55,19 +55,19 @@ _PI2 = COFACTOR_G2 * pow(COFACTOR_G2, -1, R)
 RHO_BITS = 128
 
 
-def _pi1(be, pt):
+def _pi1(pt):
     """Projection onto G (exact integer scalar: the backends reduce scalars mod r, which would make it 1)."""
     return None if pt is None else g1_mul(pt, _PI1)
 
 
-def _pi2(be, pt):
+def _pi2(pt):
     return None if pt is None else g2_mul(pt, _PI2)
 
 
 def project_proof(proof: Proof, backend=None) -> Proof:
     """The proof with every point projected onto the order-r subgroup (identity for an honest key)."""
-    be = resolve_backend(backend)
-    return Proof(a=_pi1(be, proof.a), b=_pi2(be, proof.b), c=_pi1(be, proof.c))
+    del backend  # the projection is exact integer arithmetic (curve.py), the same for every backend
+    return Proof(a=_pi1(proof.a), b=_pi2(proof.b), c=_pi1(proof.c))
 
 
 def _msm(msm, points, scalars):
@@ -81,7 +81,7 @@ def _msm(msm, points, scalars):
 
 def _poly_at_tau(be, powers, evals, omega):
     """[f(tau)]_1 for the polynomial f of degree < N with the given evaluations on H."""
-    return _pi1(be, _msm(be.msm_g1, powers, intt(evals, omega)))
+    return _pi1(_msm(be.msm_g1, powers, intt(evals, omega)))
 
 
 def _qap_combinations(r1cs: R1CS, rho: list[int], n_dom: int):
@@ -121,7 +121,7 @@ def check_proving_key(pk: ProvingKey, r1cs: R1CS, backend=None) -> dict:
     t0 = time.perf_counter()
     be = resolve_backend(backend)
     n_dom = _shape(pk, r1cs)
-    p1, p2 = (lambda x: _pi1(be, x)), (lambda x: _pi2(be, x))
+    p1, p2 = _pi1, _pi2
     g1n = g1_neg(G1_GEN)
     alpha, beta1, delta1 = p1(pk.alpha_1), p1(pk.beta_1), p1(pk.delta_1)
     beta2, delta2, tau2, taun2 = p2(pk.beta_2), p2(pk.delta_2), p2(pk.tau_2), p2(pk.tau_n_2)
