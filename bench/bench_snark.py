@@ -172,7 +172,8 @@ def bench_private(rows: int, d: int, steps: int, backend: str) -> dict:
         raise AssertionError(f"constraint count {cs.n_constraints} != formula {br['total']}")
     return {"rows": rows, "d": d, "T": steps, "backend": backend, "breakdown": br, "wires": cs.n_wires,
             "domain": g16.domain_size(cs), "commit": t_commit, "setup": t_setup,
-            "check": pp.key_check["total_s"], "prove": t_total - pp.key_check["total_s"], "verify": t_verify}
+            "check": pp.key_check["total_s"], "prove": t_total - pp.key_check["total_s"], "verify": t_verify,
+            "build": pp.key_check["build_s"], "groth16": pp.key_check["groth16_s"]}
 
 
 def report_private(z: dict) -> None:
@@ -184,8 +185,8 @@ def report_private(z: dict) -> None:
     print(f"  constraints per data element = {br['per_data_element']:.1f} ({K + 1} range + "
           f"{(br['commitment']) / br['data_elements']:.1f} commitment), per step = {br['per_step']}")
     print(f"  native commitment {z['commit']:.3f} s; client setup with powers of tau {z['setup']:.1f} s")
-    print(f"  provider: proving-key check {z['check']:.2f} s, prove (build + witness + Groth16) {z['prove']:.2f} s;"
-          f" client verify {z['verify']:.4f} s")
+    print(f"  provider: proving-key check {z['check']:.2f} s, prove {z['prove']:.2f} s (circuit + witness "
+          f"{z['build']:.2f} s, Groth16 {z['groth16']:.2f} s); client verify {z['verify']:.4f} s")
 
 
 def report(res: dict, backends: list[str]) -> None:

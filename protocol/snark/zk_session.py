@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import time
 from dataclasses import dataclass
 
 from . import groth16 as g16
@@ -33,7 +34,7 @@ class PrivateProof:
     theta_T: list[int]
     public: list[int]  # [theta_T, theta_0, binding, commitment] as field elements
     commitment: int
-    key_check: dict  # timings of the proving-key check
+    key_check: dict  # seconds: key check (total_s, ...), build_s (circuit + witness), groth16_s
     r1cs: object = dataclasses.field(default=None, repr=False, compare=False)  # the circuit (with values)
     witness: list = dataclasses.field(default=None, repr=False, compare=False)  # secret: holds the rows
 
@@ -68,9 +69,12 @@ def prove_private(pk: g16.ProvingKey, X, Y, blinding: int, schedule, theta0, cfg
     n, d = len(X), len(X[0]) if X else 0
     shape = r1cs if r1cs is not None else circuit(n, d, schedule, cfg)
     timings = check_proving_key(pk, shape, backend)
+    t0 = time.perf_counter()
     cs, witness, public = build_private_circuit(n, d, schedule, cfg, X=X, Y=Y, theta0=theta0, binding=binding,
                                                 blinding=blinding)
+    t1 = time.perf_counter()
     proof = project_proof(g16.prove_random(pk, cs, witness, backend), backend)
+    timings = {**timings, "build_s": t1 - t0, "groth16_s": time.perf_counter() - t1}
     theta_T, _, _, com = decode_private_public(public, d, CircuitConfig.coerce(cfg).weight_bits)
     return PrivateProof(proof=proof, theta_T=theta_T, public=public, commitment=com, key_check=timings, r1cs=cs,
                         witness=witness)
