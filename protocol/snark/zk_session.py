@@ -34,7 +34,7 @@ class PrivateProof:
     theta_T: list[int]
     public: list[int]  # [theta_T, theta_0, binding, commitment] as field elements
     commitment: int
-    key_check: dict  # seconds: key check (total_s, ...), build_s (circuit + witness), groth16_s
+    key_check: dict  # seconds: key check (total_s, ...), build_s (circuit + witness), groth16_s, *_cpu_s
     r1cs: object = dataclasses.field(default=None, repr=False, compare=False)  # the circuit (with values)
     witness: list = dataclasses.field(default=None, repr=False, compare=False)  # secret: holds the rows
 
@@ -68,13 +68,16 @@ def prove_private(pk: g16.ProvingKey, X, Y, blinding: int, schedule, theta0, cfg
     onto the prime-order subgroups (key_check module docstring)."""
     n, d = len(X), len(X[0]) if X else 0
     shape = r1cs if r1cs is not None else circuit(n, d, schedule, cfg)
+    c0 = time.process_time()
     timings = check_proving_key(pk, shape, backend)
+    c1 = time.process_time()
     t0 = time.perf_counter()
     cs, witness, public = build_private_circuit(n, d, schedule, cfg, X=X, Y=Y, theta0=theta0, binding=binding,
                                                 blinding=blinding)
     t1 = time.perf_counter()
     proof = project_proof(g16.prove_random(pk, cs, witness, backend), backend)
-    timings = {**timings, "build_s": t1 - t0, "groth16_s": time.perf_counter() - t1}
+    timings = {**timings, "build_s": t1 - t0, "groth16_s": time.perf_counter() - t1, "check_cpu_s": c1 - c0,
+               "prove_cpu_s": time.process_time() - c1}
     theta_T, _, _, com = decode_private_public(public, d, CircuitConfig.coerce(cfg).weight_bits)
     return PrivateProof(proof=proof, theta_T=theta_T, public=public, commitment=com, key_check=timings, r1cs=cs,
                         witness=witness)
