@@ -18,7 +18,7 @@ from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tagged_hash
 
-FORMAT = "vtrain-transcript/1"
+FORMAT = "vtrain-transcript/2"
 
 
 def dumps(obj: dict) -> str:
@@ -216,11 +216,11 @@ SCHEMA = {
     "format": _Str(FORMAT),
     "server": _Str(),
     "trainer_key": _Opt(_Hex(32)),
-    "trust": _Opt(_Str("pinned", "first-use")),
     "session_id": _Opt(_Hex(16)),
     "client_nonce": _Hex(32),
     "server_nonce": _Opt(_Hex(32)),
     "client": {"metadata": {"source": _Str(), "feature_names": _List(_Str()), "target": _Str(),
+                            "randomness": _Str("os", "fixed-by-user"),
                             "standardization": {"mean": _List(_Num()), "std": _List(_Num()), "clip": _Num(),
                                                 "target_mean": _Num(), "target_std": _Num()}},
                "nonce_secret": _Hex(32)},
@@ -229,24 +229,24 @@ SCHEMA = {
     "proof_kind": _Str("spot", "snark"),
     "num_rows": U64,
     "num_features": U32,
-    "data_root": _Opt(_Hex(32)),
-    "training_seed": _Opt(_Hex(32)),
-    "audit_seed": _Opt(_Hex(32)),
+    "data_root": _Hex(32),
+    "training_seed": _Hex(32),
+    "audit_seed": _Hex(32),
     "audit_commitment": _Opt(_Hex(32)),
-    "spot_checks": _Opt(U32),
+    "spot_checks": U32,
     "statements": {"session": _Opt(SIGNED), "data": _Opt(SIGNED), "randomness": _Opt(SIGNED),
                    "checkpoints": _Opt(_List(SIGNED)), "final": _Opt(SIGNED)},
     "state_leaves": _Opt(_Hex()),
     "model": _Opt(_List(I64)),
     "model_extras": _Opt(_Str()),
     "proof": _Opt(_ByKind(
-        spot={"kind": _Str("spot"), "openings": _List(OPENING)},
+        spot={"kind": _Str("spot"), "openings": _List(OPENING), "statement": SIGNED},
         snark={"kind": _Str("snark"), "vk": _Any(dict), "proof": _Any(dict), "public": _Any(list),
                "statement": SIGNED, "constraints": U64, "setup_seconds": _Num(), "proving_key_bytes": U64})),
     "proof_error": _Opt(_Str()),
     "stream_error": _Opt(_Str()),
     "incomplete": _Opt(_Str()),
-    "verdict": _Opt({"status": _Str("verified", "rejected"), "check": _Str(), "reason": _Str(),
+    "verdict": _Opt({"status": _Str("verified", "spot-checked", "rejected", "altered"), "check": _Str(), "reason": _Str(),
                      "step": _Nullable(U64), "guarantee": _Str(), "evidence": _Any(dict)}),
     "integrity": _Opt(_Hex(32)),
 }

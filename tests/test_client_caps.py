@@ -65,10 +65,11 @@ def test_shipped_extras_are_parsed_safely(extras):
 
 def test_schema_accepts_a_minimal_early_rejection_and_refuses_a_verdict_with_incomplete():
     base = {"format": tx.FORMAT, "server": "s", "client_nonce": "00" * 32, "proof_kind": "spot", "num_rows": 1,
-            "num_features": 1, "statements": {}, "config": {k: 1 for k in (
+            "num_features": 1, "statements": {}, "data_root": "00" * 32, "training_seed": "00" * 32,
+            "audit_seed": "00" * 32, "spot_checks": 1, "config": {k: 1 for k in (
                 "epochs", "batch_size", "lr_num", "lr_shift", "l2_num", "frac_bits", "weight_bits",
                 "checkpoint_interval")} | {"model": "linear"},
-            "client": {"nonce_secret": "00" * 32, "metadata": {"source": "", "feature_names": [], "target": "",
+            "client": {"nonce_secret": "00" * 32, "metadata": {"source": "", "feature_names": [], "target": "", "randomness": "os",
                                                                "standardization": {"mean": [], "std": [], "clip": 8.0,
                                                                                    "target_mean": 0, "target_std": 1.0}}}}
     assert tx.validate(base) is base

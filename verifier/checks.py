@@ -148,7 +148,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
     width = sched.d + 1
-    for op in openings:
+    for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
                                          ("after", t, op["state_after"], op["proof_after"])):
