@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import encoding as enc
 from .errors import BindingMismatch, SignatureInvalid, TranscriptFormatError
 
-PROTOCOL_VERSION = "vtrain/1"
+PROTOCOL_VERSION = "vtrain/2"
 MAGIC = b"vtrain/v1/statement\x00"
 
 # field type: "b32" 32 bytes, "b16" 16 bytes, "bytes" any, "u64", "u32", "text"
 SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "session": (("protocol_version", "text"), ("trainer_key", "b32"), ("client_nonce", "b32"),
                 ("server_nonce", "b32"), ("config", "bytes"), ("proof_kind", "text")),
-    "data": (("data_root", "b32"), ("num_rows", "u64"), ("num_features", "u32")),
+    "data": (("data_root", "b32"), ("num_rows", "u64"), ("num_features", "u32"), ("rows_per_leaf", "u32")),
     "randomness": (("data_root", "b32"), ("training_seed", "b32"), ("audit_commitment", "b32"),
                    ("spot_checks", "u32")),
     "checkpoint": (("step", "u64"), ("state_leaf", "b32"), ("prefix_root", "b32")),

@@ -10,7 +10,8 @@ import numpy as np
 
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
-from protocol.merkle import MerkleTree, data_leaves
+from protocol.merkle import MAX_ROWS_PER_LEAF, MerkleTree
+from protocol.merkle import data_root as data_root_of
 from protocol.prg import SeedContext, seed_commitment
 from protocol.training import Schedule, TrainConfig
 
@@ -121,7 +122,9 @@ def _spot(tr: dict) -> Verdict:
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     data_root = tx.get_hex(tr, "data_root", 32)
-    checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
+    R = _rows_per_leaf(tr)
+    checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
+                      rows_per_leaf=R)
     if "randomness" not in tr.get("statements", {}):
         raise VerificationError("transcript incomplete: the session stopped after the data commitment")
     seed = tx.get_hex(tr, "training_seed", 32)
@@ -154,12 +157,20 @@ def _spot(tr: dict) -> Verdict:
     openings = tx.get(tr, "proof.openings", list)
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
-                          spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
+                          spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
+                          rows_per_leaf=R)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
             raise
         raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
     return Verdict("verified", "spot", "", None, spot_guarantee(T, K))
+
+
+def _rows_per_leaf(tr: dict) -> int:
+    R = tx.get(tr, "rows_per_leaf", int)
+    if not 1 <= R <= MAX_ROWS_PER_LEAF:
+        raise TranscriptFormatError(f"transcript field 'rows_per_leaf' must be in 1..{MAX_ROWS_PER_LEAF}")
+    return R
 
 
 def _replay(tr: dict, rows: np.ndarray) -> Verdict:
@@ -169,7 +180,7 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
         raise VerificationError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
                                 f"committed {n} x {d}")
     data_root = tx.get_hex(tr, "data_root", 32)
-    if MerkleTree(data_leaves(rows)).root != data_root:
+    if data_root_of(rows, _rows_per_leaf(tr)) != data_root:
         raise BindingMismatch("the data given is not the data the trainer committed to (Merkle roots differ)")
     seed = tx.get_hex(tr, "training_seed", 32)
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)

@@ -12,7 +12,7 @@ from protocol import convert
 from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
 from protocol.hashing import tagged_hash
-from protocol.merkle import MerkleTree, data_leaves
+from protocol.merkle import DataCommitter, MerkleTree, default_rows_per_leaf
 from protocol.prg import seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
@@ -125,13 +125,10 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
                          proof_kind=kind)
 
-    data_root = MerkleTree(data_leaves(rows)).root
-    tr["data_root"] = data_root.hex()
-    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk))
-    data_signed = convert.signed_from_proto(resp.data_statement)
-    tr["statements"]["data"] = [x.hex() for x in data_signed]
-    checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d)
+    data_root, data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk,
+                                         default_rows_per_leaf(d, n, spot_checks * cfg.batch_size), tr)
+    checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d,
+                      rows_per_leaf=tr["rows_per_leaf"])
 
     commitment = seed_commitment(seeds.audit_seed, sid)
     tr.update(training_seed=seeds.training_seed.hex(), audit_seed=seeds.audit_seed.hex(),
@@ -201,6 +198,23 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
         pass
+
+
+def upload_rows(stub, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
+                tr: dict) -> tuple[bytes, tuple[bytes, bytes]]:
+    """Stream the rows (about 1 MiB per chunk) while hashing them into the client's own data leaves, chunk by
+    chunk as each is handed to gRPC (the hashing overlaps the transfer). Returns (own data root, signed data
+    statement) and records both in ``tr``."""
+    d = rows.shape[1] - 1
+    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
+    committer = DataCommitter(d, rows_per_leaf)
+    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf, committer.add))
+    committer.finish()
+    data_root = MerkleTree(committer.leaves).root
+    tr.update(data_root=data_root.hex(), rows_per_leaf=rows_per_leaf)
+    data_signed = convert.signed_from_proto(resp.data_statement)
+    tr["statements"]["data"] = [x.hex() for x in data_signed]
+    return data_root, data_signed
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
