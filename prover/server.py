@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from protocol.keys import public_bytes
 from protocol.wire import trainer_pb2, trainer_pb2_grpc
 
+from . import memory
 from .adversaries import get_strategy
 from .servicer import TrainerServicer
 from .session import Limits, SessionManager
@@ -49,7 +50,8 @@ class _Stopped:
 
 class TrainerServer:
     def __init__(self, manager: SessionManager, limits: Limits, address: str, tls, workers: int):
-        self.manager, self.limits = manager, limits
+        self.manager, self.limits, self.workers = manager, limits, workers
+        memory.configure()
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vtrain-work")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="vtrain-grpc", daemon=True)
@@ -64,7 +66,7 @@ class TrainerServer:
         opts = [("grpc.max_receive_message_length", self.limits.max_message_bytes),
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
         self.server = grpc.aio.server(options=opts)
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool), self.server)
+        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool, self.workers), self.server)
         health_servicer = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -78,8 +78,11 @@ def mapped(fn):
 
 
 class TrainerServicer(pb_grpc.TrainerServicer):
-    def __init__(self, manager: SessionManager, pool):
+    def __init__(self, manager: SessionManager, pool, training_slots: int):
         self.m, self.pool = manager, pool
+        # Sessions train `training_slots` at a time (the work pool's size: more would only share the cores);
+        # the others wait their turn in order, holding no thread and none of training's working memory.
+        self.training = asyncio.Semaphore(training_slots)
 
     async def _work(self, fn, *args):
         """Run CPU work in the bounded work pool."""
@@ -90,7 +93,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
         timeout = self.m.limits.receive_timeout_seconds
         try:
             msg = await asyncio.wait_for(context.read(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ReceiveTimeout(f"no message for {timeout:g} s: the stream was ended and what it sent "
                                  f"was dropped") from None
         return None if msg is grpc.aio.EOF else msg
@@ -135,13 +138,19 @@ class TrainerServicer(pb_grpc.TrainerServicer):
     async def Train(self, request, context):
         gen = self.m.train(bytes(request.session_id))
         fut = None
+        timeout = self.m.limits.receive_timeout_seconds
         try:
-            while True:
-                fut = self.pool.submit(next, gen, _END)
-                ev = await asyncio.wrap_future(fut)
-                if ev is _END:
-                    return
-                yield _event_to_proto(ev)
+            self.m.precheck_train(bytes(request.session_id))
+            async with self.training:
+                while True:
+                    fut = self.pool.submit(next, gen, _END)
+                    ev = await asyncio.wrap_future(fut)
+                    if ev is _END:
+                        return
+                    try:  # a client that stops reading is ended like one that stops sending
+                        await asyncio.wait_for(context.write(_event_to_proto(ev)), timeout)
+                    except TimeoutError:
+                        raise ReceiveTimeout(f"the client read nothing for {timeout:g} s; training stopped") from None
         except Exception as exc:
             if _passthrough(exc):
                 raise

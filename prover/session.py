@@ -25,6 +25,7 @@ from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION, Statement, sign
 from protocol.training import MODELS, Schedule, TrainConfig
 
+from . import memory
 from .admission import Admission
 from .adversaries import Honest
 from .trainer import ProgressEvent, run_training
@@ -154,6 +155,7 @@ class SessionManager:
         s.X = s.Y = s.data_tree = s.pk = None
         s.record.clear()
         self.admission.release_session(s.peer, s.reserved)
+        memory.trim()
         log.info("session %s end peer=%s state=%s reason=%s", s.session_id.hex(), s.peer, s.state.value, why,
                  extra={"event": "session_end", "session": s.session_id.hex(), "peer": s.peer, "reason": why})
 
@@ -184,6 +186,7 @@ class SessionManager:
                 return
             s.reserved -= nbytes
         self.admission.unreserve(nbytes)
+        memory.trim()
 
     def _release_call(self, s: Session) -> None:
         """End a call that held the session; a session closed meanwhile is released now."""
@@ -273,7 +276,7 @@ class SessionManager:
                     raise LimitExceeded(str(e)) from None
             if (T + 1) * (d + 1) > self.limits.max_state_values:
                 raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
-            need = data_reservation(total, d, T)
+            need = data_reservation(total, d, T, rows_per_leaf)
             self.admission.reserve(need, f"a session of {total} rows x {d} features, {T} steps")
             s.reserved += need
             return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1)), need)
@@ -347,6 +350,13 @@ class SessionManager:
         except BaseException:
             s.lock.release()
             raise
+
+    def precheck_train(self, sid: bytes) -> None:
+        """Train's errors that need no training slot (unknown session, busy, wrong state), answered at once."""
+        s = self.get(sid)
+        if s.lock.locked():
+            raise OutOfOrder("another call on this session is in progress")
+        self._expect(s, State.KEY_RECEIVED if s.proof_kind == "snark" else State.RANDOMNESS_COMMITTED, "Train")
 
     def train(self, sid: bytes):
         """Generator of trainer events (see prover.trainer)."""
@@ -452,8 +462,10 @@ class DataUpload:
     def close(self) -> None:
         """End the call; on failure the received rows and their reservation are released at once."""
         if not self.done:
-            self.rx = None
+            self.rx.release()
             self.m._unreserve(self.s, self.reserved)
+        self.rx = None
+        memory.trim()  # the chunks' transient buffers
         self.m._release_call(self.s)
 
 

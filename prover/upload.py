@@ -30,10 +30,11 @@ TRAIN_FACTOR = 2
 KEY_FACTOR = 4
 
 
-def data_reservation(n: int, d: int, steps: int) -> int:
+def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int) -> int:
     """Bytes reserved for a session of n rows, d features, ``steps`` steps: rows and their training copy, the
-    per-step states (int64) and the state and data trees (twice 32 bytes per leaf)."""
-    return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * ((d + 1) * 8 + 64) + 2 * 64 * n + (1 << 20)
+    per-step states (int64), the data and state trees (about 64 bytes per leaf), 1 MiB of slack."""
+    leaves = -(-n // rows_per_leaf) + steps + 1
+    return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * (d + 1) * 8 + 64 * leaves + (1 << 20)
 
 
 class DataReceiver:
@@ -70,6 +71,10 @@ class DataReceiver:
         self.committer.add(raw)
         self.got += nr
 
+    def release(self) -> None:
+        """Drop the received rows now (a failed upload)."""
+        self.X = self.Y = self.committer = None
+
     def finish(self) -> MerkleTree:
         if self.got != self.n:
             raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
@@ -104,14 +109,17 @@ def check_key_header(first: bytes, total: int, cfg, n: int, d: int) -> None:
     n_wires, n_constraints, domain, vkb = key_header(first)
     want_c = snark_session.constraint_count(cfg, n, d)
     n_public = 2 * (d + 1) + 1
+    want_dom = max(2, 1 << (want_c + n_public).bit_length())  # groth16.domain_size: pow2 >= n + l + 1
+    if n_constraints != want_c or domain != want_dom:
+        raise InputError(f"the proving key is for a circuit of {n_constraints} constraints (domain {domain}); "
+                         f"this session's circuit has {want_c} (domain {want_dom})")
     try:
         vk = snarkjs_io.vk_from_bytes(vkb)
     except (TranscriptFormatError, ValueError) as e:
         raise InputError(f"the proving key's verifying key is malformed: {e}") from None
-    want_dom = max(2, 1 << (want_c + n_public).bit_length())  # groth16.domain_size: pow2 >= n + l + 1
-    if n_constraints != want_c or vk.n_public != n_public or domain != want_dom:
-        raise InputError(f"the proving key is for a circuit of {n_constraints} constraints, {vk.n_public} public "
-                         f"inputs, domain {domain}; this session's circuit has {want_c}, {n_public}, {want_dom}")
+    if vk.n_public != n_public:
+        raise InputError(f"the proving key's verifying key has {vk.n_public} public inputs; this session's "
+                         f"circuit has {n_public}")
     if not n_public < n_wires <= 2 * n_constraints + n_public + 1:
         raise InputError(f"the proving key declares {n_wires} wires, impossible for {n_constraints} constraints")
     want = expected_key_bytes(n_wires, n_public, domain, len(vkb))

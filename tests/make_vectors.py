@@ -111,16 +111,19 @@ def merkle_vectors() -> dict:
         "node_hash_zero_zero": merkle.node_hash(bytes(32), bytes(32)).hex(),
         "model_hash_1_2_3": merkle.model_hash([1, -2, 3]).hex(),
         "proof_5_of_70": [h.hex() for h in merkle.MerkleTree(leaves).proof(5)],
+        "data_roots_rows_per_leaf_3": {str(n): merkle.data_root(merkle_rows(n), 3).hex() for n in sizes},
+        "data_leaf_rows_per_leaf_3_last_of_70": merkle.data_leaves(merkle_rows(70), 0, 3)[-1].hex(),
     }
 
 
 def statement_examples() -> list[Statement]:
     sid = SESSION_ID
     return [
-        Statement("session", sid, {"protocol_version": "vtrain/1", "trainer_key": bytes([1]) * 32,
+        Statement("session", sid, {"protocol_version": "vtrain/2", "trainer_key": bytes([1]) * 32,
                                    "client_nonce": bytes([2]) * 32, "server_nonce": bytes([3]) * 32,
                                    "config": TrainConfig().encode(), "proof_kind": "spot"}),
-        Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30}),
+        Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30,
+                                "rows_per_leaf": 3}),
         Statement("randomness", sid, {"data_root": DATA_ROOT, "training_seed": TRAINING_SEED,
                                       "audit_commitment": bytes([4]) * 32, "spot_checks": 8}),
         Statement("checkpoint", sid, {"step": 100, "state_leaf": bytes([5]) * 32, "prefix_root": bytes([6]) * 32}),

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="transcript path")
     t.add_argument("--model-out", required=True, help="model JSON path")
     t.add_argument("--timeout", type=float, default=600.0, help="seconds per call (default %(default)s)")
+    t.add_argument("--retries", type=int, default=3,
+                   help="when the trainer is busy (RESOURCE_EXHAUSTED with a retry hint, before training starts), "
+                        "start a new session up to N times with exponential backoff (default %(default)s)")
     t.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     a = sub.add_parser("audit", help="re-verify a saved transcript offline")

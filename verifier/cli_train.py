@@ -99,7 +99,7 @@ def cmd_train(args) -> int:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-                                  status=None if args.json else _status)
+                                  status=None if args.json else _status, retries=max(0, args.retries))
     except SessionAborted as e:
         raise CliError(f"the session with {args.server} failed: {e}") from None
     finally:

@@ -3,7 +3,10 @@ records the transcript. The final verdict is ``audit.verify_transcript`` applied
 
 from __future__ import annotations
 
+import copy
 import os
+import random
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -28,6 +31,36 @@ from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
 
 class SessionAborted(Exception):
     """The trainer answered with a gRPC error or broke the protocol flow before any verdict."""
+
+
+class Refused(SessionAborted):
+    """RESOURCE_EXHAUSTED with the trainer's retry hint: it is busy, the request itself is fine."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a refusal (docs/PROTOCOL.md section 2)
+
+
+def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
+    """The SessionAborted for a gRPC error: Refused when the trainer sent a retry hint."""
+    msg = f"{prefix}{e.code().name}: {e.details()}"
+    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        for k, v in (e.trailing_metadata() or ()):
+            if k == RETRY_AFTER_KEY:
+                try:
+                    return Refused(msg, max(0.0, min(float(v) / 1000, 300.0)))
+                except ValueError:
+                    break
+    return SessionAborted(msg)
+
+
+def backoff_seconds(attempt: int, hint: float) -> float:
+    """Exponential backoff from 0.5 s, at least the trainer's hint, at most 30 s, with 0-50% jitter (so refused
+    clients do not come back in step)."""
+    return min(30.0, max(hint, 0.5 * 2 ** attempt)) * (1 + random.random() / 2)
 
 
 @dataclass
@@ -58,8 +91,13 @@ def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 *
 def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg: TrainConfig, *,
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
-                proof_kind: str = "spot", max_constraints: int | None = None, status=None) -> tuple[dict, Verdict]:
-    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request."""
+                proof_kind: str = "spot", max_constraints: int | None = None, status=None,
+                retries: int = 0) -> tuple[dict, Verdict]:
+    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
+
+    ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
+    training seed is revealed is started again, as a new session, up to this many times, after
+    ``backoff_seconds``."""
     cfg.validate()
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
@@ -73,17 +111,29 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
             raise SessionAborted(str(e)) from None
     elif proof_kind != "spot":
         raise SessionAborted(f"unknown proof kind {proof_kind!r}")
-    tr: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
-                "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
-
-    try:
-        _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None))
-    except VerificationError as e:
-        verdict = rejected_verdict(proof_kind, e)
-        tr["verdict"] = verdict.to_dict()
-        return tr, verdict
+    base: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
+                  "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
+                  "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
+    status = status or (lambda msg: None)
+    attempt = 0
+    while True:
+        tr = copy.deepcopy(base)
+        try:
+            _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status)
+        except Refused as e:
+            if attempt >= retries or "randomness" in tr["statements"]:
+                raise
+            delay = backoff_seconds(attempt, e.retry_after)
+            status(f"the trainer is busy ({e}); new session in {delay:.1f} s (retry {attempt + 1} of {retries})")
+            time.sleep(delay)
+            attempt += 1
+            continue
+        except VerificationError as e:
+            verdict = rejected_verdict(proof_kind, e)
+            tr["verdict"] = verdict.to_dict()
+            return tr, verdict
+        break
     verdict = verify_transcript(tr, compare_recorded=False)
     tr["verdict"] = verdict.to_dict()
     return tr, verdict
@@ -100,7 +150,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         try:
             return fn(*a, timeout=timeout, **kw)
         except grpc.RpcError as e:
-            raise SessionAborted(f"{e.code().name}: {e.details()}") from None
+            raise aborted(e) from None
 
     info = call(stub.GetInfo, pb.GetInfoRequest())
     pub = bytes(info.trainer_public_key)
@@ -125,8 +175,15 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
                          proof_kind=kind)
 
-    data_root, data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk,
-                                         default_rows_per_leaf(d, n, spot_checks * cfg.batch_size), tr)
+    try:
+        data_root, data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk,
+                                             default_rows_per_leaf(d, n, spot_checks * cfg.batch_size), tr)
+    except Refused:
+        try:  # give the slot back before trying again
+            stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
+        except grpc.RpcError:
+            pass
+        raise
     checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d,
                       rows_per_leaf=tr["rows_per_leaf"])
 
