@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from procs import ProverProcess, make_key, verifier_json
+from procs import ProverProcess, make_key, verifier, verifier_json
 
 from protocol import convert
 from protocol.snark import keys_io
@@ -55,6 +55,18 @@ def _retry_hint_ms(e: grpc.RpcError) -> int | None:
 
 def _rows(n, d=3, seed=0):
     return np.random.default_rng(seed).integers(-2**16, 2**16, (n, d + 1))
+
+
+def _settled_rss(pid: int) -> int:
+    """RSS once it stops moving (two reads 0.3 s apart within 1 MB; at most 4 s)."""
+    last = _rss(pid)
+    for _ in range(13):
+        time.sleep(0.3)
+        now = _rss(pid)
+        if abs(now - last) < 1 << 20:
+            return now
+        last = now
+    return last
 
 
 def _rss(pid: int, field: str = "VmRSS") -> int:
@@ -169,15 +181,14 @@ def test_memory_budget_refuses_before_storing_and_a_stalled_upload_frees_its_mem
     (2x its rows plus states) before storing a byte; beyond the budget new work gets RESOURCE_EXHAUSTED with a
     retry hint; a stalled upload is ended and its memory released."""
     n, d, R = 400_000, 9, 26  # 32 MB of rows in leaves of 26 rows (2 KiB): a reservation of ~68 MB
-    with ProverProcess(key, "--receive-timeout", "2", "--memory-budget", str(120 << 20), "--max-rows", "1000000",
+    with ProverProcess(key, "--receive-timeout", "6", "--memory-budget", str(120 << 20), "--max-rows", "1000000",
                        "--max-sessions-per-peer", "20") as srv:
         stub = _stub(srv)
         base = _rss(srv.proc.pid)
         cfg = TrainConfig(model="linear", epochs=1, batch_size=256)
         chunks_a = list(convert.rows_to_chunks(_open(stub, cfg), _rows(n, d), 50_000, R))
         a = Stall(stub.UploadData, chunks_a[:6])  # 24 MB sent, then silent
-        time.sleep(1.0)
-        grown = _rss(srv.proc.pid) - base
+        grown = _settled_rss(srv.proc.pid) - base
         sid_b = _open(stub, cfg)
         e = _err(stub.UploadData, convert.rows_to_chunks(sid_b, _rows(n, d, 1), 50_000, R), timeout=10)
         assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "memory budget" in e.details(), e.details()
@@ -225,20 +236,22 @@ def test_proving_key_for_another_circuit_is_refused_before_it_is_stored(key):
 
 
 def test_per_peer_stream_limit_and_cli_retries_with_backoff(key, tmp_path):
-    """One client address cannot take every upload slot; a refused CLI session comes back after the hint."""
-    with ProverProcess(key, "--max-streams-per-peer", "2", "--max-sessions-per-peer", "1",
-                       "--upload-start-timeout", "2") as srv:
+    """One client address cannot take every upload slot or session slot; a refused CLI session comes back
+    after the hint (--retries) or, with --retries 0, exits 2 naming the refusal and the hint."""
+    with ProverProcess(key, "--max-streams-per-peer", "2", "--max-sessions-per-peer", "1") as srv:
         stub = _stub(srv)
-        _open(stub)  # holds this peer's only session slot for 2 s
-        rc, doc, err = verifier_json("train", "--server", srv.address, "--data", "builtin:diabetes", "--model",
-                                     "linear", "--epochs", "1", "--retries", "4", "--out", str(tmp_path / "t.json"),
-                                     "--model-out", str(tmp_path / "m.json"))
-        assert rc == 0 and doc["status"] == "verified", err
-        _open(stub)
-        rc, doc, err = verifier_json("train", "--server", srv.address, "--data", "builtin:diabetes", "--model",
-                                     "linear", "--epochs", "1", "--retries", "0", "--out", str(tmp_path / "t2.json"),
-                                     "--model-out", str(tmp_path / "m2.json"))
-        assert rc == 2 and "RESOURCE_EXHAUSTED" in err and "retry in" in err
+        holder = _open(stub)
+        stub.UploadData(convert.rows_to_chunks(holder, _rows(16), 8), timeout=10)  # holds the only slot
+        args = ("train", "--server", srv.address, "--data", "builtin:diabetes", "--model", "linear", "--epochs", "1",
+                "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
+        rc, _doc, err = verifier_json(*args, "--retries", "0")
+        assert rc == 2 and "RESOURCE_EXHAUSTED" in err and "retry in" in err, err
+        release = threading.Timer(6.0, lambda: stub.CloseSession(pb.CloseSessionRequest(session_id=holder)))
+        release.start()
+        p = verifier(*args, "--retries", "8")
+        release.join()
+        assert p.returncode == 0 and "VERIFIED" in p.stdout, p.stderr
+        assert "the trainer is busy" in p.stderr and "new session in" in p.stderr
     with ProverProcess(key, "--max-streams-per-peer", "2", "--max-sessions-per-peer", "9") as srv:
         stub = _stub(srv)
         stalls = [Stall(stub.UploadData) for _ in range(2)]
