@@ -28,9 +28,11 @@ from verifier.client import ClientSeeds, open_channel, run_session
 HONEST = 32
 PEAK_RSS_BOUND = 400 << 20  # measured ~150-200 MB on the 2-core reference machine
 DEADLINE = 120.0  # seconds for the whole load; the test fails rather than waits longer
-SERVER = ("--max-sessions", "12", "--max-sessions-per-peer", "64", "--max-streams", "6", "--max-streams-per-peer", "64",
-          "--upload-start-timeout", "1", "--receive-timeout", "1.5", "--memory-budget", str(256 << 20),
-          "--workers", "2")
+# The server listens on localhost (127.0.0.1 and ::1, one port): the honest clients come from 127.0.0.1, the
+# abuser from ::1, so per-peer limits apply to it as to a client on another machine.
+SERVER = ("--listen", "localhost:0", "--max-sessions", "24", "--max-sessions-per-peer", "14", "--max-streams", "8",
+          "--max-streams-per-peer", "4", "--upload-start-timeout", "1", "--receive-timeout", "1.5",
+          "--memory-budget", str(256 << 20), "--workers", "2")
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=16, checkpoint_interval=8)
 
 
@@ -86,7 +88,7 @@ def test_32_honest_sessions_verify_under_abuse(tmp_path):
         health_worst, health_fail = [0.0], []
 
         def health():
-            stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(srv.address))
+            stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(honest_addr))
             while not stop.is_set():
                 t0 = time.monotonic()
                 try:
@@ -101,7 +103,7 @@ def test_32_honest_sessions_verify_under_abuse(tmp_path):
 
         def honest(i: int):
             table = _table(i)
-            ch = open_channel(srv.address)
+            ch = open_channel(honest_addr)
             try:
                 _tr, verdict = run_session(ch, table, fit_standardization(table, CFG.model), CFG, spot_checks=8,
                                            seeds=ClientSeeds.fresh(), timeout=60, retries=12,
@@ -112,7 +114,9 @@ def test_32_honest_sessions_verify_under_abuse(tmp_path):
             finally:
                 ch.close()
 
-        abuser = Abuser(srv.address, stop)
+        port = srv.address.rsplit(":", 1)[1]
+        honest_addr = f"127.0.0.1:{port}"
+        abuser = Abuser(f"[::1]:{port}", stop)
         watcher = threading.Thread(target=health, daemon=True)
         watcher.start()
         abuser.start()

@@ -57,6 +57,11 @@ def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
     return SessionAborted(msg)
 
 
+def _method_name(fn) -> str:
+    name = getattr(fn, "_method", b"")
+    return (name.decode() if isinstance(name, bytes) else str(name)).rsplit("/", 1)[-1] or "call"
+
+
 def backoff_seconds(attempt: int, hint: float) -> float:
     """Exponential backoff from 0.5 s, at least the trainer's hint, at most 30 s, with 0-50% jitter (so refused
     clients do not come back in step)."""
@@ -150,6 +155,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         try:
             return fn(*a, timeout=timeout, **kw)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # name the call that ran out of time
+                raise aborted(e, f"{_method_name(fn)}: ") from None
             raise aborted(e) from None
 
     info = call(stub.GetInfo, pb.GetInfoRequest())
