@@ -20,7 +20,9 @@ on the next line (bench/stats.py); times shown are medians. Timings are reported
 from __future__ import annotations
 
 import argparse
+import os
 import hashlib
+import time
 
 import numpy as np
 
@@ -183,7 +185,8 @@ def start_process(argv: list[str]):
     """A server process that prints ``listening on ADDR`` first; returns (Popen, address)."""
     import subprocess
 
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            stderr=open(os.environ["VTRAIN_BENCH_LOG"], "w") if os.environ.get("VTRAIN_BENCH_LOG") else subprocess.DEVNULL)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
@@ -215,6 +218,23 @@ def stop_process(proc) -> None:
             proc.wait(timeout=15)
         except Exception:  # noqa: BLE001 - a benchmark helper: make sure it is gone
             proc.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(fn, pid: int, cpu: list):
+    """Run fn; append the CPU seconds it cost this process and server ``pid`` together."""
+    def run():
+        c0, s0 = time.process_time(), cpu_seconds(pid)
+        out = fn()
+        cpu.append(time.process_time() - c0 + cpu_seconds(pid) - s0)
+        return out
+    return run
 
 
 def session_upload(stub, rows, cfg, pub, per_chunk, rows_per_leaf) -> bytes:
@@ -282,10 +302,10 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     rows = rows_matrix(Xq, Yq)
     cfg = TrainConfig(model="logistic", epochs=1, batch_size=256).validate()
     per_chunk = max(1, CHUNK_BYTES // ((d + 1) * 8))
-    R = default_rows_per_leaf(d)  # leaves of >= 2 KiB; the CLI caps R further by the spot check's size
+    R = default_rows_per_leaf(d)  # leaves of >= 4 KiB; the CLI caps R further by the spot check's size
     cap = Limits().max_message_bytes
     tmp = tempfile.mkdtemp(prefix="vtrain-bench-")
-    proc, addr, pub = prover_process(tmp)
+    proc, addr, pub = prover_process(tmp, "-v")
     raw_proc, raw_addr = start_process([sys.executable, "-m", "bench.bench_training", "--raw-server"])
     ch, raw_ch = open_channel(addr, max_bytes=cap), open_channel(raw_addr, max_bytes=cap)
     try:
@@ -293,8 +313,10 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
         call = raw_ch.stream_unary("/benchraw.Raw/Upload")  # no serializers: bytes in, bytes out
         session_upload(stub, rows[:1000], cfg, pub, per_chunk, R)  # warm both connections
         raw_upload(call, rows[:1000], per_chunk)
-        (tss, trs), (_root, got) = best_of(repeats, lambda: session_upload(stub, rows, cfg, pub, per_chunk, R),
-                                           lambda: raw_upload(call, rows, per_chunk))
+        cpu_s, cpu_r = [], []
+        (tss, trs), (_root, got) = best_of(
+            repeats, with_cpu(lambda: session_upload(stub, rows, cfg, pub, per_chunk, R), proc.pid, cpu_s),
+            with_cpu(lambda: raw_upload(call, rows, per_chunk), raw_proc.pid, cpu_r))
     finally:
         ch.close()
         raw_ch.close()
@@ -309,6 +331,9 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     print(f"time session OpenSession + UploadData (client leaves hashed while sending, server commit + signature, "
           f"client check) = {ts:.3f} s ({mb / ts:.0f} MB/s)")
     print(f"time bare gRPC client stream of the same bytes = {tr:.3f} s ({mb / tr:.0f} MB/s)")
+    print(f"CPU seconds (client + server process, reported only): session {median(cpu_s):.3f} s, bare stream "
+          f"{median(cpu_r):.3f} s (ratio {median(cpu_s) / median(cpu_r):.2f}); on an idle 2-core machine the wall "
+          f"time ratio approaches max(client, server) CPU over the bare stream's")
     print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R)
     print(ratio_report("upload_vs_raw", ratios(tss, trs), 1.5))
 

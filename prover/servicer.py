@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 import grpc
 
@@ -120,13 +121,21 @@ class TrainerServicer(pb_grpc.TrainerServicer):
                 raise InputError("empty upload: no chunks were sent")
             up = self.m.begin_upload(bytes(c.session_id), c.num_features, c.total_rows,
                                      rows_per_leaf=c.rows_per_leaf or 1)
+            t0, pending = time.perf_counter(), None
             try:
-                while c is not None:
-                    up.add(bytes(c.session_id), c.num_features, c.total_rows, c.num_rows, c.rows)
+                while c is not None:  # check and hash chunk k in the pool while chunk k+1 is received
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.wrap_future(self.pool.submit(
+                        up.add, bytes(c.session_id), c.num_features, c.total_rows, c.num_rows, c.rows))
                     c = await self._recv(context)
+                await pending
                 data, sig = await self._work(up.finish)
             finally:
+                if pending is not None and not pending.done():
+                    await asyncio.wait([pending])
                 up.close()
+            log.debug("upload of %d rows in %.3f s", up.s.shape[0], time.perf_counter() - t0)
         return pb.UploadDataResponse(data_statement=convert.signed_to_proto(data, sig))
 
     @mapped

@@ -113,6 +113,8 @@ class Session:
     opened_at: float = field(default_factory=time.monotonic)
     reserved: int = 0  # bytes of the memory budget this session holds
     rows_per_leaf: int = 1
+    stored: object = None  # upload.StoredRows until training lays the rows out as X, Y
+    shape: tuple = (0, 0)  # (n, d) once the data is committed
     ended: str = ""  # why the session ended (set once, when its resources are released)
 
 
@@ -152,7 +154,7 @@ class SessionManager:
             if s.ended:
                 return
             s.ended = why
-        s.X = s.Y = s.data_tree = s.pk = None
+        s.X = s.Y = s.stored = s.data_tree = s.pk = None
         s.record.clear()
         self.admission.release_session(s.peer, s.reserved)
         memory.trim()
@@ -342,7 +344,7 @@ class SessionManager:
             if not 0 < total <= self.limits.max_key_bytes:
                 raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
                                     f"{self.limits.max_key_bytes} bytes")
-            check_key_header(bytes(first), total, s.cfg, s.X.shape[0], s.X.shape[1])
+            check_key_header(bytes(first), total, s.cfg, *s.shape)
             need = (KEY_FACTOR + 1) * total
             self.admission.reserve(need, f"a proving key of {total} bytes")
             s.reserved += need
@@ -368,6 +370,9 @@ class SessionManager:
             completed = False
             try:
                 s.strategy = self.strategy_factory()
+                if s.X is None:  # lay the rows out once (the chunks are freed as they are copied)
+                    s.X, s.Y = s.stored.arrays()
+                    s.stored = None
                 yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
                                         strategy=s.strategy, record=s.record)
                 if s.proof_kind == "snark":
@@ -451,8 +456,8 @@ class DataUpload:
 
     def finish(self) -> tuple[bytes, bytes]:
         s, rx = self.s, self.rx
-        tree = rx.finish()
-        s.X, s.Y, s.data_tree, s.rows_per_leaf = rx.X, rx.Y, tree, rx.R
+        tree, s.stored = rx.finish()
+        s.data_tree, s.rows_per_leaf, s.shape = tree, rx.R, (rx.n, rx.d)
         data, sig = sign(self.m.key, Statement("data", s.session_id, {
             "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R}))
         s.state = State.DATA_COMMITTED

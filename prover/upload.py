@@ -1,11 +1,11 @@
 """Receiving a session's data and proving key chunk by chunk: every size is checked before bytes are kept.
 
 ``DataReceiver``: the first chunk declares n, d and rows_per_leaf; they are checked against the limits and
-the session's memory is reserved (admission.Admission.reserve) before any row is stored. Rows are copied as
-they arrive into one preallocated features array X (n, d) and target vector Y (n,) (the layout training
-uses, so nothing is copied again), range-checked per chunk, and hashed into data leaves per chunk (the
-leaf hashing overlaps the transfer of the next chunk). What a session keeps is its rows plus the leaf tree
-(32 bytes per ~2 KiB leaf, twice): about 1.03x the data.
+the session's memory is reserved (admission.Admission.reserve) before any row is stored. Each chunk is
+range-checked and hashed into data leaves as it arrives (in the work pool, while the next chunk is being
+received) and kept as received: no copy. Training lays the rows out once (``StoredRows.arrays``: features
+X (n, d) and target Y, contiguous int64) and drops the chunks. What a session keeps after its upload is its
+rows plus the leaf tree (32 bytes per ~4 KiB leaf, twice): about 1.02x the data.
 
 ``KeyReceiver``: the proving key's header (first chunk) must describe exactly this session's circuit
 (constraints, domain, public inputs) and the declared total must be the size that header implies, before
@@ -37,11 +37,29 @@ def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int) -> int:
     return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * (d + 1) * 8 + 64 * leaves + (1 << 20)
 
 
+class StoredRows:
+    """A session's rows as received (int64 little-endian, row-major chunks)."""
+
+    def __init__(self, chunks: list[bytes], n: int, d: int):
+        self.chunks, self.n, self.d = chunks, n, d
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(X (n, d), Y (n,)) contiguous int64; the chunks are released as they are copied."""
+        X = np.empty((self.n, self.d), dtype=np.int64)
+        Y = np.empty(self.n, dtype=np.int64)
+        at = 0
+        while self.chunks:
+            part = np.frombuffer(self.chunks.pop(0), dtype="<i8").reshape(-1, self.d + 1)
+            X[at:at + part.shape[0]] = part[:, :-1]
+            Y[at:at + part.shape[0]] = part[:, -1]
+            at += part.shape[0]
+        return X, Y
+
+
 class DataReceiver:
     def __init__(self, n: int, d: int, rows_per_leaf: int, bound: int):
         self.n, self.d, self.R, self.bound = n, d, rows_per_leaf, bound
-        self.X = np.empty((n, d), dtype=np.int64)  # pages are touched only as rows arrive
-        self.Y = np.empty(n, dtype=np.int64)
+        self.chunks: list[bytes] = []
         self.got = 0
         self.committer = DataCommitter(d, rows_per_leaf)
 
@@ -62,24 +80,24 @@ class DataReceiver:
             raise InputError(f"received more rows ({self.got + nr}) than declared ({self.n})")
         if nr == 0:
             return
-        part = np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1)
+        part = np.frombuffer(raw, dtype="<i8")
         if part.min() < -self.bound or part.max() >= self.bound:
             k = self.bound.bit_length() - 1
             raise InputError(f"data values must lie in [-2^{k}, 2^{k}) in fixed point")
-        self.X[self.got:self.got + nr] = part[:, :-1]
-        self.Y[self.got:self.got + nr] = part[:, -1]
         self.committer.add(raw)
+        self.chunks.append(raw)
         self.got += nr
 
     def release(self) -> None:
         """Drop the received rows now (a failed upload)."""
-        self.X = self.Y = self.committer = None
+        self.chunks, self.committer = [], None
 
-    def finish(self) -> MerkleTree:
+    def finish(self) -> tuple[MerkleTree, StoredRows]:
         if self.got != self.n:
             raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
         self.committer.finish()
-        return MerkleTree(self.committer.leaves)
+        rows, self.chunks = StoredRows(self.chunks, self.n, self.d), []
+        return MerkleTree(self.committer.leaves), rows
 
 
 _HEADER = len(keys_io.MAGIC) + 12 + 4

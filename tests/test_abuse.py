@@ -180,7 +180,7 @@ def test_memory_budget_refuses_before_storing_and_a_stalled_upload_frees_its_mem
     """Abuse 4: uploads held ~3.5x their size; nothing capped the total. Now a session reserves its peak
     (2x its rows plus states) before storing a byte; beyond the budget new work gets RESOURCE_EXHAUSTED with a
     retry hint; a stalled upload is ended and its memory released."""
-    n, d, R = 400_000, 9, 26  # 32 MB of rows in leaves of 26 rows (2 KiB): a reservation of ~68 MB
+    n, d, R = 400_000, 9, 26  # 32 MB of rows in leaves of 26 rows (2 KiB, as a client may choose): a reservation of ~68 MB
     with ProverProcess(key, "--receive-timeout", "6", "--memory-budget", str(120 << 20), "--max-rows", "1000000",
                        "--max-sessions-per-peer", "20") as srv:
         stub = _stub(srv)
