@@ -20,8 +20,8 @@ on the next line (bench/stats.py); times shown are medians. Timings are reported
 from __future__ import annotations
 
 import argparse
-import os
 import hashlib
+import os
 import time
 
 import numpy as np
@@ -185,8 +185,7 @@ def start_process(argv: list[str]):
     """A server process that prints ``listening on ADDR`` first; returns (Popen, address)."""
     import subprocess
 
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            stderr=open(os.environ["VTRAIN_BENCH_LOG"], "w") if os.environ.get("VTRAIN_BENCH_LOG") else subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
@@ -305,7 +304,7 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     R = default_rows_per_leaf(d)  # leaves of >= 4 KiB; the CLI caps R further by the spot check's size
     cap = Limits().max_message_bytes
     tmp = tempfile.mkdtemp(prefix="vtrain-bench-")
-    proc, addr, pub = prover_process(tmp, "-v")
+    proc, addr, pub = prover_process(tmp)
     raw_proc, raw_addr = start_process([sys.executable, "-m", "bench.bench_training", "--raw-server"])
     ch, raw_ch = open_channel(addr, max_bytes=cap), open_channel(raw_addr, max_bytes=cap)
     try:

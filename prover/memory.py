@@ -26,9 +26,6 @@ _LIBC = _libc()
 
 
 def configure() -> None:
-    import os
-    if os.environ.get("VTRAIN_NO_MALLOPT"):
-        return
     if _LIBC is not None and hasattr(_LIBC, "mallopt"):
         _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
         _LIBC.mallopt(_M_TRIM_THRESHOLD, 1 << 20)
