@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bench.bench_training import prover_process, stop_process
+from bench.servers import prover_process, stop_process
 from bench.stats import median, ratio_report
 from protocol.dataset import Table, fit_standardization
 from protocol.training import TrainConfig

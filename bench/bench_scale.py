@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_training import float_sgd, prover_process, stop_process
+from bench.bench_training import float_sgd
+from bench.servers import prover_process, stop_process
 from bench.stats import median, ratio_report
 from protocol.prg import SeedContext
 from protocol.training import Schedule, TrainConfig

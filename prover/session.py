@@ -29,7 +29,7 @@ from . import memory
 from .admission import Admission
 from .adversaries import Honest
 from .trainer import ProgressEvent, run_training
-from .upload import KEY_FACTOR, DataReceiver, check_key_header, data_reservation
+from .upload import KEY_FACTOR, DataReceiver, DataUpload, KeyUpload, check_key_header, data_reservation
 
 log = logging.getLogger("vtrain.prover")
 
@@ -441,70 +441,23 @@ class SessionManager:
         if s is not None and not s.lock.locked():  # a busy session is released when its call ends (_busy)
             self._end(s, "closed by the client")
 
-
-class DataUpload:
-    """One UploadData call in progress (the session is held busy): add chunks, then finish or close."""
-
-    def __init__(self, m: SessionManager, s: Session, rx: DataReceiver, reserved: int):
-        self.m, self.s, self.rx, self.reserved = m, s, rx, reserved
-        self.done = False
-
-    def add(self, sid: bytes, nf: int, _total: int, nr: int, raw: bytes, *_rest) -> None:
-        if bytes(sid) not in (b"", self.s.session_id):
-            raise InputError("every chunk must carry the same session id and feature count")
-        self.rx.add(nf, nr, raw)
-
-    def finish(self) -> tuple[bytes, bytes]:
-        s, rx = self.s, self.rx
+    # -- hooks of the upload calls (prover/upload.py) ----------------------------------------------------
+    def commit_data(self, s: Session, rx: DataReceiver) -> tuple[bytes, bytes]:
+        """All rows arrived: keep them, sign the data statement."""
         tree, s.stored = rx.finish()
         s.data_tree, s.rows_per_leaf, s.shape = tree, rx.R, (rx.n, rx.d)
-        data, sig = sign(self.m.key, Statement("data", s.session_id, {
+        data, sig = sign(self.key, Statement("data", s.session_id, {
             "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R}))
         s.state = State.DATA_COMMITTED
-        self.done = True
         return data, sig
 
-    def close(self) -> None:
-        """End the call; on failure the received rows and their reservation are released at once."""
-        if not self.done:
-            self.rx.release()
-            self.m._unreserve(self.s, self.reserved)
-        self.rx = None
-        memory.trim()  # the chunks' transient buffers
-        self.m._release_call(self.s)
-
-
-class KeyUpload:
-    """One UploadProvingKey call in progress (the session is held busy)."""
-
-    def __init__(self, m: SessionManager, s: Session, total: int, reserved: int):
-        self.m, self.s, self.total, self.reserved = m, s, total, reserved
-        self.buf = bytearray()
-        self.done = False
-
-    def add(self, data: bytes) -> None:
-        if len(self.buf) + len(data) > self.total:
-            raise InputError(f"received more proving-key bytes ({len(self.buf) + len(data)}) than declared "
-                             f"({self.total})")
-        self.buf += data
-
-    def finish(self) -> bytes:
-        if len(self.buf) != self.total:
-            raise InputError(f"the proving key upload ended after {len(self.buf)} of {self.total} bytes")
+    def keep_key(self, s: Session, raw: bytes) -> bytes:
+        """The whole proving key arrived: parse it, keep it; returns the vk hash."""
         try:
-            pk = keys_io.pk_from_bytes(bytes(self.buf))
+            pk = keys_io.pk_from_bytes(raw)
         except TranscriptFormatError as e:
             raise InputError(str(e)) from None
-        self.buf = bytearray()
-        self.m._expect(self.s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
-        self.s.pk = pk
-        self.s.state = State.KEY_RECEIVED
-        self.done = True
+        self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+        s.pk = pk
+        s.state = State.KEY_RECEIVED
         return snark_session.vk_hash(pk.vk)
-
-    def close(self) -> None:
-        self.buf = bytearray()
-        if not self.done:
-            self.m._unreserve(self.s, self.reserved)
-        self.m._release_call(self.s)
-

@@ -23,6 +23,8 @@ from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, MerkleTree
 from protocol.snark import keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 
+from . import memory
+
 # Memory a session may reach while training, per byte of its rows: the rows (1x), the float64 copy the fast
 # step multiplies (1x), numpy temporaries per batch (small). A proving key as parsed into Python integers
 # takes ~4x its encoded size (measured: 116 MB of key -> +438 MB).
@@ -98,6 +100,62 @@ class DataReceiver:
         self.committer.finish()
         rows, self.chunks = StoredRows(self.chunks, self.n, self.d), []
         return MerkleTree(self.committer.leaves), rows
+
+
+class DataUpload:
+    """One UploadData call in progress (the session is held busy): add chunks, then finish or close."""
+
+    def __init__(self, m, s, rx: DataReceiver, reserved: int):
+        self.m, self.s, self.rx, self.reserved = m, s, rx, reserved
+        self.done = False
+
+    def add(self, sid: bytes, nf: int, _total: int, nr: int, raw: bytes, *_rest) -> None:
+        if bytes(sid) not in (b"", self.s.session_id):
+            raise InputError("every chunk must carry the same session id and feature count")
+        self.rx.add(nf, nr, raw)
+
+    def finish(self) -> tuple[bytes, bytes]:
+        out = self.m.commit_data(self.s, self.rx)
+        self.done = True
+        return out
+
+    def close(self) -> None:
+        """End the call; on failure the received rows and their reservation are released at once."""
+        if not self.done:
+            self.rx.release()
+            self.m._unreserve(self.s, self.reserved)
+        self.rx = None
+        memory.trim()  # the chunks' transient buffers
+        self.m._release_call(self.s)
+
+
+class KeyUpload:
+    """One UploadProvingKey call in progress (the session is held busy)."""
+
+    def __init__(self, m, s, total: int, reserved: int):
+        self.m, self.s, self.total, self.reserved = m, s, total, reserved
+        self.buf = bytearray()
+        self.done = False
+
+    def add(self, data: bytes) -> None:
+        if len(self.buf) + len(data) > self.total:
+            raise InputError(f"received more proving-key bytes ({len(self.buf) + len(data)}) than declared "
+                             f"({self.total})")
+        self.buf += data
+
+    def finish(self) -> bytes:
+        if len(self.buf) != self.total:
+            raise InputError(f"the proving key upload ended after {len(self.buf)} of {self.total} bytes")
+        raw, self.buf = bytes(self.buf), bytearray()
+        vk_hash = self.m.keep_key(self.s, raw)
+        self.done = True
+        return vk_hash
+
+    def close(self) -> None:
+        self.buf = bytearray()
+        if not self.done:
+            self.m._unreserve(self.s, self.reserved)
+        self.m._release_call(self.s)
 
 
 _HEADER = len(keys_io.MAGIC) + 12 + 4

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from procs import ProverProcess, make_key, verifier, verifier_json
 
 from protocol import convert
@@ -104,6 +105,9 @@ def _health_and_info_prompt(srv, what: str) -> None:
     assert h.status == health_pb2.HealthCheckResponse.SERVING, what
     info = pb_grpc.TrainerStub(ch).GetInfo(pb.GetInfoRequest(), timeout=1)
     assert info.protocol_version == "vtrain/2", what
+    listed = next(iter(reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=1)))
+    assert "vtrain.v1.Trainer" in [sv.name for sv in listed.list_services_response.service], what
     assert time.monotonic() - t0 < 2.0, what
     ch.close()
 
