@@ -21,7 +21,7 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from protocol.keys import public_bytes
@@ -67,7 +67,7 @@ class TrainerServer:
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
         self.server = grpc.aio.server(options=opts)
         trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool, self.workers), self.server)
-        health_servicer = HealthServicer()
+        health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
