@@ -65,7 +65,7 @@ def prover_process(tmpdir, *extra: str):
 
     exe = str(Path(sys.executable).parent / "vtrain-prover")
     key = Path(tmpdir) / "trainer.pem"
-    pub = bytes.fromhex(subprocess.run([exe, "keygen", "--out", str(key)], capture_output=True, text=True,
+    pub = bytes.fromhex(subprocess.run([exe, "keygen", "--out", str(key), "--force"], capture_output=True, text=True,
                                        check=True).stdout.strip())
     proc, addr = start_process([exe, "serve", "--key", str(key), "--listen", "127.0.0.1:0", *extra])
     return proc, addr, pub

@@ -37,6 +37,10 @@ def leaf_prefix(kind: str) -> bytes:
     return tag_bytes(f"merkle/leaf/{kind}") + b"\x00"
 
 
+_STATE_PREFIX = leaf_prefix("state")
+_LE_I64 = np.dtype("<i8")
+
+
 def leaf_hash(kind: str, payload: bytes) -> bytes:
     return _h(leaf_prefix(kind) + payload)
 
@@ -153,7 +157,12 @@ def data_block_leaf(leaf_index: int, rows) -> bytes:
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:
-    return leaf_hash("state", state_leaf_payload(step, theta))
+    """leaf_hash("state", state_leaf_payload(step, theta)), on the trainer's per-step path: one call."""
+    if isinstance(theta, np.ndarray) and theta.dtype == _LE_I64 and theta.flags.c_contiguous:
+        raw = theta.tobytes()
+    else:
+        raw = np.ascontiguousarray(theta, dtype="<i8").tobytes()
+    return hashlib.sha256(_STATE_PREFIX + step.to_bytes(8, "big") + raw).digest()
 
 
 class MerkleTree:
