@@ -7,6 +7,10 @@ import numpy as np
 from .training import TrainConfig
 from .wire import trainer_pb2 as pb
 
+# Trailing metadata of a RESOURCE_EXHAUSTED refusal from a busy trainer: decimal milliseconds to wait before
+# trying again (docs/PROTOCOL.md section 2).
+RETRY_AFTER_KEY = "retry-after-ms"
+
 
 def config_to_proto(cfg: TrainConfig) -> pb.TrainingConfig:
     return pb.TrainingConfig(**cfg.to_dict())

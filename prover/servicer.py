@@ -43,7 +43,6 @@ _STATUS = [
     (InputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
-RETRY_AFTER_KEY = "retry-after-ms"
 _END = object()
 
 
@@ -54,7 +53,7 @@ async def _abort(context, method: str, exc: Exception):
             log.info("refused %s peer=%s status=%s reason=%s", method, peer, code.name, exc,
                      extra={"event": "refused", "method": method, "peer": peer, "status": code.name,
                             "reason": str(exc)})
-            meta = ((RETRY_AFTER_KEY, str(int(exc.retry_after * 1000))),) if isinstance(exc, Overloaded) else ()
+            meta = ((convert.RETRY_AFTER_KEY, str(int(exc.retry_after * 1000))),) if isinstance(exc, Overloaded) else ()
             await context.abort(code, str(exc), trailing_metadata=meta)
     log.exception("internal error in %s (peer %s)", method, peer)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")

@@ -41,7 +41,6 @@ class Refused(SessionAborted):
         self.retry_after = retry_after
 
 
-RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a refusal (docs/PROTOCOL.md section 2)
 
 
 def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
@@ -49,7 +48,7 @@ def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
     msg = f"{prefix}{e.code().name}: {e.details()}"
     if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         for k, v in (e.trailing_metadata() or ()):
-            if k == RETRY_AFTER_KEY:
+            if k == convert.RETRY_AFTER_KEY:
                 try:
                     return Refused(msg, max(0.0, min(float(v) / 1000, 300.0)))
                 except ValueError:
