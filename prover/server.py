@@ -53,6 +53,9 @@ class TrainerServer:
         self.manager, self.limits, self.workers = manager, limits, workers
         memory.configure()
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vtrain-work")
+        # synchronous handlers of services other modules add (add_generic_rpc_handlers) run here, apart from
+        # the Trainer's work pool and from the event loop that serves health, reflection and GetInfo
+        self.sync_pool = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="vtrain-sync")
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="vtrain-grpc", daemon=True)
         self._thread.start()
@@ -65,7 +68,7 @@ class TrainerServer:
     async def _build(self, address: str, tls) -> int:
         opts = [("grpc.max_receive_message_length", self.limits.max_message_bytes),
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
-        self.server = grpc.aio.server(options=opts)
+        self.server = grpc.aio.server(migration_thread_pool=self.sync_pool, options=opts)
         trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool, self.workers), self.server)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
@@ -81,6 +84,16 @@ class TrainerServer:
         if bound == 0:
             raise OSError(f"could not bind {address}")
         return bound
+
+    async def _apply(self, fn, *args):
+        return fn(*args)
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        """Add another service before start (grpc.Server's method, so generated ``add_*_to_server`` works)."""
+        self._call(self._apply(self.server.add_generic_rpc_handlers, handlers))
+
+    def add_registered_method_handlers(self, service_name, method_handlers) -> None:
+        self._call(self._apply(self.server.add_registered_method_handlers, service_name, method_handlers))
 
     async def _reap(self) -> None:
         while True:
@@ -106,6 +119,7 @@ class TrainerServer:
 
         def finish(fut):
             self.pool.shutdown(wait=False, cancel_futures=True)
+            self.sync_pool.shutdown(wait=False, cancel_futures=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
             done.set_result(None)
 
