@@ -5,8 +5,8 @@
   (384 rows x 6 features, logistic, 1 epoch, B = 16, K = 8). Prints sessions/s and p50/p99 session latency.
   The clients share this process's GIL, so latencies include client-side contention.
 * ``ratio load_rss_vs_data``: 8 concurrent sessions of 100,000 x 20 rows (16.8 MB of int64 rows each) against a
-  fresh trainer process; (server peak RSS - its RSS before the load) / (bytes of rows of the sessions in
-  flight). Target <= 2.0. Median of ``--repeats`` runs, min/max on the next line.
+  fresh trainer process warmed by one small session; (server peak RSS - its RSS before the load) / (bytes of
+  rows of the sessions in flight). Target <= 2.0. Median of ``--repeats`` runs, min/max on the next line.
 
 Usage: ``python -m bench.bench_load [--quick] [--repeats 5]``.
 """
@@ -102,6 +102,7 @@ def run_rss(tmp: str, repeats: int, sessions: int = 8, n: int = 100_000, d: int 
     for _ in range(repeats):
         proc, addr, _pub = prover_process(tmp, *SERVE)
         try:
+            run_clients(addr, [table(384, 6, 99)], SMALL, 8)  # first-use imports and pools, not data
             base = _status(proc.pid, "VmRSS")
             run_clients(addr, tables, BIG, 16)
             peak = _status(proc.pid, "VmHWM")
