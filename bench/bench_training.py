@@ -149,19 +149,22 @@ def run_commit_overhead(p: dict, repeats: int) -> None:
 
 # -- upload_vs_raw -----------------------------------------------------------------------------------------
 def session_upload(stub, rows, cfg, pub, per_chunk, rows_per_leaf) -> bytes:
-    """OpenSession + UploadData exactly as the client runs them (verifier.client.upload_rows: the client's own
-    data leaves hashed chunk by chunk as gRPC sends them), then the check of the signed data statement."""
+    """The client's data root (computed before the session: the client record commits to it, #7), OpenSession +
+    UploadData exactly as the client runs them (verifier.client.upload_rows), then the check of the signed data
+    statement."""
     from protocol import convert
     from protocol.wire import trainer_pb2 as pb
     from verifier import checks
+    from protocol.merkle import data_root as compute_root
     from verifier.client import upload_rows
 
     n, w = rows.shape
+    data_root = compute_root(rows, rows_per_leaf)
     resp = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=_bytes("upload"),
                                                   proof_kind="spot"))
     sid = bytes(resp.session_id)
     tr = {"statements": {}}
-    data_root, signed = upload_rows(stub, lambda fn, *a: fn(*a), sid, rows, 64 << 20, per_chunk, rows_per_leaf, tr)
+    signed = upload_rows(stub, lambda fn, *a: fn(*a), sid, rows, 64 << 20, per_chunk, rows_per_leaf, tr)
     checks.check_data(pub, signed, sid, data_root=data_root, num_rows=n, num_features=w - 1,
                       rows_per_leaf=rows_per_leaf)
     stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
@@ -273,8 +276,8 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
     for _ev in m.train(sid):
         pass
     rec = s.record["result"]
-    openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")]
-    wire = sum(convert.opening_to_proto(op).ByteSize() for op in m.prove(sid, audit, "spot"))
+    openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")[0]]
+    wire = sum(convert.opening_to_proto(op).ByteSize() for op in m.prove(sid, audit, "spot")[0])
     return sid, rows, s.data_tree.root, seed, audit, rec.tree.leaves(), rec.final_model, openings, wire
 
 

@@ -14,19 +14,20 @@ import grpc
 from protocol import convert
 from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
+from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
 from protocol.hashing import tagged_hash
-from protocol.merkle import DataCommitter, MerkleTree, default_rows_per_leaf
+from protocol.merkle import MerkleTree, data_root, default_rows_per_leaf
 from protocol.prg import seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION
 from protocol.training import TrainConfig
-from protocol.transcript import FORMAT, metadata_binding
+from protocol.transcript import FORMAT
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
-from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
+from .audit import Verdict, rejected_verdict, verify_transcript
 
 
 class SessionAborted(Exception):
@@ -69,20 +70,25 @@ def backoff_seconds(attempt: int, hint: float) -> float:
 
 @dataclass
 class ClientSeeds:
+    """The client's secrets for one session. The audit seed and the nonce secret always come from the OS
+    CSPRNG; the training seed too, unless the user fixed it (``--insecure-fixed-seed``, tests and demos)."""
+
     training_seed: bytes
     audit_seed: bytes
     nonce_secret: bytes
+    randomness: str = RANDOMNESS_OS
 
     @classmethod
     def fresh(cls) -> ClientSeeds:
         return cls(os.urandom(32), os.urandom(32), os.urandom(32))
 
     @classmethod
-    def from_master(cls, master: bytes) -> ClientSeeds:
-        """--seed: reproducible client randomness (for tests and demos; a real client uses fresh seeds)."""
-        def part(label: bytes) -> bytes:
-            return tagged_hash("session-binding", b"client-seed/" + label, master)
-        return cls(part(b"training"), part(b"audit"), part(b"nonce"))
+    def fixed_training(cls, master: bytes) -> ClientSeeds:
+        """``--insecure-fixed-seed``: the training seed (batch order, initial state) derived from ``master``, so
+        a run can be repeated; the audit seed and the nonce secret stay fresh, so the challenge is still
+        unpredictable. The verdict says the randomness was fixed by the user."""
+        seed = tagged_hash("session-binding", b"client-seed/training", master)
+        return cls(seed, os.urandom(32), os.urandom(32), RANDOMNESS_FIXED)
 
 
 def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
@@ -96,18 +102,21 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
-                retries: int = 0) -> tuple[dict, Verdict]:
+                retries: int = 0, accept_key=None, timings: dict | None = None) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
 
+    ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
+    it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
+    the full replay (verify_transcript with the rows).
+
     ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
-    training seed is revealed is started again, as a new session, up to this many times, after
-    ``backoff_seconds``."""
+    training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
+    ``backoff_seconds``. A refusal after the training seed left the client is never retried with that seed."""
     cfg.validate()
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
     meta = {"source": table.source, "feature_names": table.feature_names, "target": table.target,
-            "standardization": stdz.to_dict()}
-    client_nonce = metadata_binding(meta, seeds.nonce_secret)
+            "standardization": stdz.to_dict(), "randomness": seeds.randomness}
     if proof_kind == "snark":
         try:
             snark_session.check_size(cfg, n, d, max_constraints or snark_session.DEFAULT_MAX_CONSTRAINTS)
@@ -115,18 +124,29 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
             raise SessionAborted(str(e)) from None
     elif proof_kind != "spot":
         raise SessionAborted(f"unknown proof kind {proof_kind!r}")
+    # Block data leaves (vtrain/2): the client's own data root, computed before the session because the client
+    # record commits to it (docs/PROTOCOL.md §5) before the trainer picks its session id.
+    rows_per_leaf = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)
     base: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
                   "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                  "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
+                  "num_rows": n, "num_features": d, "data_root": data_root(rows, rows_per_leaf).hex(),
+                  "rows_per_leaf": rows_per_leaf,
+                  "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
+                  "spot_checks": spot_checks, "statements": {}}
+    # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
+    record = {**client_record(base), "config": base["config"], "proof_kind": proof_kind}
+    base["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
     status = status or (lambda msg: None)
     attempt = 0
     while True:
         tr = copy.deepcopy(base)
         try:
             _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status)
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key)
         except Refused as e:
-            if attempt >= retries or "randomness" in tr["statements"]:
+            # "audit_commitment" is recorded just before CommitRandomness carries the training seed out: from
+            # then on a new session with the same seed would let the trainer pick its session id knowing it.
+            if attempt >= retries or "audit_commitment" in tr:
                 raise
             delay = backoff_seconds(attempt, e.retry_after)
             status(f"the trainer is busy ({e}); new session in {delay:.1f} s (retry {attempt + 1} of {retries})")
@@ -138,13 +158,16 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
             tr["verdict"] = verdict.to_dict()
             return tr, verdict
         break
-    verdict = verify_transcript(tr, compare_recorded=False)
+    t0 = time.perf_counter()
+    verdict = verify_transcript(tr, compare_recorded=False, live=True)
+    if timings is not None:
+        timings["spot_check"] = time.perf_counter() - t0
     tr["verdict"] = verdict.to_dict()
     return tr, verdict
 
 
-
-def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status):
+def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
+          accept_key):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -163,7 +186,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     tr["trainer_key"] = pub.hex()
     if trainer_key is not None and pub != trainer_key:
         raise VerificationError(f"the server's trainer key {pub.hex()} is not the pinned key {trainer_key.hex()}")
-    tr["trust"] = "pinned" if trainer_key is not None else "first-use"
+    if accept_key is not None:
+        accept_key(pub)
     if info.protocol_version != PROTOCOL_VERSION:
         raise SessionAborted(f"the trainer speaks {info.protocol_version!r}, this client {PROTOCOL_VERSION!r}")
     _check_limits(info.limits, n, d, cfg.num_steps(n))
@@ -181,9 +205,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
                          proof_kind=kind)
 
+    data_root = bytes.fromhex(tr["data_root"])
     try:
-        data_root, data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk,
-                                             default_rows_per_leaf(d, n, spot_checks * cfg.batch_size), tr)
+        data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
@@ -194,8 +218,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                       rows_per_leaf=tr["rows_per_leaf"])
 
     commitment = seed_commitment(seeds.audit_seed, sid)
-    tr.update(training_seed=seeds.training_seed.hex(), audit_seed=seeds.audit_seed.hex(),
-              audit_commitment=commitment.hex(), spot_checks=spot_checks)
+    tr["audit_commitment"] = commitment.hex()
     resp = call(stub.CommitRandomness, pb.CommitRandomnessRequest(
         session_id=sid, training_seed=seeds.training_seed, audit_commitment=commitment, spot_checks=spot_checks))
     rand_signed = convert.signed_from_proto(resp.randomness_statement)
@@ -240,9 +263,10 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     try:
         resp = stub.Prove(pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind), timeout=timeout)
     except grpc.RpcError as e:
-        # the model exists but comes without a proof: keep it, unverified, with the reason
+        # the model exists but comes without a proof: keep it, unverified, with the reason (the verdict is then
+        # computed from everything else the trainer signed, exactly as the audit recomputes it)
         tr["proof_error"] = f"{e.code().name}: {e.details()}"
-        raise VerificationError(no_proof_reason(tr["proof_error"])) from None
+        return
     if kind == "snark":
         try:
             proof = snarkjs_io.proof_from_bytes(bytes(resp.snark_proof))
@@ -256,7 +280,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
             tr["model"], theta0, snark_session.session_binding(session_signed[0])))
         tr["proof"] = snark_state
     else:
-        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings]}
+        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings],
+                       "statement": [x.hex() for x in convert.signed_from_proto(resp.openings_statement)]}
     try:
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
@@ -264,20 +289,16 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
 
 
 def upload_rows(stub, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
-                tr: dict) -> tuple[bytes, tuple[bytes, bytes]]:
-    """Stream the rows (about 1 MiB per chunk) while hashing them into the client's own data leaves, chunk by
-    chunk as each is handed to gRPC (the hashing overlaps the transfer). Returns (own data root, signed data
-    statement) and records both in ``tr``."""
+                tr: dict) -> tuple[bytes, bytes]:
+    """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows. The client's own data
+    root was computed before the session (the client record commits to it). Returns the signed data statement
+    and records it in ``tr``."""
     d = rows.shape[1] - 1
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    committer = DataCommitter(d, rows_per_leaf)
-    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf, committer.add))
-    committer.finish()
-    data_root = MerkleTree(committer.leaves).root
-    tr.update(data_root=data_root.hex(), rows_per_leaf=rows_per_leaf)
+    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf))
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
-    return data_root, data_signed
+    return data_signed
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
