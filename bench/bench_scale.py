@@ -55,7 +55,8 @@ def session(csv: Path, address: str, out: Path) -> tuple[float, int]:
     t0 = time.perf_counter()
     proc = subprocess.Popen([exe, "train", "--server", address, "--data", str(csv), "--target", "y", "--model",
                              "logistic", "--epochs", "1", "--batch-size", "256", "--spot-checks", "64", "--out",
-                             str(out / "t.json"), "--model-out", str(out / "m.json"), "--json"],
+                             str(out / "t.json"), "--model-out", str(out / "m.json"), "--json",
+                             "--trust-store", str(out / "known_trainers")],  # a fresh server key each run
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: dict = {}
     readers = [threading.Thread(target=lambda k, f: out.__setitem__(k, f.read()), args=(k, f))

@@ -19,10 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ProverProcess, make_key
 
 from protocol import convert
-from protocol.dataset import Table, fit_standardization
+from protocol.dataset import Table, fit_standardization, quantized_rows
 from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
+from verifier.audit import with_replay
 from verifier.client import ClientSeeds, open_channel, run_session
 
 HONEST = 32
@@ -105,10 +106,12 @@ def test_32_honest_sessions_verify_under_abuse(tmp_path):
             table = _table(i)
             ch = open_channel(honest_addr)
             try:
-                _tr, verdict = run_session(ch, table, fit_standardization(table, CFG.model), CFG, spot_checks=8,
-                                           seeds=ClientSeeds.fresh(), timeout=60, retries=12,
-                                           status=lambda msg: retries.__setitem__(0, retries[0] + ("busy" in msg)))
-                results[i] = verdict.status
+                stdz = fit_standardization(table, CFG.model)
+                tr, verdict = run_session(ch, table, stdz, CFG, spot_checks=8,
+                                          seeds=ClientSeeds.fresh(), timeout=60, retries=12,
+                                          status=lambda msg: retries.__setitem__(0, retries[0] + ("busy" in msg)))
+                # as `train` does by default (#7): VERIFIED only after the full replay of every step
+                results[i] = with_replay(verdict, tr, quantized_rows(table, stdz, CFG.frac_bits)).status
             except Exception as e:  # noqa: BLE001 - recorded and asserted below
                 results[i] = f"{type(e).__name__}: {e}"
             finally:
