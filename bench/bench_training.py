@@ -13,18 +13,19 @@
   (converted through the wire format, as the client records them) vs ``verifier.checks.replay``.
 * Quality on the bundled data sets (see ``bench/quality.py``).
 
-Each ratio is best-of-``--repeats`` of each side, the two sides interleaved. Timings are reported, never
-asserted. Usage: ``python -m bench.bench_training [--quick] [--repeats 3] [--skip NAME ...]``.
+Each ratio is the median of the per-run ratios over ``--repeats`` (>= 5) interleaved runs, with min and max
+on the next line (bench/stats.py); times shown are medians. Timings are reported, never asserted. Usage: ``python -m bench.bench_training [--quick] [--repeats 3] [--skip NAME ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import time
 
 import numpy as np
 
+from bench.servers import prover_process, start_process, stop_process, with_cpu
+from bench.stats import interleaved, median, ratio_report, ratios
 from protocol.fixedpoint import quantize
 from protocol.prg import SeedContext
 from protocol.training import Schedule, TrainConfig, train_honest
@@ -42,19 +43,8 @@ def _bytes(label: str, n: int = 32) -> bytes:
 
 
 def best_of(repeats: int, *fns):
-    """Run the callables interleaved ``repeats`` times; returns (best times, last results)."""
-    times = [[] for _ in fns]
-    results = [None] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            results[i] = fn()
-            times[i].append(time.perf_counter() - t0)
-    return [min(t) for t in times], results
-
-
-def ratio_line(name: str, value: float, target: float) -> str:
-    return f"ratio {name} = {value:.3f} (target <= {target})"
+    """Interleaved runs; returns (per-callable lists of seconds, last results)."""
+    return interleaved(repeats, *fns)
 
 
 def synthetic(n: int, d: int, seed: int, frac_bits: int = 16):
@@ -107,9 +97,10 @@ def run_train_vs_float(p: dict, repeats: int) -> None:
     sched = Schedule(ctx, cfg, n, d)
     theta0 = sched.initial_state()
     # both sides derive the batches through a fresh Schedule (the same seeded shuffles): the same schedule
-    (te, tf), (th_e, th_f) = best_of(repeats, lambda: exact_training(Xq, Yq, cfg, ctx),
+    (tes, tfs), (th_e, th_f) = best_of(repeats, lambda: exact_training(Xq, Yq, cfg, ctx),
                                      lambda: float_sgd(X, y, Schedule(ctx, cfg, n, d), theta0, cfg))
     T = sched.num_steps
+    te, tf = median(tes), median(tfs)
     diff = float(np.abs(th_e / (1 << cfg.frac_bits) - th_f).max())
     print(f"[train_vs_float] n = {n:,}, d = {d}, B = {cfg.batch_size}, epochs = {cfg.epochs}, T = {T:,} steps, "
           f"logistic, lr = {cfg.lr:.6f}, f = {cfg.frac_bits}")
@@ -117,7 +108,7 @@ def run_train_vs_float(p: dict, repeats: int) -> None:
           f"({te / T * 1e6:.1f} us/step)")
     print(f"time float64 numpy SGD (same Schedule, float data) = {tf:.3f} s ({tf / T * 1e6:.1f} us/step)")
     print(f"max |theta_exact - theta_float| = {diff:.2e} (fixed point vs float, reals)")
-    print(ratio_line("train_vs_float", te / tf, 1.5))
+    print(ratio_report("train_vs_float", ratios(tes, tfs), 1.5))
 
 
 # -- commit_overhead ---------------------------------------------------------------------------------------
@@ -141,54 +132,41 @@ def run_commit_overhead(p: dict, repeats: int) -> None:
     _X, _y, Xq, Yq = synthetic(n, d, seed=2)
     ctx = bench_context("commit")
     key = Ed25519PrivateKey.generate()
-    (tc, tb), ((rec, events), theta) = best_of(repeats, lambda: committed_training(key, ctx.session_id, Xq, Yq, cfg, ctx),
+    committed_training(key, ctx.session_id, Xq, Yq, cfg, ctx)  # warm-up of both sides (page cache, allocator)
+    exact_training(Xq, Yq, cfg, ctx)
+    (tcs, tbs), ((rec, events), theta) = best_of(repeats, lambda: committed_training(key, ctx.session_id, Xq, Yq, cfg, ctx),
                                                lambda: exact_training(Xq, Yq, cfg, ctx))
     T = cfg.num_steps(n)
+    tc, tb = median(tcs), median(tbs)
     same = bool(np.array_equal(rec.final_model, theta))
     print(f"[commit_overhead] n = {n:,}, d = {d}, B = {cfg.batch_size}, epochs = {cfg.epochs}, T = {T:,} steps, "
           f"checkpoint every {cfg.checkpoint_interval} steps ({T // cfg.checkpoint_interval} signatures + final), "
           f"{events} events; same final model: {same}")
     print(f"time run_training consumed (commitments + Ed25519 signatures) = {tc:.3f} s ({tc / T * 1e6:.1f} us/step)")
     print(f"time bare bit-exact training (train_honest) = {tb:.3f} s ({tb / T * 1e6:.1f} us/step)")
-    print(ratio_line("commit_overhead", tc / tb, 1.10))
+    print(ratio_report("commit_overhead", ratios(tcs, tbs), 1.10))
 
 
 # -- upload_vs_raw -----------------------------------------------------------------------------------------
-def _raw_server(max_bytes: int):
-    from concurrent import futures
-
-    import grpc
-
-    def upload(request_iterator, context):
-        total = 0
-        for chunk in request_iterator:
-            total += len(chunk)
-        return total.to_bytes(8, "big")
-
-    handler = grpc.method_handlers_generic_handler(
-        "benchraw.Raw", {"Upload": grpc.stream_unary_rpc_method_handler(upload)})  # identity (de)serializers
-    opts = [("grpc.max_receive_message_length", max_bytes), ("grpc.max_send_message_length", max_bytes)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=opts)
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    return server, port
-
-
-def session_upload(stub, rows, cfg, pub, per_chunk) -> bytes:
+def session_upload(stub, rows, cfg, pub, per_chunk, rows_per_leaf) -> bytes:
+    """The client's data root (computed before the session: the client record commits to it, #7), OpenSession +
+    UploadData exactly as the client runs them (verifier.client.upload_rows), then the check of the signed data
+    statement."""
     from protocol import convert
-    from protocol.merkle import MerkleTree, data_leaves
     from protocol.wire import trainer_pb2 as pb
     from verifier import checks
+    from protocol.merkle import data_root as compute_root
+    from verifier.client import upload_rows
 
     n, w = rows.shape
-    nonce = _bytes("upload/nonce")
-    resp = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=nonce,
+    data_root = compute_root(rows, rows_per_leaf)
+    resp = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=_bytes("upload"),
                                                   proof_kind="spot"))
     sid = bytes(resp.session_id)
-    data_root = MerkleTree(data_leaves(rows)).root  # the client's own root, as run_session computes it
-    resp = stub.UploadData(convert.rows_to_chunks(sid, rows, per_chunk))
-    checks.check_data(pub, convert.signed_from_proto(resp.data_statement), sid, data_root=data_root, num_rows=n,
-                      num_features=w - 1)
+    tr = {"statements": {}}
+    signed = upload_rows(stub, lambda fn, *a: fn(*a), sid, rows, 64 << 20, per_chunk, rows_per_leaf, tr)
+    checks.check_data(pub, signed, sid, data_root=data_root, num_rows=n, num_features=w - 1,
+                      rows_per_leaf=rows_per_leaf)
     stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
     return data_root
 
@@ -203,13 +181,33 @@ def raw_upload(call, rows, per_chunk) -> int:
     return int.from_bytes(call(chunks()), "big")
 
 
+def opening_bytes(n: int, d: int, B: int, R: int) -> int:
+    """Raw size of one challenged step's opening: two states with their proofs, and per batch row its values,
+    its data leaf (R rows) and the leaf's inclusion proof (int64 values, 32-byte hashes; protobuf adds a
+    few bytes per field). R = 1 is the previous per-row commitment (no separate leaf rows)."""
+    leaves = -(-n // R)
+    depth = max(1, (leaves - 1).bit_length())
+    row = (d + 1) * 8
+    per_row = row + depth * 32 + (R * row if R > 1 else 0)
+    return 2 * (row + 32 * 20) + B * per_row
+
+
+def print_openings(label: str, n: int, d: int, B: int, K: int, R: int) -> None:
+    before, after = opening_bytes(n, d, B, 1), opening_bytes(n, d, B, R)
+    data = n * (d + 1) * 8
+    print(f"opening per challenged step ({label}: n = {n:,}, d = {d}, B = {B}): before (one row per leaf) "
+          f"{before / 1e3:.1f} kB, after (R = {R} rows per leaf) {after / 1e3:.1f} kB; K = {K} steps move "
+          f"{K * after / 1e6:.2f} MB = {K * after / data:.1%} of the {data / 1e6:.1f} MB of data (before "
+          f"{K * before / data:.1%})")
+
+
 def run_upload_vs_raw(p: dict, repeats: int) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    import sys
+    import tempfile
 
     from protocol.dataset import rows_matrix
-    from protocol.keys import public_bytes
+    from protocol.merkle import default_rows_per_leaf
     from protocol.wire import trainer_pb2_grpc as pb_grpc
-    from prover.server import build_server
     from prover.session import Limits
     from verifier.client import open_channel
 
@@ -218,35 +216,44 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     rows = rows_matrix(Xq, Yq)
     cfg = TrainConfig(model="logistic", epochs=1, batch_size=256).validate()
     per_chunk = max(1, CHUNK_BYTES // ((d + 1) * 8))
-    limits = Limits()
-    key = Ed25519PrivateKey.generate()
-    server, port, _manager = build_server(key, "127.0.0.1", 0, limits)
-    raw_server, raw_port = _raw_server(limits.max_message_bytes)
-    server.start()
-    raw_server.start()
-    ch = open_channel(f"127.0.0.1:{port}", max_bytes=limits.max_message_bytes)
-    raw_ch = open_channel(f"127.0.0.1:{raw_port}", max_bytes=limits.max_message_bytes)
+    R = default_rows_per_leaf(d)  # leaves of >= 4 KiB; the CLI caps R further by the spot check's size
+    cap = Limits().max_message_bytes
+    tmp = tempfile.mkdtemp(prefix="vtrain-bench-")
+    proc, addr, pub = prover_process(tmp)
+    raw_proc, raw_addr = start_process([sys.executable, "-m", "bench.servers"])
+    ch, raw_ch = open_channel(addr, max_bytes=cap), open_channel(raw_addr, max_bytes=cap)
     try:
         stub = pb_grpc.TrainerStub(ch)
         call = raw_ch.stream_unary("/benchraw.Raw/Upload")  # no serializers: bytes in, bytes out
-        (ts, tr), (_root, got) = best_of(repeats, lambda: session_upload(stub, rows, cfg, public_bytes(key), per_chunk),
-                                         lambda: raw_upload(call, rows, per_chunk))
+        session_upload(stub, rows[:1000], cfg, pub, per_chunk, R)  # warm both connections
+        raw_upload(call, rows[:1000], per_chunk)
+        cpu_s, cpu_r = [], []
+        (tss, trs), (_root, got) = best_of(
+            repeats, with_cpu(lambda: session_upload(stub, rows, cfg, pub, per_chunk, R), proc.pid, cpu_s),
+            with_cpu(lambda: raw_upload(call, rows, per_chunk), raw_proc.pid, cpu_r))
     finally:
         ch.close()
         raw_ch.close()
-        server.stop(None)
-        raw_server.stop(None)
+        stop_process(proc)
+        stop_process(raw_proc)
+    ts, tr = median(tss), median(trs)
     mb = rows.nbytes / 1e6
     print(f"[upload_vs_raw] n = {n:,}, d = {d}: {mb:.1f} MB of int64 rows in {-(-n // per_chunk)} chunks of "
-          f"{per_chunk} rows ({per_chunk * (d + 1) * 8:,} bytes); raw server received {got:,} bytes")
-    print(f"time session OpenSession + UploadData (client root, server commit + signature) = {ts:.3f} s "
-          f"({mb / ts:.0f} MB/s)")
+          f"{per_chunk} rows ({per_chunk * (d + 1) * 8:,} bytes), rows_per_leaf R = {R} "
+          f"({R * (d + 1) * 8:,}-byte leaves); raw server received {got:,} bytes; both servers are separate "
+          f"processes (the trainer is a real `vtrain-prover serve`)")
+    print(f"time session OpenSession + UploadData (client leaves hashed while sending, server commit + signature, "
+          f"client check) = {ts:.3f} s ({mb / ts:.0f} MB/s)")
     print(f"time bare gRPC client stream of the same bytes = {tr:.3f} s ({mb / tr:.0f} MB/s)")
-    print(ratio_line("upload_vs_raw", ts / tr, 1.5))
+    print(f"CPU seconds (client + server process, reported only): session {median(cpu_s):.3f} s, bare stream "
+          f"{median(cpu_r):.3f} s (ratio {median(cpu_s) / median(cpu_r):.2f}); on an idle 2-core machine the wall "
+          f"time ratio approaches max(client, server) CPU over the bare stream's")
+    print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R)
+    print(ratio_report("upload_vs_raw", ratios(tss, trs), 1.5))
 
 
 # -- spot_vs_replay ----------------------------------------------------------------------------------------
-def trained_session(n: int, d: int, cfg: TrainConfig, K: int):
+def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
     """Run one honest session through the SessionManager handlers (no transport); returns what the client
     holds after Prove: (sid, rows, data_root, training_seed, audit_seed, leaves, model, openings as recorded)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -263,30 +270,33 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int):
     m = SessionManager(key, public_bytes(key), Limits())
     s, _data, _sig = m.open_session(cfg, _bytes("spot/nonce"), "spot")
     sid = s.session_id
-    m.upload(iter([(sid, d, n, n, rows.tobytes())]))
+    m.upload(iter([(sid, d, n, n, rows.tobytes(), R)]))
     seed, audit = _bytes("spot/seed"), _bytes("spot/audit")
     m.commit_randomness(sid, seed, seed_commitment(audit, sid), K)
     for _ev in m.train(sid):
         pass
     rec = s.record["result"]
     openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")[0]]
-    return sid, rows, s.data_tree.root, seed, audit, list(rec.tree.levels[0]), rec.final_model, openings
+    wire = sum(convert.opening_to_proto(op).ByteSize() for op in m.prove(sid, audit, "spot")[0])
+    return sid, rows, s.data_tree.root, seed, audit, rec.tree.leaves(), rec.final_model, openings, wire
 
 
 def run_spot_vs_replay(p: dict, repeats: int) -> None:
-    from protocol.merkle import MerkleTree
+    from protocol.merkle import MerkleTree, default_rows_per_leaf
     from verifier import checks
 
     n, d, K = p["spot_n"], p["spot_d"], p["K"]
     cfg = TrainConfig(model="logistic", epochs=p["spot_epochs"], batch_size=p["spot_B"]).validate()
-    sid, rows, data_root, seed, audit, leaves, model, openings = trained_session(n, d, cfg, K)
+    R = default_rows_per_leaf(d, n, K * cfg.batch_size)  # the client's rule
+    sid, rows, data_root, seed, audit, leaves, model, openings, wire = trained_session(n, d, cfg, K, R)
     ctx = SeedContext(sid, data_root, seed)
     T = cfg.num_steps(n)
     state_root = MerkleTree(leaves).root
 
     def spot():
         return checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit, spot_checks=K,
-                                 num_steps=T, data_root=data_root, num_rows=n, sched=Schedule(ctx, cfg, n, d), cfg=cfg)
+                                 num_steps=T, data_root=data_root, num_rows=n, sched=Schedule(ctx, cfg, n, d), cfg=cfg,
+                                 rows_per_leaf=R)
 
     def replay():
         checks.replay(rows, leaves, model, Schedule(ctx, cfg, n, d), cfg)
@@ -303,14 +313,17 @@ def run_spot_vs_replay(p: dict, repeats: int) -> None:
             if t and t % cfg.checkpoint_interval == 0:
                 fr.root()
 
-    (ts, tr, tx), _ = best_of(repeats, spot, replay, spot_verdict_extras)
+    (tss, trs, txs), _ = best_of(repeats, spot, replay, spot_verdict_extras)
+    ts, tr, tx = median(tss), median(trs), median(txs)
     print(f"[spot_vs_replay] n = {n:,}, d = {d}, B = {cfg.batch_size}, epochs = {cfg.epochs}, T = {T:,} steps, "
-          f"K = {K} openings ({K * cfg.batch_size} row openings), logistic")
+          f"K = {K} openings ({K * cfg.batch_size} row openings), logistic, rows_per_leaf R = {R}")
+    print_openings("spot_vs_replay", n, d, cfg.batch_size, K, R)
+    print(f"openings as sent (protobuf) = {wire / 1e3:.1f} kB for K = {K} steps ({wire / K / 1e3:.1f} kB per step)")
     print(f"time check_spot (K = {K}) = {ts * 1e3:.1f} ms ({ts / K * 1e3:.2f} ms/opening)")
     print(f"time full replay (checks.replay) = {tr:.3f} s ({tr / T * 1e6:.1f} us/step)")
     print(f"time O(T) state-root work of the spot verdict besides check_spot (state tree + prefix roots) = "
           f"{tx * 1e3:.1f} ms (ratio to replay {tx / tr:.3f}, reported only)")
-    print(ratio_line("spot_vs_replay", ts / tr, 0.02))
+    print(ratio_report("spot_vs_replay", ratios(tss, trs), 0.02))
 
 
 def main(argv=None) -> int:

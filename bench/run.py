@@ -22,6 +22,40 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 
 
+class RatioSpread:
+    """stdout filter: every ``ratio NAME = VALUE (target <= X)`` line must be followed by its spread line
+    (``  min = A, max = B over N interleaved runs``, bench/stats.py); for a module that prints a single
+    measurement the filter adds ``  min = max = VALUE (one measurement)`` so the format holds for every
+    ratio and the reader sees that no spread was measured."""
+
+    def __init__(self, out):
+        self.out, self.buf, self.pending = out, "", None
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            self._line(line)
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if self.pending is not None and not line.startswith("  min = "):
+            self.out.write(f"  min = max = {self.pending} (one measurement: this module reports no spread)\n")
+        self.pending = None
+        if line.startswith("ratio ") and " = " in line:
+            self.pending = line.split(" = ", 1)[1].split(" ", 1)[0]
+        self.out.write(line + "\n")
+
+    def flush(self) -> None:
+        if self.buf:
+            self._line(self.buf)
+            self.buf = ""
+        if self.pending is not None:
+            self.out.write(f"  min = max = {self.pending} (one measurement: this module reports no spread)\n")
+            self.pending = None
+        self.out.flush()
+
+
 def discover() -> list[str]:
     """Module names ``bench.bench_*`` found next to this file, sorted."""
     return sorted(f"bench.{m.name}" for m in pkgutil.iter_modules([str(BENCH_DIR)])
@@ -44,7 +78,12 @@ def run_one(name: str, quick: bool) -> tuple[bool, float, str]:
         if not callable(main):
             return False, time.perf_counter() - t0, "no main(argv) function"
         argv = ["--quick"] if quick and _accepts_quick(module) else []
-        rc = main(argv)
+        real, sys.stdout = sys.stdout, RatioSpread(sys.stdout)
+        try:
+            rc = main(argv)
+        finally:
+            sys.stdout.flush()
+            sys.stdout = real
     except SystemExit as e:  # argparse errors and explicit exits
         rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except Exception as e:  # noqa: BLE001 - any crash is reported; the next module still runs

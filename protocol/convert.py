@@ -7,6 +7,10 @@ import numpy as np
 from .training import TrainConfig
 from .wire import trainer_pb2 as pb
 
+# Trailing metadata of a RESOURCE_EXHAUSTED refusal from a busy trainer: decimal milliseconds to wait before
+# trying again (docs/PROTOCOL.md section 2).
+RETRY_AFTER_KEY = "retry-after-ms"
+
 
 def config_to_proto(cfg: TrainConfig) -> pb.TrainingConfig:
     return pb.TrainingConfig(**cfg.to_dict())
@@ -30,7 +34,10 @@ def limits_to_proto(lim) -> pb.Limits:
     return pb.Limits(max_message_bytes=lim.max_message_bytes, max_rows=lim.max_rows, max_features=lim.max_features,
                      max_steps=lim.max_steps, max_sessions=lim.max_sessions,
                      idle_timeout_seconds=lim.idle_timeout_seconds, max_spot_checks=lim.max_spot_checks,
-                     max_constraints=lim.max_constraints, max_key_bytes=lim.max_key_bytes)
+                     max_constraints=lim.max_constraints, max_key_bytes=lim.max_key_bytes,
+                     max_sessions_per_peer=lim.max_sessions_per_peer, max_streams_per_peer=lim.max_streams_per_peer,
+                     upload_start_seconds=lim.upload_start_seconds,
+                     receive_timeout_seconds=lim.receive_timeout_seconds)
 
 
 def merkle_proof_to_proto(index: int, siblings) -> pb.MerkleProof:
@@ -43,8 +50,9 @@ def opening_to_proto(op: dict) -> pb.StepOpening:
         step=t, state_before=[int(v) for v in op["state_before"]], state_after=[int(v) for v in op["state_after"]],
         proof_before=merkle_proof_to_proto(t - 1, op["proof_before"]),
         proof_after=merkle_proof_to_proto(t, op["proof_after"]),
-        rows=[pb.RowOpening(index=i, values=[int(v) for v in vals], proof=merkle_proof_to_proto(i, proof))
-              for i, vals, proof in op["rows"]])
+        rows=[pb.RowOpening(index=i, values=[int(v) for v in vals], proof=merkle_proof_to_proto(j, proof),
+                            leaf_rows=[int(v) for v in np.asarray(leaf).reshape(-1)])
+              for i, vals, j, proof, leaf in op["rows"]])
 
 
 def opening_from_proto(msg: pb.StepOpening) -> dict:
@@ -56,19 +64,32 @@ def opening_from_proto(msg: pb.StepOpening) -> dict:
         "proof_before": {"index": int(msg.proof_before.index), "siblings": [bytes(s).hex() for s in msg.proof_before.siblings]},
         "proof_after": {"index": int(msg.proof_after.index), "siblings": [bytes(s).hex() for s in msg.proof_after.siblings]},
         "rows": [{"index": int(r.index), "values": [int(v) for v in r.values],
-                  "proof": [bytes(s).hex() for s in r.proof.siblings], "proof_index": int(r.proof.index)}
+                  "proof": [bytes(s).hex() for s in r.proof.siblings], "proof_index": int(r.proof.index),
+                  "leaf_rows": _split_rows([int(v) for v in r.leaf_rows], len(r.values))}
                  for r in msg.rows],
     }
 
 
-def rows_to_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int):
-    """Client side: int64 rows (n, d+1) -> DataChunk messages."""
+def _split_rows(flat: list[int], width: int) -> list[list[int]]:
+    """A leaf's rows from the flat wire list (a length that is not a multiple of the row width is kept whole as
+    one malformed row, for the check to reject)."""
+    if not width or len(flat) % width:
+        return [flat]
+    return [flat[i:i + width] for i in range(0, len(flat), width)]
+
+
+def rows_to_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, rows_per_leaf: int = 1,
+                   on_chunk=None):
+    """Client side: int64 rows (n, d+1) -> DataChunk messages. ``on_chunk(raw)`` sees each chunk's bytes as it
+    is sent (the client hashes its data leaves there, overlapped with the transfer)."""
     n, w = rows.shape
     raw = np.ascontiguousarray(rows, dtype="<i8")
     for start in range(0, n, rows_per_chunk):
-        part = raw[start:start + rows_per_chunk]
-        yield pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=part.shape[0],
-                           rows=part.tobytes())
+        part = raw[start:start + rows_per_chunk].tobytes()
+        if on_chunk is not None:
+            on_chunk(part)
+        yield pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=len(part) // (8 * w),
+                           rows=part, rows_per_leaf=rows_per_leaf)
 
 
 def key_to_chunks(session_id: bytes, data: bytes, chunk_bytes: int):

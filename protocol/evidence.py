@@ -63,7 +63,8 @@ def _proof(p, what: str) -> bytes:
 def openings_encoding(openings) -> bytes:
     """u32(count) || per opening, in transcript order: u64(step) || int_vector(state_before) ||
     int_vector(state_after) || proof(proof_before) || proof(proof_after) || u32(#rows) || per row:
-    u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) || siblings;
+    u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) || siblings ||
+    u32(#leaf_rows) || int_vector(leaf_row) per row of the row's data leaf;
     proof(p) = u64(p.index) || u32(#siblings) || siblings (32 raw bytes each)."""
     if not isinstance(openings, list):
         raise TranscriptFormatError("malformed transcript: proof.openings must be a list")
@@ -80,8 +81,17 @@ def openings_encoding(openings) -> bytes:
                 raise TranscriptFormatError(f"malformed transcript: {w} row {j} must be an object")
             parts += [_u64(r.get("index"), f"{w} row {j} index"), _ints(r.get("values"), f"{w} row {j} values"),
                       _u64(r.get("proof_index"), f"{w} row {j} proof_index"),
-                      _siblings(r.get("proof"), f"{w} row {j} proof")]
+                      _siblings(r.get("proof"), f"{w} row {j} proof"),
+                      _leaf_rows(r.get("leaf_rows"), f"{w} row {j} leaf_rows")]
     return b"".join(parts)
+
+
+def _leaf_rows(rows, what: str) -> bytes:
+    """u32(#rows) || int_vector(row) per row: the whole data leaf a row is opened with (vtrain/2 block leaves).
+    Signed with the rest of the opening, so an edited leaf can never be blamed on the trainer."""
+    if not isinstance(rows, list):
+        raise TranscriptFormatError(f"malformed transcript: {what} must be a list of rows")
+    return enc.u32(len(rows)) + b"".join(_ints(r, what) for r in rows)
 
 
 def openings_hash(audit_seed: bytes, openings) -> bytes:
@@ -92,9 +102,11 @@ def openings_hash(audit_seed: bytes, openings) -> bytes:
 def client_record(tr: dict) -> dict:
     """The client's own choices, committed through the client nonce before the trainer picks anything:
     the metadata (data source, feature names, target, standardization, how the randomness was made), the
-    server address it dialled, its data root and size, both seeds and K."""
+    server address it dialled, its data root, the rows per data leaf it chose (vtrain/2 block leaves) and its
+    size, both seeds and K."""
     try:
         return {"metadata": tr["client"]["metadata"], "server": tr["server"], "data_root": tr["data_root"],
+                "rows_per_leaf": tr["rows_per_leaf"],
                 "num_rows": tr["num_rows"], "num_features": tr["num_features"],
                 "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],
                 "spot_checks": tr["spot_checks"]}

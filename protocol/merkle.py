@@ -37,6 +37,10 @@ def leaf_prefix(kind: str) -> bytes:
     return tag_bytes(f"merkle/leaf/{kind}") + b"\x00"
 
 
+_STATE_PREFIX = leaf_prefix("state")
+_LE_I64 = np.dtype("<i8")
+
+
 def leaf_hash(kind: str, payload: bytes) -> bytes:
     return _h(leaf_prefix(kind) + payload)
 
@@ -46,67 +50,163 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def data_leaf_payload(index: int, row: np.ndarray) -> bytes:
-    return enc.u64(index) + np.ascontiguousarray(row, dtype="<i8").tobytes()
+    """Payload of a one-row leaf (rows_per_leaf = 1)."""
+    return data_leaf_payload_block(index, np.asarray(row).reshape(1, -1))
 
 
 def state_leaf_payload(step: int, theta: np.ndarray) -> bytes:
     return enc.u64(step) + np.ascontiguousarray(theta, dtype="<i8").tobytes()
 
 
-def data_leaves(rows: np.ndarray, first_index: int = 0) -> list[bytes]:
-    """Leaf hashes of int64 rows (features then target), indices starting at ``first_index``."""
-    rows = np.ascontiguousarray(rows, dtype="<i8")
-    n = rows.shape[0]
-    if n == 0:
-        return []
-    # one buffer per row: u64 index (big-endian) || the row's int64 values (little-endian)
-    buf = np.empty((n, 8 + rows.shape[1] * 8), dtype=np.uint8)
-    buf[:, :8] = np.arange(first_index, first_index + n, dtype=">u8").view(np.uint8).reshape(n, 8)
-    buf[:, 8:] = rows.view(np.uint8).reshape(n, -1)
-    pre, w, raw = leaf_prefix("data"), buf.shape[1], buf.tobytes()
-    sha = hashlib.sha256
-    return [sha(pre + raw[i * w:(i + 1) * w]).digest() for i in range(n)]
+LEAF_TARGET_BYTES = 4096  # one hash call per ~4 KiB: the per-call cost becomes small next to the hashing
+
+
+def default_rows_per_leaf(num_features: int, num_rows: int | None = None, opened_rows: int | None = None) -> int:
+    """The client's choice of ``rows_per_leaf`` R (signed in the data statement, docs/PROTOCOL.md section 4):
+    the fewest rows whose leaf holds at least LEAF_TARGET_BYTES (one hash call per ~4 KiB instead of per row),
+    but no more than keeps the rows a spot check reveals (``opened_rows`` = K * B, each opening its whole leaf)
+    at a quarter of the data: R * K * B <= n / 4."""
+    row_bytes = 8 * (num_features + 1)
+    r = -(-LEAF_TARGET_BYTES // row_bytes)
+    if num_rows is not None and opened_rows:
+        r = min(r, num_rows // (4 * opened_rows))
+    return max(1, min(r, MAX_ROWS_PER_LEAF))
+
+
+MAX_ROWS_PER_LEAF = 4096
+
+
+def data_leaf_payload_block(leaf_index: int, block: np.ndarray) -> bytes:
+    """u64(j) || the leaf's rows (int64 little-endian, row-major)."""
+    return enc.u64(leaf_index) + np.ascontiguousarray(block, dtype="<i8").tobytes()
+
+
+def data_leaves(rows: np.ndarray, first_index: int = 0, rows_per_leaf: int = 1) -> list[bytes]:
+    """Leaf hashes of int64 rows (features then target); leaf j covers rows j*R .. j*R+R-1 (the last leaf may
+    be shorter). ``first_index`` (a row index, a multiple of R) places ``rows`` in the whole table."""
+    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf, first_index)
+    c.add(rows)
+    c.finish()
+    return c.leaves
+
+
+def data_root(rows: np.ndarray, rows_per_leaf: int = 1) -> bytes:
+    return MerkleTree(data_leaves(rows, 0, rows_per_leaf)).root
+
+
+class DataCommitter:
+    """Incremental data leaves: feed row chunks of any size as they arrive (a leaf may span chunks); each full
+    leaf is hashed straight from the received buffer (no copy of the rows)."""
+
+    def __init__(self, num_features: int, rows_per_leaf: int, first_row: int = 0):
+        if rows_per_leaf < 1:
+            raise ValueError("rows_per_leaf must be at least 1")
+        if first_row % rows_per_leaf:
+            raise ValueError("first_row must be a multiple of rows_per_leaf")
+        self.row_bytes = 8 * (num_features + 1)
+        self.leaf_bytes = self.row_bytes * rows_per_leaf
+        self.next_leaf = first_row // rows_per_leaf
+        self.leaves: list[bytes] = []
+        self._pending = bytearray()
+        self._base = hashlib.sha256(leaf_prefix("data"))
+
+    def _hash(self, block) -> None:
+        h = self._base.copy()
+        h.update(self.next_leaf.to_bytes(8, "big"))
+        h.update(block)
+        self.leaves.append(h.digest())
+        self.next_leaf += 1
+
+    def add(self, rows) -> None:
+        """``rows``: an int64 array (k, d+1) or its little-endian bytes."""
+        mv = memoryview(np.ascontiguousarray(rows, dtype="<i8").view(np.uint8).reshape(-1)
+                        if isinstance(rows, np.ndarray) else rows).cast("B")
+        if len(mv) % self.row_bytes:
+            raise ValueError("a chunk must hold whole rows")
+        pos, L = 0, self.leaf_bytes
+        if self._pending:
+            take = min(L - len(self._pending), len(mv))
+            self._pending += mv[:take]
+            pos = take
+            if len(self._pending) == L:
+                self._hash(self._pending)
+                self._pending = bytearray()
+        end = pos + (len(mv) - pos) // L * L
+        for off in range(pos, end, L):
+            self._hash(mv[off:off + L])
+        if end < len(mv):
+            self._pending += mv[end:]
+
+    def finish(self) -> None:
+        """Hash the last, shorter leaf (if any)."""
+        if self._pending:
+            self._hash(self._pending)
+            self._pending = bytearray()
 
 
 def data_leaf(index: int, values) -> bytes:
-    """One row's leaf from Python ints (the same bytes as ``data_leaves``); raises struct.error outside int64."""
-    return _h(leaf_prefix("data") + enc.u64(index) + struct.pack(f"<{len(values)}q", *values))
+    """One row's leaf (rows_per_leaf = 1) from Python ints; raises struct.error outside int64."""
+    return data_block_leaf(index, [values])
+
+
+def data_block_leaf(leaf_index: int, rows) -> bytes:
+    """Leaf ``leaf_index`` from its rows as lists of Python ints (the same bytes as ``data_leaves``); raises
+    struct.error outside int64."""
+    flat = [v for r in rows for v in r]
+    return _h(leaf_prefix("data") + enc.u64(leaf_index) + struct.pack(f"<{len(flat)}q", *flat))
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:
-    return leaf_hash("state", state_leaf_payload(step, theta))
+    """leaf_hash("state", state_leaf_payload(step, theta)), on the trainer's per-step path: one call."""
+    if isinstance(theta, np.ndarray) and theta.dtype == _LE_I64 and theta.flags.c_contiguous:
+        raw = theta.tobytes()
+    else:
+        raw = np.ascontiguousarray(theta, dtype="<i8").tobytes()
+    return hashlib.sha256(_STATE_PREFIX + step.to_bytes(8, "big") + raw).digest()
 
 
 class MerkleTree:
-    """All levels kept, for inclusion proofs."""
+    """All levels kept, for inclusion proofs; each level is one bytes object (32 bytes per node), so a tree
+    of a million leaves costs 64 MB, not a million Python objects."""
 
-    def __init__(self, leaves: list[bytes]):
-        if not leaves:
-            raise ValueError("a Merkle tree needs at least one leaf")
-        self.levels = [list(leaves)]
-        while len(self.levels[-1]) > 1:
-            cur = self.levels[-1]
-            nxt = [node_hash(cur[i], cur[i + 1]) for i in range(0, len(cur) - 1, 2)]
-            if len(cur) % 2:
-                nxt.append(cur[-1])
-            self.levels.append(nxt)
+    def __init__(self, leaves):
+        blob = leaves if isinstance(leaves, (bytes, bytearray)) else b"".join(leaves)
+        if not blob or len(blob) % 32:
+            raise ValueError("a Merkle tree needs at least one leaf" if not blob else "leaves must be 32 bytes")
+        self._levels = [bytes(blob)]
+        sha, pre = hashlib.sha256, _NODE_PREFIX
+        while len(self._levels[-1]) > 32:
+            cur = self._levels[-1]
+            full = len(cur) // 64 * 64
+            nxt = b"".join([sha(pre + cur[i:i + 64]).digest() for i in range(0, full, 64)])  # node(l, r)
+            self._levels.append(nxt + cur[full:])  # an odd last node is carried up unchanged
 
     @property
     def root(self) -> bytes:
-        return self.levels[-1][0]
+        return self._levels[-1]
 
     @property
     def size(self) -> int:
-        return len(self.levels[0])
+        return len(self._levels[0]) // 32
+
+    def leaf(self, index: int) -> bytes:
+        return self._levels[0][32 * index:32 * index + 32]
+
+    def leaves(self) -> list[bytes]:
+        lv = self._levels[0]
+        return [lv[i:i + 32] for i in range(0, len(lv), 32)]
+
+    def nbytes(self) -> int:
+        return sum(len(lv) for lv in self._levels)
 
     def proof(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
             raise IndexError(f"leaf {index} outside a tree of {self.size}")
         out = []
-        for level in self.levels[:-1]:
+        for level in self._levels[:-1]:
             sib = index ^ 1
-            if sib < len(level):
-                out.append(level[sib])
+            if 32 * sib < len(level):
+                out.append(level[32 * sib:32 * sib + 32])
             index >>= 1
         return out
 

@@ -37,6 +37,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-spot-checks", type=int, default=d.max_spot_checks)
     s.add_argument("--max-constraints", type=int, default=d.max_constraints, help="largest SNARK circuit to prove")
     s.add_argument("--max-data-bytes", type=int, default=d.max_data_bytes, help="largest dataset held per session")
+    # admission control and memory (prover/admission.py; README "Limits")
+    s.add_argument("--max-sessions-per-peer", type=int, default=d.max_sessions_per_peer,
+                   help="open sessions one client address may hold (default %(default)s)")
+    s.add_argument("--max-streams", type=int, default=d.max_streams,
+                   help="concurrent UploadData/UploadProvingKey streams (default %(default)s)")
+    s.add_argument("--max-streams-per-peer", type=int, default=d.max_streams_per_peer,
+                   help="concurrent upload streams per client address (default %(default)s)")
+    s.add_argument("--upload-start-timeout", type=float, default=d.upload_start_seconds,
+                   help="seconds an opened session may wait for its upload to start (default %(default)s)")
+    s.add_argument("--receive-timeout", type=float, default=d.receive_timeout_seconds,
+                   help="seconds a client stream may stay silent before it is ended (default %(default)s)")
+    s.add_argument("--memory-budget", type=int, default=d.memory_budget_bytes,
+                   help="bytes all sessions together may hold at their peak; new work beyond it is refused with "
+                        "RESOURCE_EXHAUSTED and a retry hint (default %(default)s = 8 GiB)")
+    s.add_argument("--workers", type=int, default=4, help="threads for training, proving and upload finishing")
+    s.add_argument("--json-logs", action="store_true", help="one JSON object per log line on stderr")
     s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests): "
                    + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
     s.add_argument("-v", "--verbose", action="store_true")
@@ -44,6 +60,23 @@ def _parser() -> argparse.ArgumentParser:
 
     datasets.add_arguments(s)
     return p
+
+
+class JsonFormatter(logging.Formatter):
+    """``--json-logs``: one JSON object per line: time, level, logger, message, and the structured fields a
+    record carries (event, session, peer, method, status, reason)."""
+
+    FIELDS = ("event", "session", "peer", "method", "status", "reason")
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        doc = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+               "message": record.getMessage()}
+        doc.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, sort_keys=True)
 
 
 def _split_listen(text: str) -> tuple[str, int]:
@@ -56,8 +89,10 @@ def _split_listen(text: str) -> tuple[str, int]:
 def serve(args) -> int:
     from .server import build_server
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if args.json_logs else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     key = load_private_key(args.key)
     host, port = _split_listen(args.listen)
     tls = None
@@ -71,9 +106,12 @@ def serve(args) -> int:
     limits = Limits(max_message_bytes=args.max_message_bytes, max_rows=args.max_rows,
                     max_features=args.max_features, max_steps=args.max_steps, max_sessions=args.max_sessions,
                     idle_timeout_seconds=args.idle_timeout, max_spot_checks=args.max_spot_checks,
-                    max_constraints=args.max_constraints, max_data_bytes=args.max_data_bytes)
+                    max_constraints=args.max_constraints, max_data_bytes=args.max_data_bytes,
+                    max_sessions_per_peer=args.max_sessions_per_peer, max_streams=args.max_streams,
+                    max_streams_per_peer=args.max_streams_per_peer, upload_start_seconds=args.upload_start_timeout,
+                    receive_timeout_seconds=args.receive_timeout, memory_budget_bytes=args.memory_budget)
     try:
-        server, bound, _ = build_server(key, host, port, limits, args.adversary, tls)
+        server, bound, _ = build_server(key, host, port, limits, args.adversary, tls, workers=args.workers)
     except ValueError as e:
         raise InputError(str(e)) from e
     from . import datasets

@@ -6,8 +6,9 @@ them to status codes. Order per session: OpenSession -> UploadData -> CommitRand
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import itertools
+import logging
 import secrets
 import threading
 import time
@@ -19,15 +20,20 @@ from cryptography.hazmat.primitives import constant_time
 from protocol import convert
 from protocol.errors import InputError, TranscriptFormatError, VerificationError
 from protocol.evidence import openings_hash
-from protocol.merkle import MerkleTree, data_leaves, model_hash
+from protocol.merkle import MerkleTree, model_hash
 from protocol.prg import SeedContext, challenge_steps, seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION, Statement, sign
 from protocol.training import MODELS, Schedule, TrainConfig
 
+from . import memory
+from .admission import Admission
 from .adversaries import Honest
 from .trainer import ProgressEvent, run_training
+from .upload import KEY_FACTOR, DataReceiver, DataUpload, KeyUpload, check_key_header, data_reservation
+
+log = logging.getLogger("vtrain.prover")
 
 PROOF_KINDS = ("spot", "snark")
 
@@ -75,6 +81,13 @@ class Limits:
     max_constraints: int = 1 << 16  # largest SNARK circuit proved
     max_key_bytes: int = 128 * 1024 * 1024  # a proving key for 2^16 constraints is ~40 MB
     max_data_bytes: int = 1 << 30  # rows * (features + 1) * 8 held in memory per session
+    # admission control (prover/admission.py): slots are held only by work
+    max_sessions_per_peer: int = 8
+    max_streams: int = 16  # concurrent UploadData / UploadProvingKey streams
+    max_streams_per_peer: int = 4
+    upload_start_seconds: float = 10.0  # an opened session that has not started its upload by then is dropped
+    receive_timeout_seconds: float = 30.0  # a client stream silent this long is ended (DEADLINE_EXCEEDED)
+    memory_budget_bytes: int = 8 << 30  # everything sessions may hold at their peak, together
 
 
 @dataclass
@@ -98,6 +111,13 @@ class Session:
     strategy: object = None
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    peer: str = "local"
+    opened_at: float = field(default_factory=time.monotonic)
+    reserved: int = 0  # bytes of the memory budget this session holds
+    rows_per_leaf: int = 1
+    stored: object = None  # upload.StoredRows until training lays the rows out as X, Y
+    shape: tuple = (0, 0)  # (n, d) once the data is committed
+    ended: str = ""  # why the session ended (set once, when its resources are released)
 
 
 class SessionManager:
@@ -107,14 +127,51 @@ class SessionManager:
         self.clock = clock
         self._sessions: dict[bytes, Session] = {}
         self._lock = threading.Lock()
+        self.admission = Admission(limits)
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _expire(self) -> None:
-        now = self.clock()
+        now, lim = self.clock(), self.limits
         with self._lock:
-            for sid in [s for s, v in self._sessions.items()
-                        if now - v.last_used > self.limits.idle_timeout_seconds and not v.lock.locked()]:
-                del self._sessions[sid]
+            gone = []
+            for sid, v in list(self._sessions.items()):
+                if v.lock.locked():
+                    continue
+                if v.state is State.OPENED and now - v.opened_at > lim.upload_start_seconds:
+                    gone.append((v, f"expired: no upload started within {lim.upload_start_seconds:g} s"))
+                elif now - v.last_used > lim.idle_timeout_seconds:
+                    gone.append((v, f"expired: idle for {lim.idle_timeout_seconds} s"))
+            for v, _ in gone:
+                del self._sessions[v.session_id]
+        for v, why in gone:
+            self._end(v, why)
+
+    def expire(self) -> None:
+        """Drop sessions past their start or idle timeout (called periodically by the server)."""
+        self._expire()
+
+    def _end(self, s: Session, why: str) -> None:
+        """Release a session's slot and memory once (it is no longer in the table)."""
+        with self._lock:
+            if s.ended:
+                return
+            s.ended = why
+        s.X = s.Y = s.stored = s.data_tree = s.pk = None
+        s.record.clear()
+        self.admission.release_session(s.peer, s.reserved)
+        memory.trim()
+        log.info("session %s end peer=%s state=%s reason=%s", s.session_id.hex(), s.peer, s.state.value, why,
+                 extra={"event": "session_end", "session": s.session_id.hex(), "peer": s.peer, "reason": why})
+
+    @contextlib.contextmanager
+    def _busy(self, s: Session):
+        """Hold the session for one call; a second concurrent call gets FAILED_PRECONDITION at once."""
+        if not s.lock.acquire(blocking=False):
+            raise OutOfOrder("another call on this session is in progress")
+        try:
+            yield
+        finally:
+            self._release_call(s)
 
     def get(self, session_id: bytes) -> Session:
         self._expire()
@@ -122,9 +179,25 @@ class SessionManager:
             s = self._sessions.get(bytes(session_id))
         if s is None:
             raise UnknownSession(f"unknown session {bytes(session_id).hex() or '(empty id)'}: it never existed, "
-                                 f"was closed, or expired after {self.limits.idle_timeout_seconds} s idle")
+                                 f"was closed, or expired (no upload within {self.limits.upload_start_seconds:g} s "
+                                 f"of opening, or {self.limits.idle_timeout_seconds} s idle)")
         s.last_used = self.clock()
         return s
+
+    def _unreserve(self, s: Session, nbytes: int) -> None:
+        with self._lock:
+            if s.ended:
+                return
+            s.reserved -= nbytes
+        self.admission.unreserve(nbytes)
+        memory.trim()
+
+    def _release_call(self, s: Session) -> None:
+        """End a call that held the session; a session closed meanwhile is released now."""
+        s.last_used = self.clock()
+        s.lock.release()
+        if s.session_id not in self._sessions:
+            self._end(s, "closed by the client")
 
     @staticmethod
     def _expect(s: Session, state: State, call: str) -> None:
@@ -143,7 +216,8 @@ class SessionManager:
         return {"protocol_version": PROTOCOL_VERSION, "public_key": self.public_key, "models": list(MODELS),
                 "proof_kinds": list(PROOF_KINDS), "limits": self.limits}
 
-    def open_session(self, cfg: TrainConfig, client_nonce: bytes, proof_kind: str) -> tuple[Session, bytes, bytes]:
+    def open_session(self, cfg: TrainConfig, client_nonce: bytes, proof_kind: str,
+                     peer: str = "local") -> tuple[Session, bytes, bytes]:
         cfg.validate()
         if len(client_nonce) != 32:
             raise InputError(f"client nonce must be 32 bytes, got {len(client_nonce)}")
@@ -153,33 +227,66 @@ class SessionManager:
         if kind == "snark" and cfg.model != "linear":
             raise InputError("the SNARK proof covers linear regression only; use proof kind 'spot'")
         self._expire()
+        self.admission.admit_session(peer)
         with self._lock:
-            if len(self._sessions) >= self.limits.max_sessions:
-                raise LimitExceeded(f"the trainer already has {len(self._sessions)} open sessions (limit "
-                                    f"{self.limits.max_sessions}); retry later or close finished sessions")
             sid = secrets.token_bytes(16)
-            s = Session(sid, cfg, kind, bytes(client_nonce), secrets.token_bytes(32))
+            s = Session(sid, cfg, kind, bytes(client_nonce), secrets.token_bytes(32), peer=peer,
+                        opened_at=self.clock(), last_used=self.clock())
             self._sessions[sid] = s
+        log.info("session %s start peer=%s model=%s epochs=%d proof=%s", sid.hex(), peer, cfg.model, cfg.epochs,
+                 kind, extra={"event": "session_start", "session": sid.hex(), "peer": peer})
         data, sig = sign(self.key, Statement("session", sid, {
             "protocol_version": PROTOCOL_VERSION, "trainer_key": self.public_key, "client_nonce": s.client_nonce,
             "server_nonce": s.server_nonce, "config": cfg.encode(), "proof_kind": kind}))
         s.session_statement = data
         return s, data, sig
 
-    def upload(self, chunks) -> tuple[bytes, bytes]:
-        """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes)."""
+    def upload(self, chunks, peer: str = "local") -> tuple[bytes, bytes]:
+        """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes[, rows_per_leaf]).
+        The synchronous form of begin_upload / DataUpload.add / DataUpload.finish."""
         chunks = iter(chunks)
         first = next(chunks, None)
         if first is None:
             raise InputError("empty upload: no chunks were sent")
-        s = self.get(first[0])
+        up = self.begin_upload(*first)
+        try:
+            up.add(*first)
+            for c in chunks:
+                up.add(*c)
+            return up.finish()
+        finally:
+            up.close()
+
+    def begin_upload(self, sid: bytes, d: int, total: int, _nr=0, _raw=b"", rows_per_leaf: int = 1) -> DataUpload:
+        """Checks the first chunk's declarations and reserves the session's memory before any row is stored;
+        the session stays busy until DataUpload.close."""
+        s = self.get(sid)
         if not s.lock.acquire(blocking=False):
             raise OutOfOrder("another call on this session is in progress")
         try:
             self._expect(s, State.OPENED, "UploadData")
-            return self._upload_locked(s, first, chunks)
-        finally:
+            self._check_declared(d, total)
+            DataReceiver.check_leaf_size(d, rows_per_leaf)
+            if total < s.cfg.batch_size:
+                raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
+            T = s.cfg.num_steps(total)
+            if T > self.limits.max_steps:
+                raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
+                                    f"use fewer epochs or a larger batch")
+            if s.proof_kind == "snark":
+                try:
+                    snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
+                except ValueError as e:
+                    raise LimitExceeded(str(e)) from None
+            if (T + 1) * (d + 1) > self.limits.max_state_values:
+                raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
+            need = data_reservation(total, d, T, rows_per_leaf)
+            self.admission.reserve(need, f"a session of {total} rows x {d} features, {T} steps")
+            s.reserved += need
+            return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1)), need)
+        except BaseException:
             s.lock.release()
+            raise
 
     def _check_declared(self, d: int, total: int) -> None:
         lim = self.limits
@@ -194,54 +301,9 @@ class SessionManager:
         if total < 1:
             raise InputError("the upload declares zero rows; send at least one batch of rows")
 
-    def _upload_locked(self, s: Session, first, chunks) -> tuple[bytes, bytes]:
-        _, d, total, _, _ = first
-        self._check_declared(d, total)
-        parts: list[np.ndarray] = []
-        leaves: list[bytes] = []
-        got = 0
-        for i, (sid, nf, _tot, nr, raw) in enumerate(itertools.chain([first], chunks)):
-            if i and (bytes(sid) not in (b"", s.session_id) or nf != d):
-                raise InputError("every chunk must carry the same session id and feature count")
-            if len(raw) != nr * (d + 1) * 8:
-                raise InputError(f"chunk says {nr} rows of {d}+1 int64 values ({nr * (d + 1) * 8} bytes) but carries "
-                                 f"{len(raw)} bytes")
-            got += nr
-            if got > total:
-                raise InputError(f"received more rows ({got}) than declared ({total})")
-            part = np.frombuffer(raw, dtype="<i8").reshape(nr, d + 1)
-            parts.append(part)
-            leaves.extend(data_leaves(part, first_index=got - nr))  # hash while the next chunk arrives
-        if got != total:
-            raise InputError(f"upload ended after {got} rows, but {total} were declared")
-        rows = np.concatenate(parts).astype(np.int64)
-        bound = 1 << (s.cfg.weight_bits - 1)
-        if rows.min() < -bound or rows.max() >= bound:
-            raise InputError(f"data values must lie in [-2^{s.cfg.weight_bits - 1}, 2^{s.cfg.weight_bits - 1}) "
-                             f"in fixed point")
-        if total < s.cfg.batch_size:
-            raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
-        T = s.cfg.num_steps(total)
-        if T > self.limits.max_steps:
-            raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
-                                f"use fewer epochs or a larger batch")
-        if s.proof_kind == "snark":
-            try:
-                snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
-            except ValueError as e:
-                raise LimitExceeded(str(e)) from None
-        if (T + 1) * (d + 1) > self.limits.max_state_values:
-            raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
-        s.data_tree = MerkleTree(leaves)
-        s.X, s.Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
-        data, sig = sign(self.key, Statement("data", s.session_id, {
-            "data_root": s.data_tree.root, "num_rows": total, "num_features": d}))
-        s.state = State.DATA_COMMITTED
-        return data, sig
-
     def commit_randomness(self, sid: bytes, training_seed: bytes, audit_commitment: bytes, spot_checks: int):
         s = self.get(sid)
-        with s.lock:
+        with self._busy(s):
             self._expect(s, State.DATA_COMMITTED, "CommitRandomness")
             if len(training_seed) != 32 or len(audit_commitment) != 32:
                 raise InputError("training seed and audit commitment must be 32 bytes each")
@@ -255,48 +317,64 @@ class SessionManager:
             return data, sig
 
     def upload_proving_key(self, chunks) -> bytes:
-        """``chunks``: iterator of (session_id, total_bytes, data). Returns the vk hash."""
-        s, parts, got, total = None, [], 0, None
-        for sid, tot, data in chunks:
-            if s is None:
-                s = self.get(sid)
-                with s.lock:
-                    self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
-                    if s.proof_kind != "snark":
-                        raise OutOfOrder("UploadProvingKey belongs to proof kind 'snark'; this session agreed on "
-                                         f"{s.proof_kind!r}")
-                total = tot
-                if not 0 < total <= self.limits.max_key_bytes:
-                    raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
-                                        f"{self.limits.max_key_bytes} bytes")
-            got += len(data)
-            if got > total:
-                raise InputError(f"received more proving-key bytes ({got}) than declared ({total})")
-            parts.append(bytes(data))
-        if s is None or got != total:
-            raise InputError(f"the proving key upload ended after {got} of {total} bytes")
+        """``chunks``: iterator of (session_id, total_bytes, data). Returns the vk hash. The synchronous form of
+        begin_key_upload / KeyUpload.add / KeyUpload.finish."""
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            raise InputError("the proving key upload ended after 0 bytes")
+        up = self.begin_key_upload(*first)
         try:
-            pk = keys_io.pk_from_bytes(b"".join(parts))
-        except TranscriptFormatError as e:
-            raise InputError(str(e)) from None
-        with s.lock:
-            self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
-            s.pk = pk
-            s.state = State.KEY_RECEIVED
-        return snark_session.vk_hash(pk.vk)
+            up.add(first[2])
+            for c in chunks:
+                up.add(c[2])
+            return up.finish()
+        finally:
+            up.close()
 
-    def train(self, sid: bytes):
-        """Generator of trainer events (see prover.trainer)."""
+    def begin_key_upload(self, sid: bytes, total: int, first: bytes) -> KeyUpload:
+        """The header in the first chunk must describe this session's circuit, and the memory the parsed key takes
+        is reserved, before any byte is kept; the session stays busy until KeyUpload.close."""
         s = self.get(sid)
         if not s.lock.acquire(blocking=False):
             raise OutOfOrder("another call on this session is in progress")
         try:
+            self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+            if s.proof_kind != "snark":
+                raise OutOfOrder("UploadProvingKey belongs to proof kind 'snark'; this session agreed on "
+                                 f"{s.proof_kind!r}")
+            if not 0 < total <= self.limits.max_key_bytes:
+                raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
+                                    f"{self.limits.max_key_bytes} bytes")
+            check_key_header(bytes(first), total, s.cfg, *s.shape)
+            need = (KEY_FACTOR + 1) * total
+            self.admission.reserve(need, f"a proving key of {total} bytes")
+            s.reserved += need
+            return KeyUpload(self, s, total, need)
+        except BaseException:
+            s.lock.release()
+            raise
+
+    def precheck_train(self, sid: bytes) -> None:
+        """Train's errors that need no training slot (unknown session, busy, wrong state), answered at once."""
+        s = self.get(sid)
+        if s.lock.locked():
+            raise OutOfOrder("another call on this session is in progress")
+        self._expect(s, State.KEY_RECEIVED if s.proof_kind == "snark" else State.RANDOMNESS_COMMITTED, "Train")
+
+    def train(self, sid: bytes):
+        """Generator of trainer events (see prover.trainer)."""
+        s = self.get(sid)
+        with self._busy(s):
             self._expect(s, State.KEY_RECEIVED if s.proof_kind == "snark" else State.RANDOMNESS_COMMITTED, "Train")
             s.state = State.TRAINING
             ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
             completed = False
             try:
                 s.strategy = self.strategy_factory()
+                if s.X is None:  # lay the rows out once (the chunks are freed as they are copied)
+                    s.X, s.Y = s.stored.arrays()
+                    s.stored = None
                 s.strategy.observe({"session_id": s.session_id, "data_root": s.data_tree.root,
                                     "training_seed": s.training_seed, "audit_commitment": s.audit_commitment,
                                     "spot_checks": s.spot_checks, "num_steps": s.cfg.num_steps(s.X.shape[0])})
@@ -308,8 +386,6 @@ class SessionManager:
             finally:
                 s.state = State.TRAINED if completed else State.FAILED
                 s.last_used = self.clock()
-        finally:
-            s.lock.release()
 
     def _prove_snark(self, s: Session, ctx: SeedContext):
         """Build this session's circuit with the honest witness and prove it with the client's key."""
@@ -333,7 +409,7 @@ class SessionManager:
 
     def prove(self, sid: bytes, audit_seed: bytes, kind: str):
         s = self.get(sid)
-        with s.lock:
+        with self._busy(s):
             self._expect(s, State.TRAINED, "Prove")
             if not getattr(s.strategy, "offers_proof", True):
                 raise NoProof("this trainer does not provide proofs of training")
@@ -352,9 +428,14 @@ class SessionManager:
             sched_ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
             sched = Schedule(sched_ctx, s.cfg, rec.X.shape[0], rec.X.shape[1])
             openings = []
+            R, n = s.rows_per_leaf, rec.X.shape[0]
             for t in steps:
                 idx = sched.batch(t)
-                rows = [(int(i), np.concatenate([rec.X[i], [rec.Y[i]]]), s.data_tree.proof(int(i))) for i in idx]
+                rows = []
+                for i in (int(i) for i in idx):  # each row with its whole data leaf (docs/PROTOCOL.md section 4)
+                    lo, hi = i // R * R, min(i // R * R + R, n)
+                    block = np.column_stack([rec.X[lo:hi], rec.Y[lo:hi]])
+                    rows.append((i, block[i - lo], i // R, s.data_tree.proof(i // R), block))
                 openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                                  "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t),
                                  "rows": rows})
@@ -367,4 +448,27 @@ class SessionManager:
 
     def close(self, sid: bytes) -> None:
         with self._lock:
-            self._sessions.pop(bytes(sid), None)
+            s = self._sessions.pop(bytes(sid), None)
+        if s is not None and not s.lock.locked():  # a busy session is released when its call ends (_busy)
+            self._end(s, "closed by the client")
+
+    # -- hooks of the upload calls (prover/upload.py) ----------------------------------------------------
+    def commit_data(self, s: Session, rx: DataReceiver) -> tuple[bytes, bytes]:
+        """All rows arrived: keep them, sign the data statement."""
+        tree, s.stored = rx.finish()
+        s.data_tree, s.rows_per_leaf, s.shape = tree, rx.R, (rx.n, rx.d)
+        data, sig = sign(self.key, Statement("data", s.session_id, {
+            "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R}))
+        s.state = State.DATA_COMMITTED
+        return data, sig
+
+    def keep_key(self, s: Session, raw: bytes) -> bytes:
+        """The whole proving key arrived: parse it, keep it; returns the vk hash."""
+        try:
+            pk = keys_io.pk_from_bytes(raw)
+        except TranscriptFormatError as e:
+            raise InputError(str(e)) from None
+        self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+        s.pk = pk
+        s.state = State.KEY_RECEIVED
+        return snark_session.vk_hash(pk.vk)

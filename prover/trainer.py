@@ -69,12 +69,12 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     T = sched.num_steps
     Xs, Ys = strategy.prepare(X, Y)
     stepper = FastStepper(Xs, Ys, cfg)
-    states = np.empty((T + 1, d + 1), dtype=np.int64)
+    states = np.empty((T + 1, d + 1), dtype=np.int64)  # compact: (T+1)(d+1) int64, no Python ints
     theta = sched.initial_state()
     states[0] = theta
-    leaves = [state_leaf(0, theta)]
+    leaves = bytearray(state_leaf(0, theta))  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects
     frontier = MerkleFrontier()
-    frontier.append(leaves[0])
+    frontier.append(bytes(leaves))
     sent = 0
     last = time.monotonic()
     loss = float("nan")
@@ -83,25 +83,25 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
         theta, r = strategy.step(stepper, theta, idx, t, T)
         states[t] = theta
         leaf = state_leaf(t, theta)
-        leaves.append(leaf)
+        leaves += leaf
         frontier.append(leaf)
         if t % cfg.checkpoint_interval == 0:
             data, sig = sign(key, Statement("checkpoint", session_id, {
                 "step": t, "state_leaf": leaf, "prefix_root": frontier.root()}))
-            yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+            yield LeavesEvent(sent, bytes(leaves[32 * sent:])); sent = t + 1
             yield SignedEvent("checkpoint", data, sig)
-        if len(leaves) - sent >= 4096:
-            yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+        if t + 1 - sent >= 4096:
+            yield LeavesEvent(sent, bytes(leaves[32 * sent:])); sent = t + 1
         now = time.monotonic()
         if now - last >= progress_every or t == T:
             last = now
             loss = batch_loss(r, Ys[idx], cfg)
-            if sent < len(leaves):
-                yield LeavesEvent(sent, b"".join(leaves[sent:])); sent = len(leaves)
+            if sent < t + 1:
+                yield LeavesEvent(sent, bytes(leaves[32 * sent:])); sent = t + 1
             yield ProgressEvent(t, T, sched.epoch_of(t), loss)
-    if sent < len(leaves):
-        yield LeavesEvent(sent, b"".join(leaves[sent:]))
-    tree = MerkleTree(leaves)
+    if sent < T + 1:
+        yield LeavesEvent(sent, bytes(leaves[32 * sent:]))
+    tree = MerkleTree(bytes(leaves))
     final = np.asarray(strategy.final_model(theta), dtype=np.int64)
     extras = strategy.model_extras(Xs, Ys, final, cfg)
     extras_json = extras if isinstance(extras, str) else json.dumps(extras, sort_keys=True) if extras else ""

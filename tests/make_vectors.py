@@ -115,6 +115,8 @@ def merkle_vectors() -> dict:
         "node_hash_zero_zero": merkle.node_hash(bytes(32), bytes(32)).hex(),
         "model_hash_1_2_3": merkle.model_hash([1, -2, 3]).hex(),
         "proof_5_of_70": [h.hex() for h in merkle.MerkleTree(leaves).proof(5)],
+        "data_roots_rows_per_leaf_3": {str(n): merkle.data_root(merkle_rows(n), 3).hex() for n in sizes},
+        "data_leaf_rows_per_leaf_3_last_of_70": merkle.data_leaves(merkle_rows(70), 0, 3)[-1].hex(),
     }
 
 
@@ -124,7 +126,8 @@ def statement_examples() -> list[Statement]:
         Statement("session", sid, {"protocol_version": "vtrain/2", "trainer_key": bytes([1]) * 32,
                                    "client_nonce": bytes([2]) * 32, "server_nonce": bytes([3]) * 32,
                                    "config": TrainConfig().encode(), "proof_kind": "spot"}),
-        Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30}),
+        Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30,
+                                "rows_per_leaf": 3}),
         Statement("randomness", sid, {"data_root": DATA_ROOT, "training_seed": TRAINING_SEED,
                                       "audit_commitment": bytes([4]) * 32, "spot_checks": 8}),
         Statement("checkpoint", sid, {"step": 100, "state_leaf": bytes([5]) * 32, "prefix_root": bytes([6]) * 32}),
@@ -140,13 +143,15 @@ def statement_examples() -> list[Statement]:
 OPENINGS_EXAMPLE = [{"step": 3, "state_before": [1, -2, 3], "state_after": [4, -5, 2**62],
                      "proof_before": {"index": 2, "siblings": ["aa" * 32, "bb" * 32]},
                      "proof_after": {"index": 3, "siblings": ["cc" * 32]},
-                     "rows": [{"index": 7, "values": [-(2**63), 0, 65536], "proof": ["dd" * 32], "proof_index": 7},
-                              {"index": 0, "values": [1, 2, 3], "proof": [], "proof_index": 0}]}]
+                     "rows": [{"index": 7, "values": [-(2**63), 0, 65536], "proof": ["dd" * 32], "proof_index": 3,
+                               "leaf_rows": [[9, 8, 7], [-(2**63), 0, 65536]]},
+                              {"index": 0, "values": [1, 2, 3], "proof": [], "proof_index": 0,
+                               "leaf_rows": [[1, 2, 3], [4, 5, 6]]}]}]
 CLIENT_RECORD_EXAMPLE = {"metadata": {"source": "builtin:breast_cancer", "feature_names": ["a", "b"], "target": "y",
                                       "standardization": {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0,
                                                           "target_mean": 0.0, "target_std": 1.0},
                                       "randomness": "os"},
-                         "server": "127.0.0.1:50051", "data_root": DATA_ROOT.hex(), "num_rows": 569,
+                         "server": "127.0.0.1:50051", "data_root": DATA_ROOT.hex(), "rows_per_leaf": 2, "num_rows": 569,
                          "num_features": 2, "training_seed": TRAINING_SEED.hex(), "audit_seed": AUDIT_SEED.hex(),
                          "spot_checks": 64, "config": TrainConfig().to_dict(), "proof_kind": "spot"}
 NONCE_SECRET = bytes([0x3C]) * 32

@@ -279,10 +279,10 @@ def test_initial_state_check_fires(session):
 def test_a_live_rejection_is_recorded_exactly_as_the_audit_recomputes_it(monkeypatch):
     """The trainer signs a data root over other rows: the client rejects at the data commitment, and the
     saved transcript's verdict is the one the offline audit recomputes (not reported as 'altered')."""
-    import prover.session as session_mod
-    from protocol.merkle import data_leaves
+    import prover.upload as upload_mod
+    from protocol.merkle import MerkleTree
 
-    monkeypatch.setattr(session_mod, "data_leaves", lambda part, first_index=0: data_leaves(part[::-1], first_index))
+    monkeypatch.setattr(upload_mod, "MerkleTree", lambda leaves: MerkleTree(list(leaves)[::-1]))
     tr, verdict, _ = record_session(None, None, 4)
     assert verdict.status == "rejected" and "data_root" in verdict.reason
     assert verify_transcript(tr).to_dict() == verdict.to_dict() == tr["verdict"]

@@ -18,7 +18,7 @@ from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 LIMITS = ("--max-features", "40", "--max-rows", "5000", "--max-message-bytes", "200000", "--max-sessions", "60",
-          "--max-steps", "2000", "--max-data-bytes", "100000")
+          "--max-steps", "2000", "--max-data-bytes", "100000", "--max-sessions-per-peer", "60")
 
 
 @pytest.fixture(scope="module")

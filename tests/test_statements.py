@@ -170,7 +170,8 @@ def test_malformed_statements_rejected(signing_key):
     head = MAGIC + enc.text("data") + enc.lp(SID)
     fields = [enc.text("data_root") + enc.lp(bytes(32)), enc.text("num_rows") + enc.lp(enc.u64(5)),
               enc.text("num_features") + enc.lp(enc.u32(2))]
-    assert Statement.decode(head + b"".join(fields)).fields["num_rows"] == 5
+    tail = enc.text("rows_per_leaf") + enc.lp(enc.u32(1))
+    assert Statement.decode(head + b"".join(fields) + tail).fields["num_rows"] == 5
     cases = {
         "bad magic": b"vtrain/v2/statement\x00" + head[len(MAGIC):] + b"".join(fields),
         "unknown kind": MAGIC + enc.text("dataX") + enc.lp(SID) + b"".join(fields),
@@ -179,7 +180,7 @@ def test_malformed_statements_rejected(signing_key):
         "wrong field name": head + fields[0] + enc.text("num_row") + enc.lp(enc.u64(5)) + fields[2],
         "short b32": head + enc.text("data_root") + enc.lp(bytes(31)) + fields[1] + fields[2],
         "u64 as 4 bytes": head + fields[0] + enc.text("num_rows") + enc.lp(enc.u32(5)) + fields[2],
-        "u32 as 8 bytes": head + fields[0] + fields[1] + enc.text("num_features") + enc.lp(enc.u64(2)),
+        "u32 as 8 bytes": head + fields[0] + fields[1] + enc.text("num_features") + enc.lp(enc.u64(2)) + tail,
         "length beyond end": head + fields[0] + fields[1] + enc.text("num_features") + enc.u32(99) + b"\x00" * 4,
     }
     for data in cases.values():

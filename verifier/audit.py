@@ -30,7 +30,8 @@ import numpy as np
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
-from protocol.merkle import MerkleTree, data_leaves
+from protocol.merkle import MAX_ROWS_PER_LEAF, MerkleTree
+from protocol.merkle import data_root as data_root_of
 from protocol.prg import SeedContext, seed_commitment
 from protocol.statements import Statement, expect_fields, verify
 from protocol.training import Schedule, TrainConfig
@@ -244,10 +245,12 @@ def _spot(tr: dict) -> Verdict:
     # trainer's statements are what it signed: a disagreement is a rejection.
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
+    R = _rows_per_leaf(tr)
     _require(statements, "data", "the trainer's data commitment")
     with _unsigned("the data statement"):
         verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)
-    checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
+    checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
+                      rows_per_leaf=R)
     _require(statements, "randomness", "the trainer's randomness statement")
     commitment = tx.get_hex(tr, "audit_commitment", 32)
     with _unsigned("the randomness statement"):
@@ -297,8 +300,14 @@ def _spot(tr: dict) -> Verdict:
             raise VerificationError("the openings carry no signed openings statement")
         signed = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="openings", session_id=sid)
         expect_fields(signed, {"audit_seed": audit_seed, "openings_hash": openings_hash(audit_seed, openings)})
-    checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
-                      spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
+    try:
+        checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
+                          spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
+                          rows_per_leaf=R)
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, VerificationError):
+            raise
+        raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
     return Verdict(SPOT_CHECKED, "spot", "", None, spot_guarantee(T, K, randomness_mode(tr)))
 
 
@@ -321,11 +330,18 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
         pass
     if not roots:
         raise InputError("the transcript ends before the data commitment: there is nothing to replay against")
-    given = MerkleTree(data_leaves(rows)).root.hex()
+    given = data_root_of(rows, _rows_per_leaf(tr)).hex()
     if given not in roots:
         raise InputError(f"the data given is not the data committed in this session (Merkle root of the given rows "
                          f"{given}, committed root {roots[0]}): the rows must be exactly the session's, in the "
                          f"committed order, with the same target column and standardization")
+
+
+def _rows_per_leaf(tr: dict) -> int:
+    R = tx.get(tr, "rows_per_leaf", int)
+    if not 1 <= R <= MAX_ROWS_PER_LEAF:
+        raise TranscriptFormatError(f"transcript field 'rows_per_leaf' must be in 1..{MAX_ROWS_PER_LEAF}")
+    return R
 
 
 def _replay(tr: dict, rows: np.ndarray) -> Verdict:

@@ -11,7 +11,7 @@ from protocol.errors import BindingMismatch, MerkleProofInvalid, StepMismatch, V
 from protocol.merkle import (
     MerkleFrontier,
     MerkleTree,
-    data_leaf,
+    data_block_leaf,
     model_hash,
     root_from_proof,
     state_leaf,
@@ -30,9 +30,11 @@ def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server
     return st
 
 
-def check_data(pub: bytes, signed, sid: bytes, *, data_root: bytes, num_rows: int, num_features: int) -> Statement:
+def check_data(pub: bytes, signed, sid: bytes, *, data_root: bytes, num_rows: int, num_features: int,
+               rows_per_leaf: int) -> Statement:
     st = verify(pub, *signed, kind="data", session_id=sid)
-    expect_fields(st, {"data_root": data_root, "num_rows": num_rows, "num_features": num_features})
+    expect_fields(st, {"data_root": data_root, "num_rows": num_rows, "num_features": num_features,
+                       "rows_per_leaf": rows_per_leaf})
     return st
 
 
@@ -136,7 +138,8 @@ def check_final_model(leaves: list[bytes], model, extras_json: str = "") -> None
 
 
 def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_seed: bytes, spot_checks: int,
-               num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig) -> list[int]:
+               num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig,
+               rows_per_leaf: int = 1) -> list[int]:
     """Check the openings of the challenged steps; returns the challenged steps.
 
     For each challenged step t: states t-1 and t are in the committed state tree, the batch rows are the
@@ -163,16 +166,23 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
         if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
         rows = []
+        R = rows_per_leaf
+        n_leaves = -(-num_rows // R)
         for r in op["rows"]:
-            if r["proof_index"] != r["index"]:
-                raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {r['index']} is for another leaf", step=t)
-            vals = r["values"]
-            if len(vals) != width:
-                raise MerkleProofInvalid(f"step {t}: row {r['index']} has a malformed opening ({len(vals)} values, "
-                                         f"expected {width})", step=t)
-            leaf = data_leaf(r["index"], vals)
-            _included(leaf, r["index"], num_rows, r["proof"], data_root,
-                      f"step {t}: row {r['index']} is not in the committed data", t)
+            i = r["index"]
+            j = i // R
+            if r.get("proof_index") != j:
+                raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {i} is for another leaf", step=t)
+            vals, block = r["values"], r.get("leaf_rows")
+            width = sched.d + 1
+            if (len(vals) != width or not _fits_i64(vals) or not isinstance(block, list)
+                    or len(block) != min(R, num_rows - j * R)
+                    or any(not isinstance(b, list) or len(b) != width or not _fits_i64(b) for b in block)
+                    or [int(v) for v in block[i - j * R]] != [int(v) for v in vals]):
+                raise MerkleProofInvalid(f"step {t}: row {i} has a malformed opening", step=t)
+            leaf = data_block_leaf(j, block)
+            _included(leaf, j, n_leaves, r["proof"], data_root,
+                      f"step {t}: row {i} is not in the committed data", t)
             rows.append(vals)
         X = [v[:-1] for v in rows]
         Y = [v[-1] for v in rows]

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each answer of the trainer, and at most between two messages of its "
                         "training stream; then the client gives up and saves the partial transcript "
                         "(default %(default)s)")
+    t.add_argument("--retries", type=int, default=3,
+                   help="when the trainer is busy (RESOURCE_EXHAUSTED with a retry hint, before training starts), "
+                        "start a new session up to N times with exponential backoff (default %(default)s)")
     t.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     a = sub.add_parser("audit", help="re-verify a saved transcript offline")

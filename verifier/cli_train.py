@@ -136,7 +136,8 @@ def cmd_train(args) -> int:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-                                  status=None if args.json else _status, accept_key=accept_key, timings=timings)
+                                  status=None if args.json else _status, retries=max(0, args.retries),
+                                  accept_key=accept_key, timings=timings)
     except SessionIncomplete as e:
         close_bar()
         tx.save(args.out, e.transcript)

@@ -3,10 +3,12 @@ records the transcript. The final verdict is ``audit.verify_transcript`` applied
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import socket
 import threading
+import random
 import time
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
 from protocol.hashing import tagged_hash
-from protocol.merkle import MerkleTree, data_leaves
+from protocol.merkle import MerkleTree, data_root, default_rows_per_leaf
 from protocol.prg import seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
@@ -46,6 +48,40 @@ class SessionIncomplete(SessionAborted):
 
 # gRPC codes that mean "the trainer went away", not "the trainer refused"
 _LOST = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+class Refused(SessionAborted):
+    """RESOURCE_EXHAUSTED with the trainer's retry hint: it is busy, the request itself is fine."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+
+
+def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
+    """The SessionAborted for a gRPC error: Refused when the trainer sent a retry hint."""
+    msg = f"{prefix}{e.code().name}: {e.details()}"
+    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        for k, v in (e.trailing_metadata() or ()):
+            if k == convert.RETRY_AFTER_KEY:
+                try:
+                    return Refused(msg, max(0.0, min(float(v) / 1000, 300.0)))
+                except ValueError:
+                    break
+    return SessionAborted(msg)
+
+
+def _method_name(fn) -> str:
+    name = getattr(fn, "_method", b"")
+    return (name.decode() if isinstance(name, bytes) else str(name)).rsplit("/", 1)[-1] or "call"
+
+
+def backoff_seconds(attempt: int, hint: float) -> float:
+    """Exponential backoff from 0.5 s, at least the trainer's hint, at most 30 s, with 0-50% jitter (so refused
+    clients do not come back in step)."""
+    return min(30.0, max(hint, 0.5 * 2 ** attempt)) * (1 + random.random() / 2)
 
 
 @dataclass
@@ -118,12 +154,16 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
-                accept_key=None, timings: dict | None = None) -> tuple[dict, Verdict]:
+                retries: int = 0, accept_key=None, timings: dict | None = None) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
 
     ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
     it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
-    the full replay (verify_transcript with the rows)."""
+    the full replay (verify_transcript with the rows).
+
+    ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
+    training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
+    ``backoff_seconds``. A refusal after the training seed left the client is never retried with that seed."""
     cfg.validate()
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
@@ -136,29 +176,46 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
             raise SessionAborted(str(e)) from None
     elif proof_kind != "spot":
         raise SessionAborted(f"unknown proof kind {proof_kind!r}")
-    tr: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
-                "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                "num_rows": n, "num_features": d, "data_root": MerkleTree(data_leaves(rows)).root.hex(),
-                "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
-                "spot_checks": spot_checks, "statements": {}}
+    # Block data leaves (vtrain/2): the client's own data root, computed before the session because the client
+    # record commits to it (docs/PROTOCOL.md §5) before the trainer picks its session id.
+    rows_per_leaf = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)
+    base: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
+                  "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
+                  "num_rows": n, "num_features": d, "data_root": data_root(rows, rows_per_leaf).hex(),
+                  "rows_per_leaf": rows_per_leaf,
+                  "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
+                  "spot_checks": spot_checks, "statements": {}}
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
-    record = {**client_record(tr), "config": tr["config"], "proof_kind": proof_kind}
-    tr["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
-
-    try:
-        _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None),
-              accept_key=accept_key)
-    except SessionIncomplete as e:
-        if "session_id" not in tr:
-            raise SessionAborted(str(e)) from None
-        tr["incomplete"] = str(e)
-        e.transcript = tr
-        raise
-    except VerificationError as e:
-        verdict = rejected_verdict(proof_kind, e)
-        tr["verdict"] = verdict.to_dict()
-        return tr, verdict
+    record = {**client_record(base), "config": base["config"], "proof_kind": proof_kind}
+    base["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
+    status = status or (lambda msg: None)
+    attempt = 0
+    while True:
+        tr = copy.deepcopy(base)
+        try:
+            _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key)
+        except SessionIncomplete as e:
+            if "session_id" not in tr:
+                raise SessionAborted(str(e)) from None
+            tr["incomplete"] = str(e)
+            e.transcript = tr
+            raise
+        except Refused as e:
+            # "audit_commitment" is recorded just before CommitRandomness carries the training seed out: from
+            # then on a new session with the same seed would let the trainer pick its session id knowing it.
+            if attempt >= retries or "audit_commitment" in tr:
+                raise
+            delay = backoff_seconds(attempt, e.retry_after)
+            status(f"the trainer is busy ({e}); new session in {delay:.1f} s (retry {attempt + 1} of {retries})")
+            time.sleep(delay)
+            attempt += 1
+            continue
+        except VerificationError as e:
+            verdict = rejected_verdict(proof_kind, e)
+            tr["verdict"] = verdict.to_dict()
+            return tr, verdict
+        break
     t0 = time.perf_counter()
     verdict = verify_transcript(tr, compare_recorded=False, live=True)
     if timings is not None:
@@ -180,7 +237,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         except grpc.RpcError as e:
             if e.code() in _LOST and "session_id" in tr:
                 raise SessionIncomplete(_lost_message(e, timeout, "mid-session"), tr) from None
-            raise SessionAborted(f"{e.code().name}: {e.details()}") from None
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:  # name the call that ran out of time
+                raise aborted(e, f"{_method_name(fn)}: ") from None
+            raise aborted(e) from None
 
     info = call(stub.GetInfo, pb.GetInfoRequest())
     pub = bytes(info.trainer_public_key)
@@ -212,11 +271,16 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                          proof_kind=kind)
 
     data_root = bytes.fromhex(tr["data_root"])
-    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk))
-    data_signed = convert.signed_from_proto(resp.data_statement)
-    tr["statements"]["data"] = [x.hex() for x in data_signed]
-    checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d)
+    try:
+        data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
+    except Refused:
+        try:  # give the slot back before trying again
+            stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
+        except grpc.RpcError:
+            pass
+        raise
+    checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d,
+                      rows_per_leaf=tr["rows_per_leaf"])
 
     commitment = seed_commitment(seeds.audit_seed, sid)
     tr["audit_commitment"] = commitment.hex()
@@ -394,6 +458,19 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
             raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
     tr["state_leaves"] = leaves.hex()
     return final, error
+
+
+def upload_rows(stub, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
+                tr: dict) -> tuple[bytes, bytes]:
+    """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows. The client's own data
+    root was computed before the session (the client record commits to it). Returns the signed data statement
+    and records it in ``tr``."""
+    d = rows.shape[1] - 1
+    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
+    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf))
+    data_signed = convert.signed_from_proto(resp.data_statement)
+    tr["statements"]["data"] = [x.hex() for x in data_signed]
+    return data_signed
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:

@@ -1,0 +1,36 @@
+"""Giving freed memory back to the OS, so a refused, stalled or finished session stops counting in the
+process's resident size (the memory budget in prover/admission.py is about what the process holds).
+
+glibc serves large buffers from mmap only below a threshold that it raises after the first large free (up
+to 32 MiB), and trims its heaps only from the top: without help, the rows of a dropped upload stay
+resident. ``configure`` fixes the threshold (buffers of 256 KiB or more are mmap'd and unmapped when freed);
+``trim`` returns free heap pages after a session or upload ends. Both are no-ops without glibc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+
+
+def configure() -> None:
+    if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, 1 << 20)
+
+
+def trim() -> None:
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)

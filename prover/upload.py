@@ -1,0 +1,203 @@
+"""Receiving a session's data and proving key chunk by chunk: every size is checked before bytes are kept.
+
+``DataReceiver``: the first chunk declares n, d and rows_per_leaf; they are checked against the limits and
+the session's memory is reserved (admission.Admission.reserve) before any row is stored. Each chunk is
+range-checked and hashed into data leaves as it arrives (in the work pool, while the next chunk is being
+received) and kept as received: no copy. Training lays the rows out once (``StoredRows.arrays``: features
+X (n, d) and target Y, contiguous int64) and drops the chunks. What a session keeps after its upload is its
+rows plus the leaf tree (32 bytes per ~4 KiB leaf, twice): about 1.02x the data.
+
+``KeyReceiver``: the proving key's header (first chunk) must describe exactly this session's circuit
+(constraints, domain, public inputs) and the declared total must be the size that header implies, before
+any byte is kept.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from protocol.errors import InputError, TranscriptFormatError
+from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, MerkleTree
+from protocol.snark import keys_io, snarkjs_io
+from protocol.snark import session as snark_session
+
+from . import memory
+
+# Memory a session may reach while training, per byte of its rows: the rows (1x), the float64 copy the fast
+# step multiplies (1x), numpy temporaries per batch (small). A proving key as parsed into Python integers
+# takes ~4x its encoded size (measured: 116 MB of key -> +438 MB).
+TRAIN_FACTOR = 2
+KEY_FACTOR = 4
+
+
+def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int) -> int:
+    """Bytes reserved for a session of n rows, d features, ``steps`` steps: rows and their training copy, the
+    per-step states (int64), the data and state trees (about 64 bytes per leaf), 1 MiB of slack."""
+    leaves = -(-n // rows_per_leaf) + steps + 1
+    return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * (d + 1) * 8 + 64 * leaves + (1 << 20)
+
+
+class StoredRows:
+    """A session's rows as received (int64 little-endian, row-major chunks)."""
+
+    def __init__(self, chunks: list[bytes], n: int, d: int):
+        self.chunks, self.n, self.d = chunks, n, d
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(X (n, d), Y (n,)) contiguous int64; the chunks are released as they are copied."""
+        X = np.empty((self.n, self.d), dtype=np.int64)
+        Y = np.empty(self.n, dtype=np.int64)
+        at = 0
+        while self.chunks:
+            part = np.frombuffer(self.chunks.pop(0), dtype="<i8").reshape(-1, self.d + 1)
+            X[at:at + part.shape[0]] = part[:, :-1]
+            Y[at:at + part.shape[0]] = part[:, -1]
+            at += part.shape[0]
+        return X, Y
+
+
+class DataReceiver:
+    def __init__(self, n: int, d: int, rows_per_leaf: int, bound: int):
+        self.n, self.d, self.R, self.bound = n, d, rows_per_leaf, bound
+        self.chunks: list[bytes] = []
+        self.got = 0
+        self.committer = DataCommitter(d, rows_per_leaf)
+
+    @staticmethod
+    def check_leaf_size(d: int, rows_per_leaf: int) -> None:
+        if not 1 <= rows_per_leaf <= MAX_ROWS_PER_LEAF or (rows_per_leaf > 1 and rows_per_leaf * (d + 1) * 8 > 1 << 16):
+            raise InputError(f"rows_per_leaf {rows_per_leaf} is outside 1..{MAX_ROWS_PER_LEAF} or makes a leaf over "
+                             f"64 KiB (rows of {d} features are {(d + 1) * 8} bytes)")
+
+    def add(self, nf: int, nr: int, raw: bytes) -> None:
+        d = self.d
+        if nf != d:
+            raise InputError("every chunk must carry the same feature count")
+        if len(raw) != nr * (d + 1) * 8:
+            raise InputError(f"chunk says {nr} rows of {d}+1 int64 values ({nr * (d + 1) * 8} bytes) but carries "
+                             f"{len(raw)} bytes")
+        if self.got + nr > self.n:
+            raise InputError(f"received more rows ({self.got + nr}) than declared ({self.n})")
+        if nr == 0:
+            return
+        part = np.frombuffer(raw, dtype="<i8")
+        if part.min() < -self.bound or part.max() >= self.bound:
+            k = self.bound.bit_length() - 1
+            raise InputError(f"data values must lie in [-2^{k}, 2^{k}) in fixed point")
+        self.committer.add(raw)
+        self.chunks.append(raw)
+        self.got += nr
+
+    def release(self) -> None:
+        """Drop the received rows now (a failed upload)."""
+        self.chunks, self.committer = [], None
+
+    def finish(self) -> tuple[MerkleTree, StoredRows]:
+        if self.got != self.n:
+            raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
+        self.committer.finish()
+        rows, self.chunks = StoredRows(self.chunks, self.n, self.d), []
+        return MerkleTree(self.committer.leaves), rows
+
+
+class DataUpload:
+    """One UploadData call in progress (the session is held busy): add chunks, then finish or close."""
+
+    def __init__(self, m, s, rx: DataReceiver, reserved: int):
+        self.m, self.s, self.rx, self.reserved = m, s, rx, reserved
+        self.done = False
+
+    def add(self, sid: bytes, nf: int, _total: int, nr: int, raw: bytes, *_rest) -> None:
+        if bytes(sid) not in (b"", self.s.session_id):
+            raise InputError("every chunk must carry the same session id and feature count")
+        self.rx.add(nf, nr, raw)
+
+    def finish(self) -> tuple[bytes, bytes]:
+        out = self.m.commit_data(self.s, self.rx)
+        self.done = True
+        return out
+
+    def close(self) -> None:
+        """End the call; on failure the received rows and their reservation are released at once."""
+        if not self.done:
+            self.rx.release()
+            self.m._unreserve(self.s, self.reserved)
+        self.rx = None
+        memory.trim()  # the chunks' transient buffers
+        self.m._release_call(self.s)
+
+
+class KeyUpload:
+    """One UploadProvingKey call in progress (the session is held busy)."""
+
+    def __init__(self, m, s, total: int, reserved: int):
+        self.m, self.s, self.total, self.reserved = m, s, total, reserved
+        self.buf = bytearray()
+        self.done = False
+
+    def add(self, data: bytes) -> None:
+        if len(self.buf) + len(data) > self.total:
+            raise InputError(f"received more proving-key bytes ({len(self.buf) + len(data)}) than declared "
+                             f"({self.total})")
+        self.buf += data
+
+    def finish(self) -> bytes:
+        if len(self.buf) != self.total:
+            raise InputError(f"the proving key upload ended after {len(self.buf)} of {self.total} bytes")
+        raw, self.buf = bytes(self.buf), bytearray()
+        vk_hash = self.m.keep_key(self.s, raw)
+        self.done = True
+        return vk_hash
+
+    def close(self) -> None:
+        self.buf = bytearray()
+        if not self.done:
+            self.m._unreserve(self.s, self.reserved)
+        self.m._release_call(self.s)
+
+
+_HEADER = len(keys_io.MAGIC) + 12 + 4
+
+
+def key_header(first: bytes) -> tuple[int, int, int, bytes]:
+    """(n_wires, n_constraints, domain, vk bytes) from the first chunk, which must carry the header and vk."""
+    if len(first) < _HEADER or first[:len(keys_io.MAGIC)] != keys_io.MAGIC:
+        raise InputError("not a proving key: the first chunk must start with the key's header (magic, sizes, verifying key)")
+    n_wires, n_constraints, domain = struct.unpack(">III", first[len(keys_io.MAGIC):len(keys_io.MAGIC) + 12])
+    (vk_len,) = struct.unpack(">I", first[_HEADER - 4:_HEADER])
+    if len(first) < _HEADER + vk_len:
+        raise InputError("the first proving-key chunk must carry the whole verifying key")
+    return n_wires, n_constraints, domain, first[_HEADER:_HEADER + vk_len]
+
+
+def expected_key_bytes(n_wires: int, n_public: int, domain: int, vk_len: int) -> int:
+    """The encoded size keys_io.pk_to_bytes gives for these sizes."""
+    g1, g2 = 96, 192
+    return (_HEADER + vk_len + 3 * g1 + 2 * g2 + 5 * 4
+            + n_wires * (2 * g1 + g2) + (n_wires - n_public - 1) * g1 + (domain - 1) * g1)
+
+
+def check_key_header(first: bytes, total: int, cfg, n: int, d: int) -> None:
+    """The declared key must be for this session's circuit: T*(...) constraints, the Groth16 domain for them,
+    2(d+1)+1 public inputs, and exactly the size those imply; raises InputError otherwise."""
+    n_wires, n_constraints, domain, vkb = key_header(first)
+    want_c = snark_session.constraint_count(cfg, n, d)
+    n_public = 2 * (d + 1) + 1
+    want_dom = max(2, 1 << (want_c + n_public).bit_length())  # groth16.domain_size: pow2 >= n + l + 1
+    if n_constraints != want_c or domain != want_dom:
+        raise InputError(f"the proving key is for a circuit of {n_constraints} constraints (domain {domain}); "
+                         f"this session's circuit has {want_c} (domain {want_dom})")
+    try:
+        vk = snarkjs_io.vk_from_bytes(vkb)
+    except (TranscriptFormatError, ValueError) as e:
+        raise InputError(f"the proving key's verifying key is malformed: {e}") from None
+    if vk.n_public != n_public:
+        raise InputError(f"the proving key's verifying key has {vk.n_public} public inputs; this session's "
+                         f"circuit has {n_public}")
+    if not n_public < n_wires <= 2 * n_constraints + n_public + 1:
+        raise InputError(f"the proving key declares {n_wires} wires, impossible for {n_constraints} constraints")
+    want = expected_key_bytes(n_wires, n_public, domain, len(vkb))
+    if total != want:
+        raise InputError(f"the proving key declares {total} bytes; its header implies {want}")

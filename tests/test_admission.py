@@ -1,0 +1,80 @@
+"""Admission control and the client's retry rule, without a server (prover/admission.py, verifier/client.py)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from prover.admission import Admission, Overloaded, peer_host
+from prover.session import LimitExceeded, Limits
+from verifier.client import Refused, SessionAborted, aborted, backoff_seconds
+
+
+@pytest.mark.parametrize("peer, host", [("ipv4:127.0.0.1:5555", "127.0.0.1"), ("ipv6:[::1]:40000", "::1"),
+                                        ("ipv6:[2001:db8::7]:1", "2001:db8::7"), ("unix:/tmp/s", "unix:/tmp/s"),
+                                        ("", "unknown")])
+def test_peer_host_drops_the_port(peer, host):
+    assert peer_host(peer) == host
+
+
+def test_session_and_stream_slots_per_peer_and_global():
+    adm = Admission(Limits(max_sessions=3, max_sessions_per_peer=2, max_streams=2, max_streams_per_peer=1))
+    adm.admit_session("a")
+    adm.admit_session("a")
+    with pytest.raises(Overloaded, match="per client"):
+        adm.admit_session("a")
+    adm.admit_session("b")
+    with pytest.raises(Overloaded, match="open sessions") as ei:
+        adm.admit_session("c")
+    assert ei.value.retry_after > 0 and "retry in" in str(ei.value)
+    adm.release_session("a", 0)
+    adm.admit_session("c")
+    with adm.stream("a"):
+        with pytest.raises(Overloaded, match="per client"):
+            adm.stream("a").__enter__()
+        with adm.stream("b"), pytest.raises(Overloaded, match="uploads"):
+            adm.stream("c").__enter__()
+    assert adm.snapshot()["streams"] == 0
+
+
+def test_memory_budget_reservations():
+    adm = Admission(Limits(memory_budget_bytes=1000))
+    adm.reserve(600, "x")
+    with pytest.raises(Overloaded, match="memory budget"):
+        adm.reserve(500, "y")
+    with pytest.raises(LimitExceeded, match="whole budget"):  # can never fit: no retry hint
+        adm.reserve(1001, "z")
+    adm.unreserve(600)
+    adm.reserve(1000, "y")
+    assert adm.snapshot()["reserved_bytes"] == 1000
+
+
+class _Err(grpc.RpcError):
+    def __init__(self, code, details, meta=()):
+        self._c, self._d, self._m = code, details, meta
+
+    def code(self):
+        return self._c
+
+    def details(self):
+        return self._d
+
+    def trailing_metadata(self):
+        return self._m
+
+
+def test_client_retries_only_refusals_with_a_hint():
+    r = aborted(_Err(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy", (("retry-after-ms", "2500"),)))
+    assert isinstance(r, Refused) and r.retry_after == 2.5
+    hard = aborted(_Err(grpc.StatusCode.RESOURCE_EXHAUSTED, "1e9 rows exceed the limit"))
+    assert type(hard) is SessionAborted  # no hint: retrying cannot help
+    assert type(aborted(_Err(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", (("retry-after-ms", "soon"),)))) is SessionAborted
+    assert type(aborted(_Err(grpc.StatusCode.INVALID_ARGUMENT, "x", (("retry-after-ms", "5"),)))) is SessionAborted
+
+
+def test_backoff_is_exponential_at_least_the_hint_and_capped():
+    for attempt in range(12):
+        for hint in (0.0, 2.0, 100.0):
+            b = backoff_seconds(attempt, hint)
+            assert min(hint, 30.0) <= b <= 45.0
+            assert b >= min(30.0, 0.5 * 2 ** attempt)
