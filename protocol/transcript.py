@@ -211,7 +211,8 @@ SIGNED = _List(_Hex(), 2)  # [statement hex, signature hex]
 MERKLE_PROOF = {"index": U64, "siblings": _List(_Hex())}
 OPENING = {"step": U64, "state_before": _List(I64), "state_after": _List(I64), "proof_before": MERKLE_PROOF,
            "proof_after": MERKLE_PROOF,
-           "rows": _List({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64})}
+           "rows": _List({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64,
+                          "leaf_rows": _List(_List(I64))})}
 SCHEMA = {
     "format": _Str(FORMAT),
     "server": _Str(),
@@ -230,6 +231,7 @@ SCHEMA = {
     "num_rows": U64,
     "num_features": U32,
     "data_root": _Hex(32),
+    "rows_per_leaf": U32,
     "training_seed": _Hex(32),
     "audit_seed": _Hex(32),
     "audit_commitment": _Opt(_Hex(32)),
