@@ -153,9 +153,9 @@ def session_upload(stub, rows, cfg, pub, per_chunk, rows_per_leaf) -> bytes:
     UploadData exactly as the client runs them (verifier.client.upload_rows), then the check of the signed data
     statement."""
     from protocol import convert
+    from protocol.merkle import data_root as compute_root
     from protocol.wire import trainer_pb2 as pb
     from verifier import checks
-    from protocol.merkle import data_root as compute_root
     from verifier.client import upload_rows
 
     n, w = rows.shape

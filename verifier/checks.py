@@ -209,6 +209,10 @@ def _included(leaf: bytes, index: int, size: int, siblings_hex, root: bytes, fai
         raise MerkleProofInvalid(failure, step=step)
 
 
+def _fits_i64(values) -> bool:
+    return all(-(2**63) <= int(v) < 2**63 for v in values)
+
+
 def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig,
            extras_json: str = "") -> None:
     """Full replay: recompute every state and compare with the committed leaves; the first difference is

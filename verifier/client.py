@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 import os
 import queue
+import random
 import socket
 import threading
-import random
 import time
 from dataclasses import dataclass
 
@@ -19,7 +19,7 @@ from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
 from protocol.hashing import tagged_hash
-from protocol.merkle import MerkleTree, data_root, default_rows_per_leaf
+from protocol.merkle import data_root, default_rows_per_leaf
 from protocol.prg import seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
