@@ -203,7 +203,8 @@ class GarbageProof(Honest):
             sib = [rng.bytes(32) for _ in range(self.SIBLINGS)]
             out.append({"step": op["step"], "state_before": rng.integers(-2**62, 2**62, width),
                         "state_after": rng.integers(-2**62, 2**62, width), "proof_before": sib, "proof_after": sib,
-                        "rows": [(int(rng.integers(0, 2**62)), rng.integers(-2**62, 2**62, int(rng.integers(0, 9))), sib)
+                        "rows": [(int(rng.integers(0, 2**62)), rng.integers(-2**62, 2**62, int(rng.integers(0, 9))),
+                                  int(rng.integers(0, 2**62)), sib, rng.integers(-2**62, 2**62, 3))
                                  for _ in op["rows"]]})
         return out
 

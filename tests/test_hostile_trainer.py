@@ -105,7 +105,7 @@ def test_a_trainer_killed_mid_training_leaves_a_partial_transcript(key, tmp_path
         proc = subprocess.Popen([VERIFIER, *_args(srv.address, tmp_path, "--timeout", "100")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         opened = threading.Event()
-        threading.Thread(target=lambda: any("opened" in line and (opened.set() or True) for line in srv.proc.stderr),
+        threading.Thread(target=lambda: any(("opened" in line or " start peer=" in line) and (opened.set() or True) for line in srv.proc.stderr),
                          daemon=True).start()
         assert opened.wait(120), "the client never opened a session"
         time.sleep(3)  # the trainer has signed its first states and stalls mid-training
