@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import encoding as enc
 from .errors import BindingMismatch, SignatureInvalid, TranscriptFormatError
 
-PROTOCOL_VERSION = "vtrain/1"
+PROTOCOL_VERSION = "vtrain/2"
 MAGIC = b"vtrain/v1/statement\x00"
 
 # field type: "b32" 32 bytes, "b16" 16 bytes, "bytes" any, "u64", "u32", "text"

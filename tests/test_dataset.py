@@ -45,7 +45,7 @@ def test_non_finite_rejected(cell):
         parse_csv(_csv("a,b,y", "1,2,3", f"1,{cell},3"), "y", "f.csv")
 
 
-@pytest.mark.parametrize("cell", ["abc", "", "1,5", "0x10", "--1", "1..2"])
+@pytest.mark.parametrize("cell", ["abc", "1,5", "0x10", "--1", "1..2"])
 def test_non_numeric_rejected(cell):
     text = "a,b,y\n1,2,3\n" + f'1,"{cell}",3\n'
     with pytest.raises(InputError, match=r"line 3, column 'b': .* is not a number"):
@@ -87,8 +87,8 @@ def test_file_errors(tmp_path):
     p.write_bytes(b"a,y\n\xff\xfe,1\n")
     with pytest.raises(InputError, match="not a UTF-8 text"):
         load_table(str(p), "y")
-    with pytest.raises(InputError, match="unknown builtin dataset 'iris'; choose one of"):
-        load_table("builtin:iris")
+    with pytest.raises(InputError, match="unknown builtin dataset 'nope'; choose one of"):
+        load_table("builtin:nope")
     p = tmp_path / "ok.csv"
     p.write_text(_csv("a,y", "1,0", "2,1"))
     t = load_table(str(p), "y")
@@ -120,7 +120,7 @@ def test_standardization_with_constant_column():
 
 def test_standardization_clips_and_checks_shape():
     t = parse_csv(_csv("a,y", *[f"{v},0" for v in [0] * 99 + [1000]]), "y")
-    s = fit_standardization(t, "logistic")
+    s = fit_standardization(t, "linear")
     assert s.apply(t.X).max() == CLIP == 8.0
     with pytest.raises(InputError, match="expected rows with 1 features"):
         s.apply(np.zeros((2, 3)))
@@ -134,12 +134,18 @@ def test_linear_target_standardized():
     assert fit_standardization(t, "linear").target_std == 1.0  # constant target keeps scale 1
 
 
-@pytest.mark.parametrize("labels", [("0", "2"), ("0", "0.5"), ("-1", "1"), ("1", "3")])
-def test_logistic_target_must_be_zero_one(labels):
-    t = parse_csv(_csv("a,y", f"1,{labels[0]}", f"2,{labels[1]}"), "y", "f.csv")
-    with pytest.raises(InputError, match="logistic regression needs a 0/1 target; 'y' has values"):
-        fit_standardization(t, "logistic")
-    fit_standardization(t, "linear")  # fine for linear
+@pytest.mark.parametrize(("labels", "sorted_labels"), [
+    (("2", "0"), [0, 2]), (("0.5", "0"), [0, 0.5]), (("1", "-1"), [-1, 1]), (("10", "9"), [9, 10]),
+    (("yes", "no"), ["no", "yes"]), (("M", "B"), ["B", "M"]), (("true", "false"), ["false", "true"]),
+])
+def test_logistic_takes_any_two_labels_in_sorted_order(labels, sorted_labels):
+    """Labels of any type; class index = position in the sorted list (numbers numerically)."""
+    t = parse_csv(_csv("a,y", f"1,{labels[0]}", f"2,{labels[1]}", f"3,{labels[0]}"), "y", "f.csv")
+    s = fit_standardization(t, "logistic")
+    assert s.labels == sorted_labels and s.target_kind == "binary"
+    first = [str(v) for v in sorted_labels].index(labels[0])
+    assert quantize_table(t, s, 16)[1].tolist() == [first << 16, (1 - first) << 16, first << 16]
+    assert Standardization.from_dict(s.to_dict()).to_dict() == s.to_dict()
 
 
 def test_quantize_table_and_rows_matrix():

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import FixedPointOverflow, InputError
-from protocol.fixedpoint import sigmoid_exact, sigmoid_table
+from protocol.fixedpoint import exp_table, sigmoid_exact, sigmoid_table
 from protocol.merkle import MerkleTree, model_hash, state_leaf
 from protocol.prg import SeedContext, shuffle
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact, train_honest
@@ -22,6 +22,8 @@ from protocol.training import FastStepper, Schedule, TrainConfig, step_exact, tr
 
 def spec_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
     """docs/PROTOCOL.md section 7 written with exact rationals and floor (independent of step_exact)."""
+    if cfg.model == "softmax":
+        return spec_softmax_step(theta, X, Y, cfg)
     f, B = cfg.frac_bits, cfg.batch_size
     lr = Fraction(cfg.lr_num, 2**cfg.lr_shift)
     w, b = [int(v) for v in theta[:-1]], int(theta[-1])
@@ -41,6 +43,32 @@ def spec_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
     return [floor(t - lr * g / (2**f * B)) for t, g in zip([*w, b], G)]
 
 
+def spec_exp(v: int, f: int) -> int:
+    """exp_q(v), v <= 0: E[i] + floor((E[i+1] - E[i]) * rem / 2^(f-4)), u = min(-v, 16 * 2^f)."""
+    tab = exp_table(f)
+    i, rem = divmod(min(-v, 16 * 2**f), 2 ** (f - 4))
+    hi = tab[min(i + 1, 256)]
+    return tab[i] + floor(Fraction((hi - tab[i]) * rem, 2 ** (f - 4)))
+
+
+def spec_softmax_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
+    f, B, C = cfg.frac_bits, cfg.batch_size, cfg.num_classes
+    lr = Fraction(cfg.lr_num, 2**cfg.lr_shift)
+    d1 = len(theta) // C
+    W = [[int(v) for v in theta[c * d1:(c + 1) * d1]] for c in range(C)]
+    new = []
+    R = []
+    for row, y in zip(X, Y):
+        z = [floor(Fraction(sum(int(x) * wk for x, wk in zip(row, wc[:-1])) + wc[-1] * 2**f, 2**f)) for wc in W]
+        e = [spec_exp(zc - max(z), f) for zc in z]
+        R.append([floor(Fraction(ec * 2**f, sum(e))) - (2**f if int(y) == c else 0) for c, ec in enumerate(e)])
+    for c in range(C):
+        G = [sum(r[c] * int(x[j]) for r, x in zip(R, X)) + cfg.l2_num * W[c][j] * B for j in range(d1 - 1)]
+        G.append(sum(r[c] for r in R) * 2**f)
+        new += [floor(t - lr * g / (2**f * B)) for t, g in zip(W[c], G)]
+    return new
+
+
 def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**kw).validate()
 
@@ -54,18 +82,22 @@ def _fast(theta, X, Y, cfg):
 
 @st.composite
 def step_cases(draw):
-    model = draw(st.sampled_from(["linear", "logistic"]))
+    model = draw(st.sampled_from(["linear", "logistic", "softmax"]))
+    C = draw(st.integers(2, 5)) if model == "softmax" else 0
     f = draw(st.sampled_from([4, 8, 12, 16, 20]))
     K = draw(st.sampled_from([max(f + 12, 24), 32, 48]))
     B = draw(st.sampled_from([1, 2, 4, 8, 16]))
     d = draw(st.integers(1, 5))
     cfg = _cfg(model=model, batch_size=B, frac_bits=f, weight_bits=K, lr_num=draw(st.integers(1, 2**12)),
-               lr_shift=draw(st.integers(0, 16)), l2_num=draw(st.sampled_from([0, 1, 2**f // 100, 2**f])))
+               lr_shift=draw(st.integers(0, 16)), l2_num=draw(st.sampled_from([0, 1, 2**f // 100, 2**f])),
+               num_classes=C)
     xs = st.integers(-(4 << f), 4 << f)
     X = draw(st.lists(st.lists(xs, min_size=d, max_size=d), min_size=B, max_size=B))
-    ys = st.sampled_from([0, 1 << f]) if model == "logistic" else st.integers(-(4 << f), 4 << f)
+    ys = {"logistic": st.sampled_from([0, 1 << f]), "softmax": st.integers(-1, C)}.get(
+        model, st.integers(-(4 << f), 4 << f))
     Y = draw(st.lists(ys, min_size=B, max_size=B))
-    theta = draw(st.lists(st.integers(-(2 << f), 2 << f), min_size=d + 1, max_size=d + 1))
+    P = max(C, 1) * (d + 1)
+    theta = draw(st.lists(st.integers(-(2 << f), 2 << f), min_size=P, max_size=P))
     return cfg, theta, X, Y
 
 
