@@ -18,7 +18,7 @@ from importlib import resources
 
 import numpy as np
 
-from .csv_reader import ReadOptions, _Source, read_columns
+from .csv_reader import ReadOptions, _Source, read_columns, read_header
 from .errors import InputError
 from .fixedpoint import quantize
 
@@ -35,9 +35,11 @@ class Table:
     y: np.ndarray  # float64 (n,) when the target is numeric, else an object array of label texts
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # every column of the file (features, target, dropped)
 
     def subset(self, idx) -> Table:
-        return Table(self.feature_names, self.target, self.X[idx], self.y[idx], self.source, list(self.notes))
+        return Table(self.feature_names, self.target, self.X[idx], self.y[idx], self.source, list(self.notes),
+                     list(self.columns))
 
 
 @dataclass
@@ -114,7 +116,7 @@ def default_target(spec: str) -> str | None:
 def _table(source: _Source, target: str | None, require_target: bool, options: ReadOptions | None) -> Table:
     c = read_columns(source, target, options or ReadOptions(), require_target)
     y = c.y if c.y is not None else np.zeros(c.X.shape[0])
-    return Table(c.feature_names, c.target, c.X, y, source.label, c.notes)
+    return Table(c.feature_names, c.target, c.X, y, source.label, c.notes, c.header)
 
 
 def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True,
@@ -127,6 +129,11 @@ def load_table(spec: str, target: str | None = None, require_target: bool = True
                options: ReadOptions | None = None) -> Table:
     """``builtin:NAME`` or a CSV path -> Table."""
     return _table(_source(spec), target if target is not None else default_target(spec), require_target, options)
+
+
+def table_header(spec: str, options: ReadOptions | None = None) -> list[str]:
+    """The column names of ``spec`` (nothing else is read)."""
+    return read_header(_source(spec), (options or ReadOptions()).validated())[0]
 
 
 # -- class labels -----------------------------------------------------------------------------------------

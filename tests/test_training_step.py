@@ -249,8 +249,9 @@ def _golden_ctx(v) -> SeedContext:
     return SeedContext(*(bytes.fromhex(v[k]) for k in ("session_id", "data_root", "training_seed")))
 
 
-@pytest.mark.parametrize("run_index", [0, 1])
+@pytest.mark.parametrize("run_index", [0, 1, 2])
 def test_golden_training_run(run_index):
+    """Runs: logistic, linear with L2, softmax (3 classes) with L2."""
     v = load_vectors("training")
     run = v["runs"][run_index]
     cfg = TrainConfig.from_dict(run["config"])
@@ -321,3 +322,46 @@ def test_config_validation(field, value):
 def test_config_from_dict_rejects_unknown_fields():
     with pytest.raises(InputError, match="unknown training-config fields"):
         TrainConfig.from_dict({"model": "linear", "momentum": 0.9})
+
+
+# -- softmax specifics ------------------------------------------------------------------------------------
+
+def test_softmax_config_encoding_and_validation():
+    """softmax appends u32(num_classes) to the config encoding; the other models are unchanged (PROTOCOL.md s.5)."""
+    from protocol import encoding as enc
+    from protocol.convert import config_from_proto, config_to_proto
+
+    base = TrainConfig(model="logistic").encode()
+    soft = _cfg(model="softmax", num_classes=7)
+    assert soft.encode() == enc.text("softmax") + base[len(enc.text("logistic")):] + enc.u32(7)
+    assert soft.outputs == 7 and soft.num_params(4) == 35 and TrainConfig().num_params(4) == 5
+    assert config_from_proto(config_to_proto(soft)) == soft
+    assert TrainConfig.from_dict(soft.to_dict()) == soft
+    for bad in ({"model": "softmax", "num_classes": 1}, {"model": "softmax"}, {"model": "logistic", "num_classes": 2},
+                {"model": "softmax", "num_classes": 1025}):
+        with pytest.raises(InputError, match="softmax|num_classes"):
+            TrainConfig(**bad).validate()
+
+
+def test_softmax_huge_weights_force_the_exact_fallback():
+    cfg = _cfg(model="softmax", num_classes=3, batch_size=4, frac_bits=16, weight_bits=62, lr_num=1, lr_shift=20)
+    X = [[65536, -65536], [3, 7], [-131072, 5], [1, 1]]
+    Y = [0, 2, 1, 2]
+    theta = [2**40 + 3, -(2**40) - 5, 2**39 + 1, 7, -8, 9, 2**41, 0, -(2**38)]
+    fs = _agree(cfg, theta, X, Y)
+    assert fs is not None and fs.exact_fallbacks == 1
+    assert np.asarray(_fast(theta, X, Y, cfg)[1]).shape == (4, 3)
+
+
+def test_softmax_probabilities_are_floor_normalised():
+    """Two equal logits: e = 2^f each, p = floor(2^f * 2^f / 2^(f+1)) = 2^(f-1); the rows of p sum to at most
+    2^f and lose less than C units to the floor."""
+    from protocol.training import softmax_probs_exact
+
+    assert softmax_probs_exact([5, 5], 16) == [32768, 32768]
+    p = softmax_probs_exact([0, -65536, 3 * 65536], 16)
+    assert 65536 - 3 < sum(p) <= 65536 and p[2] == max(p)
+    cfg = _cfg(model="softmax", num_classes=3, batch_size=2, frac_bits=16)
+    _, r, _ = _fast([0] * 9, [[1, 2], [3, 4]], [0, 2], cfg)
+    third = (65536 << 16) // (3 * 65536)
+    assert r == [[third - 65536, third, third], [third, third, third - 65536]]

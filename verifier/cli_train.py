@@ -10,23 +10,25 @@ import grpc
 
 from protocol import model_file
 from protocol import transcript as tx
-from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows
+from protocol.csv_reader import ReadOptions
+from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows, resolve_model
 from protocol.errors import InputError, TranscriptFormatError
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
 
 from .audit import verify_transcript
-from .cli import EXIT_OK, EXIT_REJECTED, CliError
+from .cli import EXIT_OK, EXIT_REJECTED, CliError, table_options
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
 DEFAULTS = {"logistic": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01},
-            "linear": {"epochs": 20, "batch_size": 32, "lr": 0.02, "l2": 0.0}}
+            "linear": {"epochs": 20, "batch_size": 32, "lr": 0.02, "l2": 0.0},
+            "softmax": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01}}
 
 
-def _config(args) -> TrainConfig:
+def _config(args, num_classes: int = 0) -> TrainConfig:
     for name, value in DEFAULTS[args.model].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -36,7 +38,7 @@ def _config(args) -> TrainConfig:
     l2_num = dyadic(args.l2, args.frac_bits, "--l2")
     return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_num=lr_num,
                        lr_shift=args.lr_shift, l2_num=l2_num, frac_bits=args.frac_bits, weight_bits=args.weight_bits,
-                       checkpoint_interval=args.checkpoint_interval).validate()
+                       checkpoint_interval=args.checkpoint_interval, num_classes=num_classes).validate()
 
 
 def _status(msg: str) -> None:
@@ -64,8 +66,23 @@ def _progress_bar(enabled: bool):
     return update, close
 
 
+def _table_and_config(args):
+    """Read the table, pick the model (logistic on more than two classes -> softmax) and the config."""
+    table = load_table(args.data, args.target, options=table_options(args))
+    model, num_classes, note = resolve_model(args.model, table)
+    if args.proof == "snark" and model != "linear":
+        raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "
+                         f"step); a {model} model is verified with --proof spot")
+    args.model = model
+    notes = list(table.notes) + ([note] if note else [])
+    return table, _config(args, num_classes), notes
+
+
 def cmd_train(args) -> int:
-    cfg = _config(args)
+    table, cfg, notes = _table_and_config(args)
+    if not args.json:
+        for n in notes:
+            _status(f"note: {n}")
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
@@ -79,7 +96,6 @@ def cmd_train(args) -> int:
         seeds = ClientSeeds.from_master(master)
     else:
         seeds = ClientSeeds.fresh()
-    table = load_table(args.data, args.target)
     stdz = fit_standardization(table, cfg.model)
     if table.X.shape[0] < cfg.batch_size:
         raise InputError(f"{table.X.shape[0]} rows are fewer than one batch of {cfg.batch_size}")
@@ -113,14 +129,14 @@ def cmd_train(args) -> int:
                                frac_bits=cfg.frac_bits, theta=tr["model"], transcript_sha256=digest,
                                verification={"status": status, "check": verdict.check,
                                              "reason": verdict.reason or verdict.guarantee},
-                               extras=_shipped_extras(tr))
+                               extras=_shipped_extras(tr), table_columns=table.columns)
         model_file.save(args.model_out, doc)
         model_written = True
     result = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason, "step": verdict.step,
               "guarantee": verdict.guarantee, "transcript": args.out, "transcript_sha256": digest,
               "model": args.model_out if model_written else None, "trainer_key": tr.get("trainer_key"),
               "trust": tr.get("trust"), "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
-              "config": cfg.to_dict(), "proof_kind": args.proof}
+              "config": cfg.to_dict(), "proof_kind": args.proof, "model_kind": cfg.model, "notes": notes}
     if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
         result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
         result["snark"]["proof_bytes"] = 192
@@ -170,7 +186,9 @@ def cmd_audit(args) -> int:
             cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
         except InputError as e:
             raise TranscriptFormatError(str(e)) from None
-        table = load_table(args.data, args.target or meta.get("target"))
+        opts = ReadOptions(delimiter=args.delimiter, features=tuple(meta.get("feature_names") or ()) or None,
+                           drop_missing=args.drop_missing)
+        table = load_table(args.data, args.target or meta.get("target"), options=opts)
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
