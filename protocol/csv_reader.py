@@ -131,29 +131,28 @@ def read_columns(source: _Source, target: str | None, opts: ReadOptions, require
     header, delim = read_header(source, opts)
     tcol = _target_index(header, target, source.label, require_target, opts)
     fcols = _feature_indices(header, tcol, opts, source.label)
-    used = sorted(set(fcols) | ({tcol} if tcol is not None else set()))
-    df = _pandas_read(source, delim, header, header[tcol] if tcol is not None else None)
+    df = _pandas_read(source, delim, header)
     n = df.shape[0]
     if n == 0:
         raise InputError(f"{source.label}: no data rows after the header")
-    pos = {c: c for c in used}
     notes: list[str] = []
-    X = np.empty((n, len(fcols)), dtype=np.float64)
+    for c in fcols:
+        if _numeric_dtype(df.dtypes.iloc[c]) is False:
+            _refuse_feature(source, delim, header, c, df.iloc[:, c], opts)
+    X = df.iloc[:, fcols].to_numpy(dtype=np.float64, na_value=np.nan)
     missing = np.zeros(n, dtype=bool)
-    for j, c in enumerate(fcols):
-        col = df.iloc[:, pos[c]]
-        vals = _numeric(col)
-        if vals is None:
-            _refuse_feature(source, delim, header, c, col, opts)
-        bad = ~np.isfinite(vals)
-        nan = np.isnan(vals) & col.isna().to_numpy()
-        if (bad & ~nan).any():
-            _refuse_at(source, delim, header, int(np.flatnonzero(bad & ~nan)[0]), c, "not finite (NaN/inf)")
-        missing |= nan
-        X[:, j] = vals
+    if not np.isfinite(X).all():  # NaN in a numeric column is an empty cell; +-inf is refused
+        nan = np.isnan(X)
+        inf = np.argwhere(~np.isfinite(X) & ~nan)
+        if inf.size:
+            _refuse_at(source, delim, header, int(inf[0][0]), fcols[int(inf[0][1])], "not finite (NaN/inf)")
+        missing = nan.any(axis=1)
     y = None
     if tcol is not None:
-        y, na = _target(df.iloc[:, pos[tcol]])
+        col = df.iloc[:, tcol]
+        if _numeric_dtype(col.dtype) is False:  # labels: read the column again exactly as written
+            col = _pandas_read(source, delim, header, text_column=header[tcol]).iloc[:, 0]
+        y, na = _target(col)
         missing |= na
         if y.dtype != object and (~np.isfinite(y) & ~na).any():
             _refuse_at(source, delim, header, int(np.flatnonzero(~np.isfinite(y) & ~na)[0]), tcol,
@@ -214,19 +213,20 @@ def _feature_indices(header, tcol, opts: ReadOptions, label) -> list[int]:
     return [header.index(h) for h in names]
 
 
-def _pandas_read(source: _Source, delim: str, header: list[str], target: str | None):
-    """The body, parsed by pandas; the target column as text (labels are kept as written)."""
+def _pandas_read(source: _Source, delim: str, header: list[str], text_column: str | None = None):
+    """The body, parsed by pandas (types inferred per column); with ``text_column`` only that column, as text."""
     import pandas as pd
 
     width = len(header)
-    src = source.open()
+    src = source.open() if source.path is None else source.path  # a path: pandas decodes in C (faster)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas would drop the extra fields
-            return pd.read_csv(src, sep=delim, header=0, names=header, index_col=False,
-                               dtype={target: str} if target is not None else None, keep_default_na=False,
-                               na_values=[""], skipinitialspace=True, skip_blank_lines=True, quotechar='"',
-                               engine="c", low_memory=False)
+            return pd.read_csv(src, sep=delim, header=0, names=header, index_col=False, encoding="utf-8-sig",
+                               usecols=[text_column] if text_column else None,
+                               dtype=str if text_column else None,
+                               keep_default_na=False, na_values=[""], skipinitialspace=True, skip_blank_lines=True,
+                               quotechar='"', engine="c")
     except pd.errors.ParserWarning:
         line, fields = next(((ln, f) for ln, f in _records(source, delim) if len(f) > width), (0, []))
         raise InputError(f"{source.label}: line {line} has {len(fields)} fields, the header has {width} "
@@ -241,17 +241,23 @@ def _pandas_read(source: _Source, delim: str, header: list[str], target: str | N
         raise InputError(f"{source.label} is not a UTF-8 text (CSV) file") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{source.label}: the file is empty (a header row is required)") from None
+    except OSError as e:
+        raise InputError(f"cannot read data file {source.label}: {e.strerror}") from None
     finally:
-        src.close()
+        if not isinstance(src, str):
+            src.close()
+
+
+def _numeric_dtype(dtype) -> bool:
+    """Numbers (int or float; NaN = empty); False for text, booleans and mixed columns."""
+    import pandas as pd
+
+    return bool(pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype))
 
 
 def _numeric(col) -> np.ndarray | None:
     """float64 values of a numeric column (NaN where empty), or None when the column holds text."""
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return None
+    return col.to_numpy(dtype=np.float64, na_value=np.nan) if _numeric_dtype(col.dtype) else None
 
 
 def _target(col) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +266,10 @@ def _target(col) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     na = col.isna().to_numpy()
-    text = col.astype(object).where(~na, "").map(lambda v: str(v).strip())
+    vals = _numeric(col)
+    if vals is not None:
+        return vals, na
+    text = col.astype(str).where(~na, "").str.strip()
     num = pd.to_numeric(text.where(~na, "0"), errors="coerce")
     if num.isna().any():
         failed = text[num.isna().to_numpy()]
