@@ -101,7 +101,7 @@ class _Source:
 
     def open(self):
         if self.text is not None:
-            return io.StringIO(self.text[1:] if self.text.startswith("\ufeff") else self.text)
+            return io.StringIO(self.text.removeprefix("\ufeff"))
         try:
             return open(self.path, encoding="utf-8-sig", newline="")
         except OSError as e:

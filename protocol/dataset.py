@@ -157,16 +157,11 @@ def class_labels(y: np.ndarray) -> list:
 def class_indices(y: np.ndarray, labels: list, what: str = "target") -> np.ndarray:
     """Class index (position in ``labels``) of every target value; an unknown label is an input error."""
     numeric = not isinstance(labels[0], str)
-    if numeric and y.dtype == object:
-        try:
-            y = np.array([float(v) for v in y], dtype=np.float64)
-        except ValueError:
-            bad = next(v for v in y if not _is_float(v))
-            raise InputError(f"{what}: label {bad!r} is not one of the model's labels {labels[:12]}") from None
     if numeric:
+        vals = y if y.dtype != object else np.array([float(v) if _is_float(v) else np.nan for v in y])
         keys = np.asarray(labels, dtype=np.float64)
-        idx = np.clip(np.searchsorted(keys, y), 0, len(keys) - 1)
-        bad = keys[idx] != y
+        idx = np.clip(np.searchsorted(keys, vals), 0, len(keys) - 1)
+        bad = keys[idx] != vals
     else:
         lookup = {lab: i for i, lab in enumerate(labels)}
         texts = y.tolist() if y.dtype == object else [str(_label_value(v)) for v in y]

@@ -265,7 +265,7 @@ class FastStepper:
         if self.cfg.model == "softmax":
             return self._softmax_step(theta, idx, step)
         cfg = self.cfg
-        f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
+        f, B = cfg.frac_bits, cfg.batch_size
         tmax = int(np.abs(theta).max())
         if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64 or self.ymax >= _EXACT_F64 // 2:
             return self._exact(theta, idx, step)

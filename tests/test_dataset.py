@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from protocol.csv_reader import ReadOptions, detect_delimiter, split_names
 from protocol.dataset import (
     CLIP,
     Standardization,
     builtin_names,
+    class_indices,
+    class_labels,
     fit_standardization,
     load_table,
     parse_csv,
     quantize_table,
+    resolve_model,
     rows_matrix,
 )
 from protocol.errors import InputError
@@ -173,10 +177,6 @@ def test_standardization_record_round_trip_and_validation():
 
 
 # -- tables as users have them (protocol/csv_reader.py) ----------------------------------------------------
-
-from protocol.csv_reader import ReadOptions, detect_delimiter, split_names  # noqa: E402
-from protocol.dataset import class_indices, class_labels, resolve_model  # noqa: E402
-
 
 @pytest.mark.parametrize(("line", "want"), [
     ("a,b,c", ","), ("a;b;c", ";"), ("a\tb\tc", "\t"), ('"x,y";b;c', ";"), ("single", ","), ("a;b,c;d", ";"),

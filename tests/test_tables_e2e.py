@@ -71,7 +71,7 @@ def test_digits_ten_classes_with_explicit_softmax(server, tmp_path):
     addr, _ = server
     rc, doc, err = _train(addr, tmp_path, "builtin:digits", model="softmax", epochs="1", batch="64")
     assert rc == 0 and doc["status"] == "verified" and doc["config"]["num_classes"] == 10, err
-    rc, audit, err = verifier_json("audit", str(tmp_path / "t.json"))
+    rc, _audit, err = verifier_json("audit", str(tmp_path / "t.json"))
     assert rc == 0, err
     assert json.loads((tmp_path / "m.json").read_text())["standardization"]["labels"] == list(range(10))
 
@@ -143,8 +143,7 @@ def test_semicolon_and_tab_files_with_bom_and_quoted_header(server, tmp_path, de
     path = tmp_path / "semi.csv"
     with open(path, "w", encoding="utf-8-sig", newline="") as fh:
         fh.write(delimiter.join(f'" {n} "' for n in [*names, "malignant"]) + "\n")  # quoted, padded names
-        for x, v in zip(X.tolist(), y):
-            fh.write(delimiter.join([*(f"{a:.6g}" for a in x), str(v)]) + "\n")
+        fh.writelines(delimiter.join([*(f"{a:.6g}" for a in x), str(v)]) + "\n" for x, v in zip(X.tolist(), y))
     extra = ("--delimiter", flag) if flag else ()
     rc, doc, err = _train(addr, tmp_path, path, "--target", "malignant", *extra)
     assert rc == 0 and doc["status"] == "verified", err
@@ -170,5 +169,5 @@ def test_empty_cells_refused_with_line_and_column_or_dropped(server, tmp_path):
 
 
 def test_snark_is_linear_only_and_the_cli_says_so(server, tmp_path):
-    rc, doc, err = _train(server[0], tmp_path, "builtin:iris", "--proof", "snark")
+    rc, _doc, err = _train(server[0], tmp_path, "builtin:iris", "--proof", "snark")
     assert rc == 2 and "linear regression only" in err and "--proof spot" in err

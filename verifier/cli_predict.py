@@ -161,6 +161,8 @@ def _model_table(spec: str, model, target: str | None, args, require_target: boo
         raise InputError("; ".join(parts))
     if require_target and target not in header:
         raise InputError(f"{spec}: the label column {target!r} is missing (name it with --target)")
+    if require_target and target in want:
+        raise InputError(f"{spec}: the label column {target!r} is one of the model's feature columns")
     t = load_table(spec, target if require_target else None, require_target=require_target,
                    options=ReadOptions(opts.delimiter, tuple(want), (), opts.drop_missing))
     for note in t.notes:
