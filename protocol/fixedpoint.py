@@ -88,30 +88,35 @@ def exp_exact(v: int, frac_bits: int) -> int:
     ``exp_q(v) = E[i] + (((E[i+1] - E[i]) * r) >> (f-4))`` with ``E[257] := E[256]``."""
     if v > 0:
         raise ValueError("exp_q is defined for non-positive inputs (max-subtracted logits)")
-    table = exp_table(frac_bits)
-    sh = frac_bits - SIGMOID_STEP_BITS
-    u = min(-v, EXP_RANGE << frac_bits)
-    i, r = u >> sh, u & ((1 << sh) - 1)
-    hi = table[i + 1] if i + 1 < len(table) else table[-1]
-    return table[i] + (((hi - table[i]) * r) >> sh)
+    return _interp_exact(exp_table(frac_bits), min(-v, EXP_RANGE << frac_bits), frac_bits - SIGMOID_STEP_BITS)
 
 
 def exp_q(v: np.ndarray, frac_bits: int) -> np.ndarray:
     """``exp_exact`` vectorised over int64 arrays of non-positive values (every intermediate < 2^57)."""
     if frac_bits < SIGMOID_STEP_BITS:
         raise ValueError(f"softmax needs frac_bits >= {SIGMOID_STEP_BITS}")
-    table = _exp_array(frac_bits)
-    sh = frac_bits - SIGMOID_STEP_BITS
     u = np.minimum(-np.asarray(v, dtype=np.int64), EXP_RANGE << frac_bits)
+    return _interp_q(_padded_array(exp_table, frac_bits), u, frac_bits - SIGMOID_STEP_BITS)
+
+
+def _interp_exact(table: tuple[int, ...], u: int, sh: int) -> int:
+    """``T[i] + (((T[i+1] - T[i]) * r) >> sh)`` with ``i = u >> sh``, ``r = u mod 2^sh``, ``T[len] := T[-1]``."""
+    i, r = u >> sh, u & ((1 << sh) - 1)
+    hi = table[i + 1] if i + 1 < len(table) else table[-1]
+    return table[i] + (((hi - table[i]) * r) >> sh)
+
+
+def _interp_q(padded: np.ndarray, u: np.ndarray, sh: int) -> np.ndarray:
+    """``_interp_exact`` over an int64 array ``u`` (``padded`` = the table with its last entry repeated)."""
     i = u >> sh
     r = u & ((1 << sh) - 1)
-    lo = table[i]
-    return lo + (((table[i + 1] - lo) * r) >> sh)
+    lo = padded[i]
+    return lo + (((padded[i + 1] - lo) * r) >> sh)
 
 
 @functools.cache
-def _exp_array(frac_bits: int) -> np.ndarray:
-    t = exp_table(frac_bits)
+def _padded_array(table_fn, frac_bits: int) -> np.ndarray:
+    t = table_fn(frac_bits)
     arr = np.array(t + (t[-1],), dtype=np.int64)
     arr.setflags(write=False)
     return arr
@@ -145,34 +150,15 @@ def sigmoid_interp(z: np.ndarray, frac_bits: int) -> np.ndarray:
     ``out = T[i] + ((T[i+1] - T[i]) * r) >> (f-4)`` (with ``T[257] := T[256]``)."""
     if frac_bits < SIGMOID_STEP_BITS:
         raise ValueError(f"logistic regression needs frac_bits >= {SIGMOID_STEP_BITS}")
-    table = _table_array(frac_bits)
-    sh = frac_bits - SIGMOID_STEP_BITS
     lim = SIGMOID_RANGE << frac_bits
     u = np.minimum(np.maximum(np.asarray(z, dtype=np.int64), -lim), lim) + lim
-    i = u >> sh
-    r = u & ((1 << sh) - 1)
-    lo = table[i]
-    hi = table[i + 1]
-    return lo + (((hi - lo) * r) >> sh)
+    return _interp_q(_padded_array(sigmoid_table, frac_bits), u, frac_bits - SIGMOID_STEP_BITS)
 
 
 def sigmoid_exact(z: int, frac_bits: int) -> int:
     """The same function on one Python int (the reference the vectorised version is tested against)."""
-    table = sigmoid_table(frac_bits)
-    sh = frac_bits - SIGMOID_STEP_BITS
     lim = SIGMOID_RANGE << frac_bits
-    u = min(max(z, -lim), lim) + lim
-    i, r = u >> sh, u & ((1 << sh) - 1)
-    hi = table[i + 1] if i + 1 < len(table) else table[-1]
-    return table[i] + (((hi - table[i]) * r) >> sh)
-
-
-@functools.cache
-def _table_array(frac_bits: int) -> np.ndarray:
-    t = sigmoid_table(frac_bits)
-    arr = np.array(t + (t[-1],), dtype=np.int64)
-    arr.setflags(write=False)
-    return arr
+    return _interp_exact(sigmoid_table(frac_bits), min(max(z, -lim), lim) + lim, frac_bits - SIGMOID_STEP_BITS)
 
 
 def quantize(x: np.ndarray, frac_bits: int) -> np.ndarray:

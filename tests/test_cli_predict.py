@@ -181,10 +181,10 @@ def test_bad_predict_input_exits_2_with_a_clear_message(models, tmp_path, args, 
 @pytest.mark.parametrize("args,message", [
     (("--model", "{lin}", "--data", "builtin:diabetes", "--sigma", "0.5"), "needs a classifier"),
     (("--model", "{log}", "--data", "builtin:breast_cancer", "--sigma", "abc"), "--sigma must be"),
-    (("--model", "{log}", "--data", "builtin:breast_cancer", "--target", "mean_area"), "is one of the model's "
-     "feature columns"),
-    (("--model", "{log}", "--data", "{tmp}/labels.csv", "--target", "label"), "label 'maybe' (row 2) is not one "
-     "of the model's labels [0, 1]"),
+    (("--model", "{log}", "--data", "builtin:breast_cancer", "--target", "mean_area"), ("is one of the model's "
+     "feature columns")),
+    (("--model", "{log}", "--data", "{tmp}/labels.csv", "--target", "label"), ("label 'maybe' (row 2) is not one "
+     "of the model's labels [0, 1]")),
 ])
 def test_bad_certify_input_exits_2_with_a_clear_message(models, tmp_path, args, message):
     _bad_files(tmp_path)
