@@ -25,9 +25,9 @@ TEST_FRACTION = 0.25
 CONFIGS = {
     "breast_cancer": TrainConfig(model="logistic", epochs=30, batch_size=16, lr_num=205, lr_shift=10, l2_num=655),
     "diabetes": TrainConfig(model="linear", epochs=20, batch_size=32, lr_num=20, lr_shift=10, l2_num=0),
-    "digits": TrainConfig(model="softmax", epochs=30, batch_size=16, lr_num=205, lr_shift=10, l2_num=655,
+    "digits": TrainConfig(model="softmax", epochs=60, batch_size=16, lr_num=205, lr_shift=10, l2_num=655,
                           num_classes=10),
-    "iris": TrainConfig(model="softmax", epochs=30, batch_size=16, lr_num=205, lr_shift=10, l2_num=655,
+    "iris": TrainConfig(model="softmax", epochs=60, batch_size=16, lr_num=205, lr_shift=10, l2_num=655,
                         num_classes=3),
 }
 TARGETS = {"breast_cancer": 1.5, "diabetes": 0.03, "digits": 1.5, "iris": 1.5}

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--target", help="target column (default for builtin data: its label column)")
     t.add_argument("--model", required=True, choices=("linear", "logistic", "softmax"),
                    help="logistic picks softmax (multinomial) when the target has more than two classes")
-    t.add_argument("--epochs", type=int, help="default: logistic 30, linear 20")
+    t.add_argument("--epochs", type=int, help="default: logistic 30, softmax 60, linear 20")
     t.add_argument("--batch-size", type=int, help="a power of two (default: logistic 16, linear 32)")
     t.add_argument("--lr", type=float, help="learning rate, rounded to a multiple of 2^-lr_shift "
                    "(default: logistic 0.2, linear 0.02)")

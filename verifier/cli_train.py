@@ -25,7 +25,7 @@ from .client import ClientSeeds, SessionAborted, open_channel, run_session
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
 DEFAULTS = {"logistic": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01},
             "linear": {"epochs": 20, "batch_size": 32, "lr": 0.02, "l2": 0.0},
-            "softmax": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01}}
+            "softmax": {"epochs": 60, "batch_size": 16, "lr": 0.2, "l2": 0.01}}
 
 
 def _config(args, num_classes: int = 0) -> TrainConfig:
