@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import cli_predict
 
     cli_predict.add_parsers(sub)
+    from . import cli_2pc
+
+    cli_2pc.add_parser(sub)
     return p
 
 
@@ -106,6 +109,10 @@ def main(argv=None) -> int:
             from .cli_train import cmd_audit
 
             return cmd_audit(args)
+        if args.command == "train-2pc":
+            from .cli_2pc import cmd_train_2pc
+
+            return cmd_train_2pc(args)
         if args.command == "export-snarkjs":
             from .cli_snarkjs import cmd_export
 
