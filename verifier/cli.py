@@ -1,6 +1,7 @@
 """``vtrain-verifier``: train (against a prover), audit a transcript, predict, certify.
 
-Exit codes: 0 verified / success, 1 rejected, 2 usage, input or connection error.
+Exit codes: 0 verified / success, 1 rejected, 2 usage, input or connection error, or an altered transcript,
+3 spot-checked (only K of T steps were checked: see the verdict's first sentence).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from protocol.errors import InputError, TranscriptFormatError, VtrainError
 
-EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_SPOT_CHECKED = 0, 1, 2, 3
 
 
 class CliError(Exception):
@@ -43,8 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--spot-checks", type=int, default=64, help="K challenged steps (default %(default)s)")
     t.add_argument("--max-constraints", type=int, default=1 << 16,
                    help="refuse --proof snark above this circuit size (default %(default)s)")
-    t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters)")
-    t.add_argument("--seed", help="hex seed fixing the client's randomness (reproducible runs; default: fresh)")
+    t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters); also accepts "
+                   "a trainer whose key changed (replaces its trust-store entry)")
+    t.add_argument("--no-replay", action="store_true",
+                   help="skip the full local replay after the spot check: the verdict is then SPOT-CHECKED (exit 3), "
+                   "not VERIFIED")
+    t.add_argument("--insecure-fixed-seed", metavar="HEX",
+                   help="INSECURE, tests and demos only: derive the training seed (batch order, initial state) from "
+                   "HEX; the audit seed stays fresh, and the verdict says the randomness was fixed by the user")
+    t.add_argument("--trust-store", metavar="PATH",
+                   help="known trainer keys (default: $XDG_CONFIG_HOME/vtrain/known_trainers or "
+                   "~/.config/vtrain/known_trainers)")
+    t.add_argument("--seed", help=argparse.SUPPRESS)  # removed in vtrain/2: refused with an explanation
     t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     t.add_argument("--out", required=True, help="transcript path")
     t.add_argument("--model-out", required=True, help="model JSON path")
@@ -57,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--data", help="the session's data (PATH.csv or builtin:NAME): enables the full replay")
     a.add_argument("--target", help="target column of --data")
     a.add_argument("--trainer-key", help="require this trainer public key (hex)")
+    a.add_argument("--trust-store", metavar="PATH", help="known trainer keys (default as for train)")
+    a.add_argument("--model-out", metavar="MODEL.json",
+                   help="with --data: write the model the replay rebuilt (only when it verifies)")
     a.add_argument("--json", action="store_true")
     add_table_args(a, select=False)
 
