@@ -55,6 +55,13 @@ class Model:
         """Class labels in class-index order (classifiers only)."""
         return self.stdz.labels if self.stdz.labels is not None else [0, 1]
 
+    def theta_fixed(self) -> list:
+        """The flat fixed-point state as the transcript holds it (softmax: C rows of (w_c, b_c))."""
+        w, b = self.doc.get("weights_fixed", []), self.doc.get("bias_fixed")
+        if self.kind == "softmax" and isinstance(w, list) and isinstance(b, list) and len(w) == len(b):
+            return [v for row, bc in zip(w, b) for v in (*(row if isinstance(row, list) else [row]), bc)]
+        return [*w, b]
+
     @property
     def table_columns(self) -> list[str]:
         """Every column of the training table (features, target and columns left out)."""
