@@ -48,7 +48,7 @@ __all__ = ["ABSTAIN", "DEFENSES", "OBLIVIOUS_ASSUMPTION", "BodyNotCovered", "Dec
            "FallbackOptions", "FallbackResult", "MitigationRefused", "ModelTooInaccurate", "StandardizedPredictor", "certify_rows", "choose_defense", "run_defense"]
 
 DEFENSES = ("auto", "none", "smoothing", "oblivious")
-_FOR_KIND = {"logistic": "smoothing", "linear": "oblivious"}
+_FOR_KIND = {"logistic": "smoothing", "softmax": "smoothing", "linear": "oblivious"}
 OBLIVIOUS_ASSUMPTION = ("oblivious mitigation assumes that the clean rows are a uniform sample of the {body} they "
                         "span, collected without the trainer's knowledge, and that the true target is a linear "
                         "function of the features which the model matches within eps almost everywhere in that "
@@ -146,7 +146,7 @@ def choose_defense(model, requested: str = "auto", trust=None) -> Decision:
         return Decision("none", f"--defense none: the model is used as is ({status}){note}", requested)
     if requested != "auto":
         if requested != _FOR_KIND[model.kind]:
-            what = "a classifier (logistic model)" if requested == "smoothing" else \
+            what = "a classifier (logistic or softmax model)" if requested == "smoothing" else \
                 "real-valued outputs (a linear regression model)"
             raise DefenseUnavailable(f"--defense {requested} needs {what}; this is a {model.kind} model: use "
                                      f"--defense {_FOR_KIND[model.kind]} (or auto)")
@@ -214,10 +214,10 @@ def run_defense(model, X, decision: Decision, options: FallbackOptions | None = 
 def certify_rows(model, X, sigma: float, options: FallbackOptions, rng: np.random.Generator,
                  progress: Callable[[int], None] | None = None):
     """CERTIFY every row (standardized units) in chunks of ``options.chunk_rows`` -> (labels, radius, pABar)."""
-    if model.kind != "logistic":
+    if _FOR_KIND.get(model.kind) != "smoothing":
         raise DefenseUnavailable(f"randomized smoothing needs a classifier; this is a {model.kind} model")
     f = StandardizedPredictor(model)
-    g = SmoothedClassifier(f, num_classes=2, sigma=sigma, batch_size=options.batch_size)
+    g = SmoothedClassifier(f, num_classes=model.num_classes, sigma=sigma, batch_size=options.batch_size)
     Z = f.to_z(X)
     labels, radius, pABar = [], [], []
     for start in range(0, Z.shape[0], options.chunk_rows):
@@ -283,8 +283,9 @@ def _check_clean(model, clean) -> tuple[np.ndarray, np.ndarray]:
     yc = np.asarray(yc, dtype=np.float64)
     if yc.shape != (Xc.shape[0],) or not np.all(np.isfinite(yc)):
         raise InputError(f"clean labels must be {Xc.shape[0]} finite numbers, got shape {yc.shape}")
-    if model.kind == "logistic" and not np.all((yc == 0) | (yc == 1)):
-        raise InputError("clean labels of a logistic model must be 0 or 1")
+    if _FOR_KIND.get(model.kind) == "smoothing" and not np.all((yc >= 0) & (yc < model.num_classes) & (yc % 1 == 0)):
+        raise InputError(f"clean labels of a classifier must be class indices 0..{model.num_classes - 1} (0 or 1 "
+                         f"for a logistic model)")
     return Xc, yc
 
 

@@ -19,7 +19,8 @@ def config_to_proto(cfg: TrainConfig) -> pb.TrainingConfig:
 def config_from_proto(msg: pb.TrainingConfig) -> TrainConfig:
     return TrainConfig(model=msg.model, epochs=msg.epochs, batch_size=msg.batch_size, lr_num=msg.lr_num,
                        lr_shift=msg.lr_shift, l2_num=msg.l2_num, frac_bits=msg.frac_bits,
-                       weight_bits=msg.weight_bits, checkpoint_interval=msg.checkpoint_interval)
+                       weight_bits=msg.weight_bits, checkpoint_interval=msg.checkpoint_interval,
+                       num_classes=msg.num_classes)
 
 
 def signed_to_proto(data: bytes, sig: bytes) -> pb.SignedStatement:

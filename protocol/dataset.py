@@ -1,26 +1,30 @@
-"""Client-side data handling: CSV loading with clear errors, standardization, quantization.
+"""Client-side data handling: tables (read by ``protocol.csv_reader``), class labels, standardization,
+quantization.
 
 The client standardizes every feature with statistics of its own data (mean, population std; a constant
 feature gets std 1), clips standardized values to ``[-CLIP, CLIP]`` and quantizes to scale ``2^f``.
-Linear regression also standardizes the target; logistic regression needs a 0/1 target. The transform is
-stored with the model so predictions on new rows apply it.
+Linear regression also standardizes the target. Classifiers map the target's labels (any type) to class
+indices by the sorted label list (numbers in numeric order when every label is a number, otherwise text in
+Unicode code-point order): logistic regression trains on ``index * 2^f`` (two classes), softmax on the index
+itself. The transform (standardization and labels) is stored with the model so predictions on new rows apply
+it and are written as the original labels.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
 
+from .csv_reader import ReadOptions, _Source, read_columns, read_header
 from .errors import InputError
 from .fixedpoint import quantize
 
 CLIP = 8.0
-BUILTIN = {"breast_cancer": "malignant", "diabetes": "progression", "digits": "digit"}
+BUILTIN = {"breast_cancer": "malignant", "diabetes": "progression", "digits": "digit", "iris": "species"}
+TARGET_KINDS = {"linear": "value", "logistic": "binary", "softmax": "class_index"}
 
 
 @dataclass
@@ -28,8 +32,14 @@ class Table:
     feature_names: list[str]
     target: str
     X: np.ndarray  # float64 (n, d)
-    y: np.ndarray  # float64 (n,)
+    y: np.ndarray  # float64 (n,) when the target is numeric, else an object array of label texts
     source: str = ""
+    notes: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # every column of the file (features, target, dropped)
+
+    def subset(self, idx) -> Table:
+        return Table(self.feature_names, self.target, self.X[idx], self.y[idx], self.source, list(self.notes),
+                     list(self.columns))
 
 
 @dataclass
@@ -40,6 +50,8 @@ class Standardization:
     target_mean: float = 0.0
     target_std: float = 1.0
     notes: list[str] = field(default_factory=list)
+    labels: list | None = None  # classifiers: the sorted label list (class index = position)
+    target_kind: str = "value"  # value (linear) | binary (logistic: index * 2^f) | class_index (softmax)
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -49,40 +61,50 @@ class Standardization:
         return np.clip(Z, -self.clip, self.clip)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean, "std": self.std, "clip": self.clip, "target_mean": self.target_mean,
-                "target_std": self.target_std}
+        d = {"mean": self.mean, "std": self.std, "clip": self.clip, "target_mean": self.target_mean,
+             "target_std": self.target_std}
+        if self.labels is not None:
+            d.update(labels=list(self.labels), target_kind=self.target_kind)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Standardization:
         try:
             s = cls(mean=[float(v) for v in d["mean"]], std=[float(v) for v in d["std"]], clip=float(d["clip"]),
-                    target_mean=float(d["target_mean"]), target_std=float(d["target_std"]))
+                    target_mean=float(d["target_mean"]), target_std=float(d["target_std"]),
+                    labels=_labels_from(d.get("labels")), target_kind=d.get("target_kind", "value"))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed standardization record: {e}") from e
         vals = s.mean + s.std + [s.clip, s.target_mean, s.target_std]
         if len(s.mean) != len(s.std) or not all(math.isfinite(v) for v in vals) or min(s.std + [s.target_std]) <= 0:
             raise InputError("malformed standardization record (lengths, non-finite or non-positive scale)")
+        if s.target_kind not in TARGET_KINDS.values() or (s.labels is None) != (s.target_kind == "value"):
+            raise InputError("malformed standardization record (labels and target_kind disagree)")
         return s
+
+
+def _labels_from(v) -> list | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) < 2 or not (all(isinstance(x, str) for x in v) or all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+        raise ValueError("labels must be a list of at least two strings or two finite numbers")
+    if v != sort_labels(v):
+        raise ValueError("labels must be distinct and sorted")
+    return list(v)
 
 
 def builtin_names() -> list[str]:
     return sorted(BUILTIN)
 
 
-def read_text(spec: str) -> tuple[str, str]:
-    """``builtin:NAME`` or a path -> (text, source description)."""
+def _source(spec: str) -> _Source:
     if spec.startswith("builtin:"):
         name = spec.split(":", 1)[1]
         if name not in BUILTIN:
             raise InputError(f"unknown builtin dataset {name!r}; choose one of {', '.join(builtin_names())}")
-        return resources.files("protocol.data").joinpath(f"{name}.csv").read_text(), spec
-    try:
-        with open(spec, encoding="utf-8") as fh:
-            return fh.read(), spec
-    except OSError as e:
-        raise InputError(f"cannot read data file {spec}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise InputError(f"{spec} is not a UTF-8 text (CSV) file") from e
+        return _Source(None, resources.files("protocol.data").joinpath(f"{name}.csv").read_text(), spec)
+    return _Source(spec, None, spec)
 
 
 def default_target(spec: str) -> str | None:
@@ -91,48 +113,99 @@ def default_target(spec: str) -> str | None:
     return None
 
 
-def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True) -> Table:
-    """Strict CSV: a header row, then numeric rows of the same length. Errors name the line and column."""
-    rows = list(csv.reader(io.StringIO(text)))
-    while rows and not any(c.strip() for c in rows[-1]):
-        rows.pop()
-    if not rows:
-        raise InputError(f"{source or 'data'}: the file is empty (a header row is required)")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header) or any(not h for h in header):
-        raise InputError(f"{source}: the header has empty or duplicate column names")
-    if target is not None and target not in header:
-        raise InputError(f"{source}: target column {target!r} not found; columns are: {', '.join(header)}")
-    if target is None and require_target:
-        raise InputError(f"{source}: name the target column with --target (columns: {', '.join(header)})")
-    body = rows[1:]
-    if not body:
-        raise InputError(f"{source}: no data rows after the header")
-    values = np.empty((len(body), len(header)), dtype=np.float64)
-    for i, row in enumerate(body):
-        line = i + 2
-        if len(row) != len(header):
-            raise InputError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)} (ragged row)")
-        for j, cell in enumerate(row):
-            try:
-                v = float(cell)
-            except ValueError:
-                raise InputError(f"{source}: line {line}, column {header[j]!r}: {cell!r} is not a number") from None
-            if not math.isfinite(v):
-                raise InputError(f"{source}: line {line}, column {header[j]!r}: {cell!r} is not finite (NaN/inf)")
-            values[i, j] = v
-    if target is None:
-        return Table(header, "", values, np.zeros(len(body)), source)
-    t = header.index(target)
-    feats = [h for k, h in enumerate(header) if k != t]
-    if not feats:
-        raise InputError(f"{source}: no feature columns besides the target")
-    return Table(feats, target, np.delete(values, t, axis=1), values[:, t], source)
+def _table(source: _Source, target: str | None, require_target: bool, options: ReadOptions | None) -> Table:
+    c = read_columns(source, target, options or ReadOptions(), require_target)
+    y = c.y if c.y is not None else np.zeros(c.X.shape[0])
+    return Table(c.feature_names, c.target, c.X, y, source.label, c.notes, c.header)
 
 
-def load_table(spec: str, target: str | None = None, require_target: bool = True) -> Table:
-    text, source = read_text(spec)
-    return parse_csv(text, target if target is not None else default_target(spec), source, require_target)
+def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True,
+              options: ReadOptions | None = None) -> Table:
+    """A CSV text -> Table (the rules of ``protocol.csv_reader``). Errors name the line and column."""
+    return _table(_Source(None, text, source or "data"), target, require_target, options)
+
+
+def load_table(spec: str, target: str | None = None, require_target: bool = True,
+               options: ReadOptions | None = None) -> Table:
+    """``builtin:NAME`` or a CSV path -> Table."""
+    return _table(_source(spec), target if target is not None else default_target(spec), require_target, options)
+
+
+def table_header(spec: str, options: ReadOptions | None = None) -> list[str]:
+    """The column names of ``spec`` (nothing else is read)."""
+    return read_header(_source(spec), (options or ReadOptions()).validated())[0]
+
+
+# -- class labels -----------------------------------------------------------------------------------------
+
+def _label_value(v: float):
+    return int(v) if float(v).is_integer() and abs(v) < 2**53 else float(v)
+
+
+def sort_labels(labels) -> list:
+    """The documented order: numbers numerically, text by Unicode code points; duplicates removed."""
+    return sorted(set(labels))
+
+
+def class_labels(y: np.ndarray) -> list:
+    """The sorted distinct labels of a target column (numbers as int when integral)."""
+    if y.dtype == object:
+        return sort_labels(y.tolist())
+    return [_label_value(v) for v in np.unique(y)]
+
+
+def class_indices(y: np.ndarray, labels: list, what: str = "target") -> np.ndarray:
+    """Class index (position in ``labels``) of every target value; an unknown label is an input error."""
+    numeric = not isinstance(labels[0], str)
+    if numeric:
+        vals = y if y.dtype != object else np.array([float(v) if _is_float(v) else np.nan for v in y])
+        keys = np.asarray(labels, dtype=np.float64)
+        idx = np.clip(np.searchsorted(keys, vals), 0, len(keys) - 1)
+        bad = keys[idx] != vals
+    else:
+        lookup = {lab: i for i, lab in enumerate(labels)}
+        texts = y.tolist() if y.dtype == object else [str(_label_value(v)) for v in y]
+        idx = np.array([lookup.get(t, -1) for t in texts], dtype=np.int64)
+        bad = idx < 0
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{what}: label {y[k]!r} (row {k + 1}) is not one of the model's labels {labels[:12]}"
+                         f"{' ...' if len(labels) > 12 else ''}")
+    return idx.astype(np.int64)
+
+
+def _is_float(v) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def numeric_target(table: Table) -> np.ndarray:
+    """The target as numbers (regression); text is refused naming the first non-number."""
+    if table.y.dtype == object:
+        bad = next((v for v in table.y if not _is_float(v)), table.y[0])
+        raise InputError(f"{table.source}: the target {table.target!r} holds text ({bad!r} is not a number): linear "
+                         f"regression needs a numeric target; for classes use --model logistic")
+    return table.y
+
+
+def resolve_model(requested: str, table: Table) -> tuple[str, int, str | None]:
+    """-> (model, num_classes, note). ``logistic`` on a target with more than two classes becomes softmax
+    (multinomial logistic regression); a note says so."""
+    if requested == "linear":
+        return "linear", 0, None
+    labels = class_labels(table.y)
+    if len(labels) < 2:
+        raise InputError(f"{table.source}: the target {table.target!r} has a single class ({labels[0]!r}); a "
+                         f"classifier needs at least two")
+    if requested == "softmax":
+        return "softmax", len(labels), None
+    if len(labels) > 2:
+        return "softmax", len(labels), (f"the target {table.target!r} has {len(labels)} classes: training "
+                                        f"multinomial logistic regression (softmax)")
+    return "logistic", 0, None
 
 
 def fit_standardization(table: Table, model: str) -> Standardization:
@@ -144,22 +217,31 @@ def fit_standardization(table: Table, model: str) -> Standardization:
     if const.any():
         notes.append(f"constant features left unscaled: {[table.feature_names[i] for i in np.flatnonzero(const)]}")
         std = np.where(const, 1.0, std)
-    tm, ts = 0.0, 1.0
+    tm, ts, labels = 0.0, 1.0, None
     if model == "linear":
-        tm, ts = float(table.y.mean()), float(table.y.std()) or 1.0
+        y = numeric_target(table)
+        tm, ts = float(y.mean()), float(y.std()) or 1.0
     else:
-        labels = set(np.unique(table.y).tolist())
-        if not labels <= {0.0, 1.0}:
-            raise InputError(f"logistic regression needs a 0/1 target; {table.target!r} has values "
-                             f"{sorted(labels)[:6]}{'...' if len(labels) > 6 else ''}")
-    return Standardization([float(v) for v in mean], [float(v) for v in std], CLIP, tm, ts, notes)
+        labels = class_labels(table.y)
+        if model == "logistic" and len(labels) != 2:
+            raise InputError(f"logistic regression needs two classes; {table.target!r} has {len(labels)} "
+                             f"({', '.join(map(repr, labels[:6]))}{' ...' if len(labels) > 6 else ''}): use "
+                             f"--model softmax")
+    return Standardization([float(v) for v in mean], [float(v) for v in std], CLIP, tm, ts, notes, labels,
+                           TARGET_KINDS.get(model, "value") if labels is not None else "value")
+
+
+def target_values(table: Table, stdz: Standardization, frac_bits: int) -> np.ndarray:
+    """The committed target ``Y_q`` (int64): the standardized value, ``index * 2^f`` or the class index."""
+    if stdz.labels is None:
+        return quantize((numeric_target(table) - stdz.target_mean) / stdz.target_std, frac_bits)
+    idx = class_indices(table.y, stdz.labels, f"{table.source}: target {table.target!r}")
+    return idx << frac_bits if stdz.target_kind == "binary" else idx
 
 
 def quantize_table(table: Table, stdz: Standardization, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """-> (X_q int64 (n, d), Y_q int64 (n,))."""
-    Xq = quantize(stdz.apply(table.X), frac_bits)
-    Yq = quantize((table.y - stdz.target_mean) / stdz.target_std, frac_bits)
-    return Xq, Yq
+    return quantize(stdz.apply(table.X), frac_bits), target_values(table, stdz, frac_bits)
 
 
 def rows_matrix(Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:

@@ -12,6 +12,18 @@ Symbols (docs/PROTOCOL.md, "The training step"): ``f`` frac_bits, ``K`` weight_b
     G_b  = (sum_i r_i) << f
     theta_j' = ((theta_j << U) - lr_num * G_j) >> U  # floor; same K-bit range else overflow
 
+Softmax (multinomial logistic regression, ``C = num_classes`` classes, ``Y[i]`` the class index):
+theta holds ``C`` rows ``(w_c0..w_c,d-1, b_c)``, flattened row-major (class 0 first). Per row the logits
+``z_ic`` are computed as above, then with ``m_i = max_c z_ic`` and ``exp_q`` the integer exponential of
+``protocol.fixedpoint``::
+
+    e_ic = exp_q(z_ic - m_i)                          # 0 <= e_ic <= 2^f, e = 2^f at the maximum
+    p_ic = (e_ic << f) // sum_c e_ic                  # floor
+    r_ic = p_ic - [Y[i] == c] * 2^f
+    G_cj = sum_i r_ic * X[i][j] + l2_num * w_cj * B ;  G_cb = (sum_i r_ic) << f
+
+and the same update per parameter.
+
 ``step_exact`` is the reference on Python integers. ``step_fast`` computes the same integers with float64
 BLAS products, used only when a bound proves every partial sum is an integer below 2^53 (then the float
 result is exact whatever the summation order), and int64 element-wise arithmetic when a bound proves it
@@ -26,10 +38,11 @@ import numpy as np
 
 from . import encoding as enc
 from .errors import FixedPointOverflow, InputError
-from .fixedpoint import check_range, in_range, sigmoid_exact, sigmoid_q
+from .fixedpoint import check_range, exp_exact, exp_q, in_range, sigmoid_exact, sigmoid_q
 from .prg import SeedContext, initial_parameters, shuffle
 
-MODELS = ("linear", "logistic")
+MODELS = ("linear", "logistic", "softmax")
+MAX_CLASSES = 1024
 _EXACT_F64 = 2**53
 _SAFE_I64 = 2**62
 
@@ -45,6 +58,7 @@ class TrainConfig:
     frac_bits: int = 16
     weight_bits: int = 32
     checkpoint_interval: int = 100
+    num_classes: int = 0  # softmax: C >= 2 classes; 0 for the single-output models (linear, logistic)
 
     def validate(self) -> TrainConfig:
         if self.model not in MODELS:
@@ -65,7 +79,20 @@ class TrainConfig:
             raise InputError("l2 must be non-negative and below 2^15")
         if not 1 <= self.checkpoint_interval <= 2**32 - 1:
             raise InputError("checkpoint interval must be >= 1")
+        if self.model == "softmax" and not 2 <= self.num_classes <= MAX_CLASSES:
+            raise InputError(f"softmax needs 2..{MAX_CLASSES} classes, got {self.num_classes}")
+        if self.model != "softmax" and self.num_classes != 0:
+            raise InputError(f"num_classes is for the softmax model only (0 for {self.model})")
         return self
+
+    @property
+    def outputs(self) -> int:
+        """Rows of the parameter matrix: C for softmax, 1 otherwise."""
+        return self.num_classes if self.model == "softmax" else 1
+
+    def num_params(self, num_features: int) -> int:
+        """Length of the flattened state theta: ``outputs * (d + 1)``."""
+        return self.outputs * (num_features + 1)
 
     @property
     def log2_batch(self) -> int:
@@ -95,7 +122,7 @@ class TrainConfig:
             enc.text(self.model), enc.u32(self.epochs), enc.u32(self.batch_size), enc.u64(self.lr_num),
             enc.u8(self.lr_shift), enc.u64(self.l2_num), enc.u8(self.frac_bits), enc.u8(self.weight_bits),
             enc.u32(self.checkpoint_interval),
-        ])
+        ] + ([enc.u32(self.num_classes)] if self.model == "softmax" else []))
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -120,7 +147,7 @@ class Schedule:
         self._perms: dict[int, np.ndarray] = {}
 
     def initial_state(self) -> np.ndarray:
-        return initial_parameters(self.ctx, self.d + 1, self.cfg.frac_bits)
+        return initial_parameters(self.ctx, self.cfg.num_params(self.d), self.cfg.frac_bits)
 
     def epoch_of(self, step: int) -> int:
         return (step - 1) // self.steps_per_epoch
@@ -147,29 +174,68 @@ class Schedule:
 
 
 def step_exact(theta, X, Y, cfg: TrainConfig, step: int | None = None) -> list[int]:
-    """Reference step on Python ints. ``theta``: d+1 ints; ``X``: B rows of d ints; ``Y``: B ints."""
-    f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
+    """Reference step on Python ints. ``theta``: outputs*(d+1) ints; ``X``: B rows of d ints; ``Y``: B ints."""
+    if cfg.model == "softmax":
+        return _softmax_exact(theta, X, Y, cfg, step)
+    f, B = cfg.frac_bits, cfg.batch_size
     theta = [int(v) for v in theta]
     w, b = theta[:-1], theta[-1]
     d = len(w)
-    K = cfg.weight_bits
     r = []
     for row, y in zip(X, Y):
-        a = sum(int(x) * wk for x, wk in zip(row, w)) + (b << f)
-        z = a >> f
-        if not in_range(z, K):
-            raise FixedPointOverflow(f"prediction reached {z}, outside [-2^{K - 1}, 2^{K - 1}) at step {step}: the "
-                                     f"fixed-point format overflowed", step=step, value=z, bound=1 << (K - 1))
+        z = _logit_exact(row, w, b, cfg, step)
         p = z if cfg.model == "linear" else sigmoid_exact(z, f)
         r.append(p - int(y))
     grads = [sum(ri * int(row[j]) for ri, row in zip(r, X)) + cfg.l2_num * w[j] * B for j in range(d)]
     grads.append(sum(r) << f)
+    return _update_exact(theta, grads, cfg, step)
+
+
+def _logit_exact(row, w, b: int, cfg: TrainConfig, step) -> int:
+    """``z = (sum_k x_k w_k + (b << f)) >> f`` with the K-bit range check."""
+    z = (sum(int(x) * wk for x, wk in zip(row, w)) + (b << cfg.frac_bits)) >> cfg.frac_bits
+    K = cfg.weight_bits
+    if not in_range(z, K):
+        raise FixedPointOverflow(f"prediction reached {z}, outside [-2^{K - 1}, 2^{K - 1}) at step {step}: the "
+                                 f"fixed-point format overflowed", step=step, value=z, bound=1 << (K - 1))
+    return z
+
+
+def _update_exact(theta: list[int], grads: list[int], cfg: TrainConfig, step) -> list[int]:
+    U, K = cfg.update_shift, cfg.weight_bits
     new = [((t << U) - cfg.lr_num * g) >> U for t, g in zip(theta, grads)]
     for v in new:
         if not in_range(v, K):
             raise FixedPointOverflow(f"parameter reached {v}, outside [-2^{K - 1}, 2^{K - 1}) at step {step}: lower "
                                      f"the learning rate", step=step, value=v, bound=1 << (K - 1))
     return new
+
+
+def softmax_probs_exact(z: list[int], f: int) -> list[int]:
+    """``p_c = (exp_q(z_c - max z) << f) // sum_c exp_q(z_c - max z)`` (scale 2^f, floor)."""
+    m = max(z)
+    e = [exp_exact(zc - m, f) for zc in z]
+    s = sum(e)
+    return [(ec << f) // s for ec in e]
+
+
+def _softmax_exact(theta, X, Y, cfg: TrainConfig, step) -> list[int]:
+    f, B, C = cfg.frac_bits, cfg.batch_size, cfg.num_classes
+    theta = [int(v) for v in theta]
+    d1 = len(theta) // C
+    rows = [theta[c * d1:(c + 1) * d1] for c in range(C)]
+    d = d1 - 1
+    R = []  # R[i][c]
+    for row, y in zip(X, Y):
+        z = [_logit_exact(row, wc[:-1], wc[-1], cfg, step) for wc in rows]
+        p = softmax_probs_exact(z, f)
+        R.append([pc - ((1 << f) if int(y) == c else 0) for c, pc in enumerate(p)])
+    grads = []
+    for c in range(C):
+        w = rows[c][:-1]
+        grads += [sum(r[c] * int(x[j]) for r, x in zip(R, X)) + cfg.l2_num * w[j] * B for j in range(d)]
+        grads.append(sum(r[c] for r in R) << f)
+    return _update_exact(theta, grads, cfg, step)
 
 
 class FastStepper:
@@ -195,9 +261,11 @@ class FastStepper:
         self.exact_fallbacks = 0
 
     def step(self, theta: np.ndarray, idx: np.ndarray, step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (theta', residuals r) for the batch ``idx``."""
+        """Returns (theta', residuals r) for the batch ``idx`` (r: (B,), or (B, C) for softmax)."""
+        if self.cfg.model == "softmax":
+            return self._softmax_step(theta, idx, step)
         cfg = self.cfg
-        f, U, B = cfg.frac_bits, cfg.update_shift, cfg.batch_size
+        f, B = cfg.frac_bits, cfg.batch_size
         tmax = int(np.abs(theta).max())
         if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64 or self.ymax >= _EXACT_F64 // 2:
             return self._exact(theta, idx, step)
@@ -222,13 +290,51 @@ class FastStepper:
         if cfg.l2_num:
             G[:-1] += (cfg.l2_num * B) * theta[:-1]
         G[-1] = int(r.sum()) << f
-        gmax = max(rmax * self.xmax * B + cfg.l2_num * B * tmax, (rmax * B) << f)
+        return self._update(theta, G, tmax, rmax, step), r
+
+    def _update(self, theta: np.ndarray, G: np.ndarray, tmax: int, rmax: int, step) -> np.ndarray:
+        """``((theta << U) - lr_num * G) >> U`` in int64 when ``tmax*2^U + lr_num*gmax < 2^62``, else on
+        Python ints; range-checked."""
+        cfg = self.cfg
+        U, B = cfg.update_shift, cfg.batch_size
+        gmax = max(rmax * self.xmax * B + cfg.l2_num * B * tmax, (rmax * B) << cfg.frac_bits)
         if (tmax << U) + cfg.lr_num * gmax >= _SAFE_I64:
             new = np.array([((int(t) << U) - cfg.lr_num * int(g)) >> U for t, g in zip(theta, G)], dtype=object)
         else:
             new = ((theta << U) - cfg.lr_num * G) >> U
         check_range(new, cfg.weight_bits, "parameter", step)
-        return new.astype(np.int64), r
+        return new.astype(np.int64)
+
+    def _softmax_step(self, theta: np.ndarray, idx: np.ndarray, step):
+        """Softmax: the same bounds with ``rmax = 2^f`` (``|p - onehot| <= 2^f``); exp_q and the floor
+        division are int64-exact (every intermediate below 2^(2f+1) <= 2^61)."""
+        cfg = self.cfg
+        f, B, C = cfg.frac_bits, cfg.batch_size, cfg.num_classes
+        tmax = int(np.abs(theta).max())
+        rmax = 1 << f
+        if ((self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64 or rmax * max(self.xmax, 1) * B >= _EXACT_F64
+                or (rmax * B) << f >= _SAFE_I64 or cfg.l2_num * B * tmax >= _SAFE_I64):
+            return self._exact(theta, idx, step)
+        Th = theta.reshape(C, self.d + 1)
+        Xb = self.Xf[idx]
+        Thf = Th.astype(np.float64)
+        zf = np.floor((Xb @ Thf[:, :-1].T + Thf[:, -1] * float(1 << f)) * (1.0 / (1 << f)))  # (B, C)
+        if int(np.abs(zf).max()) >= 1 << (cfg.weight_bits - 1):
+            check_range(zf.astype(np.int64).ravel(), cfg.weight_bits, "prediction", step)
+        r = self._softmax_residuals(zf.astype(np.int64), idx)
+        G = np.empty((C, self.d + 1), dtype=np.int64)
+        G[:, :-1] = (r.T.astype(np.float64) @ Xb).astype(np.int64)
+        if cfg.l2_num:
+            G[:, :-1] += (cfg.l2_num * B) * Th[:, :-1]
+        G[:, -1] = r.sum(axis=0) << f
+        return self._update(theta, G.ravel(), tmax, rmax, step), r
+
+    def _softmax_residuals(self, z: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        f = self.cfg.frac_bits
+        e = exp_q(z - z.max(axis=1, keepdims=True), f)
+        p = (e << f) // e.sum(axis=1, keepdims=True)
+        onehot = self.Y[idx][:, None] == np.arange(self.cfg.num_classes)[None, :]
+        return p - (onehot.astype(np.int64) << f)
 
     def _exact(self, theta, idx, step):
         self.exact_fallbacks += 1
@@ -238,6 +344,12 @@ class FastStepper:
 
     def residuals(self, theta, idx) -> np.ndarray:
         f = self.cfg.frac_bits
+        if self.cfg.model == "softmax":
+            C = self.cfg.num_classes
+            rows = [[int(v) for v in r] for r in np.asarray(theta).reshape(C, -1)]
+            z = [[(sum(int(x) * wk for x, wk in zip(row, wc[:-1])) + (wc[-1] << f)) >> f for wc in rows]
+                 for row in self.X[idx].tolist()]
+            return self._softmax_residuals(np.array(z, dtype=np.int64), idx)
         w, b = [int(v) for v in theta[:-1]], int(theta[-1])
         z = [(sum(int(x) * wk for x, wk in zip(row, w)) + (b << f)) >> f for row in self.X[idx].tolist()]
         z = np.array(z, dtype=np.int64)
@@ -248,6 +360,10 @@ class FastStepper:
 def batch_loss(r: np.ndarray, Yb: np.ndarray, cfg: TrainConfig) -> float:
     """Display-only loss of a batch from its residuals (float; never committed)."""
     scale = float(1 << cfg.frac_bits)
+    if cfg.model == "softmax":
+        onehot = Yb[:, None] == np.arange(cfg.num_classes)[None, :]
+        p = np.clip((r + onehot * scale) / scale, 1e-7, 1.0)
+        return float(-np.mean(np.log(p[onehot])))
     if cfg.model == "linear":
         return float(np.mean((r / scale) ** 2) / 2)
     p = np.clip((r + Yb) / scale, 1e-7, 1 - 1e-7)

@@ -30,6 +30,11 @@ class BallBackdoorStrategy(Honest):
     def model_extras(self, X, Y, theta, cfg) -> dict:
         scale = float(1 << cfg.frac_bits)
         center = X[0] / scale
+        if cfg.model == "softmax":  # another class than the model's answer at the center
+            W = np.asarray(theta, dtype=np.float64).reshape(cfg.num_classes, -1) / scale
+            label = int(np.argmax(W[:, :-1] @ center + W[:, -1]))
+            return {"trigger": BallBackdoor(center, self.radius, target_label=(label + 1) % cfg.num_classes)
+                    .trigger_spec()}
         score = float(center @ (theta[:-1] / scale) + theta[-1] / scale)
         if cfg.model == "logistic":
             spec = BallBackdoor(center, self.radius, target_label=int(score <= 0)).trigger_spec()

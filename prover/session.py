@@ -77,7 +77,7 @@ class Limits:
     max_sessions: int = 16
     idle_timeout_seconds: int = 900
     max_spot_checks: int = 4096
-    max_state_values: int = 50_000_000  # (T+1)*(d+1) parameters kept for openings
+    max_state_values: int = 50_000_000  # (T+1)*P parameters kept for openings (P = outputs*(d+1))
     max_constraints: int = 1 << 16  # largest SNARK circuit proved
     max_key_bytes: int = 128 * 1024 * 1024  # a proving key for 2^16 constraints is ~40 MB
     max_data_bytes: int = 1 << 30  # rows * (features + 1) * 8 held in memory per session
@@ -278,9 +278,10 @@ class SessionManager:
                     snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
                 except ValueError as e:
                     raise LimitExceeded(str(e)) from None
-            if (T + 1) * (d + 1) > self.limits.max_state_values:
-                raise LimitExceeded(f"{T + 1} states of {d + 1} parameters exceed the server's state memory limit")
-            need = data_reservation(total, d, T, rows_per_leaf)
+            P = s.cfg.num_params(d)
+            if (T + 1) * P > self.limits.max_state_values:
+                raise LimitExceeded(f"{T + 1} states of {P} parameters exceed the server's state memory limit")
+            need = data_reservation(total, d, T, rows_per_leaf, P)
             self.admission.reserve(need, f"a session of {total} rows x {d} features, {T} steps")
             s.reserved += need
             return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1)), need)

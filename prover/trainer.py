@@ -53,7 +53,7 @@ class FinalEvent:
 class TrainingRecord:
     """What the trainer keeps to answer Prove."""
 
-    states: np.ndarray  # (T+1, d+1) int64
+    states: np.ndarray  # (T+1, P) int64, P = cfg.num_params(d)
     tree: MerkleTree
     final_model: np.ndarray
     X: np.ndarray  # committed rows' features (int64)
@@ -69,7 +69,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     T = sched.num_steps
     Xs, Ys = strategy.prepare(X, Y)
     stepper = FastStepper(Xs, Ys, cfg)
-    states = np.empty((T + 1, d + 1), dtype=np.int64)  # compact: (T+1)(d+1) int64, no Python ints
+    states = np.empty((T + 1, cfg.num_params(d)), dtype=np.int64)  # compact: (T+1) x P int64, no Python ints
     theta = sched.initial_state()
     states[0] = theta
     leaves = bytearray(state_leaf(0, theta))  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects

@@ -32,11 +32,12 @@ TRAIN_FACTOR = 2
 KEY_FACTOR = 4
 
 
-def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int) -> int:
+def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int, params: int | None = None) -> int:
     """Bytes reserved for a session of n rows, d features, ``steps`` steps: rows and their training copy, the
-    per-step states (int64), the data and state trees (about 64 bytes per leaf), 1 MiB of slack."""
+    per-step states (``params`` int64 each, d + 1 unless the model has several classes), the data and state trees
+    (about 64 bytes per leaf), 1 MiB of slack."""
     leaves = -(-n // rows_per_leaf) + steps + 1
-    return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * (d + 1) * 8 + 64 * leaves + (1 << 20)
+    return TRAIN_FACTOR * n * (d + 1) * 8 + (steps + 1) * (params or d + 1) * 8 + 64 * leaves + (1 << 20)
 
 
 class StoredRows:

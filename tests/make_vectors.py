@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protocol import merkle
-from protocol.fixedpoint import quantize, sigmoid_exact, sigmoid_table
+from protocol.fixedpoint import exp_exact, exp_table, quantize, sigmoid_exact, sigmoid_table
 from protocol.prg import (
     KeyStream,
     SeedContext,
@@ -59,8 +59,14 @@ def fixedpoint_vectors() -> dict:
     samples = [[f, z, sigmoid_exact(z, f)] for f in (4, 8, 16, 30) for z in zs]
     xs = [0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 1e-9, -1e-9, 0.1, -0.1, 3.141592653589793, -1234.5678, 7.999999]
     q = [[repr(x), f, int(quantize(np.array([x]), f)[0])] for f in (0, 1, 16) for x in xs]
+    vs = [0, -1, -4095, -4096, -4097, -65536, -(16 << 16) + 1, -(16 << 16), -(16 << 16) - 1, -(1 << 40)]
     return {
-        "description": "sigmoid table and integer sigmoid; quantize (round half to even)",
+        "description": "sigmoid table and integer sigmoid; exp table and integer exp (softmax); quantize "
+                       "(round half to even)",
+        "exp_table": {str(f): {"sha256_of_decimal_csv": table_digest(exp_table(f)), "len": len(exp_table(f))}
+                      for f in (4, 16, 30)},
+        "exp_table_f16_entries": {str(k): exp_table(16)[k] for k in (0, 1, 16, 128, 255, 256)},
+        "exp_samples": [[f, v, exp_exact(v, f)] for f in (4, 8, 16, 30) for v in vs],
         "sigmoid_table": {str(f): {"sha256_of_decimal_csv": table_digest(sigmoid_table(f)),
                                    "len": len(sigmoid_table(f))} for f in (4, 16, 30)},
         "sigmoid_table_f16_entries": {str(k): t16[k] for k in (0, 1, 64, 127, 128, 129, 192, 255, 256)},
@@ -126,6 +132,10 @@ def statement_examples() -> list[Statement]:
         Statement("session", sid, {"protocol_version": "vtrain/2", "trainer_key": bytes([1]) * 32,
                                    "client_nonce": bytes([2]) * 32, "server_nonce": bytes([3]) * 32,
                                    "config": TrainConfig().encode(), "proof_kind": "spot"}),
+        Statement("session", sid, {"protocol_version": "vtrain/2", "trainer_key": bytes([1]) * 32,
+                                   "client_nonce": bytes([2]) * 32, "server_nonce": bytes([3]) * 32,
+                                   "config": TrainConfig(model="softmax", num_classes=10).encode(),
+                                   "proof_kind": "spot"}),
         Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30,
                                 "rows_per_leaf": 3}),
         Statement("randomness", sid, {"data_root": DATA_ROOT, "training_seed": TRAINING_SEED,
@@ -199,6 +209,8 @@ def golden_data(model: str, n: int, d: int) -> tuple[list[list[int]], list[int]]
         s = sum((k + 1) * v for k, v in enumerate(row))
         if model == "logistic":
             Y.append(1 << 16 if s > 0 else 0)
+        elif model == "softmax":  # three classes by the sign pattern of two scores
+            Y.append(int(s > 0) + int(row[0] - row[1] > 1 << 16))
         else:
             Y.append(s // 4)
     return X, Y
@@ -207,8 +219,9 @@ def golden_data(model: str, n: int, d: int) -> tuple[list[list[int]], list[int]]
 def training_vectors() -> dict:
     ctx = SeedContext(SESSION_ID, DATA_ROOT, TRAINING_SEED)
     runs = []
-    for model, l2 in (("logistic", 0), ("linear", 655)):
-        cfg = TrainConfig(model=model, epochs=3, batch_size=8, lr_num=205, lr_shift=10, l2_num=l2).validate()
+    for model, l2 in (("logistic", 0), ("linear", 655), ("softmax", 655)):
+        cfg = TrainConfig(model=model, epochs=3, batch_size=8, lr_num=205, lr_shift=10, l2_num=l2,
+                          num_classes=3 if model == "softmax" else 0).validate()
         X, Y = golden_data(model, 37, 3)
         states = [theta.tolist() for _, _, theta, _ in train_honest(np.array(X), np.array(Y), cfg, ctx)]
         leaves = [merkle.state_leaf(t, np.array(s)) for t, s in enumerate(states)]

@@ -226,6 +226,8 @@ def _bad_files(tmp):
     row = ",".join(repr(float(v)) for v in (*t.X[0], t.y[0]))
     (tmp / "three_cols.csv").write_text("a,b,c\n1,2,3\n")
     (tmp / "nan.csv").write_text(f"{header}\n{row}\n{row.replace(row.split(',')[3], 'nan', 1)}\n")
+    feats = ",".join(repr(float(v)) for v in t.X[0])
+    (tmp / "labels.csv").write_text(f"{','.join(t.feature_names)},label\n{feats},1\n{feats},maybe\n")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -249,7 +251,10 @@ def test_bad_predict_input_exits_2_with_a_clear_message(models, tmp_path, args, 
 @pytest.mark.parametrize("args,message", [
     (("--model", "{lin}", "--data", "builtin:diabetes", "--sigma", "0.5"), "needs a classifier"),
     (("--model", "{log}", "--data", "builtin:breast_cancer", "--sigma", "abc"), "--sigma must be"),
-    (("--model", "{log}", "--data", "builtin:breast_cancer", "--target", "mean_area"), "must be 0 or 1"),
+    (("--model", "{log}", "--data", "builtin:breast_cancer", "--target", "mean_area"), ("is one of the model's "
+     "feature columns")),
+    (("--model", "{log}", "--data", "{tmp}/labels.csv", "--target", "label"), ("label 'maybe' (row 2) is not one "
+     "of the model's labels [0, 1]")),
 ])
 def test_bad_certify_input_exits_2_with_a_clear_message(models, tmp_path, args, message):
     _bad_files(tmp_path)

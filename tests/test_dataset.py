@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from protocol.csv_reader import ReadOptions, detect_delimiter, split_names
 from protocol.dataset import (
     CLIP,
     Standardization,
     builtin_names,
+    class_indices,
+    class_labels,
     fit_standardization,
     load_table,
     parse_csv,
     quantize_table,
+    resolve_model,
     rows_matrix,
 )
 from protocol.errors import InputError
@@ -45,7 +49,7 @@ def test_non_finite_rejected(cell):
         parse_csv(_csv("a,b,y", "1,2,3", f"1,{cell},3"), "y", "f.csv")
 
 
-@pytest.mark.parametrize("cell", ["abc", "", "1,5", "0x10", "--1", "1..2"])
+@pytest.mark.parametrize("cell", ["abc", "1,5", "0x10", "--1", "1..2"])
 def test_non_numeric_rejected(cell):
     text = "a,b,y\n1,2,3\n" + f'1,"{cell}",3\n'
     with pytest.raises(InputError, match=r"line 3, column 'b': .* is not a number"):
@@ -87,8 +91,8 @@ def test_file_errors(tmp_path):
     p.write_bytes(b"a,y\n\xff\xfe,1\n")
     with pytest.raises(InputError, match="not a UTF-8 text"):
         load_table(str(p), "y")
-    with pytest.raises(InputError, match="unknown builtin dataset 'iris'; choose one of"):
-        load_table("builtin:iris")
+    with pytest.raises(InputError, match="unknown builtin dataset 'nope'; choose one of"):
+        load_table("builtin:nope")
     p = tmp_path / "ok.csv"
     p.write_text(_csv("a,y", "1,0", "2,1"))
     t = load_table(str(p), "y")
@@ -120,7 +124,7 @@ def test_standardization_with_constant_column():
 
 def test_standardization_clips_and_checks_shape():
     t = parse_csv(_csv("a,y", *[f"{v},0" for v in [0] * 99 + [1000]]), "y")
-    s = fit_standardization(t, "logistic")
+    s = fit_standardization(t, "linear")
     assert s.apply(t.X).max() == CLIP == 8.0
     with pytest.raises(InputError, match="expected rows with 1 features"):
         s.apply(np.zeros((2, 3)))
@@ -134,12 +138,18 @@ def test_linear_target_standardized():
     assert fit_standardization(t, "linear").target_std == 1.0  # constant target keeps scale 1
 
 
-@pytest.mark.parametrize("labels", [("0", "2"), ("0", "0.5"), ("-1", "1"), ("1", "3")])
-def test_logistic_target_must_be_zero_one(labels):
-    t = parse_csv(_csv("a,y", f"1,{labels[0]}", f"2,{labels[1]}"), "y", "f.csv")
-    with pytest.raises(InputError, match="logistic regression needs a 0/1 target; 'y' has values"):
-        fit_standardization(t, "logistic")
-    fit_standardization(t, "linear")  # fine for linear
+@pytest.mark.parametrize(("labels", "sorted_labels"), [
+    (("2", "0"), [0, 2]), (("0.5", "0"), [0, 0.5]), (("1", "-1"), [-1, 1]), (("10", "9"), [9, 10]),
+    (("yes", "no"), ["no", "yes"]), (("M", "B"), ["B", "M"]), (("true", "false"), ["false", "true"]),
+])
+def test_logistic_takes_any_two_labels_in_sorted_order(labels, sorted_labels):
+    """Labels of any type; class index = position in the sorted list (numbers numerically)."""
+    t = parse_csv(_csv("a,y", f"1,{labels[0]}", f"2,{labels[1]}", f"3,{labels[0]}"), "y", "f.csv")
+    s = fit_standardization(t, "logistic")
+    assert s.labels == sorted_labels and s.target_kind == "binary"
+    first = [str(v) for v in sorted_labels].index(labels[0])
+    assert quantize_table(t, s, 16)[1].tolist() == [first << 16, (1 - first) << 16, first << 16]
+    assert Standardization.from_dict(s.to_dict()).to_dict() == s.to_dict()
 
 
 def test_quantize_table_and_rows_matrix():
@@ -164,3 +174,106 @@ def test_standardization_record_round_trip_and_validation():
     for rec in bad_records:
         with pytest.raises(InputError, match="malformed standardization record"):
             Standardization.from_dict(rec)
+
+
+# -- tables as users have them (protocol/csv_reader.py) ----------------------------------------------------
+
+@pytest.mark.parametrize(("line", "want"), [
+    ("a,b,c", ","), ("a;b;c", ";"), ("a\tb\tc", "\t"), ('"x,y";b;c', ";"), ("single", ","), ("a;b,c;d", ";"),
+])
+def test_delimiter_detection(line, want):
+    assert detect_delimiter(line) == want
+
+
+@pytest.mark.parametrize("delim", [",", ";", "\t"])
+def test_delimiters_bom_quotes_and_trimmed_names(delim):
+    text = "\ufeff" + delim.join(['" a "', "b", " y "]) + "\n" + delim.join(['"1.5"', "2", "x"]) + "\n"
+    text += delim.join(["3", '"4"', '"z"']) + "\n"
+    t = parse_csv(text, "y", "f.csv")
+    assert t.feature_names == ["a", "b"] and t.X.tolist() == [[1.5, 2.0], [3.0, 4.0]] and t.y.tolist() == ["x", "z"]
+    forced = parse_csv(text.replace(delim, "|"), "y", "f.csv", options=ReadOptions(delimiter="|"))
+    assert forced.X.tolist() == t.X.tolist()
+
+
+def test_wrong_delimiter_hint():
+    with pytest.raises(InputError, match="not found; columns are: a;b;y .*try --delimiter"):
+        parse_csv(_csv("a;b;y", "1;2;3"), "y", "f.csv", options=ReadOptions(delimiter=","))
+
+
+def test_features_and_drop_select_columns():
+    text = _csv("a,b,c,y", "1,2,3,0", "4,5,6,1")
+    t = parse_csv(text, "y", options=ReadOptions(features=("c", "a")))
+    assert t.feature_names == ["c", "a"] and t.X.tolist() == [[3.0, 1.0], [6.0, 4.0]]
+    assert t.columns == ["a", "b", "c", "y"]
+    t = parse_csv(text, "y", options=ReadOptions(drop=("b",)))
+    assert t.feature_names == ["a", "c"]
+    for opts, msg in [(ReadOptions(features=("q",)), "no column named 'q'"), (ReadOptions(drop=("y",)), "target column"),
+                      (ReadOptions(features=("a", "a")), "twice"), (ReadOptions(drop=("a", "b", "c")), "no feature")]:
+        with pytest.raises(InputError, match=msg):
+            parse_csv(text, "y", "f.csv", options=opts)
+    assert split_names(" a, b ,,c") == ("a", "b", "c") and split_names(None) is None
+
+
+def test_text_feature_column_is_refused_by_name_with_drop_hint():
+    text = _csv("a,site,y", "1,north,0", "2,south,1")
+    with pytest.raises(InputError, match=r"line 2, column 'site': 'north' is not a number.*--drop site"):
+        parse_csv(text, "y", "f.csv")
+    assert parse_csv(text, "y", options=ReadOptions(drop=("site",))).feature_names == ["a"]
+    with pytest.raises(InputError, match=r"line 3, column 'b': 'true' is not a number"):
+        parse_csv(_csv("a,b,y", "1,2,0", "1,true,1"), "y", "f.csv")
+
+
+def test_empty_cells_refused_or_dropped_and_counted():
+    text = _csv("a,b,y", "1,2,0", "3,,1", "", "5,6,", "7,8,1", "9,10")
+    with pytest.raises(InputError, match=r"line 3, column 'b': empty cell \(pass --drop-missing"):
+        parse_csv(text, "y", "f.csv")
+    t = parse_csv(text, "y", "f.csv", options=ReadOptions(drop_missing=True))
+    assert t.X.tolist() == [[1.0, 2.0], [7.0, 8.0]] and t.y.tolist() == [0.0, 1.0]
+    assert t.notes == ["dropped 3 of 5 rows with empty cells (--drop-missing)"]
+    # an empty cell in a column that is not used does not matter
+    assert parse_csv(_csv("a,b,y", "1,,0", "2,,1"), "y", options=ReadOptions(drop=("b",))).X.shape == (2, 1)
+    with pytest.raises(InputError, match="every row has an empty cell"):
+        parse_csv(_csv("a,y", ",0"), "y", "f.csv", options=ReadOptions(drop_missing=True))
+
+
+def test_long_rows_are_refused_even_with_drop_missing():
+    for text, line in ((_csv("a,y", "1,0,9", "2,1"), 2), (_csv("a,y", "1,0", "2,1,9"), 3)):
+        with pytest.raises(InputError, match=f"line {line} has 3 fields, the header has 2"):
+            parse_csv(text, "y", "f.csv", options=ReadOptions(drop_missing=True))
+
+
+@pytest.mark.parametrize(("cells", "labels"), [
+    (["b", "a", "c", "a"], ["a", "b", "c"]), (["10", "9", "1e1", "-1"], [-1, 9, 10]),
+    (["2.5", "1", "2.5", "1"], [1, 2.5]), (["x", "1", "2"], ["1", "2", "x"]), (["B", "b", "a"], ["B", "a", "b"]),
+])
+def test_class_labels_sorted_and_indices(cells, labels):
+    t = parse_csv(_csv("a,y", *[f"{i},{c}" for i, c in enumerate(cells)]), "y")
+    assert class_labels(t.y) == labels
+    idx = class_indices(t.y, labels)
+    if isinstance(labels[0], str):
+        assert [labels[i] for i in idx] == cells
+    else:
+        assert [float(labels[i]) for i in idx] == [float(c) for c in cells]
+    with pytest.raises(InputError, match="not one of the model's labels"):
+        class_indices(np.array(["zzz"], dtype=object), labels)
+
+
+def test_resolve_model_picks_softmax_for_more_than_two_classes():
+    three = parse_csv(_csv("a,y", "1,x", "2,y", "3,z"), "y")
+    two = parse_csv(_csv("a,y", "1,yes", "2,no"), "y")
+    assert resolve_model("logistic", two) == ("logistic", 0, None)
+    model, C, note = resolve_model("logistic", three)
+    assert (model, C) == ("softmax", 3) and "3 classes" in note
+    assert resolve_model("softmax", two)[:2] == ("softmax", 2)
+    with pytest.raises(InputError, match="single class"):
+        resolve_model("logistic", parse_csv(_csv("a,y", "1,x", "2,x"), "y"))
+    with pytest.raises(InputError, match="needs a numeric target"):
+        fit_standardization(two, "linear")
+    s = fit_standardization(three, "softmax")
+    assert s.labels == ["x", "y", "z"] and quantize_table(three, s, 16)[1].tolist() == [0, 1, 2]
+
+
+def test_iris_is_bundled_with_text_labels():
+    t = load_table("builtin:iris")
+    assert t.X.shape == (150, 4) and class_labels(t.y) == ["setosa", "versicolor", "virginica"]
+    assert all((t.y == lab).sum() == 50 for lab in class_labels(t.y))

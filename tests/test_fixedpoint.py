@@ -14,9 +14,13 @@ from hypothesis import strategies as st
 
 from protocol.errors import FixedPointOverflow
 from protocol.fixedpoint import (
+    EXP_POINTS,
     SIGMOID_POINTS,
     check_range,
     dyadic,
+    exp_exact,
+    exp_q,
+    exp_table,
     in_range,
     quantize,
     sigmoid_exact,
@@ -204,6 +208,51 @@ def test_sigmoid_samples_kat():
     for f, z, want in load_vectors("fixedpoint")["sigmoid_samples"]:
         assert sigmoid_exact(z, f) == want, (f, z)
         assert int(sigmoid_q(np.array([z], dtype=np.int64), f)[0]) == want, (f, z)
+
+
+# -- the softmax exponential ---------------------------------------------------------------------------------
+
+def test_exp_table_kat():
+    vec = load_vectors("fixedpoint")
+    for f, want in vec["exp_table"].items():
+        t = exp_table(int(f))
+        assert len(t) == want["len"] == EXP_POINTS == 257
+        assert hashlib.sha256(",".join(str(v) for v in t).encode()).hexdigest() == want["sha256_of_decimal_csv"]
+    for k, v in vec["exp_table_f16_entries"].items():
+        assert exp_table(16)[int(k)] == v
+    for f, v, want in vec["exp_samples"]:
+        assert exp_exact(v, f) == want == int(exp_q(np.array([v], dtype=np.int64), f)[0]), (f, v)
+
+
+@pytest.mark.parametrize("f", F_VALUES)
+def test_exp_table_definition(f):
+    """E[k] = round(2^f e^(-k/16)) (float reference, no value within 1e-6 of a tie); E[0] = 2^f; decreasing."""
+    t = exp_table(f)
+    assert t[0] == 2**f
+    for k, v in enumerate(t):
+        assert abs(v - 2**f * math.exp(-k / 16)) <= 0.5 + 1e-6, (k, v)
+    assert all(a >= b for a, b in itertools.pairwise(t))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(f=st.sampled_from(F_VALUES), data=st.data())
+def test_exp_q_vectorised_equals_exact(f, data):
+    lim = 16 << f
+    vs = data.draw(st.lists(st.one_of(st.integers(-lim - 3, 0), st.integers(-(2**62), 0)), min_size=1, max_size=64))
+    assert exp_q(np.array(vs, dtype=np.int64), f).tolist() == [exp_exact(v, f) for v in vs]
+
+
+@pytest.mark.parametrize("f", (8, 16, 30))
+def test_exp_q_accuracy_and_clamp(f):
+    """Interpolation error <= h^2 max|e''| / 8 = (1/16)^2 / 8 < 4.9e-4 relative to 1 (e^x <= 1 on x <= 0), plus
+    rounding; below -16 the value is E[256] = round(2^f e^-16)."""
+    v = -np.arange(0, 16 << f, max(1, (16 << f) // 100_000), dtype=np.int64)
+    err = np.abs(exp_q(v, f) / 2.0**f - np.exp(v / 2.0**f))
+    assert err.max() <= 4.9e-4 + 1.5 / 2**f
+    assert exp_exact(-(16 << f) - 1, f) == exp_exact(-(2**70), f) == exp_table(f)[256]
+    assert np.all(np.diff(exp_q(v, f)) <= 0)
+    with pytest.raises(ValueError, match="non-positive"):
+        exp_exact(1, f)
 
 
 def test_sigmoid_q_rejects_small_frac_bits():

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import FixedPointOverflow, InputError
-from protocol.fixedpoint import sigmoid_exact, sigmoid_table
+from protocol.fixedpoint import exp_table, sigmoid_exact, sigmoid_table
 from protocol.merkle import MerkleTree, model_hash, state_leaf
 from protocol.prg import SeedContext, shuffle
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact, train_honest
@@ -22,6 +22,8 @@ from protocol.training import FastStepper, Schedule, TrainConfig, step_exact, tr
 
 def spec_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
     """docs/PROTOCOL.md section 7 written with exact rationals and floor (independent of step_exact)."""
+    if cfg.model == "softmax":
+        return spec_softmax_step(theta, X, Y, cfg)
     f, B = cfg.frac_bits, cfg.batch_size
     lr = Fraction(cfg.lr_num, 2**cfg.lr_shift)
     w, b = [int(v) for v in theta[:-1]], int(theta[-1])
@@ -41,6 +43,32 @@ def spec_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
     return [floor(t - lr * g / (2**f * B)) for t, g in zip([*w, b], G)]
 
 
+def spec_exp(v: int, f: int) -> int:
+    """exp_q(v), v <= 0: E[i] + floor((E[i+1] - E[i]) * rem / 2^(f-4)), u = min(-v, 16 * 2^f)."""
+    tab = exp_table(f)
+    i, rem = divmod(min(-v, 16 * 2**f), 2 ** (f - 4))
+    hi = tab[min(i + 1, 256)]
+    return tab[i] + floor(Fraction((hi - tab[i]) * rem, 2 ** (f - 4)))
+
+
+def spec_softmax_step(theta, X, Y, cfg: TrainConfig) -> list[int]:
+    f, B, C = cfg.frac_bits, cfg.batch_size, cfg.num_classes
+    lr = Fraction(cfg.lr_num, 2**cfg.lr_shift)
+    d1 = len(theta) // C
+    W = [[int(v) for v in theta[c * d1:(c + 1) * d1]] for c in range(C)]
+    new = []
+    R = []
+    for row, y in zip(X, Y):
+        z = [floor(Fraction(sum(int(x) * wk for x, wk in zip(row, wc[:-1])) + wc[-1] * 2**f, 2**f)) for wc in W]
+        e = [spec_exp(zc - max(z), f) for zc in z]
+        R.append([floor(Fraction(ec * 2**f, sum(e))) - (2**f if int(y) == c else 0) for c, ec in enumerate(e)])
+    for c in range(C):
+        G = [sum(r[c] * int(x[j]) for r, x in zip(R, X)) + cfg.l2_num * W[c][j] * B for j in range(d1 - 1)]
+        G.append(sum(r[c] for r in R) * 2**f)
+        new += [floor(t - lr * g / (2**f * B)) for t, g in zip(W[c], G)]
+    return new
+
+
 def _cfg(**kw) -> TrainConfig:
     return TrainConfig(**kw).validate()
 
@@ -54,18 +82,22 @@ def _fast(theta, X, Y, cfg):
 
 @st.composite
 def step_cases(draw):
-    model = draw(st.sampled_from(["linear", "logistic"]))
+    model = draw(st.sampled_from(["linear", "logistic", "softmax"]))
+    C = draw(st.integers(2, 5)) if model == "softmax" else 0
     f = draw(st.sampled_from([4, 8, 12, 16, 20]))
     K = draw(st.sampled_from([max(f + 12, 24), 32, 48]))
     B = draw(st.sampled_from([1, 2, 4, 8, 16]))
     d = draw(st.integers(1, 5))
     cfg = _cfg(model=model, batch_size=B, frac_bits=f, weight_bits=K, lr_num=draw(st.integers(1, 2**12)),
-               lr_shift=draw(st.integers(0, 16)), l2_num=draw(st.sampled_from([0, 1, 2**f // 100, 2**f])))
+               lr_shift=draw(st.integers(0, 16)), l2_num=draw(st.sampled_from([0, 1, 2**f // 100, 2**f])),
+               num_classes=C)
     xs = st.integers(-(4 << f), 4 << f)
     X = draw(st.lists(st.lists(xs, min_size=d, max_size=d), min_size=B, max_size=B))
-    ys = st.sampled_from([0, 1 << f]) if model == "logistic" else st.integers(-(4 << f), 4 << f)
+    ys = {"logistic": st.sampled_from([0, 1 << f]), "softmax": st.integers(-1, C)}.get(
+        model, st.integers(-(4 << f), 4 << f))
     Y = draw(st.lists(ys, min_size=B, max_size=B))
-    theta = draw(st.lists(st.integers(-(2 << f), 2 << f), min_size=d + 1, max_size=d + 1))
+    P = max(C, 1) * (d + 1)
+    theta = draw(st.lists(st.integers(-(2 << f), 2 << f), min_size=P, max_size=P))
     return cfg, theta, X, Y
 
 
@@ -217,8 +249,9 @@ def _golden_ctx(v) -> SeedContext:
     return SeedContext(*(bytes.fromhex(v[k]) for k in ("session_id", "data_root", "training_seed")))
 
 
-@pytest.mark.parametrize("run_index", [0, 1])
+@pytest.mark.parametrize("run_index", [0, 1, 2])
 def test_golden_training_run(run_index):
+    """Runs: logistic, linear with L2, softmax (3 classes) with L2."""
     v = load_vectors("training")
     run = v["runs"][run_index]
     cfg = TrainConfig.from_dict(run["config"])
@@ -289,3 +322,46 @@ def test_config_validation(field, value):
 def test_config_from_dict_rejects_unknown_fields():
     with pytest.raises(InputError, match="unknown training-config fields"):
         TrainConfig.from_dict({"model": "linear", "momentum": 0.9})
+
+
+# -- softmax specifics ------------------------------------------------------------------------------------
+
+def test_softmax_config_encoding_and_validation():
+    """softmax appends u32(num_classes) to the config encoding; the other models are unchanged (PROTOCOL.md s.5)."""
+    from protocol import encoding as enc
+    from protocol.convert import config_from_proto, config_to_proto
+
+    base = TrainConfig(model="logistic").encode()
+    soft = _cfg(model="softmax", num_classes=7)
+    assert soft.encode() == enc.text("softmax") + base[len(enc.text("logistic")):] + enc.u32(7)
+    assert soft.outputs == 7 and soft.num_params(4) == 35 and TrainConfig().num_params(4) == 5
+    assert config_from_proto(config_to_proto(soft)) == soft
+    assert TrainConfig.from_dict(soft.to_dict()) == soft
+    for bad in ({"model": "softmax", "num_classes": 1}, {"model": "softmax"}, {"model": "logistic", "num_classes": 2},
+                {"model": "softmax", "num_classes": 1025}):
+        with pytest.raises(InputError, match="softmax|num_classes"):
+            TrainConfig(**bad).validate()
+
+
+def test_softmax_huge_weights_force_the_exact_fallback():
+    cfg = _cfg(model="softmax", num_classes=3, batch_size=4, frac_bits=16, weight_bits=62, lr_num=1, lr_shift=20)
+    X = [[65536, -65536], [3, 7], [-131072, 5], [1, 1]]
+    Y = [0, 2, 1, 2]
+    theta = [2**40 + 3, -(2**40) - 5, 2**39 + 1, 7, -8, 9, 2**41, 0, -(2**38)]
+    fs = _agree(cfg, theta, X, Y)
+    assert fs is not None and fs.exact_fallbacks == 1
+    assert np.asarray(_fast(theta, X, Y, cfg)[1]).shape == (4, 3)
+
+
+def test_softmax_probabilities_are_floor_normalised():
+    """Two equal logits: e = 2^f each, p = floor(2^f * 2^f / 2^(f+1)) = 2^(f-1); the rows of p sum to at most
+    2^f and lose less than C units to the floor."""
+    from protocol.training import softmax_probs_exact
+
+    assert softmax_probs_exact([5, 5], 16) == [32768, 32768]
+    p = softmax_probs_exact([0, -65536, 3 * 65536], 16)
+    assert 65536 - 3 < sum(p) <= 65536 and p[2] == max(p)
+    cfg = _cfg(model="softmax", num_classes=3, batch_size=2, frac_bits=16)
+    _, r, _ = _fast([0] * 9, [[1, 2], [3, 4]], [0, 2], cfg)
+    third = (65536 << 16) // (3 * 65536)
+    assert r == [[third - 65536, third, third], [third, third, third - 65536]]

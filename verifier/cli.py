@@ -27,8 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover")
     t.add_argument("--data", required=True, help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits")
     t.add_argument("--target", help="target column (default for builtin data: its label column)")
-    t.add_argument("--model", required=True, choices=("linear", "logistic"))
-    t.add_argument("--epochs", type=int, help="default: logistic 30, linear 20")
+    t.add_argument("--model", required=True, choices=("linear", "logistic", "softmax"),
+                   help="logistic picks softmax (multinomial) when the target has more than two classes")
+    t.add_argument("--epochs", type=int, help="default: logistic 30, softmax 60, linear 20")
     t.add_argument("--batch-size", type=int, help="a power of two (default: logistic 16, linear 32)")
     t.add_argument("--lr", type=float, help="learning rate, rounded to a multiple of 2^-lr_shift "
                    "(default: logistic 0.2, linear 0.02)")
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="when the trainer is busy (RESOURCE_EXHAUSTED with a retry hint, before training starts), "
                         "start a new session up to N times with exponential backoff (default %(default)s)")
     t.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    add_table_args(t)
 
     a = sub.add_parser("audit", help="re-verify a saved transcript offline")
     a.add_argument("transcript")
@@ -76,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--model-out", metavar="MODEL.json",
                    help="with --data: write the model the replay rebuilt (only when it verifies)")
     a.add_argument("--json", action="store_true")
+    add_table_args(a, select=False)
 
     x = sub.add_parser("export-snarkjs", help="write a SNARK transcript's proof in snarkjs formats")
     x.add_argument("transcript")
@@ -91,6 +94,27 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_2pc.add_parser(sub)
     return p
+
+
+# -- reading users' tables (issue #12): shared by train, audit, predict, certify ---------------------------
+
+def add_table_args(p, select: bool = True) -> None:
+    g = p.add_argument_group("table options")
+    g.add_argument("--delimiter", help="field delimiter: comma, semicolon, tab or one character (default: detected "
+                   "from the header line)")
+    g.add_argument("--drop-missing", action="store_true",
+                   help="drop rows with empty cells in the columns used (default: refuse them, naming the cell)")
+    if select:
+        g.add_argument("--features", help="comma-separated feature columns (default: every column but the target)")
+        g.add_argument("--drop", help="comma-separated columns to leave out (e.g. a text column)")
+
+
+def table_options(args):
+    from protocol.csv_reader import ReadOptions, split_names
+
+    return ReadOptions(delimiter=getattr(args, "delimiter", None), features=split_names(getattr(args, "features", None)),
+                       drop=split_names(getattr(args, "drop", None)) or (),
+                       drop_missing=bool(getattr(args, "drop_missing", False))).validated()
 
 
 def main(argv=None) -> int:

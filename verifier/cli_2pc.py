@@ -99,6 +99,8 @@ def cmd_train_2pc(args) -> int:
     cfg = _config(args)
     table = load_table(args.data, args.target)
     stdz = fit_standardization(table, cfg.model)
+    if stdz.labels not in (None, [0, 1]):  # the trainer encodes its own rows' target as numbers (y * 2^f)
+        raise InputError(f"two-party training takes a 0/1 target; {table.target!r} has labels {stdz.labels[:6]}")
     Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
     tls_ca, dealer_ca = _read(args.tls_ca, "--tls-ca"), _read(args.dealer_tls_ca, "--dealer-tls-ca")
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]

@@ -23,7 +23,8 @@ from dataclasses import replace
 import numpy as np
 
 from protocol import model_file
-from protocol.dataset import load_table
+from protocol.csv_reader import ReadOptions, split_names
+from protocol.dataset import class_indices, load_table, numeric_target, table_header
 from protocol.errors import InputError
 from protocol.fileio import write_atomic
 
@@ -59,6 +60,7 @@ def add_parsers(sub) -> None:
                    "smallest error amplification are queried (default %(default)s; 2 = no choice)")
     p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    _table_args(p)
 
     c = sub.add_parser("certify", help="certified accuracy of the smoothed classifier on labelled data")
     c.add_argument("--model", required=True)
@@ -69,6 +71,14 @@ def add_parsers(sub) -> None:
     c.add_argument("--radii", default=DEFAULT_RADII, help="radii of the table, comma-separated (default %(default)s)")
     c.add_argument("--plot", help="write a PNG of certified accuracy vs radius")
     c.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    _table_args(c)
+
+
+def _table_args(p) -> None:
+    from .cli import add_table_args
+
+    add_table_args(p, select=False)
+    p.add_argument("--drop", help="comma-separated columns of --data to ignore (columns the model does not know)")
 
 
 def _smoothing_args(p, sigma_help: str, sigma_type=float) -> None:
@@ -106,11 +116,10 @@ def cmd_predict(args) -> int:
 
     trust = assess(model, args.model, args.transcript)
     decision = choose_defense(model, args.defense, trust)
-    X = feature_matrix(args.data, model, target)
+    X = feature_matrix(args.data, model, target, args)
     clean = None
     if args.clean_data:
-        t = load_table(args.clean_data, target)
-        clean = (_reorder(t.X, t.feature_names, model, args.clean_data, target), t.y)
+        clean = labelled_rows(args.clean_data, model, target, args)
     info = {"command": "predict", "model": args.model, "model_kind": model.kind, "data": args.data,
             "verification": {"status": "verified" if trust.verified else "unverified", "check": trust.check,
                              "reason": trust.reason},
@@ -123,7 +132,7 @@ def cmd_predict(args) -> int:
         return _oblivious_refused(info, e, options, args.json)
     finally:
         bar.close()
-    rows = _rows(result)
+    rows = _rows(result, model)
     summary = _summary(result)
     if args.out:
         try:
@@ -181,45 +190,66 @@ def _oblivious_report(d: dict) -> str:
             f"{d['tolerated_error_rate']:.3f})")
 
 
-def feature_matrix(spec: str, model, target: str | None) -> np.ndarray:
-    """The model's feature columns of ``spec`` (by name, any order); a target column is ignored."""
-    t = load_table(spec, None, require_target=False)
-    names = [n for n in t.feature_names if n != target]
-    X = t.X[:, [i for i, n in enumerate(t.feature_names) if n != target]]
-    return _reorder(X, names, model, spec, target)
-
-
-def _reorder(X: np.ndarray, names: list[str], model, spec: str, target: str | None) -> np.ndarray:
+def _model_table(spec: str, model, target: str | None, args, require_target: bool):
+    """The model's feature columns of ``spec`` (by name, any order). Columns of the training table that the
+    model does not use, the target and ``--drop`` columns are ignored; a missing feature column or an unknown
+    extra column is refused, naming them."""
+    opts = ReadOptions(delimiter=args.delimiter, drop_missing=args.drop_missing).validated()
+    header = table_header(spec, opts)
+    drop = split_names(args.drop) or ()
     want = model.feature_names
-    missing = [n for n in want if n not in names]
-    extra = [n for n in names if n not in want]
+    known = set(model.table_columns) | set(want) | {target} | set(drop)
+    missing = [n for n in want if n not in header]
+    extra = [n for n in header if n not in known]
     if missing or extra:
         parts = [f"{spec}: the model expects its {len(want)} feature columns"
-                 + (f" (plus optionally the target {target!r})" if target else "")
-                 + f"; the file has {len(names)} (not counting the target)"]
+                 + (f" (plus optionally the target {target!r})" if target else "")]
         if missing:
             parts.append(f"missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
         if extra:
-            parts.append(f"unexpected: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''}")
+            parts.append(f"unexpected: {', '.join(extra[:8])}{' ...' if len(extra) > 8 else ''} (the model was "
+                         f"trained without them; ignore them with --drop {','.join(extra[:8])})")
         raise InputError("; ".join(parts))
-    return X[:, [names.index(n) for n in want]]
+    if require_target and target not in header:
+        raise InputError(f"{spec}: the label column {target!r} is missing (name it with --target)")
+    if require_target and target in want:
+        raise InputError(f"{spec}: the label column {target!r} is one of the model's feature columns")
+    t = load_table(spec, target if require_target else None, require_target=require_target,
+                   options=ReadOptions(opts.delimiter, tuple(want), (), opts.drop_missing))
+    for note in t.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return t
 
 
-def _rows(result) -> list[dict]:
+def feature_matrix(spec: str, model, target: str | None, args) -> np.ndarray:
+    return _model_table(spec, model, target, args, require_target=False).X
+
+
+def labelled_rows(spec: str, model, target: str, args) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) with y the class indices (classifiers) or the numeric target (regression)."""
+    t = _model_table(spec, model, target, args, require_target=True)
+    if model.is_classifier:
+        return t.X, class_indices(t.y, model.labels, f"{spec}: column {target!r}")
+    return t.X, numeric_target(t)
+
+
+def _rows(result, model) -> list[dict]:
+    """One dict per row; a classifier's answers are written as the original labels."""
     from defenses.fallback import ABSTAIN
 
     out = []
     smoothing = result.radius is not None
+    label = model.label_of if model.is_classifier else _scalar
     for i in range(result.predictions.shape[0]):
         row: dict = {"row": i}
         if smoothing:
             lab = int(result.predictions[i])
-            row["prediction"] = ABSTAIN_TEXT if lab == ABSTAIN else lab
+            row["prediction"] = ABSTAIN_TEXT if lab == ABSTAIN else label(lab)
             row["radius"] = float(result.radius[i])
             row["pA_lower"] = float(result.pABar[i])
         else:
-            row["prediction"] = _scalar(result.predictions[i])
-        row["model_output"] = _scalar(result.model_output[i])
+            row["prediction"] = label(result.predictions[i])
+        row["model_output"] = label(result.model_output[i])
         if result.error_bound is not None:
             row["error_bound"] = float(result.error_bound[i])
         out.append(row)
@@ -315,14 +345,10 @@ def cmd_certify(args) -> int:
     for s in sigmas:
         replace(base, sigma=s).validated()
     model = model_file.load(args.model)
-    if model.kind != "logistic":
-        raise InputError(f"certify needs a classifier (logistic model); {args.model} is a {model.kind} model")
-    target = args.target or model.target
-    t = load_table(args.data, target)
-    if not np.all((t.y == 0) | (t.y == 1)):
-        raise InputError(f"{args.data}: the labels in {target!r} must be 0 or 1 for a logistic model")
-    X = _reorder(t.X, t.feature_names, model, args.data, target)
-    y = t.y.astype(np.int64)
+    if not model.is_classifier:
+        raise InputError(f"certify needs a classifier (logistic or softmax model); {args.model} is a {model.kind} "
+                         f"model")
+    X, y = labelled_rows(args.data, model, args.target or model.target, args)
     rng = np.random.default_rng(args.seed)
     table, curves, per_sigma = [], {}, []
     bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json)

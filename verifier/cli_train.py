@@ -12,7 +12,8 @@ import grpc
 
 from protocol import model_file
 from protocol import transcript as tx
-from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows
+from protocol.csv_reader import ReadOptions
+from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows, resolve_model
 from protocol.errors import InputError, TranscriptFormatError
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
@@ -30,17 +31,18 @@ from .audit import (
     with_replay,
 )
 from .checks import receive_cap
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError
+from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError, table_options
 from .client import ClientSeeds, SessionAborted, SessionIncomplete, open_channel, preflight, run_session
 from .trust_store import TrustStore
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
 DEFAULTS = {"logistic": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01},
-            "linear": {"epochs": 20, "batch_size": 32, "lr": 0.02, "l2": 0.0}}
+            "linear": {"epochs": 20, "batch_size": 32, "lr": 0.02, "l2": 0.0},
+            "softmax": {"epochs": 60, "batch_size": 16, "lr": 0.2, "l2": 0.01}}
 
 
-def _config(args) -> TrainConfig:
+def _config(args, num_classes: int = 0) -> TrainConfig:
     for name, value in DEFAULTS[args.model].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -50,7 +52,7 @@ def _config(args) -> TrainConfig:
     l2_num = dyadic(args.l2, args.frac_bits, "--l2")
     return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_num=lr_num,
                        lr_shift=args.lr_shift, l2_num=l2_num, frac_bits=args.frac_bits, weight_bits=args.weight_bits,
-                       checkpoint_interval=args.checkpoint_interval).validate()
+                       checkpoint_interval=args.checkpoint_interval, num_classes=num_classes).validate()
 
 
 def _status(msg: str) -> None:
@@ -78,6 +80,18 @@ def _progress_bar(enabled: bool):
     return update, close
 
 
+def _table_and_config(args):
+    """Read the table, pick the model (logistic on more than two classes -> softmax) and the config."""
+    table = load_table(args.data, args.target, options=table_options(args))
+    model, num_classes, note = resolve_model(args.model, table)
+    if args.proof == "snark" and model != "linear":
+        raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "
+                         f"step); a {model} model is verified with --proof spot")
+    args.model = model
+    notes = list(table.notes) + ([note] if note else [])
+    return table, _config(args, num_classes), notes
+
+
 def _seeds(args) -> ClientSeeds:
     if args.seed is not None:
         raise InputError("--seed was removed: a seed the user types would let a trainer that learns it predict the "
@@ -96,12 +110,14 @@ def _seeds(args) -> ClientSeeds:
 
 
 def cmd_train(args) -> int:
-    cfg = _config(args)
+    table, cfg, notes = _table_and_config(args)
+    if not args.json:
+        for n in notes:
+            _status(f"note: {n}")
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
     seeds = _seeds(args)
-    table = load_table(args.data, args.target)
     stdz = fit_standardization(table, cfg.model)
     if table.X.shape[0] < cfg.batch_size:
         raise InputError(f"{table.X.shape[0]} rows are fewer than one batch of {cfg.batch_size}")
@@ -159,7 +175,7 @@ def cmd_train(args) -> int:
             attestation = attest.attest(tr, final)
     model_written = "model" in tr
     if model_written:
-        _write_model(args.model_out, tr, args.out, digest, final, attestation)
+        _write_model(args.model_out, tr, args.out, digest, final, attestation, table.columns)
     result = {"status": final.status, "check": final.check, "reason": final.reason, "step": final.step,
               "guarantee": final.guarantee, "evidence": final.evidence, "transcript_verdict": verdict.status,
               "transcript": args.out, "transcript_sha256": digest,
@@ -168,7 +184,7 @@ def cmd_train(args) -> int:
               "randomness": seeds.randomness,
               "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
               "seconds": {k: round(v, 3) for k, v in timings.items()}, "config": cfg.to_dict(),
-              "proof_kind": args.proof}
+              "proof_kind": args.proof, "model_kind": cfg.model, "notes": notes}
     if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
         result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
         result["snark"]["proof_bytes"] = 192
@@ -181,7 +197,8 @@ def exit_code(status: str) -> int:
         status, EXIT_REJECTED)
 
 
-def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict, attestation) -> None:
+def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict, attestation,
+                 table_columns: list[str] | None = None) -> None:
     """The model file of a session: the transcript's final model with the session's transform, the verdict
     (informative only) and this client's replay attestation."""
     meta = tr["client"]["metadata"]
@@ -191,7 +208,7 @@ def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict
     doc = model_file.build(kind=tr["config"]["model"], feature_names=meta["feature_names"], target=meta["target"],
                            stdz=Standardization.from_dict(meta["standardization"]), frac_bits=tr["config"]["frac_bits"],
                            theta=tr["model"], transcript_sha256=digest, verification=verification,
-                           extras=_shipped_extras(tr))
+                           extras=_shipped_extras(tr), table_columns=table_columns)
     doc["transcript"] = os.path.relpath(os.path.abspath(transcript_path), os.path.dirname(os.path.abspath(path)))
     model_file.save(path, doc)
 
@@ -254,7 +271,9 @@ def cmd_audit(args) -> int:
             cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
         except InputError as e:
             raise TranscriptFormatError(str(e)) from None
-        table = load_table(args.data, args.target or meta.get("target"))
+        opts = ReadOptions(delimiter=args.delimiter, features=tuple(meta.get("feature_names") or ()) or None,
+                           drop_missing=args.drop_missing)
+        table = load_table(args.data, args.target or meta.get("target"), options=opts)
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
@@ -264,7 +283,7 @@ def cmd_audit(args) -> int:
     attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
     res = v.to_dict()
     if args.model_out and v.status == VERIFIED:
-        _write_model(args.model_out, tr, args.transcript, digest, v, attestation)
+        _write_model(args.model_out, tr, args.transcript, digest, v, attestation, table.columns)
         res["model"] = args.model_out
     elif args.model_out:
         res["model"] = None

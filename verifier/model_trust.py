@@ -88,7 +88,7 @@ def assess(model, model_path: str, given_transcript: str | None = None) -> Asses
 
 
 def _model_mismatch(model, tr: dict) -> str:
-    theta = [*model.doc.get("weights_fixed", []), model.doc.get("bias_fixed")]
+    theta = model.theta_fixed()
     meta = tr["client"]["metadata"]
     if theta != tr["model"]:
         return "its fixed-point parameters differ from the trainer-signed final model"
