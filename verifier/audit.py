@@ -284,7 +284,7 @@ def _spot(tr: dict) -> Verdict:
         for t, signed in zip(expected_steps, cps, strict=True):
             if verify(pub, *signed, kind="checkpoint", session_id=sid).fields["step"] != t:
                 raise VerificationError(f"the checkpoint statement in place of step {t} is for another step")
-    checks.check_final_shape(model, extras, d, T)
+    checks.check_final_shape(model, extras, d, T, cfg.num_params(d))
     checks.check_checkpoints(pub, cps, sid, leaves, cfg.checkpoint_interval)
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)

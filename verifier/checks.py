@@ -97,11 +97,16 @@ def receive_cap(n: int, d: int, cfg: TrainConfig, spot_checks: int) -> int:
     trainer sends (all T+1 leaves in one event; the final result with extras at their cap; the openings of
     min(K, T) steps; a SNARK answer), plus 64 KiB. Set as the channel's receive limit, so a larger message is
     refused by gRPC before it is buffered (docs/PROTOCOL.md section 2, "Caps")."""
+    from protocol.merkle import default_rows_per_leaf
+
     T = cfg.num_steps(n)
+    P = cfg.num_params(d)  # parameters per state: d + 1, or C(d + 1) for softmax
+    R = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)  # each opened row comes with its R-row leaf
     depth = lambda size: max(1, (size - 1).bit_length())  # siblings per inclusion proof
     leaves = 32 * (T + 1) + 32
-    final = 11 * (d + 1) + max_extras_bytes(d) + 256
-    opening = 2 * 11 * (d + 1) + 2 * (34 * depth(T + 1) + 24) + cfg.batch_size * (11 * (d + 1) + 34 * depth(n) + 32)
+    final = 11 * P + max_extras_bytes(d) + 256
+    opening = (2 * 11 * P + 2 * (34 * depth(T + 1) + 24)
+               + cfg.batch_size * (11 * (d + 1) * (R + 1) + 34 * depth(n) + 32))
     prove = min(spot_checks, T) * (opening + 16) + 4096
     return 2 * max(leaves, final, prove) + (64 << 10)
 
@@ -111,10 +116,12 @@ def max_extras_bytes(d: int) -> int:
     return 4096 + 64 * d
 
 
-def check_final_shape(model, extras_json: str, d: int, T: int) -> None:
-    """The final model has the agreed d+1 parameters and the shipped extras are within their cap."""
-    if len(model) != d + 1:
-        raise StepMismatch(f"the trainer's final model has {len(model)} parameters, the agreed model has {d + 1} "
+def check_final_shape(model, extras_json: str, d: int, T: int, params: int | None = None) -> None:
+    """The final model has the agreed number of parameters (``params``: d+1, or C(d+1) for softmax) and the
+    shipped extras are within their cap."""
+    P = params or d + 1
+    if len(model) != P:
+        raise StepMismatch(f"the trainer's final model has {len(model)} parameters, the agreed model has {P} "
                            f"(step {T})", step=T)
     if len(extras_json) > max_extras_bytes(d):
         raise StepMismatch(f"the trainer shipped {len(extras_json)} bytes of serving-time content with the model, "
@@ -150,7 +157,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                                 f"the audit seed challenges {steps[:8]}...")
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
-    width = sched.d + 1
+    width = cfg.num_params(sched.d)
     for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
@@ -241,7 +248,7 @@ def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: T
                                    "note": "state_before hashes to the committed leaf t-1; the honest step from it "
                                            "does not hash to the committed leaf t, which the signed state_root "
                                            "includes"})
-    check_final_shape(model, extras_json, sched.d, sched.num_steps)
+    check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
 
 

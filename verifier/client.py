@@ -306,7 +306,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     if final.extras_json:
         tr["model_extras"] = final.extras_json
     try:
-        checks.check_final_shape(tr["model"], final.extras_json, d, T)
+        checks.check_final_shape(tr["model"], final.extras_json, d, T, cfg.num_params(d))
     except VerificationError:
         return  # no need for openings: the verdict (verify_transcript) rejects the model's shape
 
