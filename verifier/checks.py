@@ -157,7 +157,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                                 f"the audit seed challenges {steps[:8]}...")
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
-    width = cfg.num_params(sched.d)
+    width, row_width = cfg.num_params(sched.d), sched.d + 1  # values per state, per data row
     for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
@@ -181,10 +181,9 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if r.get("proof_index") != j:
                 raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {i} is for another leaf", step=t)
             vals, block = r["values"], r.get("leaf_rows")
-            width = sched.d + 1
-            if (len(vals) != width or not _fits_i64(vals) or not isinstance(block, list)
+            if (len(vals) != row_width or not _fits_i64(vals) or not isinstance(block, list)
                     or len(block) != min(R, num_rows - j * R)
-                    or any(not isinstance(b, list) or len(b) != width or not _fits_i64(b) for b in block)
+                    or any(not isinstance(b, list) or len(b) != row_width or not _fits_i64(b) for b in block)
                     or [int(v) for v in block[i - j * R]] != [int(v) for v in vals]):
                 raise MerkleProofInvalid(f"step {t}: row {i} has a malformed opening", step=t)
             leaf = data_block_leaf(j, block)
