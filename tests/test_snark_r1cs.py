@@ -132,7 +132,7 @@ def test_floor_div_exhaustive_soundness_small():
 
 
 def _weak_floor(cs: R1CS, e: int, shift: int, q_value: int, rho_value: int):
-    """The UNSOUND remainder-only gadget of brief 7.3: quotient wire unchecked, remainder S bits."""
+    """The UNSOUND remainder-only gadget of docs/SNARK.md section 3.1: quotient wire unchecked, remainder S bits."""
     q = cs.private("weak.q", q_value)
     rho = LC()
     for k in range(shift):

@@ -1,6 +1,6 @@
 """R1CS gadgets: booleans, signed floor division by 2^S with a range-checked quotient, materialisation.
 
-Floor division (brief 7.3). Input an LC E whose true integer value lies in (-r/2, r/2) (the caller proves
+Floor division (docs/SNARK.md section 3.1). Input an LC E whose true integer value lies in (-r/2, r/2) (the caller proves
 that no wrap-around can occur, see `check_no_wrap`), shift S, quotient width K:
 
     off  = 2^(K-1+S)
@@ -32,9 +32,9 @@ __all__ = [
     "materialize_into",
 ]
 
-#: S + K must not exceed this, so the decomposed dividend stays far below r/2 ~ 2^253.9 (brief 7.4).
+#: S + K must not exceed this, so the decomposed dividend stays far below r/2 ~ 2^253.9 (docs/SNARK.md section 3.2).
 MAX_DIVIDEND_BITS = 250
-#: Every dividend's a-priori bound sum|coeff| * 2^(K-1) (+ |constant|) must be below this (brief 7.4).
+#: Every dividend's a-priori bound sum|coeff| * 2^(K-1) (+ |constant|) must be below this (docs/SNARK.md section 3.2).
 NO_WRAP_BOUND = 1 << 252
 
 

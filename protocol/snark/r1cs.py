@@ -1,6 +1,6 @@
 """Rank-1 constraint systems over F_r: wires, linear combinations, constraints <A,z>*<B,z> = <C,z>.
 
-Wire layout (circom/snarkjs order, brief 5.6): wire 0 is the constant 1, then the public outputs, then
+Wire layout (circom/snarkjs order, docs/SNARK.md section 2): wire 0 is the constant 1, then the public outputs, then
 the public inputs, then the private inputs, then internal wires. ``z[1..n_public]`` is what snarkjs calls
 the public signals. The builder enforces that order: every kind must be allocated before the next one.
 

@@ -136,7 +136,7 @@ def reference_sgd(X, Y, schedule, theta0, cfg) -> list[list[int]]:
 
 
 def rounding_bound(X, Y, schedule, cfg) -> int:
-    """max over all roundings of sum|coeff| * 2^(K-1) + |constant| (brief 7.4), treating every theta and
+    """max over all roundings of sum|coeff| * 2^(K-1) + |constant| (docs/SNARK.md section 3.2), treating every theta and
     every rounded prediction as a K-bit value."""
     cfg = CircuitConfig.coerce(cfg)
     X, Y, sched, _ = _validate(X, Y, schedule, None, cfg)
@@ -258,7 +258,7 @@ def encode_public_inputs(theta_T, theta0, binding: int) -> list[int]:
 
 
 def decode_public_inputs(public, d: int, weight_bits: int) -> tuple[list[int], list[int], int]:
-    """Inverse of encode_public_inputs, rejecting parameters outside |v| < 2^(K-1) (brief 7.4)."""
+    """Inverse of encode_public_inputs, rejecting parameters outside |v| < 2^(K-1) (docs/SNARK.md section 3.2)."""
     public = list(public)
     if len(public) != 2 * (d + 1) + 1:
         raise ValueError(f"expected {2 * (d + 1) + 1} public inputs for d = {d}, got {len(public)}")
