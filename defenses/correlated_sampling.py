@@ -143,18 +143,28 @@ class Box(ConvexBody):
     def _chord(self, x, U):
         # slab j: t between a_j = (lo_j - x_j)/u_j and b_j = (hi_j - x_j)/u_j  (u_j = 0: all t or none).
         # Works for any direction scale (t scales by 1/|u|) and broadcasts x (.., n) against U (.., L, n).
+        # Computed feature-major (the features on axis 0, contiguous), so that the reductions over features
+        # are elementwise maxima of contiguous rows rather than many short strided reductions.
+        x = np.moveaxis(np.asarray(x, dtype=float), -1, 0)
+        Ut = np.moveaxis(np.asarray(U, dtype=float), -1, 0)
+        extra = Ut.ndim - x.ndim
+        lo, hi = self.lo.reshape((-1,) + (1,) * (Ut.ndim - 1)), self.hi.reshape((-1,) + (1,) * (Ut.ndim - 1))
+        x = x.reshape(x.shape[:1] + (1,) * extra + x.shape[1:]) if extra > 0 else x  # keep numpy's right alignment
         with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / U
-            a = (self.lo - x) * inv
-            b = (self.hi - x) * inv
-        t_lo, t_hi = np.minimum(a, b).max(axis=-1), np.maximum(a, b).min(axis=-1)
+            inv = np.divide(1.0, Ut, order="C")
+            a = np.multiply(lo - x, inv, order="C")
+            b = np.multiply(hi - x, inv, out=inv)
+        mn = np.minimum(a, b)
+        np.maximum(a, b, out=a)
+        t_lo, t_hi = mn.max(axis=0), a.min(axis=0)
         # u_j = 0 gives -inf/+inf (x_j inside the slab) or +inf/+inf (outside: a miss) by IEEE rules, except
         # 0 * inf = NaN when x_j lies on the slab's boundary: redo those with the exact rule (rare).
         if np.isnan(t_lo).any() or np.isnan(t_hi).any():
-            flat = U == 0
-            inside_slab = np.broadcast_to((x >= self.lo) & (x <= self.hi), U.shape)
-            t_lo = np.where(flat, np.where(inside_slab, -np.inf, np.inf), np.minimum(a, b)).max(axis=-1)
-            t_hi = np.where(flat, np.where(inside_slab, np.inf, -np.inf), np.maximum(a, b)).min(axis=-1)
+            a, b = (lo - x) / Ut, (hi - x) / Ut
+            flat = Ut == 0
+            inside_slab = np.broadcast_to((x >= lo) & (x <= hi), Ut.shape)
+            t_lo = np.where(flat, np.where(inside_slab, -np.inf, np.inf), np.minimum(a, b)).max(axis=0)
+            t_hi = np.where(flat, np.where(inside_slab, np.inf, -np.inf), np.maximum(a, b)).min(axis=0)
         miss = t_lo > t_hi
         if miss.any():
             t_lo, t_hi = np.where(miss, np.nan, t_lo), np.where(miss, np.nan, t_hi)
@@ -162,7 +172,10 @@ class Box(ConvexBody):
 
     def sample(self, k: int, rng) -> np.ndarray:
         rng = np.random.default_rng(rng)
-        return self.lo + (self.hi - self.lo) * rng.random((k, self.dim))
+        X = rng.random((k, self.dim))
+        X *= self.hi - self.lo
+        X += self.lo
+        return X
 
 
 class OracleBody(ConvexBody):
@@ -236,6 +249,35 @@ class CorrelatedSample:
     chords: np.ndarray
 
 
+def _int_power(x: np.ndarray, k: int) -> np.ndarray:
+    """x**k for an int k >= 1 by repeated squaring (numpy's float power is a transcendental per element)."""
+    out, base = None, x
+    while True:
+        if k & 1:
+            out = base if out is None else out * base
+        k >>= 1
+        if not k:
+            return out
+        base = base * base
+
+
+def _plus_side_probability(lo, hi, n: int) -> np.ndarray:
+    """Two-sided chord [lo, 0] u [0, hi]: side + w.p. A+/(A+ + A-) = 1 / (1 + (|lo| / hi)^n)
+    (overflow -> inf -> 0: fine; 0/0, a degenerate chord [0, 0]: 1/2)."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        p_plus = 1.0 / (1.0 + _int_power(np.maximum(-lo, 0.0) / np.maximum(hi, 0.0), int(n)))
+    return np.where(np.isnan(p_plus), 0.5, p_plus)
+
+
+def check_chords(t_lo, t_hi) -> tuple[np.ndarray, np.ndarray]:
+    """As 1-D float arrays; ValueError unless every chord is finite with t_lo <= t_hi."""
+    t_lo, t_hi = np.atleast_1d(np.asarray(t_lo, float)), np.atleast_1d(np.asarray(t_hi, float))
+    width = t_hi - t_lo  # NaN or inf if either end is; negative if the ends are swapped
+    if t_lo.shape != t_hi.shape or not (np.isfinite(width).all() and (width >= 0).all()):
+        raise ValueError("chords must be finite with t_lo <= t_hi (did the line miss the body?)")
+    return t_lo, t_hi
+
+
 def sample_chord_parameters(t_lo, t_hi, n: int, k: int, rng) -> np.ndarray:
     """k iid draws per line from rho(t) ∝ |t|^(n-1) on [t_lo, t_hi] (arrays of L lines) -> (L, k).
 
@@ -243,22 +285,17 @@ def sample_chord_parameters(t_lo, t_hi, n: int, k: int, rng) -> np.ndarray:
     the right probability 0) and chords strictly on one side of 0 (log space).
     """
     rng = np.random.default_rng(rng)
-    t_lo, t_hi = np.atleast_1d(np.asarray(t_lo, float)), np.atleast_1d(np.asarray(t_hi, float))
-    if np.any(~np.isfinite(t_lo) | ~np.isfinite(t_hi) | (t_lo > t_hi)):
-        raise ValueError("chords must be finite with t_lo <= t_hi (did the line miss the body?)")
+    t_lo, t_hi = check_chords(t_lo, t_hi)
     L = t_lo.size
-    U1 = rng.random((L, k))
-    np.subtract(1.0, U1, out=U1)  # (0, 1]: never t = 0
+    log_u = rng.standard_exponential((L, k))  # log U for U = exp(-E) ~ U(0, 1]: never t = 0
+    np.negative(log_u, out=log_u)
     U2 = rng.random((L, k))
     lo, hi = t_lo[:, None], t_hi[:, None]
-    # two-sided case: side + w.p. A+/(A+ + A-) = 1 / (1 + (|t_lo| / t_hi)^n)  (overflow -> inf -> 0: fine)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        p_plus = 1.0 / (1.0 + (np.maximum(-lo, 0.0) / np.maximum(hi, 0.0)) ** n)
-    p_plus = np.where(np.isnan(p_plus), 0.5, p_plus)  # 0/0: a degenerate chord [0, 0]
-    mag = np.log(U1)  # |t| = end * U^(1/n), computed in place
-    mag /= n
+    p_plus = _plus_side_probability(lo, hi, n)
+    mag = log_u / n  # |t| = end * U^(1/n)
     np.exp(mag, out=mag)
-    two_sided = np.where(U2 < p_plus, hi, lo)
+    plus = U2 < p_plus  # the side: hi * 1 + lo * 0 is exactly hi (and vice versa), faster than np.where
+    two_sided = hi * plus + lo * ~plus
     two_sided *= mag
     contains0 = (lo <= 0) & (hi >= 0)
     if contains0.all():  # x* inside the body (every mitigated query of a fitted body): no one-sided chord
@@ -267,7 +304,7 @@ def sample_chord_parameters(t_lo, t_hi, n: int, k: int, rng) -> np.ndarray:
     a, b = np.where(hi < 0, -hi, lo), np.where(hi < 0, -lo, hi)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_log_r = n * (np.log(np.maximum(a, 0.0)) - np.log(b))
-        log_inner = np.logaddexp(n_log_r, np.log(U1) + np.log(-np.expm1(np.minimum(n_log_r, -1e-300))))
+        log_inner = np.logaddexp(n_log_r, log_u + np.log(-np.expm1(np.minimum(n_log_r, -1e-300))))
         one = np.clip(b * np.exp(log_inner / n), a, b)
     one = np.where(hi < 0, -one, one)
     return np.where(contains0, two_sided, one)
@@ -314,30 +351,37 @@ def naive_chord_points(body: ConvexBody, x_star, k: int, n_lines: int = 1, rando
     return CorrelatedSample(x + t[:, :, None] * U[:, None, :], t, U, np.stack([t_lo, t_hi], axis=1))
 
 
-def correlated_lines_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng):
+def correlated_lines_batch(body: ConvexBody, X_star, k: int, n_lines: int, rng, sampler=None):
     """Lines for many targets at once: -> (D (Q, K, n), s (Q, K, k)); the points are x*_q + s[q, l, i] D[q, l].
 
     Same lemma per line: y ~ D, u = (y - x*)/||y - x*||, t_i iid ~ |t|^(n-1) on the chord; the Q * K lines
     are drawn in one batch.  Exact bodies (Box, Ball) work with the unnormalised direction D = y - x*: the chord
     parameter s = t / ||y - x*|| has the same |s|^(n-1) law on the rescaled chord, so unit vectors are never
     formed.  Interpolation weights at 0 depend only on ratios of the nodes, so s serves as well as t.
+    ``sampler(t_lo, t_hi, n, k, rng) -> (L, k)`` replaces :func:`sample_chord_parameters` (e.g. the best pair
+    of c draws, defenses/line_nodes.py): it must return parameters inside the chords.
     """
+    sampler = sample_chord_parameters if sampler is None else sampler
     X = np.asarray(X_star, dtype=float)
     if X.ndim != 2 or X.shape[1] != body.dim:
         raise ValueError(f"X_star must have shape (Q, {body.dim}), got {X.shape}")
     Q, n = X.shape
     D = body.sample(Q * n_lines, rng).reshape(Q, n_lines, n)
     D -= X[:, None, :]  # line (q, l) belongs to target q
-    dist = np.sqrt(np.einsum("qlj,qlj->ql", D, D))
-    if np.any(dist == 0):  # probability zero for a continuous D; refuse rather than bias
-        raise ValueError("a sample coincided with a target; redraw with another random_state")
+    coincided = ValueError("a sample coincided with a target; redraw with another random_state")
     if hasattr(body, "_chord"):
-        s_lo, s_hi = body._chord(X[:, None, :], D)
-        s = sample_chord_parameters(s_lo.ravel(), s_hi.ravel(), n, k, rng).reshape(Q, n_lines, k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_lo, s_hi = body._chord(X[:, None, :], D)
+        if not (np.isfinite(s_lo).all() and np.isfinite(s_hi).all()):  # D = 0: probability zero; refuse
+            raise coincided
+        s = sampler(s_lo.ravel(), s_hi.ravel(), n, k, rng).reshape(Q, n_lines, k)
     else:
+        dist = np.sqrt(np.einsum("qlj,qlj->ql", D, D))
+        if np.any(dist == 0):  # probability zero for a continuous D; refuse rather than bias
+            raise coincided
         U = (D / dist[..., None]).reshape(Q * n_lines, n)
         t_lo, t_hi = body.chord(np.repeat(X, n_lines, axis=0), U, t_inside=dist.ravel())
-        s = sample_chord_parameters(t_lo, t_hi, n, k, rng).reshape(Q, n_lines, k) / dist[..., None]
+        s = sampler(t_lo, t_hi, n, k, rng).reshape(Q, n_lines, k) / dist[..., None]
     return D, s
 
 

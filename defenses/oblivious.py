@@ -45,6 +45,7 @@ from defenses.line_guarantee import (
     line_failure_rate,
     tolerated_rate,
 )
+from defenses.line_nodes import barycentric_weights_at_zero, best_nodes, best_pair_parameters
 from defenses.reed_muller import ABSTAIN, basic_correct, curve_correct, line_correct, tolerated_error_rate
 
 __all__ = [
@@ -88,22 +89,6 @@ def canonical_round(e, delta: float, offset: float):
     return offset + delta * np.round((np.asarray(e, dtype=float) - offset) / delta)
 
 
-def barycentric_weights_at_zero(t) -> np.ndarray:
-    """L_i(0) = prod_{j != i} t_j/(t_j - t_i) per row of t (L, m), via the barycentric form.
-
-    w_i = 1/prod_{j != i}(t_i - t_j);  L_i(0) = (w_i / (0 - t_i)) / sum_j (w_j / (0 - t_j)).  Nodes must
-    be distinct and non-zero (the correlated sampler never returns t = 0).
-    """
-    t = np.atleast_2d(np.asarray(t, dtype=float))
-    if t.shape[1] == 2:  # the line through two points: L_1(0) = t_2/(t_2 - t_1), L_2(0) = -t_1/(t_2 - t_1)
-        return np.stack([t[:, 1], -t[:, 0]], axis=1) / (t[:, 1] - t[:, 0])[:, None]
-    diff = t[:, :, None] - t[:, None, :]
-    idx = np.arange(t.shape[1])
-    diff[:, idx, idx] = 1.0
-    a = 1.0 / (np.prod(diff, axis=2) * (-t))
-    return a / a.sum(axis=1, keepdims=True)
-
-
 def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
     """Consensus fit per line: the (d+1)-subset whose interpolant has the most inliers
     (|residual| <= inlier_tol), then a least-squares refit on its inliers; returns p(0) per line."""
@@ -122,24 +107,6 @@ def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
         A = ts[ell, mask, None] ** np.arange(d + 1)
         out[ell] = np.linalg.lstsq(A, y[ell, mask], rcond=None)[0][0]
     return out
-
-
-def _best_nodes(s: np.ndarray, d: int) -> np.ndarray:
-    """Per line (.., c nodes), the d + 1 nodes whose Lagrange weights at 0 have the smallest sum |L_i(0)|."""
-    c = s.shape[-1]
-    flat = s.reshape(-1, c)
-    if d == 1:  # pairs: sum |L_i(0)| = (|s_i| + |s_j|) / |s_i - s_j|, all c x c at once
-        a = np.abs(flat)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam = (a[:, :, None] + a[:, None, :]) / np.abs(flat[:, :, None] - flat[:, None, :])
-        lam[:, np.arange(c), np.arange(c)] = np.inf
-        best = np.argmin(np.nan_to_num(lam, nan=np.inf).reshape(len(flat), c * c), axis=1)
-        pick = np.stack([best // c, best % c], axis=1)
-        return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], 2)
-    subsets = np.array(list(combinations(range(c), d + 1)))
-    lam = np.stack([np.abs(barycentric_weights_at_zero(flat[:, sub])).sum(axis=1) for sub in subsets], axis=1)
-    pick = subsets[np.argmin(lam, axis=1)]
-    return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], d + 1)
 
 
 def _check_int(name, value, low):
@@ -325,15 +292,24 @@ class LocalPolynomialMitigator:
         X = self._check_X(X)
         rng = np.random.default_rng(self.seed_)
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
-        chunk = max(1, (1 << 18) // (K * m * max(n, 8)))
+        chunk = max(1, (1 << 19) // (K * m * max(n, 8)))
         out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
         groups = self._group_sizes()
+        pair_sampler = None
+        if self.candidates and self.degree == 1:  # same law as drawing all candidates, fewer draws
+            c = self.candidates
+
+            def pair_sampler(t_lo, t_hi, n_dim, _k, rng_):
+                return best_pair_parameters(t_lo, t_hi, n_dim, c, rng_)
         for start in range(0, X.shape[0], chunk):
             rows = X[start:start + chunk]
             Q = rows.shape[0]
-            D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
-            if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
-                s = _best_nodes(s, self.degree)
+            if pair_sampler is not None:  # public coins only: the best-conditioned pair of the candidates
+                D, s = correlated_lines_batch(self.body, rows, 2, K, rng, sampler=pair_sampler)
+            else:
+                D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
+                if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
+                    s = best_nodes(s, self.degree)
             y = _model_values(self.model, line_points(rows, D, s).reshape(-1, n)).astype(float).reshape(Q * K, m)
             est, lam = self._line_estimates(s.reshape(Q * K, m), y, rng)
             out[start:start + Q] = self._aggregate(est.reshape(Q, K))
