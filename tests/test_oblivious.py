@@ -306,7 +306,7 @@ def test_coverage_test_false_refusal_rate_is_at_most_alpha():
     for _ in range(150):
         for kind, true_body in (("box", Box(-1.0, 2.0, dim=5)), ("ball", Ball(np.ones(5), 2.0))):
             X = true_body.sample(150, rng)
-            refused[kind] += not coverage_test(fit_body(X, kind), X, alpha=0.05).passed
+            refused[kind] += not coverage_test(fit_body(X, kind), X, alpha=0.05, random_state=rng).passed
     assert max(refused.values()) <= stats.binom.ppf(1 - 1e-3, 150, 0.05), refused
 
 
@@ -321,6 +321,33 @@ def test_coverage_test_refuses_data_that_are_not_uniform_on_the_body(kind):
         assert not res.passed and res.p_value < 1e-6  # far beyond the 0.01/T threshold
     res = coverage_test(fit_body(binary, "box"), binary, alpha=0.01)
     assert res.worst_index == 2 and "feature 2" in str(BodyNotCovered(res, "box"))
+
+
+def test_rows_on_a_curve_with_uniform_marginals_are_refused_by_the_joint_test():
+    """Attack on the per-feature test: 1000 clean rows on a thin curve through the 5-D box whose every marginal is
+    uniform (u + 0.37 j mod 1, plus 0.01 noise), a model exact within 0.15 of them and +3 elsewhere (almost the
+    whole box).  The marginal KS tests pass (p > 0.01/5 here) and the model has no clean error, so without the
+    nearest-neighbour statistic it was accepted and every mitigated value was off by 3 against a reported bound
+    of ~0.4.  With it: refused (p ~ 0; under H0 the test refuses with probability <= alpha)."""
+    n = 5
+    rng = np.random.default_rng(60)
+    f_star = make_ground_truth(n, 1, seed=61)
+    u = rng.random(1000)
+    X = np.mod(u[:, None] + 0.37 * np.arange(n)[None, :], 1.0) + 0.01 * rng.standard_normal((1000, n))
+    f = off_support_model(f_star, X, 0.15, 3.0)
+    assert np.array_equal(f(X), f_star(X))
+    body = fit_body(X)
+    res = coverage_test(body, X, alpha=0.01, random_state=0)
+    assert not res.passed and res.worst == "nearest-neighbour distances" and res.p_value < 1e-12
+    marginal = [stats.kstest((X[:, j] - body.lo[j]) / (body.hi[j] - body.lo[j]), "uniform").pvalue for j in range(n)]
+    assert min(marginal) > 0.01 / n  # the attack does beat the one-dimensional statistics
+    with pytest.raises(BodyNotCovered, match="nearest-neighbour"):
+        LocalPolynomialMitigator(f, degree=1, body=body, eps=0.05, candidates=4, random_state=0).fit(X, f_star(X))
+    # what the check prevents: accepted without it, every value wrong by ~3, far beyond the reported bound
+    mit = LocalPolynomialMitigator(f, degree=1, body=body, eps=0.05, candidates=4, coverage_alpha=None,
+                                   random_state=0).fit(X, f_star(X))
+    e, amp = mit.predict_with_bounds(X[:100])
+    assert np.mean(np.abs(e - f_star(X[:100])) > 0.05 * amp) > 0.9
 
 
 def test_off_support_model_is_refused_and_would_have_moved_every_prediction():
