@@ -17,8 +17,8 @@ from protocol.fileio import write_atomic
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "protocol" / "data"
 
-__all__ = ["DATA_DIR", "LinearScorer", "Split", "Timer", "experiment_parser", "load_dataset", "save_figure",
-           "split_standardize", "write_table"]
+__all__ = ["DATA_DIR", "LinearScorer", "Split", "Timer", "experiment_parser", "load_dataset", "rate_error",
+           "save_figure", "split_standardize", "write_table"]
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -108,6 +108,22 @@ def write_table(out_dir, stem: str, rows: list[dict], title: str, notes: str = "
     write_atomic(out / f"{stem}.md", "\n".join(lines) + "\n")
     payload = {"title": title, "notes": notes, "meta": meta or {}, "rows": rows}
     write_atomic(out / f"{stem}.json", json.dumps(payload, indent=2, default=float) + "\n")
+
+
+def rate_error(n: int, what: str = "rate", confidence: float = 0.95) -> str:
+    """One sentence: how far a proportion over ``n`` independent trials can be from its expectation.
+
+    Exact (Clopper-Pearson) two-sided intervals at ``confidence``: the widest half-width (at an observed 1/2),
+    and how far an observed 0 (or 1) can sit from the truth."""
+    from scipy import stats
+
+    a = 1 - confidence
+    k = n // 2
+    half = (stats.beta.ppf(1 - a / 2, k + 1, n - k) - stats.beta.ppf(a / 2, k, n - k + 1)) / 2
+    zero = 1 - (a / 2) ** (1 / n)
+    return (f"Statistical error: each {what} is a proportion over {n} independent trials; its exact "
+            f"{confidence:.0%} interval reaches at most {half:.3f} either side of it (at 1/2), and an observed 0 (1) means a true "
+            f"{what} below {zero:.3f} (above {1 - zero:.3f}).")
 
 
 def save_figure(fig, path) -> None:

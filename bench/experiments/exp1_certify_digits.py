@@ -27,6 +27,7 @@ from bench.experiments import (
     LinearScorer,
     Timer,
     experiment_parser,
+    rate_error,
     save_figure,
     split_standardize,
     write_table,
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
     sp = split_standardize("digits", 0.3, args.seed)
     y_train, y_test = sp.y_train.astype(np.int64), sp.y_test.astype(np.int64)
     Z_train, Z_test = sp.standardize(sp.X_train), sp.standardize(sp.X_test)
-    n_eval, n0, n, n_pred, copies = (60, 100, 500, 200, 2) if args.quick else (300, 100, 10_000, 1000, 8)
+    n_eval, n0, n, n_pred, copies = (60, 100, 500, 200, 2) if args.quick else (200, 100, 10_000, 1000, 8)
     Z_eval, y_eval = Z_test[:n_eval], y_test[:n_eval]
     plain = train_logistic(Z_train, y_train, None, 1, args.seed)
     rows, curves = [], {"plain": {}, "noise-aug": {}}
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
                 notes=(f"sigma and radii in standardized pixel units; CERTIFY n0={n0}, n={n}, alpha={ALPHA}; "
                        f"PREDICT n={n_pred} (abstain = error); {n_eval} test images. certify_abstain_rate is the "
                        "share of images CERTIFY refuses to label (no radius); certify_correct_rate = correct and "
-                       "certified at radius >= 0.\n\n" + CLAIM), meta=meta)
+                       "certified at radius >= 0. " + rate_error(n_eval, "rate or accuracy") + "\n\n" + CLAIM),
+                meta=meta)
     for kind, curve in curves.items():
         plot_certified_accuracy(curve, out / f"exp1_certified_accuracy_{kind}.png",
                                 title=f"Digits, {kind} logistic base model (standardized pixel units)")

@@ -26,6 +26,7 @@ from bench.experiments import (
     LinearScorer,
     Timer,
     experiment_parser,
+    rate_error,
     save_figure,
     split_standardize,
     write_table,
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    n_a, n_pred, n_cert, n_b, n_lines = (6, 200, 1000, 10, 15) if args.quick else (40, 1000, 10_000, 100, 15)
+    n_a, n_pred, n_cert, n_b, n_lines = (6, 200, 1000, 10, 15) if args.quick else (40, 500, 10_000, 100, 15)
     n_off = 50 if args.quick else 133
     rows_a, cert_rows = part_a(n_a, n_pred, n_cert, args.seed, timer)
     rows_b = ball_sweep(n_b, n_lines, args.seed)
@@ -147,16 +148,18 @@ def main(argv=None) -> int:
     write_table(out, "exp3_ball_smoothing", rows_a, "Experiment 3A: ball backdoor vs randomized smoothing (digits)",
                 notes=(f"Radii and sigma in standardized pixel units (d = 64). PREDICT n={n_pred}, alpha={ALPHA} "
                        "at the target x*; 'certified' = CERTIFY returns the attacker's label. "
-                       "noise_mass_in_ball = P[sigma chi_d <= r].\n\n" + CLAIM_A), meta=meta)
+                       "noise_mass_in_ball = P[sigma chi_d <= r]. " + rate_error(n_a, "success rate") + "\n\n" + CLAIM_A),
+                meta=meta)
     write_table(out, "exp3_clean_certified_radius", cert_rows,
                 "Experiment 3A: certified radius of the clean smoothed model at the target points",
-                notes=f"CERTIFY n0=100, n={n_cert}, alpha={ALPHA}.", meta=meta)
+                notes=f"CERTIFY n0=100, n={n_cert}, alpha={ALPHA}. " + rate_error(n_a, "accuracy"), meta=meta)
     write_table(out, "exp3_ball_mitigation", rows_b,
                 "Experiment 3B: oblivious mitigation of a ball backdoor, near-linear noisy truth (not the model)",
                 notes=(f"Truth f*(x) = <w, x> + 2 + 0.5 sin(x_0) on rows uniform on [0, {SIDE:g}]^{N_FEATURES}, labels "
                        f"f* + N(0, {NOISE:g}^2); model = least squares on 2000 rows + {OFFSET:g} on the ball around "
                        f"each of {n_b} targets; 500 fresh clean rows; eps = {EPS:g}; body = box fitted to the clean "
-                       f"rows; K = {n_lines} lines x 2 points (best-conditioned pair of {CANDIDATES} candidate nodes). Errors against the TRUE f*(x*).\n\n" + CLAIM_SWEEP),
+                       f"rows; K = {n_lines} lines x 2 points (best-conditioned pair of {CANDIDATES} candidate nodes). Errors against the TRUE f*(x*). "
+                       + rate_error(n_b, "refusal or within-bound rate") + "\n\n" + CLAIM_SWEEP),
                 meta=meta)
     write_table(out, "exp3_off_support", rows_off,
                 "Experiment 3B: models exact on the data and wrong off it (refusal or recovery)",
