@@ -50,6 +50,10 @@ REL_RADII = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)  # in units of sigm
 CLAIM_A = ("Claim: smoothing stops the ball backdoor only while r is small against sigma sqrt(d). Refuted if "
            "smoothed_attack_success stays low for radius_over_sigma_sqrt_d >= 1.25, or is high for <= 0.5.")
 
+CLAIM_CERT = ("Claim: the clean smoothed model's certified radius at the targets is of the order of sigma and far "
+              "below sigma sqrt(d), which is why a ball backdoor of radius ~sigma sqrt(d) is out of its reach. "
+              "Refuted if the clean median certified radius reaches sigma sqrt(d).")
+
 
 def part_a(n_points: int, n_pred: int, n_cert: int, seed: int, timer) -> tuple[list[dict], list[dict]]:
     from scipy.stats import chi2
@@ -152,7 +156,8 @@ def main(argv=None) -> int:
                 meta=meta)
     write_table(out, "exp3_clean_certified_radius", cert_rows,
                 "Experiment 3A: certified radius of the clean smoothed model at the target points",
-                notes=f"CERTIFY n0=100, n={n_cert}, alpha={ALPHA}. " + rate_error(n_a, "accuracy"), meta=meta)
+                notes=(f"CERTIFY n0=100, n={n_cert}, alpha={ALPHA}. " + rate_error(n_a, "accuracy") + "\n\n"
+                       + CLAIM_CERT), meta=meta)
     write_table(out, "exp3_ball_mitigation", rows_b,
                 "Experiment 3B: oblivious mitigation of a ball backdoor, near-linear noisy truth (not the model)",
                 notes=(f"Truth f*(x) = <w, x> + 2 + 0.5 sin(x_0) on rows uniform on [0, {SIDE:g}]^{N_FEATURES}, labels "
