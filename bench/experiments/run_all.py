@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 import time
@@ -24,6 +25,14 @@ def discover() -> list[str]:
     return [f"bench.experiments.{stem}" for _, stem in sorted(found)]
 
 
+def _load() -> str:
+    """The 1-minute load average (the machine is shared: wall-clock times depend on it), or 'n/a'."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "n/a"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/", help="output directory (default: results/)")
@@ -37,19 +46,22 @@ def main(argv=None) -> int:
             raise SystemExit(f"no experiment matches --only {args.only}")
     passthrough = ["--out", args.out] + (["--quick"] if args.quick else [])
     failures, t_all = [], time.perf_counter()
+    c_all = time.process_time()
     for name in modules:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         print(f"== {name} {' '.join(passthrough)}", flush=True)
         try:
             rc = importlib.import_module(name).main(passthrough)
         except Exception:  # noqa: BLE001 - keep going: one broken experiment should not hide the others' results
             traceback.print_exc()
             rc = 1
-        print(f"== {name}: exit {rc} in {time.perf_counter() - t0:.1f}s", flush=True)
+        print(f"== {name}: exit {rc} in {time.perf_counter() - t0:.1f}s (CPU {time.process_time() - c0:.1f}s; "
+              f"load average {_load()})", flush=True)
         if rc:
             failures.append(name)
     print(f"run_all: {len(modules) - len(failures)}/{len(modules)} succeeded in "
-          f"{time.perf_counter() - t_all:.1f}s" + (f"; failed: {failures}" if failures else ""))
+          f"{time.perf_counter() - t_all:.1f}s (CPU {time.process_time() - c_all:.1f}s of this process, all threads; "
+          f"load average {_load()})" + (f"; failed: {failures}" if failures else ""))
     return len(failures)
 
 
