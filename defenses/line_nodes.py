@@ -16,7 +16,6 @@ import numpy as np
 
 from defenses.correlated_sampling import (
     _int_power,
-    _plus_side_probability,
     check_chords,
     sample_chord_parameters,
 )
@@ -69,7 +68,10 @@ def best_pair_parameters(t_lo, t_hi, n: int, c: int, rng) -> np.ndarray:
         out = np.empty((t_lo.size, 2))
         out[~inside] = best_nodes(sample_chord_parameters(t_lo[~inside], t_hi[~inside], n, c, rng), 1)
         t_lo, t_hi = t_lo[inside], t_hi[inside]
-    p = _plus_side_probability(t_lo, t_hi, n)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # t_lo <= 0 <= t_hi from here on
+        p = 1.0 / (1.0 + _int_power(t_lo / -t_hi, int(n)))  # _plus_side_probability, one side each
+    if np.isnan(p).any():  # 0/0: a degenerate chord [0, 0]
+        p[np.isnan(p)] = 0.5
     V = rng.random(t_lo.size)
     all_plus = V < _int_power(p, c)
     one_side = all_plus | (V >= 1.0 - _int_power(1.0 - p, c))
@@ -78,9 +80,14 @@ def best_pair_parameters(t_lo, t_hi, n: int, c: int, rng) -> np.ndarray:
     pair[:, 1] *= t_hi
     if one_side.any():
         idx = np.flatnonzero(one_side)
-        many = _chord_magnitudes((idx.size, c), n, rng)
-        end = np.where(all_plus[idx], t_hi[idx], t_lo[idx])[:, None]
-        pair[idx] = end * np.stack([many.min(axis=1), many.max(axis=1)], axis=1)
+        # smallest and largest of c iid U(0, 1] without drawing c: the largest is M = exp(-E1 / c); given M
+        # the other c - 1 are iid U(0, M), their smallest is M (1 - exp(-E2 / (c - 1))); magnitudes = U^(1/n)
+        E = rng.standard_exponential((2, idx.size))
+        log_max = E[0] * (-1.0 / c)
+        log_min = log_max + np.log(-np.expm1(E[1] * (-1.0 / (c - 1))))
+        end = np.where(all_plus[idx], t_hi[idx], t_lo[idx])
+        pair[idx, 0] = end * np.exp(log_min / n)
+        pair[idx, 1] = end * np.exp(log_max / n)
     if out is None:
         return pair
     out[inside] = pair

@@ -265,6 +265,10 @@ class LocalPolynomialMitigator:
     def _line_estimates(self, t, y, rng):
         """(estimates (L,), Lambda (L,)); Lambda = sum |L_i(0)| for interpolation, NaN for the robust fit."""
         d, m = self.degree, self.n_points_
+        if m == 2 and d == 1:  # the line through two points: L_0(0) = t_1/(t_1 - t_0), L_1(0) = -t_0/(t_1 - t_0)
+            t0, t1 = t[:, 0], t[:, 1]
+            gap = t1 - t0
+            return (t1 * y[:, 0] - t0 * y[:, 1]) / gap, (np.abs(t0) + np.abs(t1)) / np.abs(gap)
         if m == d + 1:
             w = barycentric_weights_at_zero(t)
             return np.einsum("lm,lm->l", w, y), np.abs(w).sum(axis=1)
