@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    n_eval, n_pred = (30, 100) if args.quick else (100, 200)
+    n_eval, n_pred = (30, 100) if args.quick else (60, 200)
     rows, infos = [], []
     for name in ("digits", "breast_cancer"):
         r, info = run_dataset(name, n_eval, n_pred, args.seed, timer)
