@@ -91,8 +91,10 @@ def default_target(spec: str) -> str | None:
     return None
 
 
-def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True) -> Table:
-    """Strict CSV: a header row, then numeric rows of the same length. Errors name the line and column."""
+def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True,
+              progress=None) -> Table:
+    """Strict CSV: a header row, then numeric rows of the same length. Errors name the line and column.
+    ``progress(rows_done, rows_total)``, when given, is called as the rows are parsed."""
     rows = list(csv.reader(io.StringIO(text)))
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()
@@ -111,6 +113,8 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     values = np.empty((len(body), len(header)), dtype=np.float64)
     for i, row in enumerate(body):
         line = i + 2
+        if progress is not None and i % 8192 == 0:
+            progress(i, len(body))
         if len(row) != len(header):
             raise InputError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)} (ragged row)")
         for j, cell in enumerate(row):
@@ -121,6 +125,8 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
             if not math.isfinite(v):
                 raise InputError(f"{source}: line {line}, column {header[j]!r}: {cell!r} is not finite (NaN/inf)")
             values[i, j] = v
+    if progress is not None:
+        progress(len(body), len(body))
     if target is None:
         return Table(header, "", values, np.zeros(len(body)), source)
     t = header.index(target)
@@ -130,9 +136,9 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     return Table(feats, target, np.delete(values, t, axis=1), values[:, t], source)
 
 
-def load_table(spec: str, target: str | None = None, require_target: bool = True) -> Table:
+def load_table(spec: str, target: str | None = None, require_target: bool = True, progress=None) -> Table:
     text, source = read_text(spec)
-    return parse_csv(text, target if target is not None else default_target(spec), source, require_target)
+    return parse_csv(text, target if target is not None else default_target(spec), source, require_target, progress)
 
 
 def fit_standardization(table: Table, model: str) -> Standardization:

@@ -69,8 +69,10 @@ def _jsonable(ev: dict) -> dict:
     return out
 
 
-def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True) -> Verdict:
-    """Raises TranscriptFormatError on malformed input; returns a Verdict otherwise."""
+def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True,
+                      progress=None) -> Verdict:
+    """Raises TranscriptFormatError on malformed input; returns a Verdict otherwise.
+    ``progress(t, T)``: optional callback during the full replay."""
     kind = tr.get("proof_kind") if tr.get("proof_kind") in ("spot", "snark") else "spot"
     try:
         v = _spot(tr)
@@ -89,7 +91,7 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
     if v.status != "verified" and v.step is None:
         return v
     try:
-        replayed = _replay(tr, rows)
+        replayed = _replay(tr, rows, progress)
     except VerificationError as e:
         return rejected_verdict("replay", e)
     return replayed if v.status == "verified" else v
@@ -162,7 +164,7 @@ def _spot(tr: dict) -> Verdict:
     return Verdict("verified", "spot", "", None, spot_guarantee(T, K))
 
 
-def _replay(tr: dict, rows: np.ndarray) -> Verdict:
+def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     sid, _pub, cfg = _context(tr)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     if rows.shape != (n, d + 1):
@@ -175,7 +177,7 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras)
+    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress)
     return Verdict("verified", "replay", "", None, replay_guarantee(sched.num_steps))
 
 

@@ -15,10 +15,14 @@ from protocol.errors import InputError, TranscriptFormatError
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
+from protocol.wire import trainer_pb2 as pb
+from protocol.wire import trainer_pb2_grpc as pb_grpc
 
+from . import preflight
 from .audit import verify_transcript
 from .cli import EXIT_OK, EXIT_REJECTED, CliError
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
+from .progress import Progress, progress_enabled
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
@@ -65,6 +69,8 @@ def _progress_bar(enabled: bool):
 
 
 def cmd_train(args) -> int:
+    shape = preflight.peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
+    notes = _small_table_default(args, shape)
     cfg = _config(args)
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
@@ -79,10 +85,6 @@ def cmd_train(args) -> int:
         seeds = ClientSeeds.from_master(master)
     else:
         seeds = ClientSeeds.fresh()
-    table = load_table(args.data, args.target)
-    stdz = fit_standardization(table, cfg.model)
-    if table.X.shape[0] < cfg.batch_size:
-        raise InputError(f"{table.X.shape[0]} rows are fewer than one batch of {cfg.batch_size}")
     tls_ca = None
     if args.tls_ca:
         try:
@@ -93,13 +95,20 @@ def cmd_train(args) -> int:
     try:
         grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 15))
     except grpc.FutureTimeoutError:
+        channel.close()
         raise CliError(f"cannot connect to the prover at {args.server} (is `vtrain-prover serve` running there?)") from None
-    progress, close_bar = _progress_bar(sys.stderr.isatty() and not args.json)
+    ui = Progress(progress_enabled(args))
+    try:
+        table, stdz = _load_within_limits(args, channel, cfg, shape, ui)
+    except BaseException:
+        channel.close()
+        raise
+    progress, close_bar = _progress_bar(ui.enabled)
     try:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-                                  status=None if args.json else _status)
+                                  status=None if args.json else _status, ui=ui)
     except SessionAborted as e:
         raise CliError(f"the session with {args.server} failed: {e}") from None
     finally:
@@ -121,11 +130,45 @@ def cmd_train(args) -> int:
               "model": args.model_out if model_written else None, "trainer_key": tr.get("trainer_key"),
               "trust": tr.get("trust"), "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
               "config": cfg.to_dict(), "proof_kind": args.proof}
+    result["notes"] = notes
     if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
         result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
         result["snark"]["proof_bytes"] = 192
     _report(args, result, tr)
     return EXIT_OK if verdict.ok else EXIT_REJECTED
+
+
+def _small_table_default(args, shape: preflight.TableShape) -> list[str]:
+    """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
+    default = DEFAULTS[args.model]["batch_size"]
+    batch = preflight.small_table_batch(shape.rows, default) if args.batch_size is None else None
+    if batch is None:
+        return []
+    args.batch_size = batch
+    note = (f"{shape.rows} rows are fewer than one batch of {default} (the {args.model} default): using "
+            f"--batch-size {batch} ({shape.rows // batch} steps per epoch)")
+    if not args.json:
+        print(f"note: {note}", file=sys.stderr)
+    return [note]
+
+
+def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableShape, ui: Progress):
+    """GetInfo, the limit check on the counted shape, then the full load and the check on the exact shape:
+    all before the upload."""
+    try:
+        info = pb_grpc.TrainerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=args.timeout)
+    except grpc.RpcError as e:
+        raise CliError(f"the session with {args.server} failed: {e.code().name}: {e.details()}") from None
+    plan = {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints,
+            "server": f"the trainer at {args.server}"}
+    preflight.check(info.limits, cfg, shape, **plan)
+    with ui.callback("loading", unit="row") as loading:
+        table = load_table(args.data, args.target, progress=loading)
+    stdz = fit_standardization(table, cfg.model)
+    exact = preflight.TableShape(table.X.shape[0], table.X.shape[1])
+    if exact != shape:
+        preflight.check(info.limits, cfg, exact, **plan)
+    return table, stdz
 
 
 def _shipped_extras(tr: dict) -> dict:
@@ -163,6 +206,7 @@ def cmd_audit(args) -> int:
                                  f"trainer key {tr.get('trainer_key')}, not the required key", "step": None,
                                  "guarantee": ""}, digest)
     rows = None
+    ui = Progress(progress_enabled(args))
     if args.data:
         try:
             meta = tx.get(tr, "client.metadata", dict)
@@ -170,13 +214,15 @@ def cmd_audit(args) -> int:
             cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
         except InputError as e:
             raise TranscriptFormatError(str(e)) from None
-        table = load_table(args.data, args.target or meta.get("target"))
+        with ui.callback("loading", unit="row") as loading:
+            table = load_table(args.data, args.target or meta.get("target"), progress=loading)
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
     try:
-        v = verify_transcript(tr, rows)
+        with ui.callback("replay", unit="step") as replaying:
+            v = verify_transcript(tr, rows, progress=replaying)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, (InputError, TranscriptFormatError)):
             raise

@@ -24,6 +24,7 @@ from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
 from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
+from .progress import SILENT, Progress
 
 
 class SessionAborted(Exception):
@@ -58,8 +59,10 @@ def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 *
 def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg: TrainConfig, *,
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
-                proof_kind: str = "spot", max_constraints: int | None = None, status=None) -> tuple[dict, Verdict]:
-    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request."""
+                proof_kind: str = "spot", max_constraints: int | None = None, status=None,
+                ui: Progress = SILENT) -> tuple[dict, Verdict]:
+    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
+    ``ui`` shows the upload, the SNARK setup and the trainer's proving as progress bars (verifier/progress.py)."""
     cfg.validate()
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
@@ -79,7 +82,7 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
 
     try:
         _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None))
+              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None), ui=ui)
     except VerificationError as e:
         verdict = rejected_verdict(proof_kind, e)
         tr["verdict"] = verdict.to_dict()
@@ -90,7 +93,8 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
 
 
 
-def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status):
+def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
+          ui=SILENT):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -128,7 +132,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     data_root = MerkleTree(data_leaves(rows)).root
     tr["data_root"] = data_root.hex()
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk))
+    with ui.bar("uploading", total=n, unit="row") as bar:
+        resp = call(stub.UploadData, _counted(convert.rows_to_chunks(sid, rows, per_chunk), bar))
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d)
@@ -143,8 +148,11 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_randomness(pub, rand_signed, sid, data_root=data_root, training_seed=seeds.training_seed,
                             audit_commitment=commitment, spot_checks=spot_checks)
 
-    snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap) \
-        if kind == "snark" else None
+    snark_state = None
+    if kind == "snark":
+        with ui.bar("SNARK setup", unit="s"):
+            snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
+    proving = None
 
     leaves: list[bytes] = []
     cps: list[list[str]] = []
@@ -162,12 +170,15 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                 cps.append([bytes(ev.checkpoint.statement).hex(), bytes(ev.checkpoint.signature).hex()])
             elif which == "progress" and ev.progress.phase == "proving":
                 status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
+                proving = _proving_bar(ui, proving, ev.progress.step == 0)
             elif which == "progress" and progress is not None:
                 progress(ev.progress.step, ev.progress.total_steps, ev.progress.epoch, ev.progress.loss)
             elif which == "final":
                 final = ev.final
     except grpc.RpcError as e:
         raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+    finally:
+        _proving_bar(ui, proving, False)
     if final is None:
         raise SessionAborted("the training stream ended without a final statement")
     tr["statements"]["checkpoints"] = cps
@@ -201,6 +212,20 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
         pass
+
+
+def _counted(chunks, bar):
+    """Pass the upload's chunks through, advancing ``bar`` by the rows each one carries."""
+    for chunk in chunks:
+        yield chunk
+        bar.update(chunk.num_rows)
+
+
+def _proving_bar(ui: Progress, bar, start: bool):
+    """The trainer's proof has no known length: an elapsed-time bar between its start and end events."""
+    if bar is not None:
+        bar.close()
+    return ui.bar("trainer proving", unit="s") if start else None
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
