@@ -41,24 +41,27 @@ def add_parsers(sub) -> None:
     p.add_argument("--defense", choices=DEFENSES, default="auto",
                    help="auto (default): verified -> none, else smoothing (classifier) / oblivious (regression)")
     _smoothing_args(p, sigma_help="smoothing noise in standardized units (default %(default)s)")
-    p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious mitigation")
+    p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious "
+                   "mitigation (default: none)")
     p.add_argument("--eps", type=float, help="oblivious: a clean row counts as an error when |model - label| > "
                    "EPS (target units; default: the target's standard deviation)")
     p.add_argument("--lines", type=int, default=15, help="oblivious: random lines per row (default %(default)s)")
     p.add_argument("--body", choices=("box", "ball"), default="box",
                    help="oblivious: sampling body from the clean data (default %(default)s)")
-    p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units)")
-    p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json")
+    p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units; "
+                   "default: no rounding)")
+    p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json (missing "
+                   "folders are created; default: CSV on stdout)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     c = sub.add_parser("certify", help="certified accuracy of the smoothed classifier on labelled data")
-    c.add_argument("--model", required=True)
+    c.add_argument("--model", required=True, help="model JSON of a logistic model")
     c.add_argument("--data", required=True, help="labelled PATH.csv or builtin:NAME")
     c.add_argument("--target", help="label column (default: the model's target)")
     _smoothing_args(c, sigma_help="noise level(s) in standardized units, comma-separated (default %(default)s)",
                     sigma_type=str)
     c.add_argument("--radii", default=DEFAULT_RADII, help="radii of the table, comma-separated (default %(default)s)")
-    c.add_argument("--plot", help="write a PNG of certified accuracy vs radius")
+    c.add_argument("--plot", help="write a PNG of certified accuracy vs radius (missing folders are created; default: no plot)")
     c.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
 
