@@ -182,35 +182,43 @@ def _scalar(v):
 
 
 def _summary(result) -> dict:
+    """What the defense changed, row by row, against the model's own answers (``changed_rows``)."""
     pred = result.predictions
     s: dict = {"rows": int(pred.shape[0])}
     if result.radius is not None:
         ok = ~result.abstained
+        flipped = int(np.sum(ok & (pred != result.model_output)))
         s.update(certified=int(ok.sum()), abstained=int((~ok).sum()),
                  median_radius=float(np.median(result.radius[ok])) if ok.any() else 0.0,
-                 changed_vs_model=int(np.sum(ok & (pred != result.model_output))))
+                 changed_vs_model=flipped, changed_rows=flipped + int((~ok).sum()))
     elif result.decision.defense == "oblivious":
         diff = np.abs(pred - result.model_output)
-        s.update(max_abs_change=float(diff.max()), changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
+        s.update(max_abs_change=float(diff.max()), median_abs_change=float(np.median(diff)),
+                 changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
+    else:
+        s.update(changed_rows=0)
     s.update({k: v for k, v in result.details.items() if k in ("clean_accuracy_of_model", "delta_hat",
                                                               "delta_upper", "tolerated_error_rate")})
     return s
 
 
 def _summary_line(defense: str, s: dict) -> str:
-    line = f"{s['rows']} rows"
+    n = s["rows"]
     if defense == "smoothing":
-        line += (f": {s['certified']} certified (median radius {s['median_radius']:.3g}, standardized L2), "
-                 f"{s['abstained']} ABSTAIN, {s['changed_vs_model']} differ from the model's own answer")
+        line = (f"smoothing changed {s['changed_rows']} of {n} answers: {s['abstained']} ABSTAIN, "
+                f"{s['changed_vs_model']} certified with another label than the model's; {s['certified']} rows "
+                f"certified, median certified radius {s['median_radius']:.3g} (standardized L2)")
         acc = s.get("clean_accuracy_of_model")
         if acc is not None:
             line += f"; model accuracy on the clean data {acc:.3f}"
             if acc < 0.5:
                 line += " (worse than chance: smoothing cannot repair a model that is wrong everywhere)"
     elif defense == "oblivious":
-        line += (f": mitigated ({s['changed_rows']} differ from the model's own answer, max change "
-                 f"{s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
-                 f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
+        line = (f"oblivious mitigation changed {s['changed_rows']} of {n} answers (median change "
+                f"{s['median_abs_change']:.4g}, max {s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
+                f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
+    else:
+        line = f"{n} rows: the model's own answers (no defense changed anything)"
     return line
 
 
