@@ -104,7 +104,7 @@ def cmd_predict(args) -> int:
             "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
             "defense": decision.defense, "reason": decision.reason}
     print(f"defense: {decision.defense} -- {decision.reason}", file=sys.stderr)
-    bar = _ProgressBar(X.shape[0], enabled=decision.defense == "smoothing" and not args.json)
+    bar = _ProgressBar(X.shape[0], enabled=decision.defense != "none" and not args.json, desc=decision.defense)
     try:
         result = run_defense(model, X, decision, options, clean, progress=bar.update)
     except ModelTooInaccurate as e:
@@ -182,43 +182,37 @@ def _scalar(v):
 
 
 def _summary(result) -> dict:
-    """What the defense changed, row by row, against the model's own answers (``changed_rows``)."""
     pred = result.predictions
     s: dict = {"rows": int(pred.shape[0])}
     if result.radius is not None:
         ok = ~result.abstained
-        flipped = int(np.sum(ok & (pred != result.model_output)))
         s.update(certified=int(ok.sum()), abstained=int((~ok).sum()),
                  median_radius=float(np.median(result.radius[ok])) if ok.any() else 0.0,
-                 changed_vs_model=flipped, changed_rows=flipped + int((~ok).sum()))
+                 changed_vs_model=int(np.sum(ok & (pred != result.model_output))))
     elif result.decision.defense == "oblivious":
         diff = np.abs(pred - result.model_output)
-        s.update(max_abs_change=float(diff.max()), median_abs_change=float(np.median(diff)),
-                 changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
-    else:
-        s.update(changed_rows=0)
+        s.update(max_abs_change=float(diff.max()), changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
     s.update({k: v for k, v in result.details.items() if k in ("clean_accuracy_of_model", "delta_hat",
                                                               "delta_upper", "tolerated_error_rate")})
     return s
 
 
 def _summary_line(defense: str, s: dict) -> str:
-    n = s["rows"]
+    line = f"{s['rows']} rows"
     if defense == "smoothing":
-        line = (f"smoothing changed {s['changed_rows']} of {n} answers: {s['abstained']} ABSTAIN, "
-                f"{s['changed_vs_model']} certified with another label than the model's; {s['certified']} rows "
-                f"certified, median certified radius {s['median_radius']:.3g} (standardized L2)")
+        # what smoothing changed against the model's own answers: abstentions and certified label flips
+        line = (f"smoothing changed {s['abstained'] + s['changed_vs_model']} of {s['rows']} answers: "
+                f"{s['abstained']} ABSTAIN, {s['changed_vs_model']} certified with another label than the model's; "
+                f"{s['certified']} rows certified, median certified radius {s['median_radius']:.3g} (standardized L2)")
         acc = s.get("clean_accuracy_of_model")
         if acc is not None:
             line += f"; model accuracy on the clean data {acc:.3f}"
             if acc < 0.5:
                 line += " (worse than chance: smoothing cannot repair a model that is wrong everywhere)"
     elif defense == "oblivious":
-        line = (f"oblivious mitigation changed {s['changed_rows']} of {n} answers (median change "
-                f"{s['median_abs_change']:.4g}, max {s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
-                f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
-    else:
-        line = f"{n} rows: the model's own answers (no defense changed anything)"
+        line += (f": mitigated ({s['changed_rows']} differ from the model's own answer, max change "
+                 f"{s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
+                 f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
     return line
 
 
@@ -267,7 +261,7 @@ def cmd_certify(args) -> int:
     y = t.y.astype(np.int64)
     rng = np.random.default_rng(args.seed)
     table, curves, per_sigma = [], {}, []
-    bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json)
+    bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json, desc="certify")
     try:
         for s in sigmas:
             labels, radius, _ = certify_rows(model, X, s, replace(base, sigma=s), rng,
@@ -313,20 +307,8 @@ def _float_list(text: str, flag: str, positive: bool) -> list[float]:
     return vals
 
 
-class _ProgressBar:
-    """tqdm on stderr, only when stderr is a terminal; ``update(k)`` is a no-op otherwise."""
+def _ProgressBar(total: int, enabled: bool, desc: str):
+    """Rows done by a defense: a bar on stderr only when it is a terminal (verifier/progress.py)."""
+    from .progress import Bar
 
-    def __init__(self, total: int, enabled: bool):
-        self._bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="row", file=sys.stderr, leave=False)
-
-    def update(self, k: int) -> None:
-        if self._bar is not None:
-            self._bar.update(k)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    return Bar(desc, total, "row", enabled and sys.stderr.isatty())
