@@ -21,11 +21,23 @@ def ensure_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
     return folder
 
 
+def ensure_parent(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` will be written to (the CLIs call this before the work, so a path that
+    cannot be written is refused before a long run, not after it)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: cannot create its folder {folder}: {e.strerror or e}") from None
+    return folder
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> None:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    directory = ensure_folder(path.parent, f"folder of {path}")
+    directory = ensure_parent(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:

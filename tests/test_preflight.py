@@ -91,7 +91,7 @@ def test_small_table_trains_by_default_with_a_batch_that_fits(key, tmp_path):
         assert p.returncode == 0 and "VERIFIED" in p.stdout, p.stdout + p.stderr
         assert "15 rows are fewer than one batch of 32 (the linear default): using --batch-size 2 " \
                "(7 steps per epoch)" in p.stderr
-        code, doc, err = verifier_json(*args)
+        code, doc, _err = verifier_json(*args)
         assert code == 0 and doc["config"]["batch_size"] == 2 and "using --batch-size 2" in doc["notes"][0]
         # an explicit batch that does not fit is refused with one that does, before any upload
         p = verifier(*args, "--batch-size", "32")
@@ -128,7 +128,7 @@ def test_small_table_batch_rule():
 
 def test_json_output_of_a_refusal_is_machine_readable(key, tmp_path):
     with ProverProcess(key, "--max-rows", "100") as srv:
-        code, doc, err = verifier_json("train", "--server", srv.address, "--data", "builtin:diabetes", "--model",
+        code, doc, _err = verifier_json("train", "--server", srv.address, "--data", "builtin:diabetes", "--model",
                                        "linear", "--out", str(tmp_path / "t.json"),
                                        "--model-out", str(tmp_path / "m.json"))
     assert code == 2 and doc["status"] == "error" and "--max-rows 442" in doc["error"]

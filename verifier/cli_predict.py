@@ -24,7 +24,7 @@ import numpy as np
 from protocol import model_file
 from protocol.dataset import load_table
 from protocol.errors import InputError
-from protocol.fileio import write_atomic
+from protocol.fileio import ensure_parent, write_atomic
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 DEFENSES = ("auto", "none", "smoothing", "oblivious")  # = defenses.fallback.DEFENSES (imported lazily: scipy)
@@ -93,6 +93,8 @@ def cmd_predict(args) -> int:
                               n_lines=args.lines, eps=args.eps, body=args.body, grid=args.grid,
                               seed=args.seed).validated()
     model = model_file.load(args.model)
+    if args.out:
+        ensure_parent(args.out)  # refused before the defense runs, not after
     target = args.target or model.target
     decision = choose_defense(model, args.defense)
     X = feature_matrix(args.data, model, target)
@@ -251,6 +253,8 @@ def cmd_certify(args) -> int:
     for s in sigmas:
         replace(base, sigma=s).validated()
     model = model_file.load(args.model)
+    if args.plot:
+        ensure_parent(args.plot)  # refused before certifying, not after
     if model.kind != "logistic":
         raise InputError(f"certify needs a classifier (logistic model); {args.model} is a {model.kind} model")
     target = args.target or model.target

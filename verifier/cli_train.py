@@ -12,6 +12,7 @@ from protocol import model_file
 from protocol import transcript as tx
 from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows
 from protocol.errors import InputError, TranscriptFormatError
+from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
@@ -44,7 +45,10 @@ def _config(args) -> TrainConfig:
 
 
 def _status(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)  # above any progress bar, which is redrawn below it
+    sys.stderr.flush()
 
 
 def _progress_bar(enabled: bool):
@@ -69,6 +73,8 @@ def _progress_bar(enabled: bool):
 
 
 def cmd_train(args) -> int:
+    for path in (args.out, args.model_out):
+        ensure_parent(path)  # an unwritable output is refused before the session, not after it
     shape = preflight.peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
     cfg = _config(args)
