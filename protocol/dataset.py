@@ -94,8 +94,10 @@ def default_target(spec: str) -> str | None:
 def parse_csv(text: str, target: str | None, source: str = "", require_target: bool = True,
               progress=None) -> Table:
     """Strict CSV: a header row, then numeric rows of the same length. Errors name the line and column.
-    ``progress(rows_done, rows_total)``, when given, is called as the rows are parsed."""
-    rows = list(csv.reader(io.StringIO(text)))
+    ``progress(done, total)``, when given, is called as the work advances (splitting the lines, then
+    converting the rows: total = twice the line count)."""
+    rows = _split_rows(text, progress)
+    work = 2 * len(rows)
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()
     if not rows:
@@ -114,7 +116,7 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     for i, row in enumerate(body):
         line = i + 2
         if progress is not None and i % 8192 == 0:
-            progress(i, len(body))
+            progress(work // 2 + i, work)
         if len(row) != len(header):
             raise InputError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)} (ragged row)")
         for j, cell in enumerate(row):
@@ -126,7 +128,7 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
                 raise InputError(f"{source}: line {line}, column {header[j]!r}: {cell!r} is not finite (NaN/inf)")
             values[i, j] = v
     if progress is not None:
-        progress(len(body), len(body))
+        progress(work, work)
     if target is None:
         return Table(header, "", values, np.zeros(len(body)), source)
     t = header.index(target)
@@ -134,6 +136,18 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     if not feats:
         raise InputError(f"{source}: no feature columns besides the target")
     return Table(feats, target, np.delete(values, t, axis=1), values[:, t], source)
+
+
+def _split_rows(text: str, progress) -> list[list[str]]:
+    if progress is None:
+        return list(csv.reader(io.StringIO(text)))
+    lines = text.count("\n") + 1
+    rows = []
+    for row in csv.reader(io.StringIO(text)):
+        rows.append(row)
+        if len(rows) % 16384 == 0:
+            progress(len(rows), 2 * lines)
+    return rows
 
 
 def load_table(spec: str, target: str | None = None, require_target: bool = True, progress=None) -> Table:

@@ -168,7 +168,7 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableS
     plan = {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints,
             "server": f"the trainer at {args.server}"}
     preflight.check(info.limits, cfg, shape, **plan)
-    with ui.callback("loading", unit="row") as loading:
+    with ui.callback("loading", percent=True) as loading:
         table = load_table(args.data, args.target, progress=loading)
     stdz = fit_standardization(table, cfg.model)
     exact = preflight.TableShape(table.X.shape[0], table.X.shape[1])
@@ -206,13 +206,14 @@ def _report(args, result: dict, tr: dict) -> None:
 
 
 def cmd_audit(args) -> int:
-    tr, digest = tx.load(args.transcript)
+    ui = Progress(progress_enabled(args))
+    with ui.bar("reading the transcript"):
+        tr, digest = tx.load(args.transcript)
     if args.trainer_key and tx.get(tr, "trainer_key", str) != parse_public_hex(args.trainer_key).hex():
         return _audit_out(args, {"status": "rejected", "check": "key", "reason": "the transcript is signed by "
                                  f"trainer key {tr.get('trainer_key')}, not the required key", "step": None,
                                  "guarantee": ""}, digest)
     rows = None
-    ui = Progress(progress_enabled(args))
     if args.data:
         try:
             meta = tx.get(tr, "client.metadata", dict)
@@ -220,14 +221,14 @@ def cmd_audit(args) -> int:
             cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
         except InputError as e:
             raise TranscriptFormatError(str(e)) from None
-        with ui.callback("loading", unit="row") as loading:
+        with ui.callback("loading", percent=True) as loading:
             table = load_table(args.data, args.target or meta.get("target"), progress=loading)
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
     try:
-        with ui.callback("replay", unit="step") as replaying:
+        with ui.callback("replay", unit="step", waiting="checking signatures and openings") as replaying:
             v = verify_transcript(tr, rows, progress=replaying)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, (InputError, TranscriptFormatError)):

@@ -21,7 +21,8 @@ def progress_enabled(args) -> bool:
 class Bar:
     """One phase. ``update(k)`` adds k, ``set(done, total)`` moves to an absolute position (callback form)."""
 
-    def __init__(self, desc: str, total: int | None = None, unit: str = "it", enabled: bool = True):
+    def __init__(self, desc: str, total: int | None = None, unit: str = "it", enabled: bool = True,
+                 percent: bool = False):
         self._bar = None
         self._stop = threading.Event()
         self._ticker = None
@@ -30,6 +31,8 @@ class Bar:
         from tqdm import tqdm
 
         fmt = "{desc}: {elapsed}" if total is None else None   # unknown length: elapsed time only
+        if percent:   # work in abstract units: show the fraction and the time left, not the counts
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
         self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
                          unit_scale=total is not None and total >= 100_000, bar_format=fmt)
         if total is None:
@@ -76,26 +79,35 @@ class Progress:
     def bar(self, desc: str, total: int | None = None, unit: str = "it") -> Bar:
         return Bar(desc, total, unit, self.enabled)
 
-    def callback(self, desc: str, unit: str = "it") -> LazyBar:
-        """A ``progress(done, total)`` callback for library code (use it as a context manager to close it)."""
-        return LazyBar(desc, unit, self.enabled)
+    def callback(self, desc: str, unit: str = "it", percent: bool = False, waiting: str | None = None) -> LazyBar:
+        """A ``progress(done, total)`` callback for library code (use it as a context manager to close it).
+        ``waiting``: an elapsed-time bar shown until the first call (the work before the counted phase)."""
+        return LazyBar(desc, unit, self.enabled, percent, self.bar(waiting) if waiting else None)
 
 
 class LazyBar:
     """A callback ``(done, total)`` whose bar appears at the first call, once the total is known."""
 
-    def __init__(self, desc: str, unit: str, enabled: bool):
-        self.desc, self.unit, self.enabled = desc, unit, enabled
+    def __init__(self, desc: str, unit: str, enabled: bool, percent: bool = False, waiting: Bar | None = None):
+        self.desc, self.unit, self.enabled, self.percent = desc, unit, enabled, percent
         self._bar: Bar | None = None
+        self._waiting = waiting
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:
             return
         if self._bar is None:
-            self._bar = Bar(self.desc, total, self.unit, True)
+            self._close_waiting()
+            self._bar = Bar(self.desc, total, self.unit, True, self.percent)
         self._bar.set(done, total)
 
+    def _close_waiting(self) -> None:
+        if self._waiting is not None:
+            self._waiting.close()
+            self._waiting = None
+
     def close(self) -> None:
+        self._close_waiting()
         if self._bar is not None:
             self._bar.close()
 
