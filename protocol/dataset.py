@@ -96,8 +96,8 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     """Strict CSV: a header row, then numeric rows of the same length. Errors name the line and column.
     ``progress(done, total)``, when given, is called as the work advances (splitting the lines, then
     converting the rows: total = twice the line count)."""
-    rows = _split_rows(text, progress)
-    work = 2 * len(rows)
+    work = 2 * (text.count("\n") + 1) if progress is not None else 0
+    rows = _split_rows(text, progress, work)
     while rows and not any(c.strip() for c in rows[-1]):
         rows.pop()
     if not rows:
@@ -138,15 +138,14 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
     return Table(feats, target, np.delete(values, t, axis=1), values[:, t], source)
 
 
-def _split_rows(text: str, progress) -> list[list[str]]:
+def _split_rows(text: str, progress, work: int) -> list[list[str]]:
     if progress is None:
         return list(csv.reader(io.StringIO(text)))
-    lines = text.count("\n") + 1
     rows = []
     for row in csv.reader(io.StringIO(text)):
         rows.append(row)
         if len(rows) % 16384 == 0:
-            progress(len(rows), 2 * lines)
+            progress(min(len(rows), work // 2), work)
     return rows
 
 

@@ -102,3 +102,17 @@ def test_certify_shows_rows_done_on_a_terminal(server, tmp_path):
     code, _out, term = verifier_on_terminal("certify", "--model", str(model), "--data", "builtin:breast_cancer",
                                            "--sigma", "0.25", "--n0", "20", "--n", "200", "--alpha", "0.01")
     assert code == 0 and _bar(term, "certify"), term[-2000:]
+
+
+def test_csv_progress_covers_splitting_and_conversion():
+    """The callback moves monotonically from the line splitting (first half) to the conversion, ending at total."""
+    from protocol.dataset import parse_csv
+
+    text = "a,b,y\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40_000))
+    calls: list[tuple[int, int]] = []
+    t = parse_csv(text, "y", "mem", progress=lambda done, total: calls.append((done, total)))
+    assert t.X.shape == (40_000, 2)
+    done = [d for d, _ in calls]
+    total = calls[-1][1]
+    assert done == sorted(done) and done[-1] == total and all(tt == total for _, tt in calls)
+    assert any(d < total // 2 for d in done) and any(total // 2 <= d < total for d in done)
