@@ -93,10 +93,10 @@ def test_small_table_trains_by_default_with_a_batch_that_fits(key, tmp_path):
                "(7 steps per epoch)" in p.stderr
         code, doc, _err = verifier_json(*args)
         assert code == 0 and doc["config"]["batch_size"] == 2 and "using --batch-size 2" in doc["notes"][0]
-        # an explicit batch that does not fit is refused with one that does, before any upload
-        p = verifier(*args, "--batch-size", "32")
-        assert p.returncode == 2 and "15 rows are fewer than one batch of 32: use --batch-size 2 (at most 8)" \
-            in p.stderr, p.stderr
+    # an explicit batch that does not fit is refused with one that does, before connecting (no server here)
+    p = verifier("train", "--server", "127.0.0.1:1", *args[3:], "--batch-size", "32")
+    assert p.returncode == 2 and "15 rows are fewer than one batch of 32: use --batch-size 2 (at most 8)" \
+        in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("text,rows,cols", [

@@ -91,6 +91,7 @@ def cmd_train(args) -> int:
         seeds = ClientSeeds.from_master(master)
     else:
         seeds = ClientSeeds.fresh()
+    preflight.check(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
     tls_ca = None
     if args.tls_ca:
         try:
@@ -158,6 +159,10 @@ def _small_table_default(args, shape: preflight.TableShape) -> list[str]:
     return [note]
 
 
+def _plan(args) -> dict:
+    return {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints}
+
+
 def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableShape, ui: Progress):
     """GetInfo, the limit check on the counted shape, then the full load and the check on the exact shape:
     all before the upload."""
@@ -165,8 +170,7 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableS
         info = pb_grpc.TrainerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=args.timeout)
     except grpc.RpcError as e:
         raise CliError(f"the session with {args.server} failed: {e.code().name}: {e.details()}") from None
-    plan = {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints,
-            "server": f"the trainer at {args.server}"}
+    plan = _plan(args)
     preflight.check(info.limits, cfg, shape, **plan)
     with ui.callback("loading", percent=True) as loading:
         table = load_table(args.data, args.target, progress=loading)

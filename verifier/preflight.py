@@ -75,8 +75,10 @@ def _pow2_floor(x: int) -> int:
 
 
 def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proof_kind: str,
-          max_constraints: int, server: str = "the trainer") -> None:
-    """Raise InputError listing every limit this session crosses, each with settings that fit."""
+          max_constraints: int) -> None:
+    """Raise InputError listing every limit this session crosses, each with settings that fit. ``limits``:
+    the trainer's (GetInfo), or None for the checks the client can make alone (batch vs rows, its own SNARK
+    limit)."""
     n, d = shape.rows, shape.features
     problems = []
     if n < cfg.batch_size:
@@ -108,8 +110,7 @@ def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proo
         if proof_kind == "snark":
             problems += _snark_problems(cfg, n, d, min(c for c in (max_constraints, lim["max_constraints"]) if c))
     if problems:
-        raise InputError(f"this session exceeds the limits of {server} (nothing was uploaded): "
-                         + "; ".join(problems))
+        raise InputError("the session was not started (nothing was uploaded): " + "; ".join(problems))
 
 
 def _steps_advice(cfg: TrainConfig, n: int, steps: int, cap: int, what: str, flag: str | None) -> str:
