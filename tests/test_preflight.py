@@ -74,7 +74,7 @@ def test_snark_size_checked_before_the_upload(key, tmp_path):
         srv.stop()
         log = srv.stderr()
     assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert "the SNARK circuit would have" in p.stderr and "the limit is 2000" in p.stderr
+    assert "the SNARK circuit would have" in p.stderr and "the trainer's limit is 2000" in p.stderr
     assert "--proof spot" in p.stderr and "opened" not in log
 
 

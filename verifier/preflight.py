@@ -81,7 +81,7 @@ def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proo
     limit)."""
     n, d = shape.rows, shape.features
     problems = []
-    if n < cfg.batch_size:
+    if 0 < n < cfg.batch_size:   # no rows at all: the loader names the problem (no data rows, empty file)
         problems.append(f"{n} rows are fewer than one batch of {cfg.batch_size}: use --batch-size "
                         f"{_pow2_floor(max(1, n // 4))} (at most {_pow2_floor(n)})")
     lim = {k: int(getattr(limits, k, 0) or 0) for k in ("max_rows", "max_features", "max_steps",
@@ -99,7 +99,7 @@ def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proo
     if lim["max_spot_checks"] and spot_checks > lim["max_spot_checks"]:
         problems.append(f"{spot_checks} spot checks, the trainer's limit is {lim['max_spot_checks']}: use "
                         f"--spot-checks {lim['max_spot_checks']}")
-    if n >= cfg.batch_size:
+    if n >= cfg.batch_size > 0:
         steps = cfg.num_steps(n)
         for cap, what, flag in ((lim["max_steps"], "training steps", "--max-steps"),
                                 (lim["max_state_values"] and lim["max_state_values"] // (d + 1) - 1,
@@ -108,7 +108,7 @@ def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proo
                 problems.append(_steps_advice(cfg, n, steps, cap, what, flag))
                 break
         if proof_kind == "snark":
-            problems += _snark_problems(cfg, n, d, min(c for c in (max_constraints, lim["max_constraints"]) if c))
+            problems += _snark_problems(cfg, n, d, max_constraints, lim["max_constraints"])
     if problems:
         raise InputError("the session was not started (nothing was uploaded): " + "; ".join(problems))
 
@@ -129,17 +129,21 @@ def _steps_advice(cfg: TrainConfig, n: int, steps: int, cap: int, what: str, fla
     return text + (f", or ask the trainer for {flag} {steps}" if flag else "")
 
 
-def _snark_problems(cfg: TrainConfig, n: int, d: int, limit: int) -> list[str]:
+def _snark_problems(cfg: TrainConfig, n: int, d: int, ours: int, theirs: int) -> list[str]:
     from protocol.snark import session as snark_session
 
     if cfg.model != "linear":
         return ["the SNARK proof covers linear regression only: use --proof spot for logistic regression"]
     have = snark_session.constraint_count(cfg, n, d)
+    trainer_binds = bool(theirs) and theirs < ours
+    limit = theirs if trainer_binds else ours
     if have <= limit:
         return []
+    whose = f"the trainer's limit is {limit}" if trainer_binds else f"your --max-constraints is {limit}"
+    ask = f"ask the trainer for --max-constraints {have}" if trainer_binds else f"--max-constraints {have}"
     fit = [e for e in (cfg.epochs // 2 ** k for k in range(14)) if e >= 1
            and snark_session.constraint_count(replace(cfg, epochs=e), n, d) <= limit]
     hint = f"--epochs {fit[0]}" if fit else "fewer rows or features"
     return [(f"the SNARK circuit would have {have} constraints ({cfg.num_steps(n)} steps x {d} features x batch "
-            f"{cfg.batch_size}), the limit is {limit}: use {hint}, or --proof spot (the full replay audit covers "
-            f"any size)")]
+             f"{cfg.batch_size}), {whose}: use {hint} or --proof spot (the full replay audit covers any size), "
+             f"or {ask}")]
