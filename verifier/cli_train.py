@@ -73,8 +73,6 @@ def _progress_bar(enabled: bool):
 
 
 def cmd_train(args) -> int:
-    for path in (args.out, args.model_out):
-        ensure_parent(path)  # an unwritable output is refused before the session, not after it
     shape = preflight.peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
     cfg = _config(args)
@@ -92,6 +90,8 @@ def cmd_train(args) -> int:
     else:
         seeds = ClientSeeds.fresh()
     preflight.check(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
+    for path in (args.out, args.model_out):
+        ensure_parent(path)  # an unwritable output is refused before the session, not after it
     tls_ca = None
     if args.tls_ca:
         try:

@@ -13,9 +13,8 @@ import csv
 import io
 import os
 from dataclasses import dataclass, replace
-from importlib import resources
 
-from protocol.dataset import BUILTIN
+from protocol.dataset import read_text
 from protocol.errors import InputError
 from protocol.training import TrainConfig
 
@@ -32,10 +31,7 @@ class TableShape:
 def peek_shape(spec: str) -> TableShape:
     """Rows and feature columns of ``spec`` from its header and a count of line ends (no parsing)."""
     if spec.startswith("builtin:"):
-        name = spec.split(":", 1)[1]
-        if name not in BUILTIN:
-            return TableShape(0, 0)   # load_table names the choices
-        data = resources.files("protocol.data").joinpath(f"{name}.csv").read_bytes()
+        data = read_text(spec)[0].encode()   # small bundled files; an unknown name gets the loader's message
         return _shape(data[:data.find(b"\n") + 1 or len(data)], data.count(b"\n"), data[-_CHUNK:])
     try:
         with open(spec, "rb") as fh:
