@@ -19,10 +19,10 @@ from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
-from . import preflight
 from .audit import verify_transcript
 from .cli import EXIT_OK, EXIT_REJECTED, CliError
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
+from .preflight import TableShape, check_limits, peek_shape, small_table_batch
 from .progress import Progress, progress_enabled
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
@@ -73,7 +73,7 @@ def _progress_bar(enabled: bool):
 
 
 def cmd_train(args) -> int:
-    shape = preflight.peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
+    shape = peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
     cfg = _config(args)
     if not 1 <= args.spot_checks <= 100_000:
@@ -89,7 +89,7 @@ def cmd_train(args) -> int:
         seeds = ClientSeeds.from_master(master)
     else:
         seeds = ClientSeeds.fresh()
-    preflight.check(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
+    check_limits(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
     for path in (args.out, args.model_out):
         ensure_parent(path)  # an unwritable output is refused before the session, not after it
     tls_ca = None
@@ -145,10 +145,10 @@ def cmd_train(args) -> int:
     return EXIT_OK if verdict.ok else EXIT_REJECTED
 
 
-def _small_table_default(args, shape: preflight.TableShape) -> list[str]:
+def _small_table_default(args, shape: TableShape) -> list[str]:
     """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
     default = DEFAULTS[args.model]["batch_size"]
-    batch = preflight.small_table_batch(shape.rows, default) if args.batch_size is None else None
+    batch = small_table_batch(shape.rows, default) if args.batch_size is None else None
     if batch is None:
         return []
     args.batch_size = batch
@@ -163,7 +163,7 @@ def _plan(args) -> dict:
     return {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints}
 
 
-def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableShape, ui: Progress):
+def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, ui: Progress):
     """GetInfo, the limit check on the counted shape, then the full load and the check on the exact shape:
     all before the upload."""
     try:
@@ -171,13 +171,13 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: preflight.TableS
     except grpc.RpcError as e:
         raise CliError(f"the session with {args.server} failed: {e.code().name}: {e.details()}") from None
     plan = _plan(args)
-    preflight.check(info.limits, cfg, shape, **plan)
+    check_limits(info.limits, cfg, shape, **plan)
     with ui.callback("loading", percent=True) as loading:
         table = load_table(args.data, args.target, progress=loading)
     stdz = fit_standardization(table, cfg.model)
-    exact = preflight.TableShape(table.X.shape[0], table.X.shape[1])
+    exact = TableShape(table.X.shape[0], table.X.shape[1])
     if exact != shape:
-        preflight.check(info.limits, cfg, exact, **plan)
+        check_limits(info.limits, cfg, exact, **plan)
     return table, stdz
 
 

@@ -1,9 +1,9 @@
 """Check a session against the trainer's limits before any work: before the data is read in full or uploaded.
 
 ``peek_shape`` counts a CSV's rows and columns without parsing it (a byte scan); ``small_table_batch`` picks
-a batch size that fits a table smaller than the default batch; ``check`` compares the planned session with
+a batch size that fits a table smaller than the default batch; ``check_limits`` compares the planned session with
 the limits of ``GetInfo`` (and the client's own SNARK limit) and raises one InputError (exit 2) that lists
-every limit crossed with settings that would fit. The same ``check`` runs again on the exact shape after
+every limit crossed with settings that would fit. The same check runs again on the exact shape after
 loading, still before the upload; the trainer enforces its limits itself in any case (prover/session.py).
 """
 
@@ -70,7 +70,7 @@ def _pow2_floor(x: int) -> int:
     return 1 << (max(1, x).bit_length() - 1)
 
 
-def check(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proof_kind: str,
+def check_limits(limits, cfg: TrainConfig, shape: TableShape, *, spot_checks: int, proof_kind: str,
           max_constraints: int) -> None:
     """Raise InputError listing every limit this session crosses, each with settings that fit. ``limits``:
     the trainer's (GetInfo), or None for the checks the client can make alone (batch vs rows, its own SNARK
