@@ -3,6 +3,7 @@
 1. generate a trainer key; start `vtrain-prover serve` on a free local port;
 2. `vtrain-verifier train` on builtin:breast_cancer (logistic), then `audit` with the data (full replay);
 3. the same against `--adversary swap-model` (rejected), and the fallback: `predict` mitigates the unverified model;
+   a small SNARK session; a two-party secure training session (dealer, trainer, client) and a cheating trainer;
 4. a short summary; the servers are stopped. Exits 0 when every outcome is the expected one.
 """
 
@@ -111,11 +112,47 @@ def main() -> int:
     finally:
         snark.stop()
 
+    summary += two_party_session()
+
     print("\nSummary")
     for what, outcome in summary:
         print(f"  {what:40s} {outcome}")
     print(f"files in {OUT}/")
     return 0
+
+
+def two_party_session() -> list[tuple[str, str]]:
+    """Two-party secure training: a dealer, a trainer holding half of 64 diabetes rows, the client the other
+    half; then the same against a trainer that sends one wrong share (aborted, no model)."""
+    rows = (Path(__file__).resolve().parents[1] / "protocol" / "data" / "diabetes.csv").read_text().splitlines()
+
+    def part(lo, hi):
+        return "\n".join(",".join(r.split(",")[:3] + [r.split(",")[-1]]) for r in [rows[0]] + rows[lo:hi]) + "\n"
+
+    (OUT / "2pc_client.csv").write_text(part(1, 33))
+    (OUT / "2pc_trainer.csv").write_text(part(33, 65))
+    dealer = subprocess.Popen([str(BIN / "vtrain-dealer"), "serve", "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    daddr = dealer.stdout.readline().strip().removeprefix("listening on ")
+    print(f"started vtrain-dealer serve -> {daddr}")
+    out = []
+    try:
+        for adversary, expect in ((None, 0), ("bad-share", 1)):
+            extra = ["--mpc-adversary", adversary] if adversary else []
+            srv = Server(OUT / "trainer.pem", "--dataset", f"half={OUT / '2pc_trainer.csv'}", "--target", "progression",
+                         *extra)
+            try:
+                p = run("vtrain-verifier", "train-2pc", "--server", srv.address, "--trainer-data", "half", "--dealer",
+                        daddr, "--data", str(OUT / "2pc_client.csv"), "--target", "progression", "--model", "linear",
+                        "--epochs", "1", "--batch-size", "16", "--model-out", str(OUT / f"2pc.{adversary or 'honest'}.model.json"),
+                        expect=expect)
+                out.append((f"two-party training, {adversary or 'honest'} trainer", p.stdout.split(":")[0]))
+            finally:
+                srv.stop()
+    finally:
+        dealer.send_signal(signal.SIGTERM)
+        dealer.wait(timeout=15)
+    return out
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests; default: honest): "
                    + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    from . import datasets
+
+    datasets.add_arguments(s)
     return p
 
 
@@ -78,6 +81,9 @@ def serve(args) -> int:
         server, bound, _ = build_server(key, host, port, limits, args.adversary, tls)
     except ValueError as e:
         raise InputError(str(e)) from e
+    from . import datasets
+
+    datasets.attach(server, args)
     server.start()
     shown = f"[{host}]" if ":" in host else host
     print(f"listening on {shown}:{bound}", flush=True)

@@ -16,14 +16,16 @@ import pytest
 from procs import PROVER, VERIFIER, ProverProcess, make_key, verifier, verifier_json
 
 ROOT = Path(__file__).resolve().parents[1]
+DEALER = str(Path(PROVER).parent / "vtrain-dealer")
 FAST = ("--n0", "20", "--n", "200", "--alpha", "0.01")
 
 
 def _subparsers():
+    from dealer.cli import _parser as dealer_parser
     from prover.cli import _parser as prover_parser
     from verifier.cli import _parser as verifier_parser
 
-    for top in (prover_parser(), verifier_parser()):
+    for top in (prover_parser(), verifier_parser(), dealer_parser()):
         sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
         yield from ((top.prog, name, parser) for name, parser in sub.choices.items())
 
@@ -50,6 +52,7 @@ def test_every_flag_has_help_and_a_shown_default():
     ((PROVER, "serve"), "--max-steps", "1000000"), ((PROVER, "serve"), "--max-message-bytes", "67108864"),
     ((VERIFIER, "train"), "--lr-shift", "10"), ((VERIFIER, "train"), "--frac-bits", "16"),
     ((VERIFIER, "train"), "--weight-bits", "32"), ((VERIFIER, "train"), "--checkpoint-interval", "100"),
+    ((VERIFIER, "train-2pc"), "--l2", "0.0"),
 ])
 def test_help_output_shows_defaults(cmd, flag, default):
     p = subprocess.run([*cmd, "--help"], check=False, capture_output=True, text=True, timeout=60,
@@ -63,7 +66,7 @@ def test_help_output_shows_defaults(cmd, flag, default):
 def test_version_on_both_commands():
     from protocol.statements import PROTOCOL_VERSION
 
-    for exe, name in ((PROVER, "vtrain-prover"), (VERIFIER, "vtrain-verifier")):
+    for exe, name in ((PROVER, "vtrain-prover"), (VERIFIER, "vtrain-verifier"), (DEALER, "vtrain-dealer")):
         p = subprocess.run([exe, "--version"], check=False, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and p.stdout.startswith(f"{name} 0.") and PROTOCOL_VERSION in p.stdout, p.stdout
 
@@ -168,7 +171,7 @@ def test_install_prints_no_setuptools_warnings(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for pkg in ("protocol", "prover", "verifier", "defenses"):
+    for pkg in ("protocol", "prover", "verifier", "defenses", "mpc", "dealer"):
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
                         str(tmp_path / "dist"), str(src)], check=False, capture_output=True, text=True, timeout=300)

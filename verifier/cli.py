@@ -77,6 +77,9 @@ def _parser() -> Parser:
     from . import cli_predict
 
     cli_predict.add_parsers(sub)
+    from . import cli_2pc
+
+    cli_2pc.add_parser(sub)
     return p
 
 
@@ -92,6 +95,10 @@ def main(argv=None) -> int:
             from .cli_train import cmd_audit
 
             return cmd_audit(args)
+        if args.command == "train-2pc":
+            from .cli_2pc import cmd_train_2pc
+
+            return cmd_train_2pc(args)
         if args.command == "export-snarkjs":
             from .cli_snarkjs import cmd_export
 

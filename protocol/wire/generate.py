@@ -1,6 +1,7 @@
 """Regenerate the committed wire code from proto/ (``make proto``).
 
-Runs grpc_tools.protoc on proto/vtrain/v1/*.proto and writes ``protocol/wire/<name>_pb2.py`` and
+Runs grpc_tools.protoc on proto/vtrain/v1/*.proto (``trainer.proto``: the verifiable-training service;
+``mpc.proto``: two-party training and its dealer, docs/MPC.md) and writes ``protocol/wire/<name>_pb2.py`` and
 ``<name>_pb2_grpc.py`` with the package-relative import fixed. ``generate(outdir)`` is also used by the
 drift test, which fails when the committed files differ from a fresh generation.
 """

@@ -1,0 +1,127 @@
+"""The Dealer gRPC service: deterministic generation per session, each (session, party, phase) served once.
+
+The session key is ``H("dealer/session", master || session_id || plan)`` with a master secret drawn from the
+OS at start-up, so both parties' requests for the same session and plan get consistent shares, and
+requests with different plans get unrelated ones (their MAC check then fails). A second request for the
+same (session, party, phase) is refused with ALREADY_EXISTS: an honest party refused this way aborts,
+because someone else holds its shares. The ``steps`` material of a party goes only to whoever received its
+``inputs`` material (a ticket handed out with it): the session id, plan and seeds are known to the other
+party, which must not be able to fetch this party's later shares (they would reveal its input masks).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from collections import OrderedDict
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from mpc.hashing import mpc_hash
+from mpc.plan import Plan
+from mpc.preprocessing import Generator, batch_schedule
+from protocol.errors import InputError
+from protocol.prg import SeedContext
+from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+log = logging.getLogger("vtrain.dealer")
+ADVERSARIES = ("bad-triple",)
+MAX_STEPS = 200_000
+MAX_SESSIONS = 8  # generators kept (each holds the session's input masks)
+
+
+class DealerServicer(mpc_pb2_grpc.DealerServicer):
+    def __init__(self, adversary: str | None = None, master: bytes | None = None):
+        if adversary not in (None, *ADVERSARIES):
+            raise ValueError(f"unknown dealer adversary {adversary!r}; choose one of {', '.join(ADVERSARIES)}")
+        self.adversary = adversary
+        self._master = master or os.urandom(32)
+        self._lock = threading.Lock()
+        self._served: OrderedDict[tuple, bool] = OrderedDict()
+        self._gens: OrderedDict[bytes, Generator] = OrderedDict()
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()  # the other party's payload of a step
+
+    def _generator(self, key: bytes, plan: Plan) -> Generator:
+        with self._lock:
+            gen = self._gens.get(key)
+            if gen is None:
+                gen = self._gens[key] = Generator(key, plan, tamper=self.adversary)
+                while len(self._gens) > MAX_SESSIONS:
+                    self._gens.popitem(last=False)
+            return gen
+
+    def _claim(self, context, sid: bytes, party: int, phase: str) -> None:
+        with self._lock:
+            if (sid, party, phase) in self._served:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"party {party}'s {phase} material for this session "
+                              "was already handed out (someone else requested it)")
+            self._served[(sid, party, phase)] = True
+            while len(self._served) > 100_000:
+                self._served.popitem(last=False)
+
+    def Fetch(self, request, context):
+        sid, party, phase = bytes(request.session_id), request.party, request.phase
+        if len(sid) != 16 or party not in (0, 1) or phase not in ("inputs", "steps"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "need a 16-byte session id, party 0 or 1, phase "
+                          "'inputs' or 'steps'")
+        try:
+            plan = Plan.from_bytes(bytes(request.plan))
+        except InputError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if plan.num_steps > MAX_STEPS:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"plan too large (at most {MAX_STEPS} steps)")
+        ctx = None
+        key = mpc_hash("dealer/session", self._master, sid, plan.to_bytes())
+        ticket = mpc_hash("dealer/ticket", key, bytes([party]))
+        if phase == "steps":
+            try:
+                ctx = SeedContext(sid, bytes(request.data_root), bytes(request.training_seed))
+            except ValueError as e:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            if not hmac.compare_digest(bytes(request.ticket), ticket):
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, f"party {party}'s steps material goes only to the "
+                              "party that received its inputs material (wrong or missing ticket)")
+        self._claim(context, sid, party, phase)
+        gen = self._generator(key, plan)
+        log.info("session %s: party %d fetches %s (n=%d, d=%d, T=%d)", sid.hex(), party, phase, plan.n, plan.d,
+                 plan.num_steps)
+        if phase == "inputs":
+            for i, payload in enumerate(gen.input_chunks(party)):
+                yield mpc_pb2.DealerChunk(payload=payload, ticket=ticket if i == 0 else b"")
+            return
+        for t, batch in enumerate(batch_schedule(plan, ctx), 1):
+            yield mpc_pb2.DealerChunk(payload=self._step(key, gen, t, batch, party))
+        yield mpc_pb2.DealerChunk(payload=gen.output_payload(party))
+
+    def _step(self, key: bytes, gen: Generator, t: int, batch, party: int) -> bytes:
+        with self._lock:
+            mine = self._cache.pop((key, t, party), None)
+        if mine is not None:
+            return mine
+        p0, p1 = gen.step_payloads(t, batch)
+        with self._lock:
+            self._cache[(key, t, 1 - party)] = p1 if party == 0 else p0
+            while len(self._cache) > 32:
+                self._cache.popitem(last=False)
+        return p0 if party == 0 else p1
+
+
+def build_dealer_server(host: str = "127.0.0.1", port: int = 0, adversary: str | None = None,
+                        tls: tuple[bytes, bytes] | None = None, workers: int = 8):
+    """Returns (server, bound_port); the server is not started."""
+    opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 1 << 20)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=opts)
+    mpc_pb2_grpc.add_DealerServicer_to_server(DealerServicer(adversary), server)
+    hs = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    hs.set("", health_pb2.HealthCheckResponse.SERVING)
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])])) if tls else \
+        server.add_insecure_port(address)
+    if bound == 0:
+        raise OSError(f"could not bind {address}")
+    return server, bound

@@ -1,0 +1,198 @@
+"""One party of the online phase: rounds, openings, Beaver products with sacrifice, the batched MAC check.
+
+Every round is one message each way (the client, party 0, sends first). A message carries a label that
+must be the one the protocol expects next, field elements, and bytes (seeds, commitments). References:
+Beaver, CRYPTO 1991 (products from triples); SPDZ (Damgard et al. 2012; 2013, "MACCheck") for the check;
+triple sacrifice as in SPDZ's preprocessing. Specified in docs/MPC.md, "Online phase".
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import MpcAbort
+from .field import ELEMENT_BYTES, P, decode, encode
+from .hashing import mpc_hash
+from .shares import MacKey, Shared
+
+
+@dataclass
+class Frame:
+    label: str
+    elements: bytes = b""
+    blob: bytes = b""
+    abort: str = ""
+
+
+class QueueChannel:
+    """An in-process channel end (tests): frames through two queues."""
+
+    def __init__(self, inbox: queue.Queue, outbox: queue.Queue, timeout: float = 60.0):
+        self.inbox, self.outbox, self.timeout = inbox, outbox, timeout
+
+    def send(self, frame: Frame) -> None:
+        self.outbox.put(frame)
+
+    def recv(self) -> Frame:
+        try:
+            return self.inbox.get(timeout=self.timeout)
+        except queue.Empty:
+            raise MpcAbort("the other party did not answer in time") from None
+
+    @staticmethod
+    def pair(timeout: float = 60.0) -> tuple[QueueChannel, QueueChannel]:
+        a, b = queue.Queue(), queue.Queue()
+        return QueueChannel(a, b, timeout), QueueChannel(b, a, timeout)
+
+
+@dataclass
+class Stats:
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    rounds: int = 0
+    opened: int = 0
+    mac_checks: int = 0
+    notes: list = field(default_factory=list)
+
+
+class Party:
+    def __init__(self, key: MacKey, channel, hooks=None):
+        self.key, self.channel = key, channel
+        self.stats = Stats()
+        self._opened: list[np.ndarray] = []
+        self._macs: list[np.ndarray] = []
+        self.hooks = hooks  # a cheating strategy (tests/demos): may alter outgoing shares
+        self.view: list | None = None  # when a list: (label, opened values) of every opening (tests)
+        self.ctx = None  # the seed context once the coin toss is done
+        self.sac_t = 0  # sacrifice scalar and coefficient base, set after the coin toss
+        self.sac_gamma = 1
+        self._sac_acc: Shared | None = None
+        self._sac_n = 0
+
+    # ---- rounds ----
+    def exchange(self, label: str, elements: np.ndarray | None = None, blob: bytes = b"",
+                 count: int | None = None) -> tuple[np.ndarray, bytes]:
+        """Send our message, receive the other's (same label). Returns (its elements, its bytes)."""
+        out = Frame(label, encode(elements) if elements is not None else b"", blob)
+        if self.key.party == 0:
+            self._send(out)
+            got = self._recv()
+        else:
+            got = self._recv()
+            self._send(out)
+        self.stats.rounds += 1
+        if got.abort:
+            raise MpcAbort(f"the other party aborted: {got.abort}")
+        if got.label != label:
+            raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent {got.label!r}")
+        n = count if count is not None else (0 if elements is None else int(np.size(elements)))
+        return decode(got.elements, n), got.blob
+
+    def _send(self, f: Frame) -> None:
+        self.stats.bytes_sent += len(f.elements) + len(f.blob) + len(f.label)
+        self.channel.send(f)
+
+    def _recv(self) -> Frame:
+        f = self.channel.recv()
+        self.stats.bytes_received += len(f.elements) + len(f.blob) + len(f.label)
+        return f
+
+    def abort(self, reason: str) -> None:
+        """Tell the other party why we stop (best effort)."""
+        try:
+            self.channel.send(Frame("abort", abort=reason or "aborted"))
+        except Exception as e:  # noqa: BLE001 - the peer may already be gone
+            self.stats.notes.append(f"abort not delivered: {e}")
+
+    # ---- openings ----
+    def open(self, x: Shared, label: str) -> np.ndarray:
+        """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check."""
+        shape = x.v.shape
+        mine = x.v.ravel()
+        if self.hooks is not None:
+            mine = self.hooks.outgoing(label, mine)
+        theirs, _ = self.exchange(label, mine)
+        opened = (x.v.ravel() + theirs) % P
+        self._opened.append(opened)
+        self._macs.append(x.m.ravel())
+        if self.view is not None:
+            self.view.append((label, opened))
+        self.stats.opened += opened.size
+        return opened.reshape(shape)
+
+    def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
+        """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
+        ``y=None`` multiplies by the triple's own random b (used by the zero test)."""
+        a, b, c, a2, c2 = (tri[k] for k in ("a", "b", "c", "a2", "c2"))
+        n = x.v.size
+        parts = [x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2]
+        o = self.open(Shared.concat(parts), label)
+        D = o[:n]
+        rho = o[-n:]
+        z = c + b.scale(D)
+        if y is not None:
+            E = o[n:2 * n]
+            z = (z + a.scale(E)).add_public((D * E) % P)
+        # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
+        self._sacrifice(c.scale(self.sac_t) - c2 - b.scale(rho))
+        return z
+
+    def _sacrifice(self, terms: Shared) -> None:
+        n = terms.v.size
+        g = pow(self.sac_gamma, self._sac_n + 1, P)
+        coeff = np.empty(n, dtype=object)
+        for i in range(n):
+            coeff[i] = g
+            g = g * self.sac_gamma % P
+        self._sac_n += n
+        s = Shared((terms.v.ravel() @ coeff) % P, (terms.m.ravel() @ coeff) % P, self.key)
+        self._sac_acc = s if self._sac_acc is None else self._sac_acc + s
+
+    def sacrifice_matrix(self, terms: Shared) -> None:
+        """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
+        self._sacrifice(terms)
+
+    def take_sacrifice(self) -> Shared:
+        acc = self._sac_acc if self._sac_acc is not None else Shared.public(np.array(0, dtype=object), self.key)
+        self._sac_acc, self._sac_n = None, 0
+        return acc
+
+    # ---- MAC check ----
+    def mac_check(self) -> None:
+        """Batched MAC check of every value opened since the last check; abort unless it passes.
+
+        Coefficients r^j from a fresh coin toss made after the openings; sigma_i = sum r^j (m_ij - alpha_i o_j);
+        commit to sigma_i, then open; pass iff sigma_0 + sigma_1 = 0 (docs/MPC.md, "MAC check")."""
+        if not self._opened:
+            return
+        o = np.concatenate(self._opened)
+        m = np.concatenate(self._macs)
+        self._opened, self._macs = [], []
+        seed = os.urandom(32)
+        _, other = self.exchange("mac-seed", blob=seed)
+        if len(other) != 32:
+            raise MpcAbort("malformed MAC-check seed")
+        seeds = (seed, other) if self.key.party == 0 else (other, seed)
+        r = int.from_bytes(mpc_hash("mac/coefficient", *seeds), "little") % P
+        diff = (m - o * self.key.alpha) % P
+        sigma = 0
+        for v in diff[::-1]:  # Horner: sum_j r^j diff_j
+            sigma = (sigma * r + v) % P
+        nonce = os.urandom(32)
+        sb = sigma.to_bytes(ELEMENT_BYTES, "little")
+        party = bytes([self.key.party])
+        _, their_com = self.exchange("mac-commit", blob=mpc_hash("mac/commit", party, sb, nonce))
+        _, their_open = self.exchange("mac-open", blob=sb + nonce)
+        if len(their_open) != 64 or len(their_com) != 32:
+            raise MpcAbort("malformed MAC-check message")
+        their_sigma = int.from_bytes(their_open[:32], "little")
+        if mpc_hash("mac/commit", bytes([1 - self.key.party]), their_open[:32], their_open[32:]) != their_com:
+            raise MpcAbort("the other party's MAC-check opening does not match its commitment")
+        self.stats.mac_checks += 1
+        if (sigma + their_sigma) % P != 0:
+            raise MpcAbort(f"MAC check failed over {o.size} opened values: a share or a MAC was altered "
+                           "(the other party deviated from the protocol)")

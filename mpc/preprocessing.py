@@ -1,0 +1,222 @@
+"""Preprocessing material, its deterministic generator, and the one interface parties consume it through.
+
+``Generator`` is the dealer's algorithm: from a 32-byte session key (the dealer's secret) and the public
+plan it derives, deterministically, the MAC key, the input masks and every step's material, and splits
+each value into two additive shares with MAC shares (docs/MPC.md, "Preprocessing"). A party consumes
+material only through :class:`Preprocessing` (``inputs()``, ``step(t)``, ``output()``): the dealer client
+(``dealer/client.py``) and the in-process :class:`LocalPreprocessing` implement it; a dealer-free generator
+(MASCOT / Overdrive style) would be a third implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from protocol.prg import KeyStream, SeedContext, shuffle
+
+from .field import P, arr, decode, encode, from_bounded_bytes, from_uniform_bytes
+from .hashing import mpc_hash
+from .plan import Plan
+from .shares import MacKey, Shared
+
+INPUT_CHUNK_ROWS = 2048
+
+
+@dataclass
+class InputMaterial:
+    key: MacKey
+    R: Shared  # (n, d+1): masks of every row of the union
+    own: np.ndarray  # (n_i, d+1) clear masks of this party's own rows (object ints)
+
+
+@dataclass
+class OutputMaterial:
+    mask: Shared  # (d+1,)
+    clear: np.ndarray | None  # party 0 only
+
+
+class Preprocessing(Protocol):
+    """What a party needs from preprocessing, in consumption order."""
+
+    def inputs(self) -> InputMaterial: ...
+
+    def start_steps(self, ctx: SeedContext) -> None: ...
+
+    def step(self, t: int) -> dict[str, Shared]: ...
+
+    def output(self) -> OutputMaterial: ...
+
+
+def batch_schedule(plan: Plan, ctx: SeedContext):
+    """Row indices of every step of the union (client rows first), as protocol.training.Schedule does."""
+    S = plan.cfg.steps_per_epoch(plan.n)
+    B = plan.batch_size
+    for e in range(plan.epochs):
+        perm = shuffle(ctx, e, plan.n)
+        for s in range(S):
+            yield perm[s * B:(s + 1) * B]
+
+
+def block_monomials(bits: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
+    """Per value (row), per block, the products of every subset of two or more of the block's bits, subsets
+    in increasing bitmask order (docs/MPC.md, "Exact truncation")."""
+    cols = []
+    for lo, w in blocks:
+        for mask in range(1 << w):
+            if mask.bit_count() >= 2:
+                prod = np.ones(bits.shape[0], dtype=np.uint8)
+                for j in range(w):
+                    if mask >> j & 1:
+                        prod &= bits[:, lo + j]
+                cols.append(prod)
+    return np.stack(cols, axis=1).ravel().astype(object) if cols else np.zeros(0, dtype=object)
+
+
+class Generator:
+    """The dealer's deterministic generation for one session (both parties' shares)."""
+
+    def __init__(self, key: bytes, plan: Plan, tamper: str | None = None):
+        self.key, self.plan, self.tamper = key, plan, tamper
+        a = from_uniform_bytes(self._bytes("alpha", 0, 64), 2)
+        self.alpha = (int(a[0]), int(a[1]))
+        self._R: np.ndarray | None = None
+
+    def _bytes(self, label: str, index: int, nbytes: int) -> bytes:
+        k = mpc_hash("dealer/stream", self.key, label.encode(), index.to_bytes(8, "big"))
+        return KeyStream(k).read(nbytes)
+
+    def uniform(self, label: str, index: int, count: int) -> np.ndarray:
+        return from_uniform_bytes(self._bytes(label, index, 32 * count), count)
+
+    def bounded(self, label: str, index: int, count: int, bits: int) -> np.ndarray:
+        return from_bounded_bytes(self._bytes(label, index, 32 * count), count, bits)
+
+    def split(self, label: str, index: int, values: np.ndarray) -> tuple[tuple, tuple]:
+        """-> ((v0, m0), (v1, m1)) with v0 + v1 = x and m0 + m1 = alpha x."""
+        x = np.asarray(values, dtype=object).ravel() % P
+        n = x.size
+        r = self.uniform("share/" + label, index, 2 * n)
+        v0, m0 = r[:n], r[n:]
+        mac = (x * ((self.alpha[0] + self.alpha[1]) % P)) % P
+        return (v0, m0), ((x - v0) % P, (mac - m0) % P)
+
+    @property
+    def R(self) -> np.ndarray:
+        """Input masks of the union, (n, d+1), uniform in [0, 2^(K + kappa))."""
+        if self._R is None:
+            p = self.plan
+            self._R = self.bounded("R", 0, p.n * (p.d + 1), p.input_bits).reshape(p.n, p.d + 1)
+        return self._R
+
+    def input_chunks(self, party: int):
+        """Payloads for one party: chunk 0 = alpha_i; then row blocks (shares, MACs, own clear masks)."""
+        yield encode(arr([self.alpha[party]]))
+        p = self.plan
+        own = range(p.n0) if party == 0 else range(p.n0, p.n)
+        for lo in range(0, p.n, INPUT_CHUNK_ROWS):
+            hi = min(lo + INPUT_CHUNK_ROWS, p.n)
+            shares = self.split("R", lo, self.R[lo:hi])[party]
+            clear = self.R[max(lo, own.start):min(hi, own.stop)]
+            yield encode(shares[0]) + encode(shares[1]) + encode(clear.ravel())
+
+    def step_values(self, t: int, batch: np.ndarray) -> list[np.ndarray]:
+        """The step's secret values, in ``plan.step_layout()`` order."""
+        p = self.plan
+        d, B = p.d, p.batch_size
+        Rb = self.R[batch, :d]
+        V, V2 = self.uniform("V", t, d), self.uniform("V2", t, d)
+        M, M2 = self.uniform("M", t, B), self.uniform("M2", t, B)
+        out = [V, V2, (Rb @ V) % P, (Rb @ V2) % P, M, M2, (M @ Rb) % P, (M2 @ Rb) % P]
+        for li, layer in enumerate(p.layers(), 1):
+            nb = layer.count * layer.nbits
+            bits = np.unpackbits(np.frombuffer(self._bytes(f"L{li}.bits", t, (nb + 7) // 8), dtype=np.uint8))[:nb]
+            mono = block_monomials(bits.reshape(layer.count, layer.nbits), layer.blocks)
+            rhi = self.bounded(f"L{li}.rhi", t, layer.count, layer.rhi_bits)
+            k = layer.count * layer.mults
+            a, b, a2 = (self.uniform(f"L{li}.{n}", t, k) for n in ("a", "b", "a2"))
+            c, c2 = (a * b) % P, (a2 * b) % P
+            if self.tamper == "bad-triple" and t == 1 and li == 1:
+                c[0] = (c[0] + 1) % P  # a wrong product with consistent MACs: only the sacrifice can see it
+            out += [bits.astype(object), mono, rhi, a, b, c, a2, c2]
+        return out
+
+    def step_payloads(self, t: int, batch: np.ndarray) -> tuple[bytes, bytes]:
+        parts: tuple[list, list] = ([], [])
+        for (name, _), values in zip(self.plan.step_layout(), self.step_values(t, batch)):
+            for party, (v, m) in enumerate(self.split(name, t, values)):
+                parts[party].append(encode(v) + encode(m))
+        return b"".join(parts[0]), b"".join(parts[1])
+
+    def output_payload(self, party: int) -> bytes:
+        p = self.plan
+        mask = self.uniform("out", 0, p.d + 1)
+        v, m = self.split("out", 0, mask)[party]
+        return encode(v) + encode(m) + (encode(mask) if party == 0 else b"")
+
+
+def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
+    it = iter(chunks)
+    alpha = int(decode(next(it, b""), 1)[0])
+    key = MacKey(party, alpha)
+    w = plan.d + 1
+    own = (0, plan.n0) if party == 0 else (plan.n0, plan.n)
+    vs, ms, clears = [], [], []
+    for lo in range(0, plan.n, INPUT_CHUNK_ROWS):
+        hi = min(lo + INPUT_CHUNK_ROWS, plan.n)
+        nown = max(0, min(hi, own[1]) - max(lo, own[0]))
+        data = next(it, None)
+        if data is None:
+            from .errors import MpcAbort
+
+            raise MpcAbort("the dealer's input material ended early")
+        e = decode(data, 2 * (hi - lo) * w + nown * w)
+        k = (hi - lo) * w
+        vs.append(e[:k])
+        ms.append(e[k:2 * k])
+        clears.append(e[2 * k:])
+    R = Shared(np.concatenate(vs).reshape(plan.n, w), np.concatenate(ms).reshape(plan.n, w), key)
+    own_clear = np.concatenate(clears).reshape(own[1] - own[0], w) if clears else np.zeros((0, w), dtype=object)
+    return InputMaterial(key, R, own_clear)
+
+
+def decode_step(plan: Plan, key: MacKey, payload: bytes) -> dict[str, Shared]:
+    layout = plan.step_layout()
+    e = decode(payload, 2 * sum(n for _, n in layout))
+    out, pos = {}, 0
+    for name, n in layout:
+        out[name] = Shared(e[pos:pos + n], e[pos + n:pos + 2 * n], key)
+        pos += 2 * n
+    return out
+
+
+def decode_output(plan: Plan, key: MacKey, payload: bytes) -> OutputMaterial:
+    n = plan.d + 1
+    e = decode(payload, 3 * n if key.party == 0 else 2 * n)
+    return OutputMaterial(Shared(e[:n], e[n:2 * n], key), e[2 * n:] if key.party == 0 else None)
+
+
+class LocalPreprocessing:
+    """In-process dealer (tests, benchmarks): the same generator, no network."""
+
+    def __init__(self, gen: Generator, party: int):
+        self.gen, self.party = gen, party
+        self._key: MacKey | None = None
+        self._batches: list | None = None
+
+    def inputs(self) -> InputMaterial:
+        mat = decode_inputs(self.gen.plan, self.party, self.gen.input_chunks(self.party))
+        self._key = mat.key
+        return mat
+
+    def start_steps(self, ctx: SeedContext) -> None:
+        self._batches = list(batch_schedule(self.gen.plan, ctx))
+
+    def step(self, t: int) -> dict[str, Shared]:
+        payload = self.gen.step_payloads(t, self._batches[t - 1])[self.party]
+        return decode_step(self.gen.plan, self._key, payload)
+
+    def output(self) -> OutputMaterial:
+        return decode_output(self.gen.plan, self._key, self.gen.output_payload(self.party))

@@ -1,0 +1,193 @@
+"""The two-party training session (party-symmetric: the client runs it as party 0, the trainer as party 1).
+
+1. inputs: each party opens its rows masked by the dealer's bounded masks, ``e = x + R`` (checked to lie
+   in the allowed range), together with a commitment to its coin-toss seed; ``[x] = e - [R]``;
+2. coin toss: both reveal their seeds; the joint seed J gives the training seed, the sacrifice scalars and,
+   with the masked rows, the data root, hence protocol.training's schedule;
+3. T secure steps (``secure_step``), each closed by a MAC check and the range and sacrifice checks;
+4. output: the parameters are opened (to both, or masked so only the client learns them), MAC-checked.
+Specified in docs/MPC.md; the step is protocol.training.step_exact on the union, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from protocol.errors import InputError
+from protocol.prg import SeedContext, initial_parameters
+
+from .errors import MpcAbort, MpcOverflow
+from .field import P, encode, signed
+from .hashing import mpc_hash
+from .party import Party
+from .plan import Plan
+from .preprocessing import Preprocessing, batch_schedule
+from .shares import Shared
+from .truncation import trunc_check
+
+REVEAL_MODES = ("both", "client")
+
+
+@dataclass
+class Outcome:
+    theta: list[int] | None  # None for the trainer when the model is revealed to the client only
+    steps: int
+    seconds_online: float
+    seconds_preprocessing: float
+    bytes_sent: int
+    bytes_received: int
+    rounds: int
+    training_seed: bytes = b""
+    data_root: bytes = b""
+    timings: dict = field(default_factory=dict)
+
+
+def _timed(acc: list, fn, *args):
+    t0 = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        acc[0] += time.perf_counter() - t0
+
+
+def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.ndarray, E: np.ndarray, X: Shared,
+                R: Shared, plan: Plan, t: int) -> tuple[Shared, Shared]:
+    """One step of protocol.training on shares. Returns ([theta'], [range-check values and sacrifice sum])."""
+    d, B, f = plan.d, plan.batch_size, plan.frac_bits
+    cfg = plan.cfg
+    U = cfg.update_shift
+    L1, L2 = plan.layers()
+    tt = party.sac_t
+    w, b = theta[:d], theta[d]
+    Eb = E[idx, :d]  # public masked rows: X_b = E_b - R_b
+    Rb = R[idx, :d]
+    Yb = X[idx, d]
+    V, V2, Z, Z2 = mat["V"], mat["V2"], mat["Z"], mat["Z2"]
+    M, M2, Zp, Zp2 = mat["M"], mat["M2"], mat["Zp"], mat["Zp2"]
+    # forward: F = w - V opened; X_b w = E_b w - (R_b F + R_b V)          (SecureML matrix triple Z = R_b V)
+    o = party.open(Shared.concat([w - V, V.scale(tt) - V2]), f"s{t}/F")
+    F, rhoV = o[:d], o[d:]
+    party.sacrifice_matrix(Z.scale(tt) - Z2 - Rb.rmul_public(rhoV))
+    a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + Shared(np.full(B, b.v, dtype=object), np.full(B, b.m, dtype=object),
+                                                 b.key).scale(1 << f)
+    z, w1 = trunc_check(party, a, L1, mat, "L1", f"s{t}/z")            # z = a >> f, range-checked
+    if party.hooks is not None:
+        z = party.hooks.truncated(t, z)
+    r = z - Yb
+    # backward: P = r - M opened; r^T X_b = r^T E_b - (P^T R_b + M^T R_b)   (Zp = M^T R_b)
+    o = party.open(Shared.concat([r - M, M.scale(tt) - M2, w1]), f"s{t}/P")
+    Pm, rhoM, range1 = o[:B], o[B:2 * B], o[2 * B:]
+    party.sacrifice_matrix(Zp.scale(tt) - Zp2 - Rb.lmul_public(rhoM))
+    G = r.rmul_public(Eb) - (Rb.lmul_public(Pm) + Zp) + w.scale(plan.l2_num * B)
+    Gb = r.sum().scale(1 << f)
+    grads = Shared.concat([G, Shared(np.array([Gb.v], dtype=object), np.array([Gb.m], dtype=object), G.key)])
+    x2 = theta.scale(1 << U) - grads.scale(plan.lr_num)
+    party.mac_check()  # before the next truncation opening: z must be known to be in range (its bound)
+    if any(v != 0 for v in range1):
+        raise MpcOverflow(f"a prediction left [-2^{plan.weight_bits - 1}, 2^{plan.weight_bits - 1}) at step {t}: the "
+                          "fixed-point format overflowed (lower the learning rate)", step=t)
+    new, w2 = trunc_check(party, x2, L2, mat, "L2", f"s{t}/theta")  # theta' = x2 >> U, range-checked
+    if party.hooks is not None:
+        new = party.hooks.after_step(t, theta, new)
+    checks = Shared.concat([w2, party.take_sacrifice().reshape(1)])
+    return new, checks
+
+
+def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.ndarray, Y_own: np.ndarray,
+              session_id: bytes, reveal: str = "both", hooks=None, progress=None, view: list | None = None) -> Outcome:
+    """Run one party's side of the session. Raises MpcAbort (deviation) or MpcOverflow (range)."""
+    if reveal not in REVEAL_MODES:
+        raise ValueError(f"reveal must be one of {REVEAL_MODES}")
+    pre_time = [0.0]
+    t_start = time.perf_counter()
+    d = plan.d
+    mine = plan.n0 if index == 0 else plan.n1
+    theirs = plan.n1 if index == 0 else plan.n0
+    if X_own.shape != (mine, d) or Y_own.shape != (mine,):
+        raise ValueError("own rows do not match the plan")
+    K = plan.weight_bits
+    if mine and (min(X_own.min(), Y_own.min()) < -(1 << (K - 1)) or max(X_own.max(), Y_own.max()) >= 1 << (K - 1)):
+        raise InputError(f"the quantized data leave [-2^{K - 1}, 2^{K - 1}) (weight_bits {K}): raise --weight-bits")
+    inp = _timed(pre_time, pre.inputs)
+    party = Party(inp.key, channel, hooks)
+    party.view = view
+    try:
+        return _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time,
+                    t_start)
+    except (MpcAbort, MpcOverflow) as e:
+        party.abort(str(e))
+        e.ctx = getattr(party, "ctx", None)  # the seed context, when the coin toss got that far
+        raise
+
+
+def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time, t_start):
+    d, K = plan.d, plan.weight_bits
+    bound = 1 << plan.input_bits
+    if any(int(v) >= bound for v in inp.own.ravel()):
+        raise MpcAbort("the dealer's input masks are outside [0, 2^(K+kappa)): the dealer deviated")
+    rows = np.column_stack([X_own.astype(object), Y_own.astype(object)]) if X_own.size or Y_own.size else \
+        np.zeros((0, d + 1), dtype=object)
+    e_own = (rows + inp.own) % P if rows.size else rows
+    coin = os.urandom(32)
+    com = mpc_hash("coin/commit", bytes([index]), session_id, coin)
+    if party.hooks is not None:
+        party.hooks.before_inputs(party)
+    e_other, their_com = party.exchange("inputs", e_own.ravel(), blob=com, count=theirs * (d + 1))
+    if party.view is not None:
+        party.view.append(("inputs", e_other))
+    lo, span = (1 << (K - 1)), (1 << plan.input_bits) + (1 << K)
+    if any((int(v) + lo) % P >= span for v in e_other):
+        raise MpcAbort("the other party's masked inputs are outside the allowed range (values must lie in "
+                       f"[-2^{K - 1}, 2^{K - 1})): it deviated")
+    _, their_coin = party.exchange("coin", blob=coin)
+    if len(their_com) != 32 or mpc_hash("coin/commit", bytes([1 - index]), session_id, their_coin) != their_com:
+        raise MpcAbort("the other party's coin-toss seed does not match its commitment")
+    coins = (coin, their_coin) if index == 0 else (their_coin, coin)
+    E0, E1 = (e_own, e_other) if index == 0 else (e_other, e_own)
+    E = np.concatenate([np.asarray(E0, dtype=object).reshape(-1, d + 1),
+                        np.asarray(E1, dtype=object).reshape(-1, d + 1)])
+    joint = mpc_hash("coin/joint", *coins)
+    training_seed = mpc_hash("training-seed", joint)
+    sac = mpc_hash("sacrifice", joint)
+    party.sac_t = int.from_bytes(sac[:16], "little") | 1
+    party.sac_gamma = int.from_bytes(sac[16:], "little") | 1
+    data_root = mpc_hash("data-root", session_id, encode(np.asarray(E0).ravel()), encode(np.asarray(E1).ravel()))
+    ctx = party.ctx = SeedContext(session_id, data_root, training_seed)
+    _timed(pre_time, pre.start_steps, ctx)
+    R = inp.R
+    X = (-R).add_public(E)
+    theta = Shared.public(np.array([int(v) for v in initial_parameters(ctx, d + 1, plan.frac_bits)], dtype=object),
+                          party.key)
+    T = plan.num_steps
+    for t, idx in enumerate(batch_schedule(plan, ctx), 1):
+        mat = _timed(pre_time, pre.step, t)
+        if party.hooks is not None:
+            party.hooks.material(t, mat, party)
+        theta, checks = secure_step(party, theta, mat, np.asarray(idx), E, X, R, plan, t)
+        opened = party.open(checks, f"s{t}/checks")
+        party.mac_check()
+        if opened[-1] != 0:
+            raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
+                           "multiplication triples are wrong (the dealer deviated)")
+        if any(v != 0 for v in opened[:-1]):
+            raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
+                              "fixed-point format overflowed (lower the learning rate)", step=t)
+        if progress is not None:
+            progress(t, T)
+    out = _timed(pre_time, pre.output)
+    if reveal == "both":
+        vals = party.open(theta, "output")
+    else:
+        vals = party.open(theta + out.mask, "output")
+        vals = (vals - out.clear) % P if index == 0 else None
+    party.mac_check()
+    total = time.perf_counter() - t_start
+    st = party.stats
+    theta_out = [int(v) for v in signed(vals)] if vals is not None else None
+    return Outcome(theta_out, T, total - pre_time[0], pre_time[0], st.bytes_sent, st.bytes_received, st.rounds,
+                   training_seed, data_root)
+

@@ -1,0 +1,140 @@
+"""Exact floor truncation with a range check (Catrina and de Hoogh, "Improved primitives for secure
+multiparty integer computation", SCN 2010, sections 3-4; docs/MPC.md, "Exact truncation").
+
+For a layer (shift s, range K, input bound 2^bb; see plan.py) and secret x with |x| < 2^bb:
+
+    x'' = x + 2^(s+K-1) + H 2^(s+K)                0 <= x'' < 2^kk
+    r   = rhi 2^(s+K) + sum_i r_i 2^i              r_i shared bits, rhi shared, kk + kappa bits in all
+    c   = open(x'' + r)                            no wrap: c < 2^(kk+kappa+1) < p
+    LT_s  = [c mod 2^s < r mod 2^s]                comparison of public bits with shared bits
+    LT_sK = [c mod 2^(s+K) < r mod 2^(s+K)]
+    floor(x''/2^s)     = floor(c/2^s) - floor(r/2^s) - LT_s
+    q = floor(x''/2^(s+K)) = floor(c/2^(s+K)) - rhi - LT_sK
+    y = floor(x/2^s) = floor(x''/2^s) - 2^(K-1) - H 2^K;   y in [-2^(K-1), 2^(K-1))  <=>  q = H
+
+The comparison is the carry chain from the least significant bit (LT_s and LT_sK come out of the same
+chain): with lt_(-1) = 0, lt_i = r_i lt_(i-1) when c_i = 1 and r_i + lt_(i-1) - r_i lt_(i-1) when c_i = 0.
+Each step is affine in lt_(i-1), so a block of w <= 4 bits is lt_out = A + B lt_in with A, B multilinear
+in the block's bits; the dealer supplies the products of every subset of a block's bits, making A and B
+linear in shared values and leaving one product per block (ceil(s/4) + ceil(K/4) - 1 rounds).
+The range check returns [w] = [(q - H) * b] for the random b of a triple: w is opened at the end of the
+step and is 0 exactly when every value is in range (b = 0 with probability 1/p).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .errors import MpcAbort
+from .field import KAPPA, P
+from .party import Party
+from .plan import Layer
+from .shares import Shared
+
+
+class TripleCursor:
+    """Hands out a layer's triples in order (the dealer generated count * mults of each)."""
+
+    def __init__(self, mat: dict[str, Shared], prefix: str, count: int, mults: int):
+        self.t = {k: mat[f"{prefix}.{k}"].reshape(count, mults) for k in ("a", "b", "c", "a2", "c2")}
+        self.pos = 0
+
+    def take(self) -> dict[str, Shared]:
+        """The next triple of every value (shape (count,))."""
+        out = {n: s[:, self.pos] for n, s in self.t.items()}
+        self.pos += 1
+        return out
+
+
+@functools.cache
+def _block_table(w: int) -> tuple:
+    """For every pattern of w public bits c: the coefficients, over the 2^w subsets S of the block's shared bits
+    (monomial prod_{j in S} r_j; S = 0 is the constant 1), of A and B with lt_out = A + B lt_in."""
+    out = []
+    for cpat in range(1 << w):
+        A, B = {}, {0: 1}
+        for j in range(w):
+            bit = 1 << j
+            if cpat >> j & 1:  # lt_j = r_j lt_(j-1)
+                A = {m | bit: v for m, v in A.items()}
+                B = {m | bit: v for m, v in B.items()}
+            else:  # lt_j = r_j + (1 - r_j) lt_(j-1)
+                A2 = dict(A)
+                for m, v in A.items():
+                    A2[m | bit] = A2.get(m | bit, 0) - v
+                A2[bit] = A2.get(bit, 0) + 1
+                B2 = dict(B)
+                for m, v in B.items():
+                    B2[m | bit] = B2.get(m | bit, 0) - v
+                A, B = A2, B2
+        out.append(([A.get(m, 0) for m in range(1 << w)], [B.get(m, 0) for m in range(1 << w)]))
+    return tuple(out)
+
+
+def _lt_chain(party: Party, bits: Shared, mono: Shared, cb: np.ndarray, cur: TripleCursor, layer: Layer,
+              label: str):
+    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]), n = s + K, block by block: within a block of w
+    bits the chain is affine in the incoming lt, lt_out = A + B lt_in, with A and B multilinear in the
+    block's bits (coefficients fixed by the public c bits), so one product per block."""
+    cnt = bits.v.shape[0]
+    one = Shared.public(np.ones(cnt, dtype=object), bits.key)
+    lt = lt_s = None
+    mpos = 0
+    for bi, (lo, w) in enumerate(layer.blocks):
+        cols = [one]
+        nm = 0
+        for mask in range(1, 1 << w):
+            if mask & (mask - 1) == 0:
+                cols.append(bits[:, lo + mask.bit_length() - 1])
+            else:
+                cols.append(mono[:, mpos + nm])
+                nm += 1
+        mpos += nm
+        Mv = np.stack([c.v for c in cols], axis=1)
+        Mm = np.stack([c.m for c in cols], axis=1)
+        table = _block_table(w)
+        pats = [sum(int(cb[i, lo + j]) << j for j in range(w)) for i in range(cnt)]
+        cA = np.array([table[p][0] for p in pats], dtype=object)
+        cB = np.array([table[p][1] for p in pats], dtype=object)
+        A = Shared((Mv * cA).sum(axis=1) % P, (Mm * cA).sum(axis=1) % P, bits.key)
+        if lt is None:
+            lt = A
+        else:
+            Bs = Shared((Mv * cB).sum(axis=1) % P, (Mm * cB).sum(axis=1) % P, bits.key)
+            lt = A + party.mul(Bs, lt, cur.take(), f"{label}/lt{bi}")
+        if lo + w == layer.s:
+            lt_s = lt
+    return lt_s, lt
+
+
+def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], prefix: str,
+                label: str) -> tuple[Shared, Shared]:
+    """-> ([floor(x / 2^s)], [w]) with w = 0 iff floor(x / 2^s) is in the K-bit range."""
+    s, K, n, cnt = layer.s, layer.K, layer.nbits, layer.count
+    cur = TripleCursor(mat, prefix, cnt, layer.mults)
+    bits = mat[f"{prefix}.bits"].reshape(cnt, n)
+    rhi = mat[f"{prefix}.rhi"]
+    pw = np.array([1 << i for i in range(n)], dtype=object)
+    r = Shared((bits.v @ pw) % P, (bits.m @ pw) % P, x.key) + rhi.scale(1 << n)
+    xs = x.add_public((1 << (s + K - 1)) + layer.H * (1 << n))
+    # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
+    # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
+    # outside its bound and let c reveal it. So every value opened so far is MAC-checked first.
+    party.mac_check()
+    c = party.open(xs + r, f"{label}/c")
+    limit = 1 << (layer.kk + KAPPA + 1)
+    if any(int(v) >= limit for v in c):
+        raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
+    cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=object).reshape(cnt, n)
+    mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
+    lt_s, lt_sk = _lt_chain(party, bits, mono, cb, cur, layer, label)
+    c_hi_s = np.array([int(v) >> s for v in c], dtype=object)
+    c_hi_n = np.array([int(v) >> n for v in c], dtype=object)
+    pw_hi = np.array([1 << (i - s) for i in range(s, n)], dtype=object)
+    r_hi_s = Shared((bits.v[:, s:] @ pw_hi) % P, (bits.m[:, s:] @ pw_hi) % P, x.key) + rhi.scale(1 << K)
+    y = (-r_hi_s - lt_s).add_public(c_hi_s - ((1 << (K - 1)) + layer.H * (1 << K)))
+    q = (-rhi - lt_sk).add_public(c_hi_n - layer.H)
+    w = party.mul(q, None, cur.take(), f"{label}/range")
+    return y, w

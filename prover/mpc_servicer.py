@@ -1,0 +1,141 @@
+"""The trainer's side of two-party training: the ``vtrain.v1.TwoPartyTraining`` service (docs/MPC.md).
+
+A thin servicer: the first frame (hello) is checked and answered, then the trainer runs party 1 of
+``mpc.secure_training`` with the rows of the named dataset, quantized with the client's standardization.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+
+from mpc.cheating import get_hooks
+from mpc.errors import MpcAbort, MpcOverflow
+from mpc.hashing import mpc_hash
+from mpc.plan import Plan
+from mpc.secure_training import REVEAL_MODES, run_party
+from mpc.transport import ServerTransport
+from protocol.dataset import Standardization, quantize_table
+from protocol.errors import InputError
+from protocol.training import TrainConfig
+from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+from .datasets import Datasets
+
+log = logging.getLogger("vtrain.prover.mpc")
+MAX_SESSIONS = 4
+MAX_STEPS = 100_000
+IDLE_SECONDS = 600.0
+
+
+def config_from_proto(c: mpc_pb2.MpcConfig) -> TrainConfig:
+    return TrainConfig(model=c.model, epochs=c.epochs, batch_size=c.batch_size, lr_num=c.lr_num,
+                       lr_shift=c.lr_shift, l2_num=c.l2_num, frac_bits=c.frac_bits,
+                       weight_bits=c.weight_bits).validate()
+
+
+def config_to_proto(cfg: TrainConfig) -> mpc_pb2.MpcConfig:
+    return mpc_pb2.MpcConfig(model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr_num=cfg.lr_num,
+                             lr_shift=cfg.lr_shift, l2_num=cfg.l2_num, frac_bits=cfg.frac_bits,
+                             weight_bits=cfg.weight_bits)
+
+
+def session_id_of(client_nonce: bytes, trainer_nonce: bytes) -> bytes:
+    return mpc_hash("session-id", client_nonce, trainer_nonce)[:16]
+
+
+class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
+    def __init__(self, datasets: Datasets, dealers: list[str], adversary: str | None, dealer_tls_ca: bytes | None):
+        get_hooks(adversary)  # fail early on an unknown name
+        self.datasets, self.dealers, self.adversary, self.tls_ca = datasets, dealers, adversary, dealer_tls_ca
+        self._slots = threading.BoundedSemaphore(MAX_SESSIONS)
+
+    def Run(self, request_iterator, context):
+        out: queue.Queue = queue.Queue()
+        if not self._slots.acquire(blocking=False):
+            yield mpc_pb2.MpcFrame(abort=f"the trainer is busy ({MAX_SESSIONS} two-party sessions running); retry later")
+            return
+
+        def work():
+            try:
+                self._session(ServerTransport(request_iterator, out, IDLE_SECONDS))
+            except Exception:
+                log.exception("two-party session crashed")
+            finally:
+                self._slots.release()
+                out.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        while True:
+            m = out.get()
+            if m is None:
+                return
+            yield m
+
+    def _prepare(self, h: mpc_pb2.MpcHello):
+        if not h.HasField("config") or len(h.client_nonce) != 32:
+            raise InputError("the first message must be a hello with a config and a 32-byte nonce")
+        cfg = config_from_proto(h.config)
+        table = self.datasets.get(h.dataset)
+        if list(h.feature_names) != table.feature_names or h.target != table.target:
+            raise InputError(f"dataset {h.dataset!r} has columns {table.feature_names} -> {table.target!r}; the client "
+                             f"sent {list(h.feature_names)} -> {h.target!r}")
+        d = len(table.feature_names)
+        if len(h.mean) != d or len(h.std) != d:
+            raise InputError("the client's standardization does not match the number of features")
+        stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
+                                          "target_mean": h.target_mean, "target_std": h.target_std})
+        if self.dealers and h.dealer not in self.dealers:
+            raise InputError(f"this trainer only uses the dealers {', '.join(self.dealers)}, not {h.dealer!r}")
+        if h.reveal not in REVEAL_MODES:
+            raise InputError(f"reveal must be one of {', '.join(REVEAL_MODES)}")
+        Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
+        plan = Plan.build(int(h.client_rows), Xq.shape[0], d, cfg)
+        if plan.num_steps > MAX_STEPS:
+            raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
+        return plan, Xq, Yq
+
+    def _session(self, tr: ServerTransport) -> None:
+        try:
+            first = tr.recv_proto()
+        except MpcAbort as e:
+            log.info("two-party session ended before hello: %s", e)
+            return
+        h = first.hello
+        try:
+            plan, Xq, Yq = self._prepare(h)
+        except (InputError, ValueError) as e:
+            log.info("two-party session refused: %s", e)
+            tr.send_proto(mpc_pb2.MpcFrame(abort=f"refused: {e}"))
+            return
+        nonce = os.urandom(32)
+        sid = session_id_of(bytes(h.client_nonce), nonce)
+        tr.send_proto(mpc_pb2.MpcFrame(hello_reply=mpc_pb2.MpcHelloReply(trainer_nonce=nonce,
+                                                                         trainer_rows=plan.n1)))
+        from dealer.client import DealerPreprocessing
+
+        pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca)
+        log.info("two-party session %s: dataset %s (%d rows) with %d client rows, %d steps, dealer %s%s", sid.hex(),
+                 h.dataset, plan.n1, plan.n0, plan.num_steps, h.dealer,
+                 f", ADVERSARY {self.adversary}" if self.adversary else "")
+        try:
+            res = run_party(1, tr, pre, plan, Xq, Yq, sid, reveal=h.reveal, hooks=get_hooks(self.adversary))
+            log.info("two-party session %s done: %d steps, %d bytes sent, %d rounds%s", sid.hex(), res.steps,
+                     res.bytes_sent, res.rounds, "" if res.theta is None else f", model {res.theta}")
+        except MpcOverflow as e:
+            log.info("two-party session %s stopped: %s", sid.hex(), e)
+        except MpcAbort as e:
+            log.info("two-party session %s aborted: %s", sid.hex(), e)
+        except InputError as e:
+            log.info("two-party session %s refused its own data: %s", sid.hex(), e)
+            tr.send_proto(mpc_pb2.MpcFrame(abort=f"the trainer's data do not fit this configuration: {e}"))
+        finally:
+            pre.close()
+
+
+def add_two_party_service(server, datasets: Datasets, dealers: list[str], adversary: str | None,
+                          dealer_tls_ca: bytes | None) -> None:
+    mpc_pb2_grpc.add_TwoPartyTrainingServicer_to_server(TwoPartyServicer(datasets, dealers, adversary, dealer_tls_ca),
+                                                        server)

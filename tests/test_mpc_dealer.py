@@ -1,0 +1,85 @@
+"""The dealer service: consistent shares for both parties, each (session, party, phase) served once, bad
+requests refused with the right status."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import numpy as np
+import pytest
+
+from dealer.client import DealerPreprocessing
+from dealer.service import build_dealer_server
+from mpc.errors import MpcAbort
+from mpc.field import P
+from mpc.plan import Plan
+from protocol.prg import SeedContext
+from protocol.training import TrainConfig
+from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+PLAN = Plan.build(12, 8, 2, TrainConfig(model="linear", epochs=1, batch_size=4, lr_num=20, lr_shift=10))
+
+
+@pytest.fixture(scope="module")
+def dealer():
+    server, port = build_dealer_server("127.0.0.1", 0)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+def test_both_parties_get_consistent_authenticated_material_once(dealer):
+    sid = os.urandom(16)
+    pre = [DealerPreprocessing(dealer, sid, i, PLAN) for i in (0, 1)]
+    inp = [p.inputs() for p in pre]
+    alpha = (inp[0].key.alpha + inp[1].key.alpha) % P
+    R = (inp[0].R.v + inp[1].R.v) % P
+    assert np.array_equal((inp[0].R.m + inp[1].R.m) % P, (R * alpha) % P)
+    assert np.array_equal(R[:12], inp[0].own) and np.array_equal(R[12:], inp[1].own)
+    ctx = SeedContext(sid, bytes(32), bytes(range(32)))
+    for p in pre:
+        p.start_steps(ctx)
+    steps = [p.step(1) for p in pre]
+    a, b, c = ((steps[0][f"L1.{k}"].v + steps[1][f"L1.{k}"].v) % P for k in "abc")
+    assert np.array_equal(c, (a * b) % P)
+    bits = (steps[0]["L1.bits"].v + steps[1]["L1.bits"].v) % P
+    assert set(bits.tolist()) <= {0, 1}
+    again = DealerPreprocessing(dealer, sid, 1, PLAN)
+    with pytest.raises(MpcAbort, match="ALREADY_EXISTS"):
+        again.inputs()
+    for p in (*pre, again):
+        p.close()
+
+
+def test_bad_requests_are_refused(dealer):
+    with grpc.insecure_channel(dealer) as ch:
+        stub = mpc_pb2_grpc.DealerStub(ch)
+        for req, code in [(mpc_pb2.DealerRequest(session_id=b"short", party=0, phase="inputs", plan=PLAN.to_bytes()),
+                           grpc.StatusCode.INVALID_ARGUMENT),
+                          (mpc_pb2.DealerRequest(session_id=os.urandom(16), party=0, phase="inputs", plan=b"{"),
+                           grpc.StatusCode.INVALID_ARGUMENT),
+                          (mpc_pb2.DealerRequest(session_id=os.urandom(16), party=0, phase="steps",
+                                                 plan=PLAN.to_bytes(), data_root=b"x"),
+                           grpc.StatusCode.INVALID_ARGUMENT)]:
+            with pytest.raises(grpc.RpcError) as e:
+                list(stub.Fetch(req, timeout=10))
+            assert e.value.code() == code
+
+
+def test_the_other_party_cannot_fetch_this_partys_steps_material(dealer):
+    """The session id, plan, data root and training seed are public between the parties: without the ticket
+    that came with party 1's inputs material, its steps material (which would reveal its input masks) is
+    refused; with it, served once."""
+    sid = os.urandom(16)
+    trainer = DealerPreprocessing(dealer, sid, 1, PLAN)
+    trainer.inputs()
+    ctx = SeedContext(sid, bytes(32), bytes(range(32)))
+    thief = DealerPreprocessing(dealer, sid, 1, PLAN)
+    thief.start_steps(ctx)
+    with pytest.raises(MpcAbort, match="PERMISSION_DENIED"):
+        thief.step(1)
+    trainer.start_steps(ctx)
+    assert trainer.step(1)["V"].v.size == PLAN.d
+    for p in (trainer, thief):
+        p.close()

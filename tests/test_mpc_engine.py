@@ -1,0 +1,136 @@
+"""The two-party engine in process: exactness against protocol.training, MACs, sacrifice, laws."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from mpc.cheating import get_hooks
+from mpc.errors import MpcAbort, MpcOverflow
+from mpc.field import P, decode, encode
+from mpc.party import QueueChannel
+from mpc.plan import Plan
+from mpc.preprocessing import Generator, LocalPreprocessing
+from mpc.secure_training import run_party
+from protocol.errors import FixedPointOverflow, InputError
+from protocol.prg import SeedContext
+from protocol.training import TrainConfig, train_honest
+
+
+def run_pair(X, Y, n0, cfg, *, reveal="both", hooks1=None, hooks0=None, tamper=None, seed=b"\x01" * 32):
+    """Both parties in threads over an in-process channel, with an in-process dealer."""
+    sys.setswitchinterval(1e-4)
+    plan = Plan.build(n0, X.shape[0] - n0, X.shape[1], cfg)
+    gen = Generator(seed, plan, tamper=tamper)
+    c0, c1 = QueueChannel.pair(timeout=60)
+    sid = os.urandom(16)
+    res = {}
+
+    def go(i, ch):
+        rows = slice(0, n0) if i == 0 else slice(n0, None)
+        try:
+            res[i] = run_party(i, ch, LocalPreprocessing(gen, i), plan, X[rows], Y[rows], sid, reveal=reveal,
+                               hooks=hooks1 if i == 1 else hooks0)
+        except (MpcAbort, MpcOverflow) as e:
+            res[i] = e
+
+    threads = [threading.Thread(target=go, args=(i, c)) for i, c in ((0, c0), (1, c1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return res, sid
+
+
+def plain(X, Y, cfg, sid, outcome):
+    ctx = SeedContext(sid, outcome.data_root, outcome.training_seed)
+    theta = None
+    for _, _, theta, _ in train_honest(X, Y, cfg, ctx):
+        pass
+    return [int(v) for v in theta]
+
+
+def data(n, d, seed=0, scale=2**18):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-scale, scale, size=(n, d))
+    Y = X @ rng.integers(-3, 4, size=d) // 4 + rng.integers(-2**14, 2**14, size=n)
+    return X.astype(np.int64), Y.astype(np.int64)
+
+
+CFG = TrainConfig(model="linear", epochs=2, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16, weight_bits=32)
+
+
+@pytest.mark.parametrize("n0", [20, 0, 40])
+def test_secure_training_equals_plain_training_on_the_union(n0):
+    X, Y = data(40, 3, seed=n0)
+    res, sid = run_pair(X, Y, n0, CFG)
+    assert not isinstance(res[0], Exception), res[0]
+    assert res[0].theta == res[1].theta == plain(X, Y, CFG, sid, res[0])
+    assert res[0].steps == CFG.num_steps(40)
+
+
+def test_exact_with_l2_other_shifts_and_reveal_to_client_only():
+    cfg = TrainConfig(model="linear", epochs=1, batch_size=4, lr_num=3, lr_shift=6, l2_num=700, frac_bits=12,
+                      weight_bits=24)
+    X, Y = data(24, 2, seed=5, scale=2**13)
+    res, sid = run_pair(X, Y, 10, cfg, reveal="client")
+    assert res[1].theta is None
+    assert res[0].theta == plain(X, Y, cfg, sid, res[0])
+
+
+def test_overflow_is_reported_at_the_same_step_as_plain_training():
+    cfg = TrainConfig(model="linear", epochs=1, batch_size=4, lr_num=2**20, lr_shift=10, frac_bits=16, weight_bits=24)
+    X, Y = data(16, 2, seed=2)
+    res, _ = run_pair(X, Y, 8, cfg)
+    assert isinstance(res[0], MpcOverflow) and isinstance(res[1], MpcOverflow)
+    assert "overflowed" in str(res[0])
+    with pytest.raises(FixedPointOverflow) as plain_error:
+        for _ in train_honest(X, Y, cfg, res[0].ctx):
+            pass
+    assert res[0].step == plain_error.value.step
+
+
+@pytest.mark.parametrize("name", ["bad-share", "bad-triple", "bad-truncation", "skip-step", "early-output"])
+def test_every_trainer_deviation_makes_the_client_abort(name):
+    X, Y = data(32, 2, seed=3)
+    res, _ = run_pair(X, Y, 16, CFG, hooks1=get_hooks(name))
+    assert isinstance(res[0], MpcAbort), res[0]
+
+
+@pytest.mark.parametrize("name", ["bad-share", "skip-step"])
+def test_a_cheating_client_makes_the_trainer_abort(name):
+    X, Y = data(32, 2, seed=6)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=get_hooks(name))
+    assert isinstance(res[1], MpcAbort), res[1]
+
+
+def test_a_dealer_with_a_wrong_triple_is_caught_by_the_sacrifice():
+    X, Y = data(32, 2, seed=4)
+    res, _ = run_pair(X, Y, 16, CFG, tamper="bad-triple")
+    assert isinstance(res[0], MpcAbort) and "sacrifice" in str(res[0])
+    assert isinstance(res[1], MpcAbort)
+
+
+def test_field_encoding_round_trips_and_refuses_unreduced_values():
+    vals = np.array([0, 1, P - 1, 2**200], dtype=object)
+    assert list(decode(encode(vals), 4)) == list(vals)
+    with pytest.raises(MpcAbort):
+        decode((P).to_bytes(32, "little"))
+    with pytest.raises(MpcAbort):
+        decode(b"\x00" * 31)
+
+
+def test_plan_refuses_logistic_and_configs_beyond_the_field():
+    with pytest.raises(InputError, match="linear"):
+        Plan.build(10, 10, 2, TrainConfig(model="logistic", batch_size=4))
+    big = TrainConfig(model="linear", batch_size=1024, lr_num=2**30, lr_shift=30, frac_bits=30, weight_bits=62)
+    with pytest.raises(InputError, match="field"):
+        Plan.build(2000, 0, 50, big)
+    with pytest.raises(InputError, match="two-party limit"):
+        Plan.build(150_000, 50_000, 10, CFG)
+    for layer in Plan.build(10, 10, 10, CFG).layers():
+        assert layer.kk + 40 + 2 <= 254  # p > 2^(k + kappa + 2)
