@@ -1,4 +1,12 @@
-"""Benchmark: Berlekamp-Welch local correction over F_p vs the bare oracle calls it makes.
+"""Benchmarks: oblivious mitigation over R^n, and Berlekamp-Welch local correction over F_p, each against the
+bare model calls it makes.
+
+oblivious_overhead: LocalPolynomialMitigator.predict_with_bounds on Q query rows (K lines x 2 points each,
+all lines of a chunk sampled, queried in one model call and decoded in batches) vs the same model evaluated
+alone on the recorded query points, in the same batches.  Model: the CLI's serving path, a linear model file
+(protocol/model_file.py) seen in standardized units (defenses/fallback.StandardizedPredictor), d = 10 like
+diabetes, with the CLI's default of 4 candidate nodes per line (and, for comparison, without the choice).
+Repeated; the median ratio is the headline, min/max on the next line.
 
 One decoded value = line_correct(oracle, x, p, d, m) with K = 1: m oracle points on a random line
 x + t v (t = 1..m), one Berlekamp-Welch decode (Gauss-Jordan on m x (2e + d + 1), e = floor((m-d-1)/2)).
@@ -14,6 +22,66 @@ import time
 import numpy as np
 
 from defenses.reed_muller import SparsePolynomial, curve_correct, line_correct
+
+
+def _linear_model_file(d: int, seed: int):
+    from protocol.dataset import Standardization
+    from protocol.model_file import Model, build
+
+    rng = np.random.default_rng(seed)
+    stdz = Standardization(list(rng.normal(size=d)), list(rng.uniform(0.5, 2, size=d)), 8.0, 150.0, 77.0)
+    theta = [int(v) for v in rng.integers(-(1 << 16), 1 << 16, size=d + 1)]
+    doc = build(kind="linear", feature_names=[f"x{i}" for i in range(d)], target="y", stdz=stdz, frac_bits=16,
+                theta=theta, transcript_sha256="00" * 32, verification={"status": "unverified"})
+    return Model(doc)
+
+
+def bench_oblivious(queries: int, d: int, lines: int, repeats: int, seed: int, candidates: int | None) -> None:
+    from defenses.coverage import fit_body
+    from defenses.fallback import StandardizedPredictor
+    from defenses.oblivious import LocalPolynomialMitigator
+
+    f = StandardizedPredictor(_linear_model_file(d, seed))
+    rng = np.random.default_rng(seed)
+    Zc = rng.uniform(-2, 2, size=(1000, d))
+    Zq = rng.uniform(-2, 2, size=(queries, d))
+    recorded = []
+
+    def model(Z):
+        recorded.append(np.array(Z))
+        return f(Z)
+
+    mit = LocalPolynomialMitigator(model, degree=1, body=fit_body(Zc), n_lines=lines, eps=77.0, candidates=candidates,
+                                   random_state=seed)
+    mit.fit(Zc, f(Zc))
+    ratios, totals, bares = [], [], []
+    for _ in range(repeats):
+        recorded.clear()
+        t0 = time.perf_counter()
+        mit.predict_with_bounds(Zq)
+        total = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for pts in recorded:
+            f(pts)
+        bare = time.perf_counter() - t0
+        ratios.append(total / bare)
+        totals.append(total)
+        bares.append(bare)
+    calls = lines * mit.n_points_
+    print(f"time oblivious_mitigate per query = {1e6 * np.median(totals) / queries:.1f} us "
+          f"(the {calls} model calls alone: {1e6 * np.median(bares) / queries:.1f} us; plain prediction of the "
+          f"query rows: {1e6 * _time(lambda: f(Zq)) / queries:.2f} us)")
+    name = "oblivious_overhead" if candidates else "oblivious_overhead_no_candidates"
+    print(f"ratio {name} = {np.median(ratios):.2f} (target <= 3)")
+    print(f"  sizes: queries={queries} d={d} K={lines} lines x {mit.n_points_} points"
+          f"{f' (best of {candidates} candidate nodes)' if candidates else ''}, {repeats} repeats; "
+          f"min {min(ratios):.2f} max {max(ratios):.2f}")
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def _time_corrector(corrector, f, xs, p, d, m, seed):
@@ -44,7 +112,16 @@ def main(argv=None) -> int:
     ap.add_argument("--terms", type=int, default=50, help="monomials in the oracle polynomial")
     ap.add_argument("--queries", type=int, default=200, help="decoded values to time")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--obl-queries", type=int, default=20_000, help="oblivious: mitigated rows per repeat")
+    ap.add_argument("--obl-features", type=int, default=10)
+    ap.add_argument("--obl-lines", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="small sizes")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.obl_queries, args.queries, args.repeats = 2000, 50, 3
+    for candidates in (4, None):  # 4: the CLI default (predict --candidates)
+        bench_oblivious(args.obl_queries, args.obl_features, args.obl_lines, args.repeats, args.seed, candidates)
     f = SparsePolynomial.random(args.n, args.d, args.p, args.terms, random_state=args.seed)
     xs = np.random.default_rng(args.seed + 1).integers(0, args.p, size=(args.queries, args.n))
     print(f"sizes: n={args.n} d={args.d} m={args.m} p={args.p} terms={args.terms} "

@@ -17,15 +17,16 @@ z = (x - mean) / std with the mean/std stored in the model file (no clipping, so
 * smoothing adds eps ~ N(0, sigma^2 I) to z, so ``sigma`` and the certified radius R are L2 distances in
   standardized units: the prediction is constant for every raw perturbation dx with ||dx / std||_2 < R.
   Standardized units weigh every feature by its spread, which raw units (mm next to mm^2) do not;
-* oblivious mitigation draws its lines in the body D = Unif(Box) whose sides are the clean data's
-  per-feature range (padded by 1% + 1e-3), or Unif(Ball) around the clean mean covering every clean row.
-  A box is the same set in raw and standardized units; the ball is round in standardized units.
+* oblivious mitigation draws its lines in the body D = Unif(Box) fitted to the clean rows (unbiased
+  endpoints of a uniform sample, defenses/coverage.py), or Unif(Ball) around the clean mean. A box is the
+  same set in raw and standardized units; the ball is round in standardized units.
 
 The base predictor is always the model's own serving path ``model.predict`` (it honours a trigger), called
-on z * std + mean. Caveat for oblivious mitigation: ``fit`` estimates the model's error rate on the clean
-labelled rows (drawn from the data distribution), while the guarantee is stated for D = Unif(body); a
-model could be accurate on the data and wrong on much of the body. A regression error is |f(x) - y| > eps,
-eps in target units (default: one target standard deviation from the model file).
+on z * std + mean. Oblivious mitigation refuses (``MitigationRefused``, exit 1 at the CLI) unless the clean
+rows look like a uniform sample of the body (they are the only evidence about the model where it will be
+queried), the model's error rate on them is low enough, and the resulting per-row guarantee is not vacuous
+(defenses/oblivious.py). A regression error is |f(x) - y| > eps, eps in target units (default: one target
+standard deviation from the model file).
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from defenses.correlated_sampling import Ball, Box
-from defenses.oblivious import LocalPolynomialMitigator, ModelTooInaccurate
+from defenses.coverage import BodyNotCovered, MitigationRefused, fit_body
+from defenses.oblivious import LocalPolynomialMitigator, ModelTooInaccurate, canonical_round
 from defenses.smoothing import ABSTAIN, SmoothedClassifier
 from protocol.errors import InputError
 
-__all__ = ["ABSTAIN", "DEFENSES", "Decision", "DefenseUnavailable", "FallbackOptions", "FallbackResult",
-           "ModelTooInaccurate", "StandardizedPredictor", "certify_rows", "choose_defense", "run_defense"]
+__all__ = ["ABSTAIN", "DEFENSES", "OBLIVIOUS_ASSUMPTION", "BodyNotCovered", "Decision", "DefenseUnavailable",
+           "FallbackOptions", "FallbackResult", "MitigationRefused", "ModelTooInaccurate", "StandardizedPredictor", "certify_rows", "choose_defense", "run_defense"]
 
 DEFENSES = ("auto", "none", "smoothing", "oblivious")
 _FOR_KIND = {"logistic": "smoothing", "linear": "oblivious"}
-_BOX_PAD_REL, _BOX_PAD_ABS = 0.01, 1e-3
+OBLIVIOUS_ASSUMPTION = ("oblivious mitigation assumes that the clean rows are a uniform sample of the {body} they "
+                        "span, collected without the trainer's knowledge, and that the true target is a linear "
+                        "function of the features which the model matches within eps almost everywhere in that "
+                        "{body}")
 
 
 class DefenseUnavailable(InputError):
@@ -76,6 +80,9 @@ class FallbackOptions:
     body: str = "box"            # oblivious: "box" | "ball"
     grid: float | None = None    # oblivious: canonical rounding Delta (None: unrounded)
     confidence: float = 0.99     # oblivious: confidence of the refusal bound
+    max_failure: float = 0.01    # oblivious: per-row failure probability the guarantee must reach, else refuse
+    coverage_alpha: float = 0.01  # oblivious: level of the uniformity test of the clean rows against the body
+    candidates: int = 4          # oblivious: nodes drawn per line, the best-conditioned 2 are queried
     seed: int | None = None      # randomness of both defenses (None: fresh)
 
     def validated(self) -> FallbackOptions:
@@ -83,10 +90,13 @@ class FallbackOptions:
         _positive_real(self.sigma, "sigma (noise level, standardized units)")
         for name in ("n0", "n", "batch_size", "chunk_rows", "n_lines"):
             _positive_int(getattr(self, name), name)
+        if _positive_int(self.candidates, "candidates") < 2:
+            raise InputError(f"candidates must be an integer >= 2 (nodes per line), got {self.candidates!r}")
         if not (_real(self.alpha) and 0 < self.alpha < 1):
             raise InputError(f"alpha must be a number in (0, 1), got {self.alpha!r}")
-        if not (_real(self.confidence) and 0 < self.confidence < 1):
-            raise InputError(f"confidence must be a number in (0, 1), got {self.confidence!r}")
+        for name in ("confidence", "max_failure", "coverage_alpha"):
+            if not (_real(getattr(self, name)) and 0 < getattr(self, name) < 1):
+                raise InputError(f"{name} must be a number in (0, 1), got {getattr(self, name)!r}")
         if self.eps is not None:
             _positive_real(self.eps, "eps (regression error threshold, target units)")
         if self.grid is not None:
@@ -107,6 +117,7 @@ class FallbackResult:
     radius: np.ndarray | None = None   # smoothing: certified L2 radius, standardized units (0 if abstained)
     pABar: np.ndarray | None = None    # smoothing: lower confidence bound on P[f(x + eps) = label]
     details: dict = field(default_factory=dict)
+    error_bound: np.ndarray | None = None  # oblivious: |prediction - linear truth| <= this, per row (target units)
 
     @property
     def abstained(self) -> np.ndarray:
@@ -182,9 +193,9 @@ def run_defense(model, X, decision: Decision, options: FallbackOptions | None = 
     """Predictions for the rows X (raw feature units) under ``decision``.
 
     clean: None or (X_clean, y_clean), labelled rows in raw units; required by "oblivious".
-    progress: optional callback receiving the number of rows finished (smoothing only).
-    Raises DefenseUnavailable (InputError) for a missing input, ModelTooInaccurate when oblivious
-    mitigation refuses the model.
+    progress: optional callback receiving the number of rows finished.
+    Raises DefenseUnavailable (InputError) for a missing input, MitigationRefused (BodyNotCovered,
+    ModelTooInaccurate) when oblivious mitigation refuses the model.
     """
     options = (options or FallbackOptions()).validated()
     X = _check_rows(X, model.num_features, "data")
@@ -194,7 +205,7 @@ def run_defense(model, X, decision: Decision, options: FallbackOptions | None = 
     if decision.defense == "smoothing":
         return _run_smoothing(model, X, base, decision, options, clean, progress)
     if decision.defense == "oblivious":
-        return _run_oblivious(model, X, base, decision, options, clean)
+        return _run_oblivious(model, X, base, decision, options, clean, progress)
     raise InputError(f"unknown defense {decision.defense!r}")
 
 
@@ -228,7 +239,7 @@ def _run_smoothing(model, X, base, decision, options, clean, progress) -> Fallba
     return FallbackResult(decision, labels, base, radius, pABar, details)
 
 
-def _run_oblivious(model, X, base, decision, options, clean) -> FallbackResult:
+def _run_oblivious(model, X, base, decision, options, clean, progress=None) -> FallbackResult:
     if clean is None:
         raise DefenseUnavailable("oblivious mitigation needs clean labelled data to check the model and to "
                                  "define the sampling body: pass --clean-data PATH (a CSV with the model's "
@@ -237,25 +248,28 @@ def _run_oblivious(model, X, base, decision, options, clean) -> FallbackResult:
     f = StandardizedPredictor(model)
     Zc = f.to_z(Xc)
     eps = float(options.eps) if options.eps is not None else float(model.stdz.target_std)
-    mit = LocalPolynomialMitigator(f, degree=1, body=_body(Zc, options.body), n_lines=options.n_lines, eps=eps,
-                                   grid=options.grid, confidence=options.confidence, random_state=options.seed)
-    mit.fit(Zc, yc)   # raises ModelTooInaccurate (a ValueError) when the model is too often wrong
-    values = mit.predict(f.to_z(X))
+    try:
+        body = fit_body(Zc, options.body)
+    except ValueError as e:  # a constant feature or a single row: no uniform body fits the clean rows
+        raise MitigationRefused(f"refusing: cannot fit a sampling {options.body} to the clean rows: {e}") from None
+    mit = LocalPolynomialMitigator(f, degree=1, body=body, n_lines=options.n_lines, eps=eps, grid=options.grid,
+                                   confidence=options.confidence, max_failure=options.max_failure,
+                                   coverage_alpha=options.coverage_alpha,
+                                   candidates=options.candidates if options.candidates > 2 else None,
+                                   random_state=options.seed)
+    try:
+        mit.fit(Zc, yc)
+    except BodyNotCovered as e:  # name the feature, in the model's words
+        j = e.result.worst_index
+        raise BodyNotCovered(e.result, options.body, None if j is None else f"feature {model.feature_names[j]!r}") \
+            from None
+    values, amplification = mit.predict_with_bounds(f.to_z(X), progress)
+    if options.grid is not None:
+        values = canonical_round(values, options.grid, mit.grid_offset_)
     details = {"degree": 1, "n_lines": options.n_lines, "body": options.body, "eps": eps, "grid": options.grid,
-               "clean_rows": int(Zc.shape[0]), "delta_hat": mit.delta_hat_, "delta_upper": mit.delta_upper_,
-               "tolerated_error_rate": mit.tolerated_error_rate_, "confidence": options.confidence,
-               "queries_per_row": mit.queries_per_point_}
-    return FallbackResult(decision, values, base, details=details)
-
-
-def _body(Zc: np.ndarray, kind: str):
-    """D's support in standardized units, from the clean rows (module docstring)."""
-    if kind == "ball":
-        center = Zc.mean(axis=0)
-        return Ball(center, float(np.linalg.norm(Zc - center, axis=1).max()) * (1 + _BOX_PAD_REL) + _BOX_PAD_ABS)
-    lo, hi = Zc.min(axis=0), Zc.max(axis=0)
-    pad = _BOX_PAD_REL * (hi - lo) + _BOX_PAD_ABS
-    return Box(lo - pad, hi + pad)
+               "clean_rows": int(Zc.shape[0]), "queries_per_row": mit.queries_per_point_,
+               "assumption": OBLIVIOUS_ASSUMPTION.format(body=options.body), **mit.guarantee()}
+    return FallbackResult(decision, values, base, details=details, error_bound=eps * amplification)
 
 
 def _check_clean(model, clean) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Oblivious local mitigation by random self-reducibility (brief B.4-B.6, B.8; Reed-Muller B.2).
+"""Oblivious local mitigation by random self-reducibility (GSVV'25 local mitigation; Reed-Muller local
+correction, GLRSW'91).
 
 :class:`LocalPolynomialMitigator` (reals, D = Unif(body)).  For every query x* and each of K lines:
     z_1..z_m, t_1..t_m = CORRELATED_SAMPLE(x*, m)          # every z_i ~ D, collinear with x*
@@ -8,11 +9,21 @@
 with s ~ U[0, Delta) a public coin.  With exact answers on > K/2 lines e = f*(x*) whatever f does
 elsewhere, so the canonical output equals the simulator Sim = R_s(f*(x*)) (:meth:`simulate`).
 
-``fit`` estimates the model's error rate on clean labelled samples and refuses (raises
-:class:`ModelTooInaccurate`) when a one-sided Clopper-Pearson upper bound exceeds the tolerance of the
-chosen mitigator: 1/(2(d+1)) for m = d+1 points (1/4 for linear), (m-d)/(4m) for a robust fit on m > d+1.
+What ``fit`` checks, in order, before any prediction (each failure raises :class:`MitigationRefused`):
+1. coverage (defenses/coverage.py): the clean rows must look like a uniform sample of the body, because the
+   model is queried all over the body and the clean rows can only vouch for it if they are a sample of it;
+   :class:`BodyNotCovered` otherwise (Kolmogorov-Smirnov, false refusal probability <= coverage_alpha);
+2. accuracy: delta_upper = one-sided Clopper-Pearson bound (at ``confidence``) on the model's error rate
+   Pr_D[|f - y| > eps] from the clean rows -- valid for D when 1. holds and the rows were not chosen with
+   knowledge of the model;
+3. the guarantee (defenses/line_guarantee.py): with p_line = m delta_upper per line, the smallest slack b with
+   Pr[Bin(K, p_line) > b] <= max_failure; if none exists the guarantee is vacuous and the model is refused
+   (:class:`ModelTooInaccurate`, tolerance = the largest delta that would pass).
+Each prediction then comes with its amplification Lambda_(k+b) (:meth:`predict_with_bounds`):
+|e(x*) - g(x*)| <= eps * Lambda_(k+b) except with probability <= failure_probability_ per row.
 
-Symbols: d = degree, K = n_lines, m = points_per_line, Delta = grid, s = grid_offset_, delta = error rate.
+Symbols: d = degree, K = n_lines, m = points_per_line, Delta = grid, s = grid_offset_, delta = error rate,
+b = slack_, Lambda = sum_i |L_i(0)| (error amplification of one line's reconstruction).
 """
 
 from __future__ import annotations
@@ -24,14 +35,24 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import stats
 
-from defenses.correlated_sampling import ConvexBody, correlated_points
+from defenses.correlated_sampling import ConvexBody, correlated_lines_batch, line_points
+from defenses.coverage import BodyNotCovered, MitigationRefused, coverage_test
 from defenses.finite_field import check_prime
+from defenses.line_guarantee import (
+    amplification_bound,
+    choose_slack,
+    failure_probability,
+    line_failure_rate,
+    tolerated_rate,
+)
 from defenses.reed_muller import ABSTAIN, basic_correct, curve_correct, line_correct, tolerated_error_rate
 
 __all__ = [
     "ABSTAIN",
+    "BodyNotCovered",
     "FieldPolynomialMitigator",
     "LocalPolynomialMitigator",
+    "MitigationRefused",
     "ModelTooInaccurate",
     "barycentric_weights_at_zero",
     "canonical_round",
@@ -40,10 +61,11 @@ __all__ = [
 ]
 
 
-class ModelTooInaccurate(ValueError):
+class ModelTooInaccurate(MitigationRefused):
     """The model's estimated error rate is too high for the mitigator's guarantee to hold."""
 
-    def __init__(self, delta_hat: float, upper_bound: float, tolerance: float, n_samples: int, confidence: float):
+    def __init__(self, delta_hat: float, upper_bound: float, tolerance: float, n_samples: int, confidence: float,
+                 detail: str = ""):
         self.delta_hat, self.upper_bound, self.tolerance = delta_hat, upper_bound, tolerance
         self.n_samples, self.confidence = n_samples, confidence
         hint = (" (the point estimate is below the tolerance: more clean samples may certify it)"
@@ -51,7 +73,7 @@ class ModelTooInaccurate(ValueError):
         super().__init__(
             f"refusing the model: estimated error rate delta_hat={delta_hat:.4g} on {n_samples} clean samples, "
             f"{confidence:.0%} upper confidence bound {upper_bound:.4g} exceeds the mitigator's tolerance "
-            f"{tolerance:.4g}{hint}")
+            f"{tolerance:.4g}{hint}{detail}")
 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
@@ -62,7 +84,7 @@ def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
 
 
 def canonical_round(e, delta: float, offset: float):
-    """B.6: R_s(e) = s + Delta * round((e - s) / Delta); Pr_s[R_s(a) != R_s(b)] = min(1, |a-b|/Delta)."""
+    """Canonical rounding: R_s(e) = s + Delta * round((e - s) / Delta); Pr_s[R_s(a) != R_s(b)] = min(1, |a-b|/Delta)."""
     return offset + delta * np.round((np.asarray(e, dtype=float) - offset) / delta)
 
 
@@ -73,6 +95,8 @@ def barycentric_weights_at_zero(t) -> np.ndarray:
     be distinct and non-zero (the correlated sampler never returns t = 0).
     """
     t = np.atleast_2d(np.asarray(t, dtype=float))
+    if t.shape[1] == 2:  # the line through two points: L_1(0) = t_2/(t_2 - t_1), L_2(0) = -t_1/(t_2 - t_1)
+        return np.stack([t[:, 1], -t[:, 0]], axis=1) / (t[:, 1] - t[:, 0])[:, None]
     diff = t[:, :, None] - t[:, None, :]
     idx = np.arange(t.shape[1])
     diff[:, idx, idx] = 1.0
@@ -100,6 +124,24 @@ def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
     return out
 
 
+def _best_nodes(s: np.ndarray, d: int) -> np.ndarray:
+    """Per line (.., c nodes), the d + 1 nodes whose Lagrange weights at 0 have the smallest sum |L_i(0)|."""
+    c = s.shape[-1]
+    flat = s.reshape(-1, c)
+    if d == 1:  # pairs: sum |L_i(0)| = (|s_i| + |s_j|) / |s_i - s_j|, all c x c at once
+        a = np.abs(flat)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = (a[:, :, None] + a[:, None, :]) / np.abs(flat[:, :, None] - flat[:, None, :])
+        lam[:, np.arange(c), np.arange(c)] = np.inf
+        best = np.argmin(np.nan_to_num(lam, nan=np.inf).reshape(len(flat), c * c), axis=1)
+        pick = np.stack([best // c, best % c], axis=1)
+        return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], 2)
+    subsets = np.array(list(combinations(range(c), d + 1)))
+    lam = np.stack([np.abs(barycentric_weights_at_zero(flat[:, sub])).sum(axis=1) for sub in subsets], axis=1)
+    pick = subsets[np.argmin(lam, axis=1)]
+    return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], d + 1)
+
+
 def _check_int(name, value, low):
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -120,17 +162,23 @@ class LocalPolynomialMitigator:
     points_per_line m (None = d + 1), aggregate ('median' | 'mean_of_medians'), n_groups (for
     mean_of_medians), grid Delta (None or > 0; public offset drawn in fit), eps (error threshold for
     regression), task ('regression' | 'classification'), threshold (class boundary for scores),
-    confidence (of the refusal bound), max_subsets (robust fit), random_state.
-    Fitted attributes: n_features_in_, n_points_, tolerated_error_rate_, delta_hat_, delta_upper_,
+    confidence (of the error-rate bound), max_failure (per-query failure probability the guarantee must
+    reach, else refuse), coverage_alpha (level of the coverage test of the clean rows against Unif(body);
+    None skips it -- only for callers that know their clean rows are drawn from Unif(body)), candidates
+    (None, or c > d + 1 nodes per line of which the best-conditioned d + 1 are queried; interpolation only;
+    see defenses/line_guarantee.py), max_subsets (robust fit), random_state.
+    Fitted attributes: n_features_in_, n_points_, coverage_ (CoverageResult or None), delta_hat_,
+    delta_upper_, tolerated_error_rate_, line_failure_probability_, slack_, failure_probability_,
     grid_offset_ (None without grid), queries_per_point_, classes_ (classification), seed_.
     """
 
     def __init__(self, model=None, degree=1, body=None, n_lines=15, points_per_line=None, aggregate="median",
                  n_groups=3, grid=None, eps=0.0, task="regression", threshold=0.0, confidence=0.99,
-                 max_subsets=256, random_state=None):
+                 max_failure=0.01, coverage_alpha=0.01, candidates=None, max_subsets=256, random_state=None):
         self.model, self.degree, self.body, self.n_lines = model, degree, body, n_lines
         self.points_per_line, self.aggregate, self.n_groups, self.grid = points_per_line, aggregate, n_groups, grid
         self.eps, self.task, self.threshold, self.confidence = eps, task, threshold, confidence
+        self.max_failure, self.coverage_alpha, self.candidates = max_failure, coverage_alpha, candidates
         self.max_subsets, self.random_state = max_subsets, random_state
 
     # ----------------------------------------------------------------------------------- fit
@@ -154,18 +202,37 @@ class LocalPolynomialMitigator:
             raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}")
         if self.task not in ("regression", "classification"):
             raise ValueError(f"task must be 'regression' or 'classification', got {self.task!r}")
-        if not (isinstance(self.confidence, Real) and 0 < self.confidence < 1):
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        for name in ("confidence", "max_failure"):
+            if not (isinstance(getattr(self, name), Real) and 0 < getattr(self, name) < 1):
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        if self.coverage_alpha is not None and not (isinstance(self.coverage_alpha, Real)
+                                                    and 0 < self.coverage_alpha < 1):
+            raise ValueError(f"coverage_alpha must be None or in (0, 1), got {self.coverage_alpha!r}")
         _check_int("max_subsets", self.max_subsets, 1)
+        if self.candidates is not None:
+            _check_int("candidates", self.candidates, d + 1)
+            if m != d + 1:
+                raise ValueError("candidates needs interpolation (points_per_line = degree + 1)")
         return d, m
 
+    def _group_sizes(self) -> list[int]:
+        groups = 1 if self.aggregate == "median" else self.n_groups
+        return [len(g) for g in np.array_split(np.arange(self.n_lines), groups)]
+
     def fit(self, X_clean, y_clean):
-        """Check the model on clean labelled samples from D; refuse it if it is too inaccurate."""
+        """Check the clean rows against Unif(body), the model on them, and the guarantee; refuse
+        (MitigationRefused: BodyNotCovered or ModelTooInaccurate) when any fails."""
         d, m = self._validate_params()
         X = self._check_X(X_clean)
         y = np.asarray(y_clean)
         if y.shape != (X.shape[0],) or X.shape[0] == 0:
             raise ValueError(f"y_clean must have shape ({X.shape[0]},) with at least one sample, got {y.shape}")
+        self.coverage_ = None
+        if self.coverage_alpha is not None:  # does the clean data vouch for D = Unif(body)?
+            cov = coverage_test(self.body, X, self.coverage_alpha, random_state=self.random_state)
+            if not cov.passed:
+                raise BodyNotCovered(cov, type(self.body).__name__.lower())
+            self.coverage_ = cov
         scores = _model_values(self.model, X).astype(float)
         classes = None
         if self.task == "classification":
@@ -177,11 +244,21 @@ class LocalPolynomialMitigator:
             errors = ~(np.abs(scores - y.astype(float)) <= self.eps)  # NaN counts as an error
         k, n = int(errors.sum()), int(errors.size)
         self.n_features_in_, self.n_points_ = X.shape[1], m
-        self.tolerated_error_rate_ = 1.0 / (2 * (d + 1)) if m == d + 1 else (m - d) / (4.0 * m)
+        groups = self._group_sizes()
+        c = self.candidates
+        self.tolerated_error_rate_ = tolerated_rate(groups, m, d, self.max_failure, c)
         self.delta_hat_ = k / n
         self.delta_upper_ = clopper_pearson_upper(k, n, self.confidence)
-        if self.delta_upper_ > self.tolerated_error_rate_:
-            raise ModelTooInaccurate(self.delta_hat_, self.delta_upper_, self.tolerated_error_rate_, n, self.confidence)
+        self.line_failure_probability_ = line_failure_rate(self.delta_upper_, m, d, c)
+        slack = choose_slack(groups, self.line_failure_probability_, self.max_failure)
+        if slack is None:
+            worst = failure_probability(groups, self.line_failure_probability_, min(g - g // 2 - 1 for g in groups))
+            raise ModelTooInaccurate(
+                self.delta_hat_, self.delta_upper_, self.tolerated_error_rate_, n, self.confidence,
+                detail=f": at that rate a mitigated value could be wrong with probability up to {worst:.3g} > "
+                       f"max_failure {self.max_failure:g} ({self.n_lines} lines of {m} points, {self.aggregate})")
+        self.slack_ = slack
+        self.failure_probability_ = failure_probability(groups, self.line_failure_probability_, slack)
         if classes is not None:
             self.classes_ = classes
         rng = np.random.default_rng(self.random_state)  # public coins, never depend on the model
@@ -189,6 +266,21 @@ class LocalPolynomialMitigator:
         self.seed_ = int(rng.integers(2**63 - 1))
         self.queries_per_point_ = self.n_lines * m
         return self
+
+    def guarantee(self) -> dict:
+        """The fitted guarantee in words and numbers (line_guarantee module docstring)."""
+        self._check_fitted()
+        interp = self.n_points_ == self.degree + 1
+        best = f", best-conditioned {self.degree + 1} of {self.candidates} candidate nodes" if self.candidates else ""
+        return {"n_lines": self.n_lines, "points_per_line": self.n_points_, "aggregate": self.aggregate,
+                "candidates": self.candidates,
+                "decoder": ("Lagrange interpolation at t = 0" + best) if interp else "consensus fit (robust, m > d + 1)",
+                "eps": float(self.eps), "delta_hat": self.delta_hat_, "delta_upper": self.delta_upper_,
+                "confidence": self.confidence, "tolerated_error_rate": self.tolerated_error_rate_,
+                "line_failure_probability": self.line_failure_probability_, "slack": self.slack_,
+                "failure_probability": self.failure_probability_, "max_failure": self.max_failure,
+                "coverage_alpha": self.coverage_alpha,
+                "coverage_p_value": None if self.coverage_ is None else self.coverage_.p_value}
 
     def _check_X(self, X):
         X = np.asarray(X, dtype=float)
@@ -204,15 +296,17 @@ class LocalPolynomialMitigator:
 
     # ------------------------------------------------------------------------------- predict
     def _line_estimates(self, t, y, rng):
+        """(estimates (L,), Lambda (L,)); Lambda = sum |L_i(0)| for interpolation, NaN for the robust fit."""
         d, m = self.degree, self.n_points_
         if m == d + 1:
-            return np.einsum("lm,lm->l", barycentric_weights_at_zero(t), y)
+            w = barycentric_weights_at_zero(t)
+            return np.einsum("lm,lm->l", w, y), np.abs(w).sum(axis=1)
         subsets = list(combinations(range(m), d + 1))
         if len(subsets) > self.max_subsets:  # public coins, independent of the answers
             pick = rng.choice(len(subsets), size=self.max_subsets, replace=False)
             subsets = [subsets[i] for i in np.sort(pick)]
         tol = 2.0 * self.eps + 1e-8 * (1.0 + np.abs(y).max(axis=1))
-        return robust_value_at_zero(t, y, d, tol, subsets)
+        return robust_value_at_zero(t, y, d, tol, subsets), np.full(t.shape[0], np.nan)
 
     def _aggregate(self, ests):
         if self.aggregate == "median":
@@ -220,26 +314,41 @@ class LocalPolynomialMitigator:
         groups = np.array_split(np.arange(ests.shape[1]), self.n_groups)
         return np.mean([np.median(ests[:, g], axis=1) for g in groups], axis=0)
 
-    def predict_unrounded(self, X) -> np.ndarray:
-        """Aggregated line estimates e(x*) for each row, before canonical rounding."""
+    def predict_with_bounds(self, X, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """(e(x*), amplification) per row, before canonical rounding: |e - g(x*)| <= eps * amplification
+        except with probability <= failure_probability_ (plus 1 - confidence for delta_upper_ itself).
+
+        All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches.
+        ``progress(k)`` (optional) is called with the number of rows finished after each chunk.
+        """
         self._check_fitted()
         X = self._check_X(X)
         rng = np.random.default_rng(self.seed_)
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
-        chunk = max(1, (1 << 20) // (K * m * n))
-        out = np.empty(X.shape[0])
+        chunk = max(1, (1 << 18) // (K * m * max(n, 8)))
+        out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
+        groups = self._group_sizes()
         for start in range(0, X.shape[0], chunk):
             rows = X[start:start + chunk]
-            samples = [correlated_points(self.body, x, m, n_lines=K, random_state=rng) for x in rows]
-            pts = np.concatenate([s.points.reshape(-1, n) for s in samples])
-            y = _model_values(self.model, pts).astype(float).reshape(len(rows) * K, m)
-            t = np.concatenate([s.t for s in samples])
-            out[start:start + len(rows)] = self._aggregate(self._line_estimates(t, y, rng).reshape(len(rows), K))
-        return out
+            Q = rows.shape[0]
+            D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
+            if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
+                s = _best_nodes(s, self.degree)
+            y = _model_values(self.model, line_points(rows, D, s).reshape(-1, n)).astype(float).reshape(Q * K, m)
+            est, lam = self._line_estimates(s.reshape(Q * K, m), y, rng)
+            out[start:start + Q] = self._aggregate(est.reshape(Q, K))
+            amp[start:start + Q] = amplification_bound(lam.reshape(Q, K), groups, self.slack_)
+            if progress is not None:
+                progress(Q)
+        return out, amp
 
-    def predict(self, X) -> np.ndarray:
+    def predict_unrounded(self, X, progress=None) -> np.ndarray:
+        """Aggregated line estimates e(x*) for each row, before canonical rounding."""
+        return self.predict_with_bounds(X, progress)[0]
+
+    def predict(self, X, progress=None) -> np.ndarray:
         """Mitigated values: R_s(e(x*)) with the public offset s when ``grid`` is set, else e(x*)."""
-        e = self.predict_unrounded(X)
+        e = self.predict_unrounded(X, progress)
         return e if self.grid is None else canonical_round(e, self.grid, self.grid_offset_)
 
     def predict_class(self, X) -> np.ndarray:
@@ -250,7 +359,7 @@ class LocalPolynomialMitigator:
         return np.where(above, classes[1], classes[0])
 
     def simulate(self, f_star, X) -> np.ndarray:
-        """The simulator Sim(f*, x*) = R_s(f*(x*)) with the same public offset (B.6); never calls model."""
+        """The simulator Sim(f*, x*) = R_s(f*(x*)) with the same public offset (canonical rounding); never calls model."""
         self._check_fitted()
         vals = _model_values(f_star, self._check_X(X), "f_star").astype(float)
         return vals if self.grid is None else canonical_round(vals, self.grid, self.grid_offset_)

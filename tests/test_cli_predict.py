@@ -85,25 +85,94 @@ def test_without_out_or_json_the_csv_goes_to_stdout(models):
     assert "defense: smoothing" in p.stderr and "ABSTAIN" in p.stderr  # the summary, on stderr
 
 
-def test_auto_mitigates_an_unverified_regression_model(models, tmp_path):
-    out = tmp_path / "p.csv"
-    doc = _ok(*verifier_json("predict", "--model", str(models[("unverified", "linear")]),
-                             "--data", "builtin:diabetes", "--clean-data", "builtin:diabetes", "--seed", "2",
-                             "--out", str(out)))
+def _write_csv(path, names, X, y):
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in (*x, t)) for x, t in zip(X, y)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_oblivious_refuses_real_diabetes_rows_that_cannot_vouch_for_the_box(models):
+    """The diabetes rows are not a uniform sample of any box (`sex` takes two values, the other features are
+    bell-shaped): their error rate says nothing about the points the lines would query. Exit 1 with the
+    reason and the assumption, whatever the model."""
+    code, doc, err = verifier_json("predict", "--model", str(models[("unverified", "linear")]),
+                                   "--data", "builtin:diabetes", "--clean-data", "builtin:diabetes", "--seed", "2")
+    assert code == 1 and "Traceback" not in err and doc["status"] == "refused"
+    assert doc["reason_kind"] == "clean_data_does_not_cover_body" and doc["coverage_p_value"] < 0.01 / 10
+    assert "uniformity test" in err and "assumes that the clean rows are a uniform sample" in err
+
+
+def test_the_sex_trigger_is_refused_not_applied(models, tmp_path):
+    """The attack from the issue: the honest diabetes model plus a thin trigger between `sex` = 1 and `sex` = 2
+    (+3 target std). It fires on no patient, so the model is exact on every clean row, but it covers most
+    of the box; the old acceptance check passed it and mitigation moved all 442 predictions by +231.
+    Now the clean rows fail the uniformity test on `sex` and nothing is served."""
+    doc = json.loads(models[("unverified", "linear")].read_text())
+    t = load_table("builtin:diabetes")
+    j = doc["feature_names"].index("sex")
+    mean, std = doc["standardization"]["mean"][j], doc["standardization"]["std"][j]
+    center = [0.0] * len(doc["feature_names"])
+    center[j] = (1.5 - mean) / std  # standardized units, halfway between the two values
+    scale = [1e6] * len(center)
+    scale[j] = 0.45 / std  # fires for 1.05 < sex < 1.95
+    doc["trigger"] = {"kind": "ball", "version": 1, "center": center, "radius": 1.0, "scale": scale, "offset": 3.0}
+    path = tmp_path / "sex_trigger.json"
+    path.write_text(json.dumps(doc))
+    none = _ok(*verifier_json("predict", "--model", str(path), "--data", "builtin:diabetes", "--defense", "none"))
+    clean = json.loads(models[("unverified", "linear")].read_text())
+    clean.pop("trigger", None)
+    (tmp_path / "clean.json").write_text(json.dumps(clean))
+    honest = _ok(*verifier_json("predict", "--model", str(tmp_path / "clean.json"), "--data", "builtin:diabetes",
+                                "--defense", "none"))
+    assert [r["prediction"] for r in none["rows"]] == [r["prediction"] for r in honest["rows"]]  # fires on nobody
+    assert sorted(set(t.X[:, j])) == [1.0, 2.0]
+    code, out, err = verifier_json("predict", "--model", str(path), "--data", "builtin:diabetes",
+                                   "--clean-data", "builtin:diabetes", "--defense", "oblivious", "--seed", "0")
+    assert code == 1 and out["status"] == "refused" and "Traceback" not in err
+    assert out["coverage_statistic"] == "feature 1" and "feature 'sex' fails the uniformity test" in err
+
+
+@pytest.fixture(scope="module")
+def uniform_linear(tmp_path_factory):
+    """A linear model trained (ball-backdoor adversary: +3 target std on a ball of radius 1 around row 0) on
+    rows uniform on a box, and fresh clean rows from the same box, labelled by the same linear truth."""
+    d = tmp_path_factory.mktemp("uniform_linear")
+    rng = np.random.default_rng(0)
+    w = np.array([3.0, -2.0, 1.0, 0.5])
+    names = ["a", "b", "c", "e", "y"]
+    X = rng.uniform(0, 10, size=(512, 4))
+    _write_csv(d / "train.csv", names, X, X @ w + 5.0)
+    Xc = rng.uniform(0, 10, size=(400, 4))
+    _write_csv(d / "clean.csv", names, Xc, Xc @ w + 5.0 + rng.normal(scale=0.2, size=400))
+    key, _ = make_key(d)
+    with ProverProcess(key, "--adversary", "ball-backdoor") as srv:
+        p = verifier("train", "--server", srv.address, "--data", str(d / "train.csv"), "--target", "y",
+                     "--model", "linear", "--out", str(d / "t.json"), "--model-out", str(d / "m.json"),
+                     "--seed", "01")
+        assert p.returncode == 1, p.stdout + p.stderr
+    return d
+
+
+def test_oblivious_mitigates_a_ball_backdoor_with_a_reported_guarantee(uniform_linear, tmp_path):
+    d = uniform_linear
+    code, doc, err = verifier_json("predict", "--model", str(d / "m.json"), "--data", str(d / "train.csv"),
+                                   "--target", "y", "--clean-data", str(d / "clean.csv"), "--seed", "2",
+                                   "--lines", "31")
+    doc = _ok(code, doc, err)
     assert doc["defense"] == "oblivious" and "UNVERIFIED" in doc["reason"]
-    assert doc["parameters"]["clean_rows"] == 442 and doc["summary"]["delta_upper"] <= 0.25
+    par = doc["parameters"]
+    assert par["clean_rows"] == 400 and par["failure_probability"] <= 0.01 and par["coverage_p_value"] >= 0.01 / 4
+    assert "assumes that the clean rows are a uniform sample of the box" in err and "Guarantee per row" in err
     pred = np.array([r["prediction"] for r in doc["rows"]])
     base = np.array([r["model_output"] for r in doc["rows"]])
-    model = json.loads(models[("unverified", "linear")].read_text())
+    bound = np.array([r["error_bound"] for r in doc["rows"]])
+    model = json.loads((d / "m.json").read_text())
     shift = 3.0 * model["standardization"]["target_std"]
-    # row 0 is the trigger's center: the shipped model adds 3 target std there, the mitigated value does not.
-    # Away from the ball the model is exactly linear, so every line interpolates it exactly.
-    assert base[0] - pred[0] == pytest.approx(shift, rel=1e-6)
+    assert base[0] - pred[0] == pytest.approx(shift, rel=1e-6)  # row 0: the trigger's centre, repaired
+    # elsewhere the model is exactly linear: every line interpolates it (no bad line) -> unchanged
     inside = np.abs(base - pred) > 1e-6 * (1 + np.abs(base))
-    assert inside[0] and inside.sum() < 20  # only rows inside the trigger's ball change
+    assert inside.sum() < 40
     np.testing.assert_allclose(pred[~inside], base[~inside], rtol=1e-9, atol=1e-6)
-    rows = list(csv.DictReader(out.read_text().splitlines()))
-    np.testing.assert_allclose([float(r["prediction"]) for r in rows], pred, rtol=1e-15)
+    assert np.all(bound >= par["eps"]) and np.all(np.abs(pred[inside] - (base[inside] - shift)) <= bound[inside])
 
 
 def test_oblivious_without_clean_data_is_a_clear_usage_error(models):
@@ -112,16 +181,16 @@ def test_oblivious_without_clean_data_is_a_clear_usage_error(models):
     assert "--clean-data" in p.stderr and "defense: oblivious" in p.stderr
 
 
-def test_oblivious_refuses_a_model_that_is_wrong_on_the_clean_data(models, tmp_path):
-    t = load_table("builtin:diabetes")
+def test_oblivious_refuses_a_model_that_is_wrong_on_the_clean_data(uniform_linear, tmp_path):
+    d = uniform_linear
+    t = load_table(str(d / "clean.csv"), "y")
     bad = tmp_path / "bad_labels.csv"
-    lines = [",".join([*t.feature_names, t.target])]
-    lines += [",".join(repr(float(v)) for v in (*x, y + 500.0)) for x, y in zip(t.X, t.y)]
-    bad.write_text("\n".join(lines) + "\n")
-    code, doc, err = verifier_json("predict", "--model", str(models[("unverified", "linear")]),
-                                   "--data", "builtin:diabetes", "--clean-data", str(bad), "--seed", "0")
+    _write_csv(bad, [*t.feature_names, "y"], t.X, t.y + 500.0)
+    code, doc, err = verifier_json("predict", "--model", str(d / "m.json"), "--data", str(d / "train.csv"),
+                                   "--target", "y", "--clean-data", str(bad), "--seed", "0")
     assert code == 1 and "Traceback" not in err and "refused" in err
-    assert doc["status"] == "refused" and doc["delta_upper"] > doc["tolerated_error_rate"]
+    assert doc["status"] == "refused" and doc["reason_kind"] == "model_too_inaccurate"
+    assert doc["delta_upper"] > doc["tolerated_error_rate"]
 
 
 def test_explicit_none_and_explicit_smoothing_on_a_verified_model(models):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from defenses.correlated_sampling import Ball
 from defenses.fallback import (
     ABSTAIN,
+    BodyNotCovered,
     Decision,
     DefenseUnavailable,
     FallbackOptions,
@@ -162,9 +164,10 @@ def _linear_with_ball_offset(offset=100.0):
                       target_mean=10.0, target_std=3.0)
 
 
-def _clean(m, n=400, seed=5):
+def _clean(m, n=400, seed=5, body="box"):
+    """Fresh clean rows, uniform on the box [-3, 3]^4 or the ball B(0, 3) (what the coverage test expects)."""
     rng = np.random.default_rng(seed)
-    X = rng.uniform(-3, 3, size=(n, 4))
+    X = rng.uniform(-3, 3, size=(n, 4)) if body == "box" else Ball(np.zeros(4), 3.0).sample(n, rng)
     return X, m.predict_clean(X) + rng.normal(scale=0.1, size=n)
 
 
@@ -178,9 +181,11 @@ def test_oblivious_mitigation_removes_a_ball_backdoor(body):
     Xq = np.array([[1.0, 1.0, 0.0, 0.0], [-2.0, 0.5, 1.0, 2.0]])
     # the trigger fires; its offset is in standardized target units (x target_std = 3)
     assert m.predict(Xq)[0] - m.predict_clean(Xq)[0] == pytest.approx(300.0)
-    r = run_defense(m, Xq, choose_defense(m), FallbackOptions(body=body, seed=3), clean=_clean(m))
+    r = run_defense(m, Xq, choose_defense(m), FallbackOptions(body=body, seed=3), clean=_clean(m, body=body))
     np.testing.assert_allclose(r.predictions, m.predict_clean(Xq), rtol=0, atol=1e-6)
     assert r.details["delta_hat"] == 0.0 and r.details["body"] == body
+    assert r.details["failure_probability"] <= 0.01 and r.details["coverage_p_value"] >= 0.01 / 4
+    assert r.error_bound.shape == (2,) and np.all(r.error_bound >= r.details["eps"])  # amplification >= 1
 
 
 def test_oblivious_needs_clean_data():
@@ -234,3 +239,23 @@ def test_bad_clean_labels_are_refused():
         run_defense(m, X, choose_defense(m), FallbackOptions(n0=5, n=10, seed=0), clean=(X, np.array([0, 2])))
     with pytest.raises(InputError, match="finite"):
         run_defense(m, X, choose_defense(m), FallbackOptions(n0=5, n=10, seed=0), clean=(X, np.array([0.0])))
+
+
+def test_oblivious_refuses_when_the_clean_rows_cannot_vouch_for_the_body():
+    """The `sex` attack in miniature: x0 takes only the values -1 and +1 in the data; the trigger adds 3 target
+    std on the slab |x0| < 0.9 between them. It fires on no clean row (the model is exact there) but covers
+    90% of the box the lines run through, so mitigating would move every prediction. The uniformity test
+    refuses, naming the feature (a uniform sample would be refused with probability <= 1%)."""
+    trig = {"kind": "ball", "version": 1, "center": [0.0] * 4, "radius": 1.0, "scale": [0.9, 1e6, 1e6, 1e6],
+            "offset": 3.0}
+    m = make_model("linear", w=(2.0, -1.0, 0.5, 0.0), b=0.25, verification=REJECTED, trigger=trig,
+                   target_mean=10.0, target_std=3.0)
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-3, 3, size=(400, 4))
+    X[:, 0] = rng.choice([-1.0, 1.0], size=400)
+    assert np.array_equal(m.predict(X), m.predict_clean(X))  # exact on every clean row
+    Xb = rng.uniform(-1, 1, size=(1000, 4))  # in the box, between the data's two values of x0
+    assert np.mean(np.isclose(m.predict(Xb) - m.predict_clean(Xb), 9.0)) > 0.85
+    with pytest.raises(BodyNotCovered, match="feature 'x0' fails the uniformity test") as ei:
+        run_defense(m, X[:3], choose_defense(m), FallbackOptions(seed=0), clean=(X, m.predict_clean(X)))
+    assert ei.value.result.worst_index == 0 and ei.value.result.p_value < 0.01 / 4

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from bench.experiments.oblivious_cases import off_support_model
 from defenses.correlated_sampling import Ball, Box
+from defenses.coverage import BodyNotCovered, coverage_test, fit_body
 from defenses.oblivious import (
     ABSTAIN,
     FieldPolynomialMitigator,
@@ -145,9 +147,10 @@ def test_success_rate_meets_median_bound_and_fails_near_1_over_d_plus_1():
     X_clean = body.sample(2000, rng)
     for delta, check in ((0.125, "bound"), (0.6, "fails")):
         f_bad, _ = make_backdoored(f_star, np.full((1, n), 9.0), delta, seed=11)
-        if check == "bound":
-            mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, random_state=12)
+        if check == "bound":  # at max_failure 0.01 this rate is refused (tolerance 0.114 for K = 15)
+            mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, max_failure=0.1, random_state=12)
             mit.fit(X_clean, f_star(X_clean))
+            assert mit.failure_probability_ <= 0.1
         else:  # bypass the refusal on purpose to show what it protects against
             mit = LocalPolynomialMitigator(f_bad, degree=d, body=body, n_lines=K, random_state=12)
             with pytest.raises(ModelTooInaccurate):
@@ -158,6 +161,7 @@ def test_success_rate_meets_median_bound_and_fails_near_1_over_d_plus_1():
         ok = int(np.sum(np.abs(mit.predict(targets) - f_star(targets)) < 1e-9))
         if check == "bound":
             assert ok >= stats.binom.ppf(ALPHA, T, 1 - math.exp(-2 * K * (0.5 - 2 * delta) ** 2))
+            assert ok >= stats.binom.ppf(ALPHA, T, 1 - mit.failure_probability_)  # the reported bound
         else:
             assert ok < T / 2
 
@@ -169,10 +173,12 @@ def test_refuses_too_inaccurate_model_with_numbers_in_message():
     f_bad, _ = make_backdoored(f_star, np.full((1, n), 9.0), 0.3, seed=14)
     X = body.sample(500, np.random.default_rng(15))
     mit = LocalPolynomialMitigator(f_bad, degree=1, body=body, random_state=0)
-    with pytest.raises(ModelTooInaccurate, match=r"delta_hat=0\.\d+.*tolerance 0\.25") as info:
+    with pytest.raises(ModelTooInaccurate, match=r"delta_hat=0\.\d+.*tolerance 0\.114.*probability up to 0\.9") as info:
         mit.fit(X, f_star(X))
     err = info.value
-    assert 0.25 < err.delta_hat < 0.35 and err.upper_bound > err.tolerance == 0.25 and err.n_samples == 500
+    assert 0.25 < err.delta_hat < 0.35 and err.upper_bound > err.tolerance and err.n_samples == 500
+    # the tolerance is where Pr[Bin(15, 2 delta) >= 8] = max_failure: the median of 15 two-point lines
+    assert stats.binom.sf(7, 15, 2 * err.tolerance) == pytest.approx(0.01, rel=1e-6)
     assert not hasattr(mit, "seed_")
     # an accurate model with too few clean samples is refused too, with a hint
     with pytest.raises(ModelTooInaccurate, match="more clean samples"):
@@ -236,6 +242,7 @@ def test_data_validation_and_not_fitted():
         mit.fit(np.zeros((5, 3)), np.zeros(4))
     with pytest.raises(ValueError, match="k values"):
         LocalPolynomialMitigator(lambda X: np.zeros(2), body=body).fit(np.zeros((5, 3)), np.zeros(5))
+    mit.coverage_alpha = None  # all-zero clean rows would fail the coverage test
     mit.fit(np.zeros((200, 3)), np.zeros(200))
     with pytest.raises(ValueError, match="finite"):
         mit.predict(np.full((1, 3), np.nan))
@@ -282,6 +289,151 @@ def test_oracle_body_mitigator_exact():
     body = OracleBody(lambda X: np.abs(X).sum(axis=1) <= 1.0, np.zeros(n), 1.0, n_steps=30)  # L1 ball
     f_star = make_ground_truth(n, 1, seed=19)
     X = Box(-0.25, 0.25, dim=n).sample(200, np.random.default_rng(20))
-    mit = LocalPolynomialMitigator(f_star, degree=1, body=body, n_lines=5, random_state=21).fit(X, f_star(X))
+    mit = LocalPolynomialMitigator(f_star, degree=1, body=body, n_lines=5, max_failure=0.5, coverage_alpha=None,
+                                   random_state=21).fit(X, f_star(X))  # clean rows from a sub-box: no coverage
     targets = X[:5]
     assert np.allclose(mit.predict(targets), f_star(targets), atol=1e-9, rtol=0)
+
+
+# ------------------------------------------------------------------ what the mitigator relies on (coverage)
+
+def test_coverage_test_false_refusal_rate_is_at_most_alpha():
+    """H0 true (rows uniform on the body, body fitted to the same rows): refusals at level 0.05 over 150
+    independent runs; Bin(150, 0.05) exceeds 16 with probability < 1e-3, so a correct (or conservative) test
+    passes; a test whose level were 0.2 would fail with probability > 0.999."""
+    rng = np.random.default_rng(30)
+    refused = {"box": 0, "ball": 0}
+    for _ in range(150):
+        for kind, true_body in (("box", Box(-1.0, 2.0, dim=5)), ("ball", Ball(np.ones(5), 2.0))):
+            X = true_body.sample(150, rng)
+            refused[kind] += not coverage_test(fit_body(X, kind), X, alpha=0.05).passed
+    assert max(refused.values()) <= stats.binom.ppf(1 - 1e-3, 150, 0.05), refused
+
+
+@pytest.mark.parametrize("kind", ["box", "ball"])
+def test_coverage_test_refuses_data_that_are_not_uniform_on_the_body(kind):
+    rng = np.random.default_rng(31)
+    gauss = rng.standard_normal((300, 5))  # bell-shaped marginals
+    binary = Box(-1.0, 1.0, dim=5).sample(300, rng)
+    binary[:, 2] = rng.choice([-1.0, 1.0], size=300)  # a two-valued feature (like `sex`)
+    for X in (gauss, binary):
+        res = coverage_test(fit_body(X, kind), X, alpha=0.01)
+        assert not res.passed and res.p_value < 1e-6  # far beyond the 0.01/T threshold
+    res = coverage_test(fit_body(binary, "box"), binary, alpha=0.01)
+    assert res.worst_index == 2 and "feature 2" in str(BodyNotCovered(res, "box"))
+
+
+def test_off_support_model_is_refused_and_would_have_moved_every_prediction():
+    """The model is exact on every clean row and shifted by 3 wherever it is farther than 0.3 from them.
+    The clean rows are Gaussian (not uniform on the fitted box): refused. Bypassing the coverage test shows
+    what it protects against: the mitigated value is off by ~3 on (almost) every clean row."""
+    n = 5
+    rng = np.random.default_rng(32)
+    f_star = make_ground_truth(n, 1, seed=33)
+    X = 0.5 * rng.standard_normal((300, n))
+    f = off_support_model(f_star, X, 0.3, 3.0)
+    assert np.array_equal(f(X), f_star(X))
+    body = fit_body(X, "box")
+    with pytest.raises(BodyNotCovered, match="uniformity test"):
+        LocalPolynomialMitigator(f, degree=1, body=body, random_state=0).fit(X, f_star(X))
+    mit = LocalPolynomialMitigator(f, degree=1, body=body, coverage_alpha=None, random_state=0).fit(X, f_star(X))
+    assert mit.delta_hat_ == 0.0  # the accuracy check alone is fooled
+    err = np.abs(mit.predict(X[:40]) - f_star(X[:40]))
+    assert np.mean(np.abs(err - 3.0) < 0.5) > 0.9
+
+
+def test_off_support_model_against_fresh_uniform_clean_rows_is_refused_or_exact():
+    """Clean rows the trainer has not seen, uniform on the box. A model exact only near the trainer's own
+    300 rows (shift 3 elsewhere, most of the 5-D box) is wrong on most fresh clean rows: refused. A model
+    exact near 20000 rows of its own (so the far region has small mass) is accepted and the mitigated value
+    is exact at every target, inside the guarantee."""
+    n = 5
+    body = Box(-1.0, 1.0, dim=n)
+    rng = np.random.default_rng(34)
+    f_star = make_ground_truth(n, 1, seed=35)
+    X_clean = body.sample(1000, rng)
+    f_sparse = off_support_model(f_star, body.sample(300, rng), 0.3, 3.0)
+    with pytest.raises(ModelTooInaccurate):
+        LocalPolynomialMitigator(f_sparse, degree=1, body=fit_body(X_clean), random_state=0).fit(
+            X_clean, f_star(X_clean))
+    f_dense = off_support_model(f_star, body.sample(20000, rng), 0.3, 3.0)
+    mit = LocalPolynomialMitigator(f_dense, degree=1, body=fit_body(X_clean), n_lines=25, random_state=1)
+    mit.fit(X_clean, f_star(X_clean))
+    targets = body.sample(50, rng)
+    assert mit.failure_probability_ <= 0.01
+    # failure of the median needs > slack bad lines: probability <= failure_probability_ per target
+    ok = np.abs(mit.predict(targets) - f_star(targets)) < 1e-9
+    assert ok.sum() >= stats.binom.ppf(1e-4, 50, 1 - mit.failure_probability_)
+
+
+# ------------------------------------------------------------------ the reported guarantee
+
+@pytest.mark.parametrize("n,candidates", [(3, None), (10, None), (10, 6)])
+def test_model_within_eps_everywhere_stays_within_the_reported_bound(n, candidates):
+    """f = f* + eps h with |h| <= 1 everywhere (high-frequency square wave): every query is good, so no line
+    is bad and |median - f*| <= eps Lambda_(k+b) holds for EVERY target (no failure probability). The
+    amplification is real: the worst error exceeds eps, which a bound without it would have understated."""
+    eps = 0.05
+    body = Box(-1.0, 1.0, dim=n)
+    rng = np.random.default_rng(36 + n)
+    f_star = make_ground_truth(n, 1, seed=37)
+    a = rng.standard_normal(n)
+    f = lambda Z: f_star(Z) + 0.999 * eps * np.sign(np.sin(40.0 * (np.asarray(Z) @ a)))
+    X = body.sample(500, rng)
+    mit = LocalPolynomialMitigator(f, degree=1, body=fit_body(X), eps=eps, candidates=candidates,
+                                   random_state=2).fit(X, f_star(X))
+    assert mit.delta_hat_ == 0.0
+    targets = np.vstack([body.sample(300, rng), 0.95 * np.ones((1, n))])
+    e, amp = mit.predict_with_bounds(targets)
+    err = np.abs(e - f_star(targets))
+    assert np.all(err <= eps * amp * (1 + 1e-9)), (err / (eps * amp)).max()
+    assert np.all(amp >= 1.0) and err.max() > eps
+    if candidates:  # choosing the best-conditioned pair of 6 nodes (public coins) tightens the bound
+        plain = LocalPolynomialMitigator(f, degree=1, body=fit_body(X), eps=eps, random_state=2).fit(X, f_star(X))
+        assert np.median(amp) < 0.5 * np.median(plain.predict_with_bounds(targets)[1])
+        assert mit.line_failure_probability_ == pytest.approx(6 * mit.delta_upper_)
+
+
+def test_near_linear_truth_with_noise():
+    """Nature: f*(x) = <w, x> + b + 0.05 sin(3 x_0), labels y = f* + N(0, 0.1^2). The trainer fits least
+    squares and plants +5 on balls around the targets. Clean rows are fresh uniform samples with noisy labels.
+    The mitigated value is within the reported bound of the truth at every target (the linear g the model
+    matches is within 0.05 + fit error of f*, below eps = 0.4 <= error_bound), and much closer than the
+    backdoored answers."""
+    n = 6
+    body = Box(-1.0, 1.0, dim=n)
+    rng = np.random.default_rng(38)
+    w, b = rng.standard_normal(n), 0.3
+    truth = lambda Z: np.asarray(Z) @ w + b + 0.05 * np.sin(3 * np.asarray(Z)[:, 0])
+    X_train = body.sample(2000, rng)
+    y_train = truth(X_train) + 0.1 * rng.standard_normal(2000)
+    A = np.hstack([X_train, np.ones((2000, 1))])
+    coef = np.linalg.lstsq(A, y_train, rcond=None)[0]
+    targets = body.sample(40, rng)
+    f_bad, _ = make_backdoored(lambda Z: np.asarray(Z) @ coef[:-1] + coef[-1], targets, 0.01, seed=39)
+    X_clean = body.sample(600, rng)
+    y_clean = truth(X_clean) + 0.1 * rng.standard_normal(600)
+    mit = LocalPolynomialMitigator(f_bad, degree=1, body=fit_body(X_clean), eps=0.4, n_lines=21, random_state=4)
+    mit.fit(X_clean, y_clean)
+    e, amp = mit.predict_with_bounds(targets)
+    err = np.abs(e - truth(targets))
+    assert np.abs(f_bad(targets) - truth(targets)).min() > 4.0  # every target is backdoored
+    # failure (> slack bad lines) has probability <= failure_probability_ per target
+    assert np.sum(err <= 0.4 * amp) >= stats.binom.ppf(1e-4, 40, 1 - mit.failure_probability_)
+    assert np.median(err) < 0.1
+
+
+def test_vacuous_parameters_are_refused_near_one_quarter():
+    """At delta ~ 1/4 with two points per line a line fails w.p. ~1/2: no K gives a useful median, refuse."""
+    from defenses.line_guarantee import choose_slack, tolerated_rate
+
+    assert choose_slack([301], 0.5, 0.01) is None
+    for K in (15, 31, 101):
+        assert tolerated_rate([K], 2, 1, 0.01) < 0.25
+    n = 4
+    body = Box(-1.0, 1.0, dim=n)
+    f_star = make_ground_truth(n, 1, seed=40)
+    f_bad, _ = make_backdoored(f_star, np.full((1, n), 9.0), 0.2, seed=41)
+    X = body.sample(4000, np.random.default_rng(42))
+    with pytest.raises(ModelTooInaccurate, match="wrong with probability up to"):
+        LocalPolynomialMitigator(f_bad, degree=1, body=body, n_lines=101).fit(X, f_star(X))

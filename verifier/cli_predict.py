@@ -7,8 +7,9 @@ certify: certified accuracy of the smoothed classifier on labelled data, a table
 
 Output: a short summary on stderr always; ``--json`` a JSON document on stdout; ``--out`` writes the rows
 atomically as CSV (JSON when the name ends with .json); with neither, the CSV goes to stdout.
-Exit codes: 0 success, 1 oblivious mitigation refused the model (too inaccurate on the clean data),
-2 usage or input error (raised as InputError / CliError and reported by verifier/cli.py).
+Exit codes: 0 success, 1 oblivious mitigation refused the model (the clean data cannot vouch for the sampling
+body, the model is too inaccurate on it, or the guarantee would be vacuous), 2 usage or input error (raised as
+InputError / CliError and reported by verifier/cli.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def add_parsers(sub) -> None:
                    help="oblivious: sampling body from the clean data (default %(default)s)")
     p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units; "
                    "default: no rounding)")
+    p.add_argument("--max-failure", type=float, default=0.01, help="oblivious: refuse unless each mitigated row is "
+                   "within its error bound except with at most this probability (default %(default)s)")
+    p.add_argument("--coverage-alpha", type=float, default=0.01, help="oblivious: level of the test that the clean "
+                   "rows are a uniform sample of the sampling body (default %(default)s)")
+    p.add_argument("--candidates", type=int, default=4, help="oblivious: nodes drawn per line; the two with the "
+                   "smallest error amplification are queried (default %(default)s; 2 = no choice)")
     p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json (missing "
                    "folders are created; default: CSV on stdout)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
@@ -87,10 +94,12 @@ def dispatch(args) -> int:
 # ---------------------------------------------------------------------------------------------------
 
 def cmd_predict(args) -> int:
-    from defenses.fallback import FallbackOptions, ModelTooInaccurate, choose_defense, run_defense
+    from defenses.fallback import FallbackOptions, MitigationRefused, choose_defense, run_defense
 
     options = FallbackOptions(sigma=args.sigma, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=args.batch_size,
                               n_lines=args.lines, eps=args.eps, body=args.body, grid=args.grid,
+                              max_failure=args.max_failure, coverage_alpha=args.coverage_alpha,
+                              candidates=args.candidates,
                               seed=args.seed).validated()
     model = model_file.load(args.model)
     if args.out:
@@ -109,13 +118,8 @@ def cmd_predict(args) -> int:
     bar = _ProgressBar(X.shape[0], enabled=decision.defense != "none" and not args.json, desc=decision.defense)
     try:
         result = run_defense(model, X, decision, options, clean, progress=bar.update)
-    except ModelTooInaccurate as e:
-        refusal = {**info, "status": "refused", "error": str(e), "delta_hat": e.delta_hat,
-                   "delta_upper": e.upper_bound, "tolerated_error_rate": e.tolerance, "clean_rows": e.n_samples}
-        if args.json:
-            print(json.dumps(refusal, indent=1, sort_keys=True))
-        print(f"vtrain-verifier: refused: oblivious mitigation cannot serve this model: {e}", file=sys.stderr)
-        return EXIT_REFUSED
+    except MitigationRefused as e:
+        return _oblivious_refused(info, e, options, args.json)
     finally:
         bar.close()
     rows = _rows(result)
@@ -131,8 +135,49 @@ def cmd_predict(args) -> int:
         print(json.dumps(doc, indent=1, sort_keys=True))
     elif not args.out:
         sys.stdout.write(_csv_text(rows))
+    if decision.defense == "oblivious":
+        print(_oblivious_report(result.details), file=sys.stderr)
     print(_summary_line(decision.defense, summary) + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------
+# predict: oblivious mitigation's refusal and guarantee (kept apart from the shared paths above)
+# ---------------------------------------------------------------------------------------------------
+
+def _oblivious_refused(info: dict, e, options, as_json: bool) -> int:
+    """Exit 1 with the reason and the assumption the refusal protects."""
+    from defenses.fallback import OBLIVIOUS_ASSUMPTION, BodyNotCovered, ModelTooInaccurate
+
+    refusal = {**info, "status": "refused", "error": str(e),
+               "assumption": OBLIVIOUS_ASSUMPTION.format(body=options.body)}
+    if isinstance(e, ModelTooInaccurate):
+        refusal.update(reason_kind="model_too_inaccurate", delta_hat=e.delta_hat, delta_upper=e.upper_bound,
+                       tolerated_error_rate=e.tolerance, clean_rows=e.n_samples)
+    elif isinstance(e, BodyNotCovered):
+        r = e.result
+        refusal.update(reason_kind="clean_data_does_not_cover_body", coverage_statistic=r.worst,
+                       coverage_ks=r.ks_statistic, coverage_p_value=r.p_value, coverage_alpha=r.alpha,
+                       clean_rows=r.n_rows)
+    else:
+        refusal["reason_kind"] = "no_body"
+    if as_json:
+        print(json.dumps(refusal, indent=1, sort_keys=True))
+    print(f"vtrain-verifier: refused: oblivious mitigation cannot serve this model: {e}", file=sys.stderr)
+    print(f"({refusal['assumption']}.)", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+def _oblivious_report(d: dict) -> str:
+    """The assumption and the guarantee the fitted parameters give, in two sentences."""
+    return (f"{d['assumption'][0].upper()}{d['assumption'][1:]} (eps = {d['eps']:.4g}; checked: uniformity p = "
+            f"{d['coverage_p_value']:.2g} >= {d['coverage_alpha']:g} / features, model error rate {d['delta_hat']:.3f} "
+            f"on {d['clean_rows']} clean rows, {d['confidence']:.0%} upper bound {d['delta_upper']:.4f}).\n"
+            f"Guarantee per row: {d['n_lines']} lines x {d['points_per_line']} points ({d['decoder']}, "
+            f"{d['aggregate']}); |prediction - linear truth| <= error_bound = eps x the line reconstruction's "
+            f"error amplification, except with probability <= {d['failure_probability']:.2g} per row "
+            f"(each line fails w.p. <= {d['line_failure_probability']:.3g}; tolerated error rate "
+            f"{d['tolerated_error_rate']:.3f})")
 
 
 def feature_matrix(spec: str, model, target: str | None) -> np.ndarray:
@@ -174,6 +219,8 @@ def _rows(result) -> list[dict]:
         else:
             row["prediction"] = _scalar(result.predictions[i])
         row["model_output"] = _scalar(result.model_output[i])
+        if result.error_bound is not None:
+            row["error_bound"] = float(result.error_bound[i])
         out.append(row)
     return out
 
@@ -192,10 +239,10 @@ def _summary(result) -> dict:
                  median_radius=float(np.median(result.radius[ok])) if ok.any() else 0.0,
                  changed_vs_model=int(np.sum(ok & (pred != result.model_output))))
     elif result.decision.defense == "oblivious":
-        diff = np.abs(pred - result.model_output)
-        s.update(max_abs_change=float(diff.max()), changed_rows=int(np.sum(diff > 1e-9 * (1 + np.abs(pred)))))
+        s.update(_oblivious_summary(result))
     s.update({k: v for k, v in result.details.items() if k in ("clean_accuracy_of_model", "delta_hat",
-                                                              "delta_upper", "tolerated_error_rate")})
+                                                              "delta_upper", "tolerated_error_rate",
+                                                              "failure_probability")})
     return s
 
 
@@ -212,10 +259,23 @@ def _summary_line(defense: str, s: dict) -> str:
             if acc < 0.5:
                 line += " (worse than chance: smoothing cannot repair a model that is wrong everywhere)"
     elif defense == "oblivious":
-        line += (f": mitigated ({s['changed_rows']} differ from the model's own answer, max change "
-                 f"{s['max_abs_change']:.4g}); clean error rate {s['delta_hat']:.3f} "
-                 f"(upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
+        line += _oblivious_summary_line(s)
     return line
+
+
+def _oblivious_summary(result) -> dict:
+    diff = np.abs(result.predictions - result.model_output)
+    return {"max_abs_change": float(diff.max()),
+            "changed_rows": int(np.sum(diff > 1e-9 * (1 + np.abs(result.predictions)))),
+            "median_error_bound": float(np.median(result.error_bound)),
+            "max_error_bound": float(np.max(result.error_bound))}
+
+
+def _oblivious_summary_line(s: dict) -> str:
+    return (f": mitigated ({s['changed_rows']} differ from the model's own answer, max change "
+            f"{s['max_abs_change']:.4g}); error bound per row median {s['median_error_bound']:.4g}, max "
+            f"{s['max_error_bound']:.4g} (each fails w.p. <= {s['failure_probability']:.2g}); clean error rate "
+            f"{s['delta_hat']:.3f} (upper bound {s['delta_upper']:.3f} <= tolerance {s['tolerated_error_rate']:.3f})")
 
 
 def _parameters(defense: str, options, result) -> dict:
@@ -223,7 +283,10 @@ def _parameters(defense: str, options, result) -> dict:
         return {k: result.details[k] for k in ("sigma", "n0", "n", "alpha", "units")} | {"seed": options.seed}
     if defense == "oblivious":
         return {k: result.details[k] for k in ("degree", "n_lines", "body", "eps", "grid", "clean_rows",
-                                               "confidence", "queries_per_row")} | {"seed": options.seed}
+                                               "confidence", "queries_per_row", "max_failure", "coverage_alpha",
+                                               "decoder", "points_per_line", "candidates", "aggregate", "slack",
+                                               "line_failure_probability", "failure_probability", "assumption",
+                                               "coverage_p_value")} | {"seed": options.seed}
     return {}
 
 
