@@ -17,6 +17,12 @@ the identical proof; every proof is verified by both backends. The ratio is
 measured on the T = 16 size (the first size with --quick). Both provers share the pure-Python NTTs
 (7 of size N), so the ratio cannot go below NTT time / pure prove time.
 
+Private data (docs/SNARK.md section 8, ``protocol.snark.zk_session``): the provider's 64 rows x 8
+features are the witness, committed with Poseidon; B = 8, T = 16 (``--quick``: 16 rows x 4 features,
+T = 2), fast backend only. Printed: constraints (ranges, commitment, steps; per data element and per
+step), setup with powers of tau, the provider's proving-key check, prove (fresh blinding, projected),
+verify. Target: prove <= 20 s with the fast backend.
+
 Prove is timed once (``--repeats`` for best-of-N), verify best-of-3 (its first call also pays the
 py_ecc import). Usage: ``python -m bench.bench_snark [--quick] [--steps 16 32] [--repeats 1]``. The full run
 (T = 16 and T = 32) takes about 2-4 minutes on an otherwise idle 2-core machine, ``--quick``
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import secrets
 import time
 from functools import partial
@@ -135,6 +142,60 @@ def bench_size(steps: int, backends: list[str], repeats: int) -> dict:
     return res
 
 
+ZK_FULL, ZK_QUICK = (64, 8, 16), (16, 4, 2)  # rows, features, T
+TARGET_ZK_PROVE = 20.0
+
+
+def bench_private(rows: int, d: int, steps: int, backend: str) -> dict:
+    """Setup (client), key check + prove (provider), verify (client) for provider-owned data."""
+    from protocol.snark import zk_session as zs
+    from protocol.snark.zk_circuit import constraint_breakdown
+
+    X, Y = synthetic(rows, d, seed=5)
+    per_epoch = rows // B
+    tcfg = TrainConfig(model="linear", epochs=-(-steps // per_epoch), batch_size=B, lr_num=LR_NUM,
+                       lr_shift=LR_SHIFT, frac_bits=F, weight_bits=K).validate()
+    sched = Schedule(SeedContext(_bytes("zk-sid", 16), _bytes("zk-root"), _bytes("zk-seed")), tcfg, rows, d)
+    schedule = [[int(i) for i in sched.batch(t)] for t in range(1, steps + 1)]
+    theta0 = [int(v) for v in sched.initial_state()]
+    binding = int.from_bytes(_bytes("zk-binding"), "big") % R
+    be = get_backend(backend)
+    blind = zs.new_blinding()
+    t_commit, com = _timed(lambda: zs.commitment(X, Y, blind, tcfg))
+    t_setup, (cs, pk, vk) = _timed(lambda: zs.client_setup(rows, d, schedule, tcfg, be))
+    cpu0 = time.process_time()
+    t_total, pp = _timed(lambda: zs.prove_private(pk, X, Y, blind, schedule, theta0, tcfg, binding, r1cs=cs,
+                                                  backend=be))
+    cpu = time.process_time() - cpu0
+    t_verify, ok = _timed(lambda: zs.verify_private(vk, com, theta0, pp.theta_T, binding, pp.proof, tcfg, be))
+    if ok is not True or pp.commitment != com:
+        raise AssertionError("the private-data proof did not verify against the commitment")
+    br = constraint_breakdown(rows, d, tcfg, steps)
+    if br["total"] != cs.n_constraints:
+        raise AssertionError(f"constraint count {cs.n_constraints} != formula {br['total']}")
+    return {"rows": rows, "d": d, "T": steps, "backend": backend, "breakdown": br, "wires": cs.n_wires,
+            "domain": g16.domain_size(cs), "commit": t_commit, "setup": t_setup,
+            "check": pp.key_check["total_s"], "prove": t_total - pp.key_check["total_s"], "verify": t_verify,
+            "build": pp.key_check["build_s"], "groth16": pp.key_check["groth16_s"], "cpu": cpu, "check_cpu": pp.key_check["check_cpu_s"],
+            "prove_cpu": pp.key_check["prove_cpu_s"],
+            "load": os.getloadavg()[0]}
+
+
+def report_private(z: dict) -> None:
+    br = z["breakdown"]
+    print(f"private data (zk): n = {z['rows']} rows x d = {z['d']}, B = {B}, T = {z['T']}, K = {K}, backend "
+          f"{z['backend']}: constraints = {br['total']} (data ranges {br['ranges']}, Poseidon commitment "
+          f"{br['commitment']} in {br['permutations']} permutations, steps {br['steps']}), wires = {z['wires']}, "
+          f"N = 2^{z['domain'].bit_length() - 1}")
+    print(f"  constraints per data element = {br['per_data_element']:.1f} ({K + 1} range + "
+          f"{(br['commitment']) / br['data_elements']:.1f} commitment), per step = {br['per_step']}")
+    print(f"  native commitment {z['commit']:.3f} s; client setup with powers of tau {z['setup']:.1f} s")
+    print(f"  provider: proving-key check {z['check']:.2f} s, prove {z['prove']:.2f} s (circuit + witness "
+          f"{z['build']:.2f} s, Groth16 {z['groth16']:.2f} s); client verify {z['verify']:.4f} s")
+    print(f"  provider CPU time: key check {z['check_cpu']:.1f} s, prove {z['prove_cpu']:.1f} s (wall "
+          f"{z['check']:.1f} s, {z['prove']:.1f} s; load average {z['load']:.1f} on {os.cpu_count()} cores)")
+
+
 def report(res: dict, backends: list[str]) -> None:
     print(f"size: d = {D}, B = {B}, T = {res['T']}, f = {F}, K = {K}, lr = {LR_NUM}/2^{LR_SHIFT}: "
           f"constraints = {res['constraints']}, wires = {res['wires']}, public inputs = {res['public']}, "
@@ -152,11 +213,19 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", help="explicit list of T values")
     ap.add_argument("--repeats", type=int, default=1,
                     help="best-of-N for prove (default 1); verify is always best-of-max(3, N)")
+    ap.add_argument("--zk-only", action="store_true", help="only the private-data (zero-knowledge) size")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
     steps = args.steps or (QUICK_STEPS if args.quick else FULL_STEPS)
     backends = available_backends()
+    z = bench_private(*(ZK_QUICK if args.quick else ZK_FULL), backends[-1])
+    report_private(z)
+    print(f"target: zk prove <= {TARGET_ZK_PROVE:g} s ({ZK_FULL[0]} x {ZK_FULL[1]}, T = {ZK_FULL[2]}, fast backend)"
+          f" -- measured ({z['rows']} x {z['d']}, T = {z['T']}, {z['backend']}): prove {z['prove']:.2f} s, "
+          f"with the key check {z['prove'] + z['check']:.2f} s; CPU time prove {z['prove_cpu']:.1f} s")
+    if args.zk_only:
+        return 0
     if "arkworks" not in backends:
         print("arkworks backend not importable (py_arkworks_bls12381): only the pure backend is measured")
     results = []

@@ -269,7 +269,7 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int):
     for _ev in m.train(sid):
         pass
     rec = s.record["result"]
-    openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")]
+    openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")[0]]
     return sid, rows, s.data_tree.root, seed, audit, list(rec.tree.levels[0]), rec.final_model, openings
 
 

@@ -1,15 +1,22 @@
 """`make demo`: the main job on bundled real data, with real processes.
 
 1. generate a trainer key; start `vtrain-prover serve` on a free local port;
-2. `vtrain-verifier train` on builtin:breast_cancer (logistic), then `audit` with the data (full replay);
-3. the same against `--adversary swap-model` (rejected), and the fallback: `predict` mitigates the unverified model;
-   a small SNARK session; a two-party secure training session (dealer, trainer, client) and a cheating trainer;
-4. a short summary; the servers are stopped. Exits 0 when every outcome is the expected one.
+2. `vtrain-verifier train` on builtin:breast_cancer (logistic): spot check, then the full local replay ->
+   VERIFIED; `audit` without the data -> SPOT-CHECKED (exit 3), with the data -> VERIFIED;
+3. the `jump` trainer (honest training, then a chosen model committed as its last state, all signed): the
+   default train rejects it at the last step; `predict` mitigates the rejected model;
+4. an edited transcript (two opened rows swapped, integrity digest recomputed, as anyone can): `audit`
+   refuses it as ALTERED (exit 2) and does not blame the trainer;
+5. a small SNARK session; a two-party secure training session (dealer, trainer, client) and a cheating
+   trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
+The demo keeps its trust store, client key and attestations in demo-out/config (XDG_CONFIG_HOME), not in
+the user's configuration.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -25,7 +32,8 @@ def run(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
     shown = " ".join(a if " " not in a else repr(a) for a in args)
     print(f"\n$ {shown}", flush=True)
     t0 = time.perf_counter()
-    p = subprocess.run([str(BIN / args[0]), *args[1:]], check=False, capture_output=True, text=True)
+    p = subprocess.run([str(BIN / args[0]), *args[1:]], check=False, capture_output=True, text=True,
+                       env={**os.environ, "XDG_CONFIG_HOME": str((OUT / "config").resolve())})
     if "--json" not in args:  # JSON results are summarized by the caller
         sys.stdout.write(p.stdout)
     if p.stderr.strip():
@@ -53,6 +61,14 @@ class Server:
         self.proc.wait(timeout=15)
 
 
+def _word(p: subprocess.CompletedProcess) -> str:
+    """The verdict line's head, e.g. "VERIFIED (replay)" or "REJECTED (replay) [step 1050]"."""
+    for line in p.stdout.splitlines():
+        if line.split(" ", 1)[0].rstrip(":") in ("VERIFIED", "SPOT-CHECKED", "REJECTED", "ALTERED"):
+            return line.split(":")[0] + f"  (exit {p.returncode})"
+    return f"(exit {p.returncode})"
+
+
 def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -60,32 +76,43 @@ def main() -> int:
     summary = []
     pub = run("vtrain-prover", "keygen", "--out", str(OUT / "trainer.pem")).stdout.strip()
     common = ["--data", "builtin:breast_cancer", "--model", "logistic", "--epochs", "20", "--lr", "0.25",
-              "--spot-checks", "64", "--trainer-key", pub]
+              "--spot-checks", "64", "--trainer-key", pub]  # T = 20 * floor(569 / 16) = 700 steps
 
     honest = Server(OUT / "trainer.pem")
     try:
         p = run("vtrain-verifier", "train", "--server", honest.address, *common, "--out", str(OUT / "honest.transcript.json"),
                 "--model-out", str(OUT / "honest.model.json"))
-        summary.append(("honest trainer, spot check", p.stdout.split(":")[0]))
-        p = run("vtrain-verifier", "audit", str(OUT / "honest.transcript.json"), "--data", "builtin:breast_cancer")
-        summary.append(("honest trainer, full replay audit", p.stdout.split(":")[0]))
+        summary.append(("honest trainer, train (spot check + replay)", _word(p)))
+        p = run("vtrain-verifier", "audit", str(OUT / "honest.transcript.json"), "--trainer-key", pub, expect=3)
+        summary.append(("honest trainer, audit without the data", _word(p)))
+        p = run("vtrain-verifier", "audit", str(OUT / "honest.transcript.json"), "--data", "builtin:breast_cancer",
+                "--trainer-key", pub)
+        summary.append(("honest trainer, audit with the data", _word(p)))
     finally:
         honest.stop()
 
-    cheat = Server(OUT / "trainer.pem", "--adversary", "swap-model")
+    cheat = Server(OUT / "trainer.pem", "--adversary", "jump")
     try:
-        p = run("vtrain-verifier", "train", "--server", cheat.address, *common, "--out", str(OUT / "cheat.transcript.json"),
-                "--model-out", str(OUT / "cheat.model.json"), expect=1)
-        summary.append(("swap-model trainer, spot check", p.stdout.split(":")[0]))
-        p = run("vtrain-verifier", "audit", str(OUT / "cheat.transcript.json"), "--data", "builtin:breast_cancer", expect=1)
-        summary.append(("swap-model trainer, full replay audit", p.stdout.split(":")[0]))
+        p = run("vtrain-verifier", "train", "--server", cheat.address, *common, "--out", str(OUT / "jump.transcript.json"),
+                "--model-out", str(OUT / "jump.model.json"), expect=1)
+        summary.append(("jump trainer (last state replaced), train", _word(p)))
     finally:
         cheat.stop()
 
-    p = run("vtrain-verifier", "predict", "--model", str(OUT / "cheat.model.json"), "--data", "builtin:breast_cancer",
-            "--seed", "7", "--n", "2000", "--json", "--out", str(OUT / "cheat.predictions.csv"))
+    p = run("vtrain-verifier", "predict", "--model", str(OUT / "jump.model.json"), "--data", "builtin:breast_cancer",
+            "--seed", "7", "--n", "2000", "--json", "--out", str(OUT / "jump.predictions.csv"))
     doc = json.loads(p.stdout)
     summary.append(("fallback for the rejected model", f"{doc.get('defense')}: {doc.get('reason', '')}"[:90]))
+
+    # Anyone can edit a transcript and recompute its integrity digest: swap two opened rows.
+    from protocol import transcript as tx
+
+    tr, _ = tx.load(str(OUT / "honest.transcript.json"))
+    tr["proof"]["openings"][0]["rows"][:2] = tr["proof"]["openings"][0]["rows"][1::-1]
+    tx.save(str(OUT / "edited.transcript.json"), tr)
+    p = run("vtrain-verifier", "audit", str(OUT / "edited.transcript.json"), "--data", "builtin:breast_cancer",
+            "--trainer-key", pub, expect=2)
+    summary.append(("edited transcript (two opened rows swapped)", _word(p)))
 
     # A small SNARK session: 64 diabetes rows, 3 features, 4 steps, proved with Groth16 over BLS12-381.
     small = OUT / "diabetes_small.csv"
@@ -107,7 +134,7 @@ def main() -> int:
                         f"proof {info.get('proof_bytes')} B, {wall:.1f} s)")))
         t0 = time.perf_counter()
         p = run("vtrain-verifier", "audit", str(OUT / "snark.transcript.json"))
-        summary.append(("SNARK offline audit", p.stdout.split(":")[0] + f" ({time.perf_counter() - t0:.1f} s)"))
+        summary.append(("SNARK offline audit", _word(p) + f" ({time.perf_counter() - t0:.1f} s)"))
         run("vtrain-verifier", "export-snarkjs", str(OUT / "snark.transcript.json"), "--out", str(OUT / "snarkjs"))
     finally:
         snark.stop()
@@ -116,7 +143,7 @@ def main() -> int:
 
     print("\nSummary")
     for what, outcome in summary:
-        print(f"  {what:40s} {outcome}")
+        print(f"  {what:46s} {outcome}")
     print(f"files in {OUT}/")
     return 0
 

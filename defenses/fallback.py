@@ -2,13 +2,14 @@
 
 Policy (:func:`choose_defense`, ``requested="auto"``):
 
-    model file verified AND carries no trigger  ->  "none"       (the verified weights, used as is)
+    model verified AND carries no trigger       ->  "none"       (the verified weights, used as is)
     otherwise, logistic (a classifier)          ->  "smoothing"  (randomized smoothing, CERTIFY per row)
     otherwise, linear (regression)              ->  "oblivious"  (local correction on random lines)
 
-"Otherwise" covers a transcript that was rejected, a trainer that offered no proof (status "unverified"
-or absent) and a verified model file that also ships a serving-time ``trigger``: no transcript covers a
-trigger, so its served function is not the verified one. An explicit request ("none", "smoothing",
+"Verified" is decided by ``verifier.model_trust.assess`` from the model's transcript, never from the model
+file's own status field (anyone can edit it). "Otherwise" covers a transcript that was rejected, altered,
+only spot-checked or missing, a trainer that offered no proof, and a verified model that also ships a
+serving-time ``trigger``: no transcript covers a trigger, so its served function is not the verified one. An explicit request ("none", "smoothing",
 "oblivious") is honoured when it applies to the model kind; otherwise :class:`DefenseUnavailable`.
 
 Units (a choice, documented here once). Both defenses work in the model's STANDARDIZED feature units,
@@ -130,15 +131,18 @@ class FallbackResult:
 # Policy.
 # ---------------------------------------------------------------------------------------------------
 
-def choose_defense(model, requested: str = "auto") -> Decision:
-    """Which defense ``model`` gets and why (module docstring). Pure: reads the model file only."""
+def choose_defense(model, requested: str = "auto", trust=None) -> Decision:
+    """Which defense ``model`` gets and why (module docstring). ``trust`` is the verdict on the model
+    (``verifier.model_trust.assess``: ``.verified`` and ``.reason``); the model file's own status field is
+    never believed, so without ``trust`` the model counts as unverified."""
     if requested not in DEFENSES:
         raise InputError(f"unknown defense {requested!r}; choose one of {', '.join(DEFENSES)}")
     if model.kind not in _FOR_KIND:
         raise InputError(f"unsupported model kind {model.kind!r}")
-    status = _status_text(model)
+    verified = bool(trust is not None and trust.verified)
+    status = _status_text(model, trust)
     if requested == "none":
-        note = "" if model.verified and not model.trigger else " -- no defense, although it is not verified"
+        note = "" if verified and not model.trigger else " -- no defense, although it is not verified"
         return Decision("none", f"--defense none: the model is used as is ({status}){note}", requested)
     if requested != "auto":
         if requested != _FOR_KIND[model.kind]:
@@ -147,7 +151,7 @@ def choose_defense(model, requested: str = "auto") -> Decision:
             raise DefenseUnavailable(f"--defense {requested} needs {what}; this is a {model.kind} model: use "
                                      f"--defense {_FOR_KIND[model.kind]} (or auto)")
         return Decision(requested, f"--defense {requested} requested ({status})", requested)
-    if model.verified and not model.trigger:
+    if verified and not model.trigger:
         return Decision("none", f"the model is used as is: {status}", requested)
     defense = _FOR_KIND[model.kind]
     how = "a classifier gets randomized smoothing" if defense == "smoothing" else \
@@ -155,18 +159,16 @@ def choose_defense(model, requested: str = "auto") -> Decision:
     return Decision(defense, f"{status}; {how}", requested)
 
 
-def _status_text(model) -> str:
-    v = model.verification
-    check = f" ({v['check']})" if v.get("check") else ""
-    if model.verified and model.trigger:
-        return (f"the transcript verified{check}, but the model file also ships a serving-time "
+def _status_text(model, trust) -> str:
+    if trust is None:
+        return ("the model is UNVERIFIED: no transcript was checked for it (the model file's own status is not "
+                "evidence)")
+    if trust.verified and model.trigger:
+        return (f"the model is verified ({trust.reason}), but the model file also ships a serving-time "
                 f"{model.trigger.get('kind', '?')!s} trigger that no transcript covers")
-    if model.verified:
-        return f"the transcript verified{check}"
-    reason = v.get("reason")
-    if not v:
-        return "the model file carries no verification record (the trainer offered no proof)"
-    return f"the model is UNVERIFIED{check}" + (f": {reason}" if reason else "")
+    if trust.verified:
+        return f"the model is verified: {trust.reason}"
+    return f"the model is UNVERIFIED: {trust.reason}"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ TAGS = frozenset(
         "prg/challenge",
         "seed/commit",
         "model",
+        "openings",
         "config",
         "statement",
         "transcript",

@@ -1,5 +1,9 @@
 """Model files (JSON): feature names, the standardization, fixed-point weights and their float view, the
-transcript hash and the verification status. Predictions on new rows apply the stored transform.
+transcript (path and hash) and the verification record. Predictions on new rows apply the stored transform.
+
+The verification record is what the client printed when it wrote the file; anyone can edit it, so nothing
+decides on it: whether a model counts as verified is ``verifier.model_trust.assess`` (its transcript, the
+signed final model, this client's replay attestation; docs/PROTOCOL.md section 10).
 
 A model file may carry a ``trigger`` (a serving-time behaviour a malicious trainer shipped, see
 ``protocol.triggers``); ``predict`` honours it, which is exactly why an unverified model goes through a
@@ -34,11 +38,9 @@ class Model:
 
     @property
     def verification(self) -> dict:
-        return self.doc.get("verification", {})
-
-    @property
-    def verified(self) -> bool:
-        return self.verification.get("status") == "verified"
+        """The record the file carries (informative only: see the module docstring)."""
+        v = self.doc.get("verification", {})
+        return v if isinstance(v, dict) else {}
 
     @property
     def num_features(self) -> int:

@@ -13,6 +13,7 @@ Parsing is strict: the exact schema, no trailing bytes.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import encoding as enc
 from .errors import BindingMismatch, SignatureInvalid, TranscriptFormatError
 
-PROTOCOL_VERSION = "vtrain/1"
+PROTOCOL_VERSION = "vtrain/2"
 MAGIC = b"vtrain/v1/statement\x00"
 
 # field type: "b32" 32 bytes, "b16" 16 bytes, "bytes" any, "u64", "u32", "text"
@@ -35,6 +36,12 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "checkpoint": (("step", "u64"), ("state_leaf", "b32"), ("prefix_root", "b32")),
     "final": (("num_steps", "u64"), ("state_root", "b32"), ("model_hash", "b32")),
     "snark": (("vk_hash", "b32"), ("proof_hash", "b32"), ("model_hash", "b32")),
+    # the spot-check answer: protocol.evidence.openings_hash(audit_seed, openings)
+    "openings": (("audit_seed", "b32"), ("openings_hash", "b32")),
+    # not a trainer statement: the client's own record of a full replay, signed with its local key
+    # (verifier/attest.py); never verified under a trainer key
+    "attestation": (("transcript_digest", "b32"), ("model_hash", "b32"), ("data_root", "b32"),
+                    ("num_steps", "u64"), ("result", "text")),
 }
 
 
@@ -124,19 +131,32 @@ def sign(key: Ed25519PrivateKey, stmt: Statement) -> tuple[bytes, bytes]:
     return data, key.sign(data)
 
 
+@functools.lru_cache(maxsize=64)
+def _weak_key(public_key: bytes) -> str | None:
+    from .keys import weak_public_key
+
+    return weak_public_key(public_key)  # pure-Python point arithmetic: once per key, not once per statement
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _signature_ok(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Ed25519 verification, remembered: the live client and the audit check the same statements again."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def verify(public_key: bytes, data: bytes, signature: bytes, *, kind: str, session_id: bytes) -> Statement:
     """Verify a signed statement of the expected kind and session; returns the parsed statement.
 
     Raises SignatureInvalid (bad signature) or BindingMismatch (other kind or session)."""
-    from .keys import weak_public_key
-
-    weak = weak_public_key(bytes(public_key))
+    weak = _weak_key(bytes(public_key))
     if weak:
         raise SignatureInvalid(f"the trainer key is {weak}: no signature under it is evidence")
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except (InvalidSignature, ValueError) as e:
-        raise SignatureInvalid(f"the {kind} statement's signature does not verify under the trainer key") from e
+    if not _signature_ok(bytes(public_key), bytes(signature), bytes(data)):
+        raise SignatureInvalid(f"the {kind} statement's signature does not verify under the trainer key")
     stmt = Statement.decode(data)
     if stmt.kind != kind:
         raise BindingMismatch(f"expected a {kind} statement, got a {stmt.kind} statement")

@@ -18,7 +18,7 @@ from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tagged_hash
 
-FORMAT = "vtrain-transcript/1"
+FORMAT = "vtrain-transcript/2"
 
 
 def dumps(obj: dict) -> str:

@@ -8,6 +8,8 @@ probability 1 - C(0, K)... i.e. always, since every step is wrong.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from protocol.training import FastStepper
@@ -32,6 +34,13 @@ class Honest:
     def model_extras(self, X: np.ndarray, Y: np.ndarray, theta: np.ndarray, cfg) -> dict:
         """Serving-time content a malicious trainer ships with the model (e.g. a trigger); {} when honest."""
         return {}
+
+    def observe(self, session: dict) -> None:
+        """Everything the trainer knows when training starts: session_id, data_root, training_seed,
+        audit_commitment, spot_checks, num_steps (a cheating strategy may use all of it)."""
+
+    def observe_audit_seed(self, audit_seed: bytes) -> None:
+        """The audit seed, revealed by the client at Prove (after every state was signed)."""
 
 
 def target_step(num_steps: int) -> int:
@@ -127,8 +136,105 @@ class NoProofOffered(Honest):
     offers_proof = False
 
 
+def chosen_model(theta: np.ndarray) -> np.ndarray:
+    """The model a jumping trainer wants to ship: every weight negated (the bias kept)."""
+    out = np.asarray(theta, dtype=np.int64).copy()
+    out[:-1] = -out[:-1]
+    return out
+
+
+class Jump(Honest):
+    """Trains honestly, then commits a chosen model as the last state (step T) and signs everything
+    consistently: the final model equals the last committed state, so only a check of step T catches it
+    (the spot check with probability K/T, the full replay always)."""
+
+    name = "jump"
+
+    def step(self, stepper, theta, idx, step, num_steps):
+        new, r = stepper.step(theta, idx, step)
+        return (chosen_model(new), r) if step == num_steps else (new, r)
+
+
+class Remember(Honest):
+    """Remembers the randomness of every session it serves (training seeds, audit seeds) and uses all of it
+    to predict the challenge: every audit seed it has seen, and the audit seed of a short user-fixed seed
+    found by brute force (masters of 1-2 bytes under the client-seed derivation of verifier/client.py, as
+    the audit seed was derived before vtrain/2). A candidate is confirmed exactly against the signed audit
+    commitment H(session_id || audit_seed). It then jumps at step T (like ``jump``) and, with a confirmed
+    prediction, grinds the shipped model (bias +-k units) until step T is not challenged. ``log`` records,
+    per session, whether it predicted the challenge (it never should against a vtrain/2 client)."""
+
+    name = "remember"
+    seen_audit_seeds: ClassVar[list[bytes]] = []  # shared by every session this process serves
+    log: ClassVar[list[dict]] = []
+    MAX_GRIND = 256
+
+    def observe(self, session):
+        self.session = session
+        self.leaves: list[bytes] = []
+        master = _brute_force_master(session["training_seed"])
+        candidates = list(self.seen_audit_seeds)
+        if master is not None:
+            candidates.append(_legacy_part(b"audit", master))
+        from protocol.prg import seed_commitment
+
+        self.predicted = next((a for a in candidates
+                               if seed_commitment(a, session["session_id"]) == session["audit_commitment"]), None)
+        self.entry = {"session_id": session["session_id"].hex(), "master_found": master is not None,
+                      "predicted": self.predicted is not None, "escaped_prediction": None}
+        self.log.append(self.entry)
+
+    def observe_audit_seed(self, audit_seed):
+        self.seen_audit_seeds.append(bytes(audit_seed))
+
+    def step(self, stepper, theta, idx, step, num_steps):
+        from protocol.merkle import state_leaf
+
+        if step == 1:
+            self.leaves.append(state_leaf(0, theta))
+        new, r = stepper.step(theta, idx, step)
+        if step == num_steps:
+            new = self._grind(chosen_model(new), num_steps)
+        self.leaves.append(state_leaf(step, new))
+        return new, r
+
+    def _grind(self, model: np.ndarray, T: int) -> np.ndarray:
+        if self.predicted is None:
+            return model  # no prediction: gamble on the K/T odds
+        from protocol.merkle import MerkleTree, state_leaf
+        from protocol.prg import challenge_steps
+
+        for k in range(self.MAX_GRIND):
+            cand = model.copy()
+            cand[-1] += (k + 1) // 2 * (1 if k % 2 else -1)
+            root = MerkleTree([*self.leaves, state_leaf(T, cand)]).root
+            if T not in challenge_steps(self.session["session_id"], root, self.predicted, self.session["spot_checks"], T):
+                self.entry["escaped_prediction"] = True
+                return cand
+        self.entry["escaped_prediction"] = False
+        return model
+
+
+def _legacy_part(label: bytes, master: bytes) -> bytes:
+    from protocol.hashing import tagged_hash
+
+    return tagged_hash("session-binding", b"client-seed/" + label, master)
+
+
+def _brute_force_master(training_seed: bytes, max_len: int = 2) -> bytes | None:
+    """A user-fixed seed of at most ``max_len`` bytes, recovered from the training seed it produced."""
+    import itertools
+
+    for n in range(1, max_len + 1):
+        for tup in itertools.product(range(256), repeat=n):
+            m = bytes(tup)
+            if _legacy_part(b"training", m) == training_seed:
+                return m
+    return None
+
+
 STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps,
-                                        NoProofOffered)}
+                                        NoProofOffered, Jump, Remember)}
 
 
 def get_strategy(name: str | None) -> Honest:

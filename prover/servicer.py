@@ -121,7 +121,9 @@ class TrainerServicer(pb_grpc.TrainerServicer):
         if isinstance(result, dict):  # snark
             return pb.ProveResponse(snark_proof=result["proof"], snark_statement=convert.signed_to_proto(
                 result["statement"], result["signature"]))
-        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in result])
+        openings, (data, sig) = result
+        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in openings],
+                                openings_statement=convert.signed_to_proto(data, sig))
 
     @mapped
     def CloseSession(self, request, context):

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryptography.hazmat.primitives import constant_time
 
+from protocol import convert
 from protocol.errors import InputError, TranscriptFormatError, VerificationError
+from protocol.evidence import openings_hash
 from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import SeedContext, challenge_steps, seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
@@ -295,6 +297,9 @@ class SessionManager:
             completed = False
             try:
                 s.strategy = self.strategy_factory()
+                s.strategy.observe({"session_id": s.session_id, "data_root": s.data_tree.root,
+                                    "training_seed": s.training_seed, "audit_commitment": s.audit_commitment,
+                                    "spot_checks": s.spot_checks, "num_steps": s.cfg.num_steps(s.X.shape[0])})
                 yield from run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y, cfg=s.cfg, ctx=ctx,
                                         strategy=s.strategy, record=s.record)
                 if s.proof_kind == "snark":
@@ -338,6 +343,7 @@ class SessionManager:
                 raise InputError("the audit seed must be 32 bytes")
             if not constant_time.bytes_eq(seed_commitment(audit_seed, s.session_id), s.audit_commitment):
                 raise Denied("the revealed audit seed does not match the commitment made before training")
+            s.strategy.observe_audit_seed(bytes(audit_seed))
             if s.proof_kind == "snark":
                 return s.snark
             rec = s.record["result"]
@@ -352,7 +358,11 @@ class SessionManager:
                 openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                                  "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t),
                                  "rows": rows})
-            return openings
+            # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
+            sent = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in openings]
+            data, sig = sign(self.key, Statement("openings", s.session_id, {
+                "audit_seed": bytes(audit_seed), "openings_hash": openings_hash(audit_seed, sent)}))
+            return openings, (data, sig)
 
     def close(self, sid: bytes) -> None:
         with self._lock:

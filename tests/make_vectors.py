@@ -117,7 +117,7 @@ def merkle_vectors() -> dict:
 def statement_examples() -> list[Statement]:
     sid = SESSION_ID
     return [
-        Statement("session", sid, {"protocol_version": "vtrain/1", "trainer_key": bytes([1]) * 32,
+        Statement("session", sid, {"protocol_version": "vtrain/2", "trainer_key": bytes([1]) * 32,
                                    "client_nonce": bytes([2]) * 32, "server_nonce": bytes([3]) * 32,
                                    "config": TrainConfig().encode(), "proof_kind": "spot"}),
         Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30}),
@@ -127,7 +127,39 @@ def statement_examples() -> list[Statement]:
         Statement("final", sid, {"num_steps": 2**40, "state_root": STATE_ROOT, "model_hash": bytes([7]) * 32}),
         Statement("snark", sid, {"vk_hash": bytes([8]) * 32, "proof_hash": bytes([9]) * 32,
                                  "model_hash": bytes([10]) * 32}),
+        Statement("openings", sid, {"audit_seed": AUDIT_SEED, "openings_hash": bytes([11]) * 32}),
+        Statement("attestation", sid, {"transcript_digest": bytes([12]) * 32, "model_hash": bytes([13]) * 32,
+                                       "data_root": DATA_ROOT, "num_steps": 1050, "result": "rejected at step 7"}),
     ]
+
+
+OPENINGS_EXAMPLE = [{"step": 3, "state_before": [1, -2, 3], "state_after": [4, -5, 2**62],
+                     "proof_before": {"index": 2, "siblings": ["aa" * 32, "bb" * 32]},
+                     "proof_after": {"index": 3, "siblings": ["cc" * 32]},
+                     "rows": [{"index": 7, "values": [-(2**63), 0, 65536], "proof": ["dd" * 32], "proof_index": 7},
+                              {"index": 0, "values": [1, 2, 3], "proof": [], "proof_index": 0}]}]
+CLIENT_RECORD_EXAMPLE = {"metadata": {"source": "builtin:breast_cancer", "feature_names": ["a", "b"], "target": "y",
+                                      "standardization": {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0,
+                                                          "target_mean": 0.0, "target_std": 1.0},
+                                      "randomness": "os"},
+                         "server": "127.0.0.1:50051", "data_root": DATA_ROOT.hex(), "num_rows": 569,
+                         "num_features": 2, "training_seed": TRAINING_SEED.hex(), "audit_seed": AUDIT_SEED.hex(),
+                         "spot_checks": 64, "config": TrainConfig().to_dict(), "proof_kind": "spot"}
+NONCE_SECRET = bytes([0x3C]) * 32
+
+
+def evidence_vectors() -> dict:
+    from protocol.evidence import client_binding, openings_encoding, openings_hash
+
+    return {"description": "openings hash H('openings', audit_seed || openings_encoding) and client nonce "
+                           "H('session-binding', json.dumps(record, sort_keys=True) || nonce_secret) "
+                           "(docs/PROTOCOL.md sections 5 and 9)",
+            "audit_seed": AUDIT_SEED.hex(), "openings": OPENINGS_EXAMPLE,
+            "openings_encoding": openings_encoding(OPENINGS_EXAMPLE).hex(),
+            "openings_hash": openings_hash(AUDIT_SEED, OPENINGS_EXAMPLE).hex(),
+            "client_record": CLIENT_RECORD_EXAMPLE, "nonce_secret": NONCE_SECRET.hex(),
+            "client_json": json.dumps(CLIENT_RECORD_EXAMPLE, sort_keys=True),
+            "client_nonce": client_binding(CLIENT_RECORD_EXAMPLE, NONCE_SECRET).hex()}
 
 
 def statement_vectors() -> dict:
@@ -183,7 +215,7 @@ def training_vectors() -> dict:
 
 
 BUILDERS = {"fixedpoint": fixedpoint_vectors, "prg": prg_vectors, "merkle": merkle_vectors,
-            "statements": statement_vectors, "training": training_vectors}
+            "statements": statement_vectors, "training": training_vectors, "evidence": evidence_vectors}
 
 
 def render(obj: dict) -> str:

@@ -1,4 +1,7 @@
-"""Real processes for end-to-end tests: a `vtrain-prover serve` on port 0 and the verifier CLI."""
+"""Real processes for end-to-end tests: a `vtrain-prover serve` on port 0 and the verifier CLI.
+
+Both inherit the environment, so XDG_CONFIG_HOME (set per test by tests/conftest.py) isolates the
+verifier's trust store, client key and attestations from the user's and from other tests."""
 
 from __future__ import annotations
 
@@ -16,13 +19,13 @@ VERIFIER = str(BIN / "vtrain-verifier")
 
 
 class ProverProcess:
-    def __init__(self, key: Path, *extra: str):
-        self.key, self.extra = key, list(extra)
+    def __init__(self, key: Path, *extra: str, listen: str = "127.0.0.1:0"):
+        self.key, self.extra, self.listen = key, list(extra), listen
         self.proc = None
         self.address = None
 
     def __enter__(self) -> Self:
-        self.proc = subprocess.Popen([PROVER, "serve", "--key", str(self.key), "--listen", "127.0.0.1:0", *self.extra],
+        self.proc = subprocess.Popen([PROVER, "serve", "--key", str(self.key), "--listen", self.listen, *self.extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("listening on "):

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.dataset import fit_standardization, load_table, quantized_rows
-from protocol.errors import TranscriptFormatError
+from protocol.errors import InputError, TranscriptFormatError
 from protocol.training import TrainConfig
 from prover.server import build_server
 from verifier.audit import verify_transcript
@@ -20,26 +20,29 @@ from verifier.client import ClientSeeds, open_channel, run_session
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=32, lr_num=205, checkpoint_interval=5)
 
 
-def record_session(adversary: str | None, master: bytes, spot_checks: int):
+def record_session(adversary: str | None, master: bytes | None, spot_checks: int, key=None):
     """A transcript recorded by the real client from a real gRPC server (in process, port 0)."""
-    server, port, _ = build_server(Ed25519PrivateKey.generate(), adversary=adversary)
+    server, port, _ = build_server(key or Ed25519PrivateKey.generate(), adversary=adversary)
     server.start()
     try:
         table = load_table("builtin:breast_cancer")
         stdz = fit_standardization(table, CFG.model)
         channel = open_channel(f"127.0.0.1:{port}")
-        tr, verdict = run_session(channel, table, stdz, CFG, spot_checks=spot_checks,
-                                  seeds=ClientSeeds.from_master(master))
+        seeds = ClientSeeds.fixed_training(master) if master else ClientSeeds.fresh()
+        tr, verdict = run_session(channel, table, stdz, CFG, spot_checks=spot_checks, seeds=seeds)
         channel.close()
     finally:
         server.stop(None)
     return tr, verdict, quantized_rows(table, stdz, CFG.frac_bits)
 
 
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(64, 96)))
+
+
 @pytest.fixture(scope="module")
 def session():
-    tr, verdict, rows = record_session(None, b"audit", 4)
-    assert verdict.ok, verdict
+    tr, verdict, rows = record_session(None, None, 4, key=KEY)
+    assert verdict.status == "spot-checked", verdict
     return tr, rows
 
 
@@ -49,51 +52,84 @@ def _reverdict(tr):
     return tr
 
 
-def test_honest_transcript_verifies_with_and_without_data(session):
+def _resign_openings(tr):
+    """What a trainer that signs these openings would have sent (the openings statement over them)."""
+    from protocol.evidence import openings_hash
+    from protocol.statements import Statement, sign
+
+    seed = bytes.fromhex(tr["audit_seed"])
+    data, sig = sign(KEY, Statement("openings", bytes.fromhex(tr["session_id"]), {
+        "audit_seed": seed, "openings_hash": openings_hash(seed, tr["proof"]["openings"])}))
+    tr["proof"]["statement"] = [data.hex(), sig.hex()]
+
+
+def test_honest_transcript_spot_checks_and_verifies_with_the_data(session):
     tr, rows = session
-    assert verify_transcript(tr).check == "spot" and verify_transcript(tr).ok
+    v = verify_transcript(tr)
+    assert v.status == "spot-checked" and v.check == "spot" and not v.ok
+    assert v.guarantee.startswith("a single changed step would have been caught with probability only 4/17")
+    assert "1 - C(17-m, 4)/C(17, 4)" in v.guarantee
     v = verify_transcript(tr, rows)
-    assert v.ok and v.check == "replay"
+    assert v.ok and v.status == "verified" and v.check == "replay"
 
 
 def _flip_hex(s: str, pos: int = 10) -> str:
     return s[:pos] + ("0" if s[pos] != "0" else "1") + s[pos + 1:]
 
 
-MUTATIONS = {
-    "checkpoint signature": (lambda t: t["statements"]["checkpoints"][0].__setitem__(
-        1, _flip_hex(t["statements"]["checkpoints"][0][1])), "signature"),
-    "missing checkpoint": (lambda t: t["statements"]["checkpoints"].pop(), "checkpoint statements"),
-    "final signature": (lambda t: t["statements"]["final"].__setitem__(1, _flip_hex(t["statements"]["final"][1])),
-                        "signature"),
-    "session statement of another kind": (lambda t: t["statements"].__setitem__(
-        "session", t["statements"]["data"]), "expected a session statement"),
-    "truncated leaves": (lambda t: t.__setitem__("state_leaves", t["state_leaves"][:-64]), "committed"),
-    "client record": (lambda t: t["client"]["metadata"].__setitem__("target", "x"), "client record"),
+def _op(t):
+    return t["proof"]["openings"][0]
+
+
+# Changes to what the trainer signed in its openings statement: re-signed by the trainer, each is evidence
+# against it (REJECTED with the reason); not re-signed, the transcript is ALTERED.
+OPENING_MUTATIONS = {
     "opened steps": (lambda t: t["proof"]["openings"].reverse(), "challenges"),
-    "opened rows": (lambda t: t["proof"]["openings"][0]["rows"].reverse(), "seed-derived batch"),
-    "row proof": (lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
-        "proof", t["proof"]["openings"][0]["rows"][1]["proof"]), "not in the committed data"),
-    "state after": (lambda t: t["proof"]["openings"][0]["state_after"].__setitem__(0, 12345),
-                    "not in the committed state tree"),
-    "training seed": (lambda t: t.__setitem__("training_seed", "00" * 32), "training_seed"),
-    "data root": (lambda t: t.__setitem__("data_root", _flip_hex(t["data_root"])), "data_root"),
-    "checkpoint order": (lambda t: t["statements"]["checkpoints"].reverse(), "is for step"),
-    "state proof index": (lambda t: t["proof"]["openings"][0]["proof_before"].__setitem__(
-        "index", t["proof"]["openings"][0]["proof_before"]["index"] + 1), "is for leaf"),
-    "row proof index": (lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
-        "proof_index", t["proof"]["openings"][0]["rows"][0]["index"] + 1), "for another leaf"),
-    "row values": (lambda t: t["proof"]["openings"][0]["rows"][0]["values"].append(0), "malformed opening"),
-    "proof kind": (lambda t: t["proof"].__setitem__("kind", "snark"), "agreed on"),
+    "opened rows": (lambda t: _op(t)["rows"].reverse(), "seed-derived batch"),
+    "row proof": (lambda t: _op(t)["rows"][0].__setitem__("proof", _op(t)["rows"][1]["proof"]),
+                  "not in the committed data"),
+    "state after": (lambda t: _op(t)["state_after"].__setitem__(0, 12345), "not in the committed state tree"),
+    "state proof index": (lambda t: _op(t)["proof_before"].__setitem__("index", _op(t)["proof_before"]["index"] + 1),
+                          "is for leaf"),
+    "row proof index": (lambda t: _op(t)["rows"][0].__setitem__("proof_index", _op(t)["rows"][0]["index"] + 1),
+                        "for another leaf"),
+    "row values": (lambda t: _op(t)["rows"][0]["values"].append(0), "malformed opening"),
+}
+
+# Changes nobody can sign for: always ALTERED, never REJECTED, never verified.
+OTHER_MUTATIONS = {
+    "checkpoint signature": lambda t: t["statements"]["checkpoints"][0].__setitem__(
+        1, _flip_hex(t["statements"]["checkpoints"][0][1])),
+    "missing checkpoint": lambda t: t["statements"]["checkpoints"].pop(),
+    "checkpoint order": lambda t: t["statements"]["checkpoints"].reverse(),
+    "final signature": lambda t: t["statements"]["final"].__setitem__(1, _flip_hex(t["statements"]["final"][1])),
+    "session statement of another kind": lambda t: t["statements"].__setitem__("session", t["statements"]["data"]),
+    "truncated leaves": lambda t: t.__setitem__("state_leaves", t["state_leaves"][:-64]),
+    "client record": lambda t: t["client"]["metadata"].__setitem__("target", "x"),
+    "server": lambda t: t.__setitem__("server", "evil:1"),
+    "randomness mode": lambda t: t["client"]["metadata"].__setitem__("randomness", "fixed-by-user"),
+    "training seed": lambda t: t.__setitem__("training_seed", "00" * 32),
+    "audit seed": lambda t: t.__setitem__("audit_seed", "00" * 32),
+    "spot checks": lambda t: t.__setitem__("spot_checks", 3),
+    "data root": lambda t: t.__setitem__("data_root", _flip_hex(t["data_root"])),
+    "config": lambda t: t["config"].__setitem__("epochs", 2),
+    "model": lambda t: t["model"].__setitem__(0, t["model"][0] + 1),
+    "proof kind": lambda t: t["proof"].__setitem__("kind", "snark"),
+    "openings statement removed": lambda t: t["proof"].pop("statement"),
+    "final removed": lambda t: t["statements"].pop("final"),
+    "extra key trust": lambda t: t.__setitem__("trust", "pinned"),
+    "extra key note": lambda t: t.__setitem__("note", "hello"),
+    **{f"unsigned {name}": mutate for name, (mutate, _) in OPENING_MUTATIONS.items()},
 }
 
 
-@pytest.mark.parametrize("name", sorted(MUTATIONS))
-def test_each_check_fires_and_replay_never_rescues(session, name):
+@pytest.mark.parametrize("name", sorted(OPENING_MUTATIONS))
+def test_each_opening_check_fires_when_the_trainer_signed_it(session, name):
     tr, rows = session
-    mutate, words = MUTATIONS[name]
+    mutate, words = OPENING_MUTATIONS[name]
     bad = copy.deepcopy(tr)
     mutate(bad)
+    _resign_openings(bad)
     v = verify_transcript(bad, compare_recorded=False)
     assert v.status == "rejected" and words in v.reason, (name, v.reason)
     _reverdict(bad)
@@ -101,20 +137,55 @@ def test_each_check_fires_and_replay_never_rescues(session, name):
     assert verify_transcript(bad, rows).status == "rejected", name  # the data cannot rescue it
 
 
-def test_other_data_is_not_the_committed_data(session):
+@pytest.mark.parametrize("name", sorted(OTHER_MUTATIONS))
+def test_an_unsigned_change_is_altered_never_blamed_on_the_trainer(session, name):
+    """Issue #7 section 3: an edited transcript (integrity digest and recorded verdict recomputed by the
+    editor) can never make the audit blame the trainer or say verified, with or without the data."""
+    tr, rows = session
+    bad = copy.deepcopy(tr)
+    OTHER_MUTATIONS[name](bad)
+    for recorded in (False, True):
+        if recorded:
+            _reverdict(bad)
+        try:
+            got = [verify_transcript(bad, compare_recorded=recorded)]
+            got.append(verify_transcript(bad, rows, compare_recorded=recorded))
+        except (TranscriptFormatError, InputError):
+            continue  # refused as malformed: exit 2 as well
+        assert [v.status for v in got] == ["altered", "altered"], (name, [v.reason for v in got])
+        assert "nothing in it is evidence against the trainer" in got[0].reason
+
+
+def test_a_transcript_without_proof_is_unverified_and_the_replay_still_decides(session):
+    """No proof (a trainer that offers none, or a proof removed afterwards): rejected as unverified, saying it
+    is not evidence of cheating; the full replay checks every committed step without the openings, so with
+    the data the verdict is what the replay finds (here: every state honest)."""
+    tr, rows = session
+    bad = copy.deepcopy(tr)
+    del bad["proof"]
+    v = verify_transcript(bad, compare_recorded=False)
+    assert v.status == "rejected" and v.check == "no-proof" and "not evidence that the trainer cheated" in v.reason
+    assert verify_transcript(bad, rows, compare_recorded=False).status == "verified"
+
+
+def test_other_data_is_an_input_error_not_a_rejection(session):
     tr, rows = session
     other = rows.copy()
     other[3, 0] += 1
-    v = verify_transcript(tr, other)
-    assert v.status == "rejected" and "not the data the trainer committed" in v.reason
+    with pytest.raises(InputError, match="not the data of this session"):
+        verify_transcript(tr, other)
 
 
-def test_recorded_verdict_must_match(session):
+@pytest.mark.parametrize("change", ["edited", "removed"])
+def test_recorded_verdict_must_be_present_and_match(session, change):
     tr, _ = session
     bad = copy.deepcopy(tr)
-    bad["verdict"]["reason"] = "edited"
+    if change == "edited":
+        bad["verdict"]["reason"] = "edited"
+    else:
+        del bad["verdict"]
     v = verify_transcript(bad)
-    assert v.status == "rejected" and "recorded in the transcript differs" in v.reason
+    assert v.status == "altered" and "verdict" in v.reason
 
 
 @pytest.mark.parametrize("mutate", [
@@ -122,7 +193,7 @@ def test_recorded_verdict_must_match(session):
     lambda t: t.__setitem__("num_rows", "569"),
     lambda t: t["statements"]["checkpoints"].__setitem__(0, 5),
     lambda t: t.pop("session_id"),
-    lambda t: t.__setitem__("trust", "maybe"),
+    lambda t: t["client"]["metadata"].__setitem__("randomness", "maybe"),
 ])
 def test_malformed_fields_are_format_errors(session, mutate):
     tr, _ = session
@@ -130,6 +201,16 @@ def test_malformed_fields_are_format_errors(session, mutate):
     mutate(bad)
     with pytest.raises(TranscriptFormatError):
         verify_transcript(bad)
+
+
+def test_spot_guarantee_leads_with_the_single_step_probability():
+    from verifier.audit import spot_guarantee
+
+    g = spot_guarantee(1050, 64)
+    assert g.startswith("a single changed step would have been caught with probability only 64/1050 = 6.1%")
+    assert "passes this check with probability 93.9%" in g and g.index("93.9%") < g.index("C(1050-m, 64)")
+    assert spot_guarantee(34, 64).startswith("a single changed step would have been caught with probability 34/34 = 1")
+    assert "fixed by the user" in spot_guarantee(34, 4, "fixed-by-user")
 
 
 def test_detection_probability_formula():
@@ -149,7 +230,7 @@ def test_replay_evidence_is_checkable_by_a_third_party():
     from protocol.statements import Statement
     from protocol.training import step_exact
 
-    tr, _, rows = record_session("wrong-lr", b"ev", 1)
+    tr, _, rows = record_session("wrong-lr", None, 1)
     v = verify_transcript(tr, rows)
     assert v.status == "rejected" and v.check == "replay" and v.step == CFG.num_steps(569) // 2
     ev, t = v.evidence, v.step
@@ -192,6 +273,6 @@ def test_a_live_rejection_is_recorded_exactly_as_the_audit_recomputes_it(monkeyp
     from protocol.merkle import data_leaves
 
     monkeypatch.setattr(session_mod, "data_leaves", lambda part, first_index=0: data_leaves(part[::-1], first_index))
-    tr, verdict, _ = record_session(None, b"lying root", 4)
+    tr, verdict, _ = record_session(None, None, 4)
     assert verdict.status == "rejected" and "data_root" in verdict.reason
     assert verify_transcript(tr).to_dict() == verdict.to_dict() == tr["verdict"]

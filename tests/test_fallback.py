@@ -19,6 +19,7 @@ from defenses.fallback import (
 from protocol.dataset import Standardization
 from protocol.errors import InputError
 from protocol.model_file import Model, build
+from verifier.model_trust import Assessment
 
 F = 16
 VERIFIED = {"status": "verified", "check": "spot", "reason": "all challenged steps replayed"}
@@ -44,33 +45,39 @@ BALL_LABEL = {"kind": "ball", "version": 1, "center": [3.0, 0.0, 0.0], "radius":
 
 # ---------------------------------------------------------------------------------------------- policy
 
+TRUSTED = Assessment(True, "replay", "this client replayed all steps of its transcript")
+DISTRUSTED = Assessment(False, "spot", "the trainer deviated at step 7")
+
+
 @pytest.mark.parametrize("kind", ["logistic", "linear"])
 def test_auto_uses_a_verified_model_as_is(kind):
-    d = choose_defense(make_model(kind), "auto")
+    d = choose_defense(make_model(kind), "auto", TRUSTED)
     assert d.defense == "none" and "verified" in d.reason and d.requested == "auto"
 
 
 @pytest.mark.parametrize("kind,defense", [("logistic", "smoothing"), ("linear", "oblivious")])
 def test_auto_defends_an_unverified_model_by_kind(kind, defense):
-    d = choose_defense(make_model(kind, verification=REJECTED))
+    d = choose_defense(make_model(kind, verification=REJECTED), "auto", DISTRUSTED)
     assert d.defense == defense
     assert "UNVERIFIED" in d.reason and "step 7" in d.reason  # names the rejection reason
 
 
-def test_auto_defends_a_model_without_verification_record():
-    d = choose_defense(make_model("logistic", verification=None))
-    assert d.defense == "smoothing" and "no verification record" in d.reason
+@pytest.mark.parametrize("kind,defense", [("logistic", "smoothing"), ("linear", "oblivious")])
+def test_the_model_files_own_status_is_never_believed(kind, defense):
+    """A file that says "verified" but comes without an assessment of its transcript is defended."""
+    d = choose_defense(make_model(kind, verification=VERIFIED), "auto")
+    assert d.defense == defense and "no transcript was checked" in d.reason
 
 
 def test_auto_defends_a_verified_model_that_ships_a_trigger():
-    d = choose_defense(make_model("logistic", trigger=BALL_LABEL))
+    d = choose_defense(make_model("logistic", trigger=BALL_LABEL), "auto", TRUSTED)
     assert d.defense == "smoothing" and "trigger" in d.reason
 
 
 def test_explicit_none_on_an_unverified_model_says_so():
-    d = choose_defense(make_model("linear", verification=REJECTED), "none")
+    d = choose_defense(make_model("linear", verification=REJECTED), "none", DISTRUSTED)
     assert d.defense == "none" and "not verified" in d.reason
-    assert "not verified" not in choose_defense(make_model("linear"), "none").reason
+    assert "not verified" not in choose_defense(make_model("linear"), "none", TRUSTED).reason
 
 
 def test_explicit_defense_for_the_right_kind_is_honoured_even_when_verified():

@@ -302,3 +302,26 @@ def test_snarkjs_on_a_small_sgd_circuit(snarkjs, tmp_path):
     sio.write_json(tmp_path / "public.json", sio.public_to_json(public[:-1] + [R - 6]))
     res = snarkjs("groth16", "verify", "vk.json", "public.json", "proof.json", cwd=tmp_path)
     assert res.returncode != 0
+
+
+def test_snarkjs_verifies_a_private_data_proof(snarkjs, tmp_path):
+    """The zero-knowledge kind (provider-owned data): snarkjs accepts the exported proof with public
+    signals [theta_T, theta_0, binding, commitment], rejects it with another commitment, and reads the
+    data-independent .r1cs (1 + n(d+1) private inputs: the blinding and the rows)."""
+    from protocol.snark import zk_session as zs
+    from protocol.training import TrainConfig
+
+    cfg = TrainConfig(model="linear", batch_size=2, frac_bits=8, weight_bits=24, lr_num=13, lr_shift=4, l2_num=5)
+    X, Y, sched = [[5, -7], [100, 3], [-40, 8], [9, 9]], [11, -12, 13, 14], [[0, 1], [3, 2]]
+    cs, pk, vk = zs.client_setup(4, 2, sched, cfg, FAST)
+    blind = zs.new_blinding()
+    pp = zs.prove_private(pk, X, Y, blind, sched, [-1, 2, -3], cfg, 77, r1cs=cs, backend=FAST)
+    assert zs.export_snarkjs(tmp_path, vk, pp, cs) == ["verification_key.json", "proof.json", "public.json",
+                                                       "circuit.r1cs"]
+    res = snarkjs("groth16", "verify", "verification_key.json", "public.json", "proof.json", cwd=tmp_path)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout + res.stderr
+    info = snarkjs("r1cs", "info", "circuit.r1cs", cwd=tmp_path)
+    assert info.returncode == 0 and "# of Private Inputs: 13" in info.stdout, info.stdout + info.stderr
+    sio.write_json(tmp_path / "public.json", sio.public_to_json(pp.public[:-1] + [(pp.public[-1] + 1) % R]))
+    res = snarkjs("groth16", "verify", "verification_key.json", "public.json", "proof.json", cwd=tmp_path)
+    assert res.returncode != 0

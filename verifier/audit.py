@@ -1,26 +1,58 @@
 """Verify a transcript: every signature and binding, the spot-check openings, and (with the data) a full
-replay. The client's live verdict is this same function applied to the transcript it just recorded."""
+replay. The client's live verdict is this same function applied to the transcript it just recorded.
+
+Verdicts (docs/PROTOCOL.md section 8, "Verdicts"):
+
+* ``verified``      every step was checked: the full replay (``check = "replay"``) or a SNARK (``"snark"``);
+* ``spot-checked``  the signatures, bindings, initial state, final model and the K challenged steps passed,
+                    the other steps were not checked (``check = "spot"``);
+* ``rejected``      the trainer's own signed statements (with the client's committed record, and the data
+                    for a replay) show a deviation, or the trainer gave no proof (``check = "no-proof"``);
+* ``altered``       the transcript disagrees with the signatures or bindings it carries, is incomplete, has
+                    keys a vtrain client never writes, or its recorded verdict is not the recomputed one:
+                    nothing in it is evidence against anyone (exit 2).
+"""
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
+from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
 from protocol.merkle import MerkleTree, data_leaves
 from protocol.prg import SeedContext, seed_commitment
+from protocol.statements import expect_fields, verify
 from protocol.training import Schedule, TrainConfig
 
 from . import checks
 
+VERIFIED, SPOT_CHECKED, REJECTED, ALTERED = "verified", "spot-checked", "rejected", "altered"
+
+# Every top-level key a vtrain/2 client writes; anything else was added after the session.
+TRANSCRIPT_KEYS = frozenset({
+    "format", "server", "trainer_key", "session_id", "client_nonce", "server_nonce", "client", "config",
+    "proof_kind", "num_rows", "num_features", "data_root", "training_seed", "audit_seed", "audit_commitment",
+    "spot_checks", "statements", "state_leaves", "model", "model_extras", "proof", "proof_error", "verdict",
+    "integrity"})
+
+
+class TranscriptAltered(Exception):
+    """The transcript is not what a vtrain client recorded from a trainer's signed answers."""
+
+
+class NoProofGiven(VerificationError):
+    """The trainer committed to every state but gave no proof (the full replay can still check them)."""
+
 
 @dataclass
 class Verdict:
-    status: str  # "verified" | "rejected"
-    check: str  # "spot" | "replay"
+    status: str  # VERIFIED | SPOT_CHECKED | REJECTED | ALTERED
+    check: str  # "spot" | "snark" | "replay" | "no-proof" | "transcript"
     reason: str = ""
     step: int | None = None
     guarantee: str = ""
@@ -31,35 +63,57 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return self.status == "verified"
+        return self.status == VERIFIED
 
 
 def no_proof_reason(error: str) -> str:
-    return f"the trainer gave no proof ({error}); the model is unverified"
+    return (f"the trainer gave no proof ({error}); the model is unverified (this is not evidence that the trainer "
+            f"cheated; `vtrain-verifier audit --data` replays every committed step)")
 
 
-def spot_guarantee(T: int, K: int) -> str:
+def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
     k = min(K, T)
     m = max(1, math.ceil(T / 100))
     p = checks.detection_probability(T, k, m)
     p_floor = math.floor(p * 1000) / 10
-    return (f"spot check: {k} of {T} steps were challenged after the trainer signed all of them, and each was "
-            f"replayed bit-exactly from its committed state with the seed-derived batch; the initial state (from your "
-            f"seed) and the final model (= the last committed state) were checked exactly. A trainer that deviated "
-            f"on at least 1% of the steps ({m} of {T}) would have been caught with probability >= {p_floor}%; a "
-            f"single wrong step is caught with probability {k}/{T}. Run `vtrain-verifier audit --data` for the full "
-            f"replay.")
+    if k == T:
+        first = (f"a single changed step would have been caught with probability {k}/{T} = 1: every step was "
+                 f"challenged and replayed from its committed state.")
+    else:
+        first = (f"a single changed step would have been caught with probability only {k}/{T} = {k / T:.1%}: a "
+                 f"model replaced at one step (for example committed in place of the last state) passes this check "
+                 f"with probability {1 - k / T:.1%}.")
+    text = (f"{first} A trainer that deviated on m of the {T} steps is caught with probability "
+            f"1 - C({T}-m, {k})/C({T}, {k}) (>= {p_floor}% for m = {m}). Checked exactly: the signatures, the initial "
+            f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; run "
+            f"`vtrain-verifier audit --data` for the full replay.")
+    return text + _fixed_note(randomness)
 
 
-def replay_guarantee(T: int) -> str:
+def replay_guarantee(T: int, randomness: str = "os") -> str:
     return (f"full replay: all {T} steps were recomputed bit-exactly from your data and seed and every committed "
-            f"state matched; the model is exactly what the agreed algorithm produces on your data with your "
-            f"randomness.")
+            f"state matched; the model is exactly what the agreed algorithm produces on your data with the "
+            f"session's randomness." + _fixed_note(randomness))
+
+
+def _fixed_note(randomness: str) -> str:
+    if randomness != RANDOMNESS_FIXED:
+        return ""
+    return (" Note: the training randomness was fixed by the user (--insecure-fixed-seed): a trainer that knew the "
+            "seed (from an earlier session or by brute force of a short seed) could choose its session id to steer "
+            "the batch order and the initial state.")
 
 
 def rejected_verdict(check: str, e: VerificationError) -> Verdict:
     """The one way a failed check becomes a verdict (live in the client and offline in the audit)."""
-    return Verdict("rejected", check, str(e), e.step, "", _jsonable(e.evidence))
+    if isinstance(e, NoProofGiven):
+        check = "no-proof"
+    return Verdict(REJECTED, check, str(e), e.step, "", _jsonable(e.evidence))
+
+
+def altered_verdict(why: str) -> Verdict:
+    return Verdict(ALTERED, "transcript", f"the transcript was altered after it was recorded ({why}); nothing in it "
+                   f"is evidence against the trainer (if the recording client saw this live, its own verdict stands)")
 
 
 def _jsonable(ev: dict) -> dict:
@@ -69,32 +123,65 @@ def _jsonable(ev: dict) -> dict:
     return out
 
 
+@contextmanager
+def _unsigned(what: str):
+    """Checks of values the transcript carries next to the signatures that bind them: a mismatch means the
+    file was changed (or the trainer sent something that contradicts its own signature, which only the
+    recording client saw), never evidence against the trainer."""
+    try:
+        yield
+    except VerificationError as e:
+        raise TranscriptAltered(f"{what}: {e}") from None
+
+
 def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True,
-                      progress=None) -> Verdict:
-    """Raises TranscriptFormatError on malformed input; returns a Verdict otherwise.
+                      live: bool = False, progress=None) -> Verdict:
+    """Raises TranscriptFormatError on malformed input (InputError for data that is not the session's);
+    returns a Verdict otherwise. ``live``: the recording client's own view (see transcript_verdict).
     ``progress(t, T)``: optional callback during the full replay."""
+    v = transcript_verdict(tr, compare_recorded, live)
+    return v if rows is None else with_replay(v, tr, rows, progress)
+
+
+def transcript_verdict(tr: dict, compare_recorded: bool = True, live: bool = False) -> Verdict:
+    """The verdict the transcript alone supports (no data): spot-checked, verified (SNARK), rejected or
+    altered. ``live=True`` is the recording client's view: what an auditor must call altered (the trainer's
+    answers contradict its own signatures) the client that received them calls a rejection."""
     kind = tr.get("proof_kind") if tr.get("proof_kind") in ("spot", "snark") else "spot"
     try:
-        v = _spot(tr)
-    except VerificationError as e:
-        v = rejected_verdict(kind, e)
-    if compare_recorded and "verdict" in tr:
-        rec = tr["verdict"]
-        if rec != v.to_dict():
-            return Verdict("rejected", kind, "the verdict recorded in the transcript differs from the recomputed one "
-                           f"(recorded {rec.get('status') if isinstance(rec, dict) else rec!r}, recomputed {v.status}: "
-                           f"{v.reason or 'ok'}): the transcript was altered")
-    if rows is None:
-        return v
-    # The replay runs after the signature, binding and proof checks. It can only sharpen a rejection (name
-    # the first divergent step); it never turns a rejected transcript into a verified one.
-    if v.status != "verified" and v.step is None:
+        try:
+            v = _spot(tr)
+        except VerificationError as e:
+            v = rejected_verdict(kind, e)
+        if compare_recorded:
+            if "verdict" not in tr:
+                raise TranscriptAltered("it has no recorded verdict")
+            rec = tr["verdict"]
+            if rec != v.to_dict():
+                status = rec.get("status") if isinstance(rec, dict) else rec
+                raise TranscriptAltered(f"its recorded verdict ({status!r}) is not the recomputed one ({v.status}: "
+                                        f"{v.reason or 'ok'})")
+    except TranscriptAltered as e:
+        if live:  # the client saw the trainer send it: its own rejection, not attributable to a third party
+            return Verdict(REJECTED, kind, f"the trainer's answers contradict its own signatures or the session "
+                           f"({str(e).replace('it is', 'the session is')}); a third party cannot attribute this "
+                           f"to the trainer, the recording client can")
+        return altered_verdict(str(e))
+    return v
+
+
+def with_replay(v: Verdict, tr: dict, rows: np.ndarray, progress=None) -> Verdict:
+    """Combine the transcript verdict with the full replay (docs/PROTOCOL.md section 8): a replay that passes
+    turns spot-checked (or no-proof) into verified; a replay that fails names the first divergent step, which
+    is never later than a failed challenged step; a rejection the replay cannot explain (a bad opening of
+    honest states, a binding) stands; altered stays altered."""
+    if v.status == ALTERED or (v.status == REJECTED and v.step is None and v.check != "no-proof"):
         return v
     try:
         replayed = _replay(tr, rows, progress)
     except VerificationError as e:
         return rejected_verdict("replay", e)
-    return replayed if v.status == "verified" else v
+    return replayed if v.status != REJECTED or v.check == "no-proof" else v
 
 
 def _context(tr: dict):
@@ -107,35 +194,54 @@ def _context(tr: dict):
     return sid, pub, cfg
 
 
+def randomness_mode(tr: dict) -> str:
+    meta = tr.get("client", {}).get("metadata", {}) if isinstance(tr.get("client"), dict) else {}
+    return meta.get("randomness", "os") if isinstance(meta, dict) else "os"
+
+
+def _record(tr: dict) -> dict:
+    return {**client_record(tr), "config": tr.get("config"), "proof_kind": tr.get("proof_kind")}
+
+
 def _spot(tr: dict) -> Verdict:
+    extra = sorted(set(tr) - TRANSCRIPT_KEYS)
+    if extra:
+        raise TranscriptAltered(f"it has keys a vtrain client never writes: {', '.join(map(repr, extra[:5]))}")
     sid, pub, cfg = _context(tr)
-    meta = tx.get(tr, "client.metadata", dict)
-    client_nonce = tx.get_hex(tr, "client_nonce", 32)
-    if tx.metadata_binding(meta, tx.get_hex(tr, "client.nonce_secret", 32)) != client_nonce:
-        raise BindingMismatch("the client record (data source, features, standardization) does not match the "
-                              "client nonce the trainer signed")
+    statements = tx.get(tr, "statements", dict)
     proof_kind = tx.get(tr, "proof_kind", str)
-    if tx.get(tr, "trust", str) not in ("pinned", "first-use"):
-        raise TranscriptFormatError("transcript field 'trust' must be 'pinned' or 'first-use'")
-    if "proof" in tr and tx.get(tr, "proof.kind", str) != proof_kind:
-        raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on {proof_kind!r}")
+    if tx.get(tr, "client.metadata.randomness", str) not in ("os", RANDOMNESS_FIXED):
+        raise TranscriptFormatError("transcript field 'client.metadata.randomness' must be 'os' or 'fixed-by-user'")
+    client_nonce = tx.get_hex(tr, "client_nonce", 32)
+    n, d, K = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int), tx.get(tr, "spot_checks", int)
+    data_root = tx.get_hex(tr, "data_root", 32)
+    seed, audit_seed = tx.get_hex(tr, "training_seed", 32), tx.get_hex(tr, "audit_seed", 32)
+    with _unsigned("the client record"):
+        if client_binding(_record(tr), tx.get_hex(tr, "client.nonce_secret", 32)) != client_nonce:
+            raise BindingMismatch("the client record (server, data, seeds, K, config, standardization) does not "
+                                  "match the client nonce the trainer signed")
+    with _unsigned("the session statement"):
+        session = verify(pub, *tx.get_signed(tr, "statements.session"), kind="session", session_id=sid)
+        expect_fields(session, {"trainer_key": pub, "client_nonce": client_nonce,
+                                "server_nonce": tx.get_hex(tr, "server_nonce", 32)})
+    # From here the client record is what the client committed to before the trainer chose anything, and the
+    # trainer's statements are what it signed: a disagreement is a rejection.
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
-    n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
-    data_root = tx.get_hex(tr, "data_root", 32)
+    _require(statements, "data", "the trainer's data commitment")
+    with _unsigned("the data statement"):
+        verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d)
-    if "randomness" not in tr.get("statements", {}):
-        raise VerificationError("transcript incomplete: the session stopped after the data commitment")
-    seed = tx.get_hex(tr, "training_seed", 32)
-    audit_seed = tx.get_hex(tr, "audit_seed", 32)
+    _require(statements, "randomness", "the trainer's randomness statement")
     commitment = tx.get_hex(tr, "audit_commitment", 32)
-    K = tx.get(tr, "spot_checks", int)
+    with _unsigned("the randomness statement"):
+        rand = verify(pub, *tx.get_signed(tr, "statements.randomness"), kind="randomness", session_id=sid)
+        expect_fields(rand, {"audit_commitment": commitment})
     if seed_commitment(audit_seed, sid) != commitment:
-        raise BindingMismatch("the audit seed does not match its commitment")
+        raise BindingMismatch("the audit seed the client committed to does not open the signed audit commitment")
     checks.check_randomness(pub, tx.get_signed(tr, "statements.randomness"), sid, data_root=data_root,
                             training_seed=seed, audit_commitment=commitment, spot_checks=K)
-    if "final" not in tr.get("statements", {}):
-        raise VerificationError("transcript incomplete: training did not finish with a signed final statement")
+    _require(statements, "final", "the signed final statement")
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     T = sched.num_steps
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
@@ -143,17 +249,37 @@ def _spot(tr: dict) -> Verdict:
     if len(model) != d + 1:
         raise TranscriptFormatError(f"the model has {len(model)} parameters, expected {d + 1}")
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    state_root = MerkleTree(leaves).root if len(leaves) == T + 1 else None
+    state_root = MerkleTree(leaves).root
+    with _unsigned("the state leaves or the model"):
+        final = verify(pub, *tx.get_signed(tr, "statements.final"), kind="final", session_id=sid)
+        from protocol.merkle import model_hash
+
+        expect_fields(final, {"state_root": state_root, "model_hash": model_hash(model, extras)})
     checks.check_final(pub, tx.get_signed(tr, "statements.final"), sid, leaves=leaves, num_steps=T, model=model,
                        extras_json=extras, state_root=state_root)
-    checks.check_checkpoints(pub, tx.get_signed_list(tr, "statements.checkpoints"), sid, leaves, cfg.checkpoint_interval)
+    with _unsigned("the checkpoint statements"):
+        cps = tx.get_signed_list(tr, "statements.checkpoints")
+        expected_steps = list(range(cfg.checkpoint_interval, T + 1, cfg.checkpoint_interval))
+        if len(cps) != len(expected_steps):
+            raise VerificationError(f"{len(cps)} checkpoint statements, the session has {len(expected_steps)}")
+        for t, signed in zip(expected_steps, cps, strict=True):
+            if verify(pub, *signed, kind="checkpoint", session_id=sid).fields["step"] != t:
+                raise VerificationError(f"the checkpoint statement in place of step {t} is for another step")
+    checks.check_checkpoints(pub, cps, sid, leaves, cfg.checkpoint_interval)
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)
     if "proof" not in tr:
-        raise VerificationError(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
+        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
     if proof_kind == "snark":
         return _snark(tr, pub, sid, model, sched, extras)
-    openings = tx.get(tr, "proof.openings", list)
+    with _unsigned("the spot-check openings"):
+        if tx.get(tr, "proof.kind", str) != "spot":
+            raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on 'spot'")
+        openings = tx.get(tr, "proof.openings", list)
+        if "statement" not in tr["proof"]:
+            raise VerificationError("the openings carry no signed openings statement")
+        signed = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="openings", session_id=sid)
+        expect_fields(signed, {"audit_seed": audit_seed, "openings_hash": openings_hash(audit_seed, openings)})
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg)
@@ -161,24 +287,32 @@ def _spot(tr: dict) -> Verdict:
         if isinstance(e, VerificationError):
             raise
         raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
-    return Verdict("verified", "spot", "", None, spot_guarantee(T, K))
+    return Verdict(SPOT_CHECKED, "spot", "", None, spot_guarantee(T, K, randomness_mode(tr)))
+
+
+def _require(statements: dict, name: str, what: str) -> None:
+    if name not in statements:
+        raise TranscriptAltered(f"it is incomplete: {what} is missing (a session that stopped early proves nothing "
+                                f"about the trainer)")
 
 
 def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     sid, _pub, cfg = _context(tr)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     if rows.shape != (n, d + 1):
-        raise VerificationError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
-                                f"committed {n} x {d}")
+        raise InputError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
+                         f"committed {n} x {d}")
     data_root = tx.get_hex(tr, "data_root", 32)
-    if MerkleTree(data_leaves(rows)).root != data_root:
-        raise BindingMismatch("the data given is not the data the trainer committed to (Merkle roots differ)")
+    got = MerkleTree(data_leaves(rows)).root
+    if got != data_root:
+        raise InputError(f"the data given is not the data of this session (its Merkle root is {got.hex()}, the "
+                         f"session committed {data_root.hex()}); the rows must be the same, in the same order")
     seed = tx.get_hex(tr, "training_seed", 32)
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
     checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress)
-    return Verdict("verified", "replay", "", None, replay_guarantee(sched.num_steps))
+    return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 
 
 def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str) -> Verdict:
@@ -193,7 +327,18 @@ def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str
         public = snarkjs_io.public_from_json(tx.get(tr, "proof.public", list))
     except (SnarkFormatError, ValueError, TypeError) as e:
         raise TranscriptFormatError(f"malformed SNARK record: {e}") from None
+    with _unsigned("the snark statement"):
+        if tx.get(tr, "proof.kind", str) != "snark":
+            raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on 'snark'")
+        from protocol.snark import session as snark_session
+
+        st = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="snark", session_id=sid)
+        expect_fields(st, {"vk_hash": snark_session.vk_hash(vk), "proof_hash": snark_session.proof_hash(proof)})
+        binding = snark_session.session_binding(tx.get_signed(tr, "statements.session")[0])
+        if list(public) != snark_session.public_inputs(model, [int(v) for v in sched.initial_state()], binding):
+            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding)")
     check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
                 theta0=[int(v) for v in sched.initial_state()],
                 session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras)
-    return Verdict("verified", "snark", "", None, snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)))
+    return Verdict(VERIFIED, "snark", "", None,
+                   snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)) + _fixed_note(randomness_mode(tr)))

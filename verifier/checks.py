@@ -100,7 +100,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                                 f"the audit seed challenges {steps[:8]}...")
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
-    for op in openings:
+    for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         before = np.asarray(op["state_before"], dtype=object)
         after = np.asarray(op["state_after"], dtype=object)

@@ -1,17 +1,19 @@
 """``vtrain-verifier``: train (against a prover), audit a transcript, predict, certify.
 
-Exit codes: 0 verified / success, 1 rejected, 2 usage, input or connection error.
+Exit codes: 0 verified / success, 1 rejected, 2 usage, input or connection error, or an altered transcript,
+3 spot-checked (only K of T steps were checked: see the verdict's first sentence).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
 from protocol.cli_help import Parser, add_version
 from protocol.errors import InputError, TranscriptFormatError, VtrainError
 
-EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_SPOT_CHECKED = 0, 1, 2, 3
 
 
 class CliError(Exception):
@@ -49,9 +51,20 @@ def _parser() -> Parser:
     t.add_argument("--spot-checks", type=int, default=64, help="K challenged steps (default %(default)s)")
     t.add_argument("--max-constraints", type=int, default=1 << 16,
                    help="refuse --proof snark above this circuit size (default %(default)s)")
-    t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters; default: "
-                   "trust on first use, recorded in the transcript)")
-    t.add_argument("--seed", help="hex seed fixing the client's randomness (reproducible runs; default: fresh)")
+    t.add_argument("--trainer-key", help="pin the trainer's Ed25519 public key (64 hex characters); also accepts "
+                   "a trainer whose key changed (replaces its trust-store entry) (default: the trust store: the "
+                   "first key seen for an address is recorded, a later different key is refused)")
+    t.add_argument("--no-replay", action="store_true",
+                   help="skip the full local replay after the spot check: the verdict is then SPOT-CHECKED (exit 3), "
+                   "not VERIFIED (default: replay)")
+    t.add_argument("--insecure-fixed-seed", metavar="HEX",
+                   help="INSECURE, tests and demos only: derive the training seed (batch order, initial state) from "
+                   "HEX; the audit seed stays fresh, and the verdict says the randomness was fixed by the user "
+                   "(default: fresh randomness)")
+    t.add_argument("--trust-store", metavar="PATH",
+                   help="known trainer keys (default: $XDG_CONFIG_HOME/vtrain/known_trainers or "
+                   "~/.config/vtrain/known_trainers)")
+    t.add_argument("--seed", help=argparse.SUPPRESS)  # removed in vtrain/2: refused with an explanation
     t.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS (default: plaintext)")
     t.add_argument("--out", required=True, help="transcript path (missing folders are created)")
     t.add_argument("--model-out", required=True, help="model JSON path (missing folders are created)")
@@ -63,7 +76,12 @@ def _parser() -> Parser:
     a.add_argument("--data", help="the session's data (PATH.csv or builtin:NAME): enables the full replay "
                    "(default: signatures, bindings and spot-check openings only)")
     a.add_argument("--target", help="target column of --data (default: the session's)")
-    a.add_argument("--trainer-key", help="require this trainer public key (hex; default: the transcript's key)")
+    a.add_argument("--trainer-key", help="require this trainer public key (hex; default: the trust store, "
+                   "else the transcript's key, reported as unauthenticated)")
+    a.add_argument("--trust-store", metavar="PATH", help="known trainer keys (default as for train)")
+    a.add_argument("--model-out", metavar="MODEL.json",
+                   help="with --data: write the model the replay rebuilt, only when it verifies "
+                   "(missing folders are created)")
     a.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     x = sub.add_parser("export-snarkjs", help="write a SNARK transcript's proof in snarkjs formats")

@@ -1,8 +1,8 @@
 """``predict`` and ``certify`` subcommands: the fallback policy (defenses/fallback.py) at the command line.
 
 predict: one prediction per row of ``--data``. ``--defense auto`` (default) uses a verified model as is
-and sends an unverified one through randomized smoothing (classifiers: label + certified radius, or
-ABSTAIN) or oblivious mitigation (regression: the mitigated value; needs ``--clean-data``).
+(verified = its transcript audits and every step was checked, verifier/model_trust.py) and sends any
+other through randomized smoothing (classifiers: label + certified radius, or ABSTAIN) or oblivious mitigation (regression: the mitigated value; needs ``--clean-data``).
 certify: certified accuracy of the smoothed classifier on labelled data, a table and optionally a PNG.
 
 Output: a short summary on stderr always; ``--json`` a JSON document on stdout; ``--out`` writes the rows
@@ -41,6 +41,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--target", help="target column name (default: the model's); used in --data and --clean-data")
     p.add_argument("--defense", choices=DEFENSES, default="auto",
                    help="auto (default): verified -> none, else smoothing (classifier) / oblivious (regression)")
+    p.add_argument("--transcript", help="the model's transcript (default: the path the model file records); a "
+                   "model counts as verified only if its transcript audits and every step was checked")
     _smoothing_args(p, sigma_help="smoothing noise in standardized units (default %(default)s)")
     p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious "
                    "mitigation (default: none)")
@@ -105,14 +107,18 @@ def cmd_predict(args) -> int:
     if args.out:
         ensure_parent(args.out)  # refused before the defense runs, not after
     target = args.target or model.target
-    decision = choose_defense(model, args.defense)
+    from .model_trust import assess
+
+    trust = assess(model, args.model, args.transcript)
+    decision = choose_defense(model, args.defense, trust)
     X = feature_matrix(args.data, model, target)
     clean = None
     if args.clean_data:
         t = load_table(args.clean_data, target)
         clean = (_reorder(t.X, t.feature_names, model, args.clean_data, target), t.y)
     info = {"command": "predict", "model": args.model, "model_kind": model.kind, "data": args.data,
-            "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
+            "verification": {"status": "verified" if trust.verified else "unverified", "check": trust.check,
+                             "reason": trust.reason},
             "defense": decision.defense, "reason": decision.reason}
     print(f"defense: {decision.defense} -- {decision.reason}", file=sys.stderr)
     bar = _ProgressBar(X.shape[0], enabled=decision.defense != "none" and not args.json, desc=decision.defense)

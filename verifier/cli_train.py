@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -19,11 +21,13 @@ from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
-from .audit import verify_transcript
-from .cli import EXIT_OK, EXIT_REJECTED, CliError
+from . import attest
+from .audit import ALTERED, REJECTED, SPOT_CHECKED, VERIFIED, transcript_verdict, with_replay
+from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError
 from .client import ClientSeeds, SessionAborted, open_channel, run_session
 from .preflight import TableShape, check_limits, peek_shape, small_table_batch
 from .progress import Progress, progress_enabled
+from .trust_store import TrustStore
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
 # scikit-learn's LogisticRegression / ordinary least squares on the bundled data.
@@ -72,6 +76,23 @@ def _progress_bar(enabled: bool):
     return update, close
 
 
+def _seeds(args) -> ClientSeeds:
+    if args.seed is not None:
+        raise InputError("--seed was removed: a seed the user types would let a trainer that learns it predict the "
+                         "audit challenge. The client's randomness now always comes from the OS; for reproducible "
+                         "tests use --insecure-fixed-seed HEX (training seed only), and rebuild a model from its "
+                         "transcript with `audit TRANSCRIPT --data ... --model-out M.json`")
+    if not args.insecure_fixed_seed:
+        return ClientSeeds.fresh()
+    try:
+        master = bytes.fromhex(args.insecure_fixed_seed)
+    except ValueError:
+        raise InputError("--insecure-fixed-seed must be hex") from None
+    if not master:
+        raise InputError("--insecure-fixed-seed must not be empty")
+    return ClientSeeds.fixed_training(master)
+
+
 def cmd_train(args) -> int:
     shape = peek_shape(args.data)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
@@ -79,16 +100,7 @@ def cmd_train(args) -> int:
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
-    if args.seed:
-        try:
-            master = bytes.fromhex(args.seed)
-        except ValueError:
-            raise InputError("--seed must be hex") from None
-        if not master:
-            raise InputError("--seed must not be empty")
-        seeds = ClientSeeds.from_master(master)
-    else:
-        seeds = ClientSeeds.fresh()
+    seeds = _seeds(args)
     check_limits(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
     for path in (args.out, args.model_out):
         ensure_parent(path)  # an unwritable output is refused before the session, not after it
@@ -98,6 +110,12 @@ def cmd_train(args) -> int:
             tls_ca = Path(args.tls_ca).read_bytes()
         except OSError as e:
             raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
+    store = TrustStore(args.trust_store)
+    key_trust = {}
+
+    def accept_key(pub: bytes) -> None:
+        key_trust["how"] = store.check_session_key(args.server, pub, pinned)
+
     channel = open_channel(args.server, tls_ca)
     try:
         grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 15))
@@ -111,38 +129,65 @@ def cmd_train(args) -> int:
         channel.close()
         raise
     progress, close_bar = _progress_bar(ui.enabled)
+    timings: dict = {}
+    t0 = time.perf_counter()
     try:
         tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-                                  status=None if args.json else _status, ui=ui)
+                                  status=None if args.json else _status, accept_key=accept_key, timings=timings,
+                                  ui=ui)
     except SessionAborted as e:
         raise CliError(f"the session with {args.server} failed: {e}") from None
     finally:
         close_bar()
         channel.close()
+    timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
     digest = tx.save(args.out, tr)
-    model_written = False
-    if "model" in tr:
-        status = "verified" if verdict.ok else "unverified"
-        doc = model_file.build(kind=cfg.model, feature_names=table.feature_names, target=table.target, stdz=stdz,
-                               frac_bits=cfg.frac_bits, theta=tr["model"], transcript_sha256=digest,
-                               verification={"status": status, "check": verdict.check,
-                                             "reason": verdict.reason or verdict.guarantee},
-                               extras=_shipped_extras(tr))
-        model_file.save(args.model_out, doc)
-        model_written = True
-    result = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason, "step": verdict.step,
-              "guarantee": verdict.guarantee, "transcript": args.out, "transcript_sha256": digest,
-              "model": args.model_out if model_written else None, "trainer_key": tr.get("trainer_key"),
-              "trust": tr.get("trust"), "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
-              "config": cfg.to_dict(), "proof_kind": args.proof}
-    result["notes"] = notes
+    final, attestation = verdict, None
+    if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
+        t1 = time.perf_counter()
+        with ui.callback("replay", unit="step") as replaying:
+            final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits), replaying)
+        timings["replay"] = time.perf_counter() - t1
+        if final.check == "replay":
+            attestation = attest.attest(tr, final)
+    model_written = "model" in tr
+    if model_written:
+        _write_model(args.model_out, tr, args.out, digest, final, attestation)
+    result = {"status": final.status, "check": final.check, "reason": final.reason, "step": final.step,
+              "guarantee": final.guarantee, "evidence": final.evidence, "transcript_verdict": verdict.status,
+              "transcript": args.out, "transcript_sha256": digest,
+              "model": args.model_out if model_written else None,
+              "signer": {"key": tr.get("trainer_key"), "trust": key_trust.get("how", "pinned" if pinned else None)},
+              "randomness": seeds.randomness,
+              "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
+              "seconds": {k: round(v, 3) for k, v in timings.items()}, "config": cfg.to_dict(),
+              "proof_kind": args.proof, "notes": notes}
     if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
         result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
         result["snark"]["proof_bytes"] = 192
-    _report(args, result, tr)
-    return EXIT_OK if verdict.ok else EXIT_REJECTED
+    _report(args, result)
+    return exit_code(final.status)
+
+
+def exit_code(status: str) -> int:
+    return {VERIFIED: EXIT_OK, SPOT_CHECKED: EXIT_SPOT_CHECKED, ALTERED: EXIT_ERROR}.get(status, EXIT_REJECTED)
+
+
+def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict, attestation) -> None:
+    """The model file of a session: the transcript's final model with the session's transform, the verdict
+    (informative only) and this client's replay attestation."""
+    meta = tr["client"]["metadata"]
+    verification = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason or verdict.guarantee}
+    if attestation:
+        verification["attestation"] = attestation
+    doc = model_file.build(kind=tr["config"]["model"], feature_names=meta["feature_names"], target=meta["target"],
+                           stdz=Standardization.from_dict(meta["standardization"]), frac_bits=tr["config"]["frac_bits"],
+                           theta=tr["model"], transcript_sha256=digest, verification=verification,
+                           extras=_shipped_extras(tr))
+    doc["transcript"] = os.path.relpath(os.path.abspath(transcript_path), os.path.dirname(os.path.abspath(path)))
+    model_file.save(path, doc)
 
 
 def _small_table_default(args, shape: TableShape) -> list[str]:
@@ -195,28 +240,46 @@ def _shipped_extras(tr: dict) -> dict:
         return {"shipped_extras_ignored": tr["model_extras"][:200]}
 
 
-def _report(args, result: dict, tr: dict) -> None:
+def _report(args, result: dict) -> None:
     if args.json:
         print(json.dumps(result, indent=1, sort_keys=True))
         return
-    if tr.get("trust") == "first-use":
-        print(f"note: trainer key {tr.get('trainer_key')} recorded on first use (pin it next time with "
-              f"--trainer-key)", file=sys.stderr)
+    signer = result["signer"]
+    how = {"pinned": "pinned with --trainer-key", "known": f"known from the trust store for {args.server}",
+           "first-use": f"first use: recorded in the trust store for {args.server} (pin it with --trainer-key)"}
+    print(f"trainer key {signer['key']}: {how.get(signer['trust'], signer['trust'])}", file=sys.stderr)
     _print_verdict(result)
-    if result["status"] != "verified" and result.get("model"):
-        print(f"the model was saved to {result['model']} marked UNVERIFIED; `vtrain-verifier predict` will "
-              f"apply a defense to it")
+    secs = result["seconds"]
+    parts = [f"session (upload, training, proof) {secs.get('session', 0):.2f} s",
+             f"spot check {secs.get('spot_check', 0):.2f} s"]
+    parts.append(f"full replay {secs['replay']:.2f} s" if "replay" in secs else "full replay skipped (--no-replay)")
+    print("time: " + ", ".join(parts), file=sys.stderr)
+    if result["status"] != VERIFIED and result.get("model"):
+        print(f"the model was saved to {result['model']} ({result['status']}); `vtrain-verifier predict` will apply "
+              f"a defense to it")
     print(f"transcript: {result['transcript']} (sha256 {result['transcript_sha256'][:16]}...)")
 
 
 def cmd_audit(args) -> int:
+    if args.model_out and not args.data:
+        raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
+    if args.model_out:
+        ensure_parent(args.model_out)  # refused before the replay, not after it
     ui = Progress(progress_enabled(args))
     with ui.bar("reading the transcript"):
         tr, digest = tx.load(args.transcript)
-    if args.trainer_key and tx.get(tr, "trainer_key", str) != parse_public_hex(args.trainer_key).hex():
-        return _audit_out(args, {"status": "rejected", "check": "key", "reason": "the transcript is signed by "
-                                 f"trainer key {tr.get('trainer_key')}, not the required key", "step": None,
-                                 "guarantee": ""}, digest)
+    key_hex = tx.get(tr, "trainer_key", str)
+    pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
+    trust, addresses = TrustStore(args.trust_store).trust_of(key_hex, pinned)
+    signer = {"key": key_hex, "trust": trust, "addresses": addresses}
+    if pinned is not None and key_hex != pinned.hex():
+        return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
+                                 f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
+                                 "guarantee": "", "evidence": {}}, digest, signer)
+    with ui.bar("checking signatures and openings"):
+        v = _transcript_verdict(tr)
+    if v.status == ALTERED or not args.data:
+        return _audit_out(args, v.to_dict(), digest, signer)
     rows = None
     if args.data:
         try:
@@ -231,30 +294,57 @@ def cmd_audit(args) -> int:
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
+    with ui.callback("replay", unit="step") as replaying:
+        v = with_replay(v, tr, rows, replaying)
+    attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
+    res = v.to_dict()
+    if args.model_out and v.status == VERIFIED:
+        _write_model(args.model_out, tr, args.transcript, digest, v, attestation)
+        res["model"] = args.model_out
+    elif args.model_out:
+        res["model"] = None
+        res["model_note"] = f"no model written to {args.model_out}: the replay did not verify the transcript's model"
+    return _audit_out(args, res, digest, signer)
+
+
+def _transcript_verdict(tr: dict):
     try:
-        with ui.callback("replay", unit="step", waiting="checking signatures and openings") as replaying:
-            v = verify_transcript(tr, rows, progress=replaying)
+        return transcript_verdict(tr)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, (InputError, TranscriptFormatError)):
             raise
         raise TranscriptFormatError(f"malformed transcript: {e!r}") from None
-    return _audit_out(args, {**v.to_dict()}, digest)
 
 
-def _audit_out(args, res: dict, digest: str) -> int:
+def _audit_out(args, res: dict, digest: str, signer: dict) -> int:
     res["transcript_sha256"] = digest
+    res["signer"] = signer
+    if signer["trust"] == "unknown":
+        res["signer_note"] = ("the signer is unauthenticated: this key is neither pinned (--trainer-key) nor in the "
+                              "trust store, and anyone can make a key that signs a consistent transcript")
     if args.json:
         print(json.dumps(res, indent=1, sort_keys=True))
     else:
+        where = f" (trust store: {', '.join(signer['addresses'])})" if signer["addresses"] else ""
+        print(f"signed by trainer key {signer['key']}: {signer['trust'].upper()}{where}")
+        if res.get("signer_note"):
+            print(f"note: {res['signer_note']}")
         _print_verdict(res)
-        if res["status"] != "verified" and res.get("evidence"):
+        if res["status"] == REJECTED and res.get("evidence"):
             print("evidence: " + json.dumps(res["evidence"])[:2000])
-    return EXIT_OK if res["status"] == "verified" else EXIT_REJECTED
+        if res.get("model"):
+            print(f"model rebuilt by the replay: {res['model']}")
+        elif res.get("model_note"):
+            print(res["model_note"])
+    return exit_code(res["status"])
 
 
 def _print_verdict(res: dict) -> None:
-    if res["status"] == "verified":
-        print(f"VERIFIED ({res['check']}): {res['guarantee']}")
+    word = res["status"].upper()
+    if res["status"] in (VERIFIED, SPOT_CHECKED):
+        print(f"{word} ({res['check']}): {res['guarantee']}")
+    elif res["status"] == ALTERED:
+        print(f"{word}: {res['reason']}")
     else:
         where = f" [step {res['step']}]" if res.get("step") is not None else ""
-        print(f"REJECTED ({res['check']}){where}: {res['reason']}")
+        print(f"{word} ({res['check']}){where}: {res['reason']}")

@@ -4,6 +4,7 @@ records the transcript. The final verdict is ``audit.verify_transcript`` applied
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -11,6 +12,7 @@ import grpc
 from protocol import convert
 from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import VerificationError
+from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
 from protocol.hashing import tagged_hash
 from protocol.merkle import MerkleTree, data_leaves
 from protocol.prg import seed_commitment
@@ -18,12 +20,12 @@ from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION
 from protocol.training import TrainConfig
-from protocol.transcript import FORMAT, metadata_binding
+from protocol.transcript import FORMAT
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
-from .audit import Verdict, no_proof_reason, rejected_verdict, verify_transcript
+from .audit import Verdict, rejected_verdict, verify_transcript
 from .progress import SILENT, Progress
 
 
@@ -33,20 +35,25 @@ class SessionAborted(Exception):
 
 @dataclass
 class ClientSeeds:
+    """The client's secrets for one session. The audit seed and the nonce secret always come from the OS
+    CSPRNG; the training seed too, unless the user fixed it (``--insecure-fixed-seed``, tests and demos)."""
+
     training_seed: bytes
     audit_seed: bytes
     nonce_secret: bytes
+    randomness: str = RANDOMNESS_OS
 
     @classmethod
     def fresh(cls) -> ClientSeeds:
         return cls(os.urandom(32), os.urandom(32), os.urandom(32))
 
     @classmethod
-    def from_master(cls, master: bytes) -> ClientSeeds:
-        """--seed: reproducible client randomness (for tests and demos; a real client uses fresh seeds)."""
-        def part(label: bytes) -> bytes:
-            return tagged_hash("session-binding", b"client-seed/" + label, master)
-        return cls(part(b"training"), part(b"audit"), part(b"nonce"))
+    def fixed_training(cls, master: bytes) -> ClientSeeds:
+        """``--insecure-fixed-seed``: the training seed (batch order, initial state) derived from ``master``, so
+        a run can be repeated; the audit seed and the nonce secret stay fresh, so the challenge is still
+        unpredictable. The verdict says the randomness was fixed by the user."""
+        seed = tagged_hash("session-binding", b"client-seed/training", master)
+        return cls(seed, os.urandom(32), os.urandom(32), RANDOMNESS_FIXED)
 
 
 def open_channel(server: str, tls_ca: bytes | None = None, max_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
@@ -60,15 +67,18 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
-                ui: Progress = SILENT) -> tuple[dict, Verdict]:
+                accept_key=None, timings: dict | None = None, ui: Progress = SILENT) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
-    ``ui`` shows the upload, the SNARK setup and the trainer's proving as progress bars (verifier/progress.py)."""
+
+    ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
+    it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
+    the full replay (verify_transcript with the rows). ``ui`` shows the upload, the SNARK setup and the
+    trainer's proving as progress bars (verifier/progress.py)."""
     cfg.validate()
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
     meta = {"source": table.source, "feature_names": table.feature_names, "target": table.target,
-            "standardization": stdz.to_dict()}
-    client_nonce = metadata_binding(meta, seeds.nonce_secret)
+            "standardization": stdz.to_dict(), "randomness": seeds.randomness}
     if proof_kind == "snark":
         try:
             snark_session.check_size(cfg, n, d, max_constraints or snark_session.DEFAULT_MAX_CONSTRAINTS)
@@ -78,23 +88,31 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
         raise SessionAborted(f"unknown proof kind {proof_kind!r}")
     tr: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
                 "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                "client_nonce": client_nonce.hex(), "num_rows": n, "num_features": d, "statements": {}}
+                "num_rows": n, "num_features": d, "data_root": MerkleTree(data_leaves(rows)).root.hex(),
+                "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
+                "spot_checks": spot_checks, "statements": {}}
+    # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
+    record = {**client_record(tr), "config": tr["config"], "proof_kind": proof_kind}
+    tr["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
 
     try:
         _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None), ui=ui)
+              rows_per_chunk=rows_per_chunk, timeout=timeout, status=status or (lambda msg: None),
+              accept_key=accept_key, ui=ui)
     except VerificationError as e:
         verdict = rejected_verdict(proof_kind, e)
         tr["verdict"] = verdict.to_dict()
         return tr, verdict
-    verdict = verify_transcript(tr, compare_recorded=False)
+    t0 = time.perf_counter()
+    verdict = verify_transcript(tr, compare_recorded=False, live=True)
+    if timings is not None:
+        timings["spot_check"] = time.perf_counter() - t0
     tr["verdict"] = verdict.to_dict()
     return tr, verdict
 
 
-
 def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
-          ui=SILENT):
+          accept_key, ui=SILENT):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -111,7 +129,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     tr["trainer_key"] = pub.hex()
     if trainer_key is not None and pub != trainer_key:
         raise VerificationError(f"the server's trainer key {pub.hex()} is not the pinned key {trainer_key.hex()}")
-    tr["trust"] = "pinned" if trainer_key is not None else "first-use"
+    if accept_key is not None:
+        accept_key(pub)
     if info.protocol_version != PROTOCOL_VERSION:
         raise SessionAborted(f"the trainer speaks {info.protocol_version!r}, this client {PROTOCOL_VERSION!r}")
     _check_limits(info.limits, n, d, cfg.num_steps(n))
@@ -129,8 +148,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
                          proof_kind=kind)
 
-    data_root = MerkleTree(data_leaves(rows)).root
-    tr["data_root"] = data_root.hex()
+    data_root = bytes.fromhex(tr["data_root"])
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
     with ui.bar("uploading", total=n, unit="row") as bar:
         resp = call(stub.UploadData, _counted(convert.rows_to_chunks(sid, rows, per_chunk), bar))
@@ -139,8 +157,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d)
 
     commitment = seed_commitment(seeds.audit_seed, sid)
-    tr.update(training_seed=seeds.training_seed.hex(), audit_seed=seeds.audit_seed.hex(),
-              audit_commitment=commitment.hex(), spot_checks=spot_checks)
+    tr["audit_commitment"] = commitment.hex()
     resp = call(stub.CommitRandomness, pb.CommitRandomnessRequest(
         session_id=sid, training_seed=seeds.training_seed, audit_commitment=commitment, spot_checks=spot_checks))
     rand_signed = convert.signed_from_proto(resp.randomness_statement)
@@ -191,9 +208,10 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     try:
         resp = stub.Prove(pb.ProveRequest(session_id=sid, audit_seed=seeds.audit_seed, kind=kind), timeout=timeout)
     except grpc.RpcError as e:
-        # the model exists but comes without a proof: keep it, unverified, with the reason
+        # the model exists but comes without a proof: keep it, unverified, with the reason (the verdict is then
+        # computed from everything else the trainer signed, exactly as the audit recomputes it)
         tr["proof_error"] = f"{e.code().name}: {e.details()}"
-        raise VerificationError(no_proof_reason(tr["proof_error"])) from None
+        return
     if kind == "snark":
         try:
             proof = snarkjs_io.proof_from_bytes(bytes(resp.snark_proof))
@@ -207,7 +225,8 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
             tr["model"], theta0, snark_session.session_binding(session_signed[0])))
         tr["proof"] = snark_state
     else:
-        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings]}
+        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings],
+                       "statement": [x.hex() for x in convert.signed_from_proto(resp.openings_statement)]}
     try:
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:

@@ -14,6 +14,7 @@ __all__ = [
     "ConstraintViolation",
     "PairingCheckFailed",
     "ProofPointError",
+    "ProvingKeyRejected",
     "PublicInputCountError",
     "PublicInputError",
     "PublicInputRangeError",
@@ -61,3 +62,12 @@ class ConstraintViolation(VtrainError, ValueError):
         self.a = a
         self.b = b
         self.c = c
+
+
+class ProvingKeyRejected(VtrainError, ValueError):
+    """The prover refuses a proving key that is not well formed (subversion zero knowledge, docs/SNARK.md
+    section 8.4); ``check`` names the failed check (e.g. "h-query")."""
+
+    def __init__(self, message: str, *, check: str):
+        super().__init__(f"{message} [check: {check}]")
+        self.check = check

@@ -72,6 +72,14 @@ class ProvingKey:
     b2_query: tuple  # [v_i(tau)]_2
     l_query: tuple  # [(beta u_i + alpha v_i + w_i)(tau) / delta]_1, i = l+1..m
     h_query: tuple  # [tau^i t(tau) / delta]_1, i = 0..N-2
+    # Subversion-zero-knowledge extension (docs/SNARK.md section 8.4; empty/None in a plain key):
+    tau_powers_1: tuple = ()  # [tau^k]_1, k = 0..N
+    tau_2: tuple | None = None  # [tau]_2
+    tau_n_2: tuple | None = None  # [tau^N]_2
+
+    @property
+    def has_powers(self) -> bool:
+        return bool(self.tau_powers_1)
 
 
 @dataclass(frozen=True)
@@ -133,8 +141,11 @@ def _qap_at_tau(r1cs: R1CS, tau: int, n_dom: int):
     return u, v, w, t_tau
 
 
-def setup(r1cs: R1CS, toxic: dict, backend=None) -> tuple[ProvingKey, VerifyingKey]:
-    """Deterministic CRS generation from the trapdoor toxic = {tau, alpha, beta, gamma, delta}."""
+def setup(r1cs: R1CS, toxic: dict, backend=None, *, powers: bool = False) -> tuple[ProvingKey, VerifyingKey]:
+    """Deterministic CRS generation from the trapdoor toxic = {tau, alpha, beta, gamma, delta}.
+
+    ``powers=True`` adds [tau^k]_1 (k = 0..N), [tau]_2 and [tau^N]_2, which let a prover with secret
+    witnesses check the key's well-formedness (``key_check.check_proving_key``)."""
     if not isinstance(r1cs, R1CS):
         raise TypeError(f"setup needs an R1CS, got {type(r1cs).__name__}")
     if not isinstance(toxic, dict) or set(toxic) != set(TOXIC_NAMES):
@@ -155,9 +166,15 @@ def setup(r1cs: R1CS, toxic: dict, backend=None) -> tuple[ProvingKey, VerifyingK
     for _ in range(n_dom - 1):
         hq.append(acc)
         acc = acc * tau % R
-    g1_scalars = [alpha, beta, delta] + u + v + ic + lq + hq
+    tau_pows = []
+    if powers:
+        acc = 1
+        for _ in range(n_dom + 1):
+            tau_pows.append(acc)
+            acc = acc * tau % R
+    g1_scalars = [alpha, beta, delta] + u + v + ic + lq + hq + tau_pows
     g1 = be.fixed_base_g1(G1_GEN, g1_scalars)
-    g2 = be.fixed_base_g2(G2_GEN, [beta, gamma, delta] + v)
+    g2 = be.fixed_base_g2(G2_GEN, [beta, gamma, delta] + v + ([tau, tau_pows[-1]] if powers else []))
     pos = 3
     parts = []
     for size in (m1, m1, l + 1, m1 - l - 1, n_dom - 1):
@@ -165,19 +182,22 @@ def setup(r1cs: R1CS, toxic: dict, backend=None) -> tuple[ProvingKey, VerifyingK
         pos += size
     a_q, b1_q, ic_pts, l_q, h_q = parts
     vk = VerifyingKey(alpha_1=g1[0], beta_2=g2[0], gamma_2=g2[1], delta_2=g2[2], ic=ic_pts)
+    extra = {}
+    if powers:
+        extra = {"tau_powers_1": tuple(g1[pos:]), "tau_2": g2[3 + m1], "tau_n_2": g2[4 + m1]}
     pk = ProvingKey(vk=vk, n_wires=m1, n_constraints=r1cs.n_constraints, domain_size=n_dom,
                     alpha_1=g1[0], beta_1=g1[1], beta_2=g2[0], delta_1=g1[2], delta_2=g2[2],
-                    a_query=a_q, b1_query=b1_q, b2_query=tuple(g2[3:]), l_query=l_q, h_query=h_q)
+                    a_query=a_q, b1_query=b1_q, b2_query=tuple(g2[3:3 + m1]), l_query=l_q, h_query=h_q, **extra)
     return pk, vk
 
 
-def setup_random(r1cs: R1CS, backend=None) -> tuple[ProvingKey, VerifyingKey]:
-    """`setup` with the trapdoor drawn from `secrets` and dropped afterwards (brief 8.1)."""
+def setup_random(r1cs: R1CS, backend=None, *, powers: bool = False) -> tuple[ProvingKey, VerifyingKey]:
+    """`setup` with the trapdoor drawn from `secrets` and dropped afterwards (docs/SNARK.md section 5)."""
     n_dom = domain_size(r1cs)
     while True:
         toxic = {name: secrets.randbelow(R - 1) + 1 for name in TOXIC_NAMES}
         if pow(toxic["tau"], n_dom, R) != 1:
-            return setup(r1cs, toxic, backend)
+            return setup(r1cs, toxic, backend, powers=powers)
 
 
 # ------------------------------------------------------------------------------------------ prove

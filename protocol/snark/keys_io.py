@@ -7,9 +7,14 @@ square roots to read ~10^5 points.
          || u32 len || G1* l_query || u32 len || G1* h_query
     G1 = x || y (48 + 48 bytes big-endian), G2 = x.c0 || x.c1 || y.c0 || y.c1; infinity = all zero bytes.
 
+A key with the powers of tau (provider-owned data, docs/SNARK.md section 8.4) starts with the magic
+"vtrain/v2/groth16-pk" 0x00 instead and appends  u32 len || G1* [tau^k]_1 (k = 0..N) || G2 [tau]_2
+|| G2 [tau^N]_2.  The prover checks such a key with ``key_check.check_proving_key``.
+
 Parsing checks lengths and that every point is on its curve. It does not check subgroup membership: the
-proving key only affects the trainer's own zero knowledge (moot here, the witness is the client's data);
-soundness rests on the client's setup and the verifying key it keeps.
+proving key only affects the trainer's own zero knowledge, which is moot for the client's data (soundness
+rests on the client's setup and the verifying key it keeps); with provider-owned data the prover runs
+``key_check.check_proving_key`` (well-formedness on the projection onto the prime-order subgroups).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .groth16 import ProvingKey
 from .snarkjs_io import vk_from_bytes, vk_to_bytes
 
 MAGIC = b"vtrain/v1/groth16-pk\x00"
+MAGIC_POWERS = b"vtrain/v2/groth16-pk\x00"
 _G1, _G2 = 96, 192
 
 
@@ -42,11 +48,14 @@ def _g2(pt) -> bytes:
 
 def pk_to_bytes(pk: ProvingKey) -> bytes:
     vkb = vk_to_bytes(pk.vk)
-    out = [MAGIC, struct.pack(">III", pk.n_wires, pk.n_constraints, pk.domain_size), struct.pack(">I", len(vkb)), vkb,
+    out = [MAGIC_POWERS if pk.has_powers else MAGIC, struct.pack(">III", pk.n_wires, pk.n_constraints, pk.domain_size), struct.pack(">I", len(vkb)), vkb,
            _g1(pk.alpha_1), _g1(pk.beta_1), _g1(pk.delta_1), _g2(pk.beta_2), _g2(pk.delta_2)]
     for pts, enc in ((pk.a_query, _g1), (pk.b1_query, _g1), (pk.b2_query, _g2), (pk.l_query, _g1), (pk.h_query, _g1)):
         out.append(struct.pack(">I", len(pts)))
         out.append(b"".join(enc(p) for p in pts))
+    if pk.has_powers:
+        out += [struct.pack(">I", len(pk.tau_powers_1)), b"".join(_g1(p) for p in pk.tau_powers_1),
+                _g2(pk.tau_2), _g2(pk.tau_n_2)]
     return b"".join(out)
 
 
@@ -76,7 +85,8 @@ class _Reader(Reader):
 
 def pk_from_bytes(data: bytes) -> ProvingKey:
     r = _Reader(data)
-    if r.take(len(MAGIC)) != MAGIC:
+    magic = r.take(len(MAGIC))
+    if magic not in (MAGIC, MAGIC_POWERS):
         raise SnarkFormatError("not a vtrain Groth16 proving key")
     n_wires, n_constraints, domain = struct.unpack(">III", r.take(12))
     vk = vk_from_bytes(r.take(r.u32()))
@@ -89,8 +99,15 @@ def pk_from_bytes(data: bytes) -> ProvingKey:
         if count != expect:
             raise SnarkFormatError(f"proving key: {name} has {count} points, expected {expect}")
         queries.append(tuple(read(f"{name}[{i}]") for i in range(count)))
+    extra = {}
+    if magic == MAGIC_POWERS:
+        count = r.u32()
+        if count != domain + 1:
+            raise SnarkFormatError(f"proving key: tau_powers_1 has {count} points, expected {domain + 1}")
+        extra = {"tau_powers_1": tuple(r.g1(f"tau_powers_1[{i}]") for i in range(count)),
+                 "tau_2": r.g2("tau_2"), "tau_n_2": r.g2("tau_n_2")}
     if r.pos != len(data):
         raise SnarkFormatError("proving key has trailing bytes")
-    return ProvingKey(vk=vk, n_wires=n_wires, n_constraints=n_constraints, domain_size=domain, alpha_1=alpha_1,
+    return ProvingKey(**extra, vk=vk, n_wires=n_wires, n_constraints=n_constraints, domain_size=domain, alpha_1=alpha_1,
                       beta_1=beta_1, beta_2=beta_2, delta_1=delta_1, delta_2=delta_2, a_query=queries[0],
                       b1_query=queries[1], b2_query=queries[2], l_query=queries[3], h_query=queries[4])

@@ -35,11 +35,13 @@ from protocol.snark.gadgets import (
     materialize,
     materialize_into,
 )
+from protocol.snark.poseidon_gadget import mul
 from protocol.snark.r1cs import LC, R1CS
 from protocol.training import TrainConfig, step_exact
 
 __all__ = [
     "CircuitConfig",
+    "append_steps",
     "build_sgd_circuit",
     "constraint_count",
     "decode_public_inputs",
@@ -187,28 +189,52 @@ def _build(X, Y, schedule, theta0, cfg, binding, deviation: dict | None):
         raise ValueError("binding must be an int in [0, r)")
     _check_shape_bounds(X, Y, sched, cfg)
     trace = reference_sgd(X, Y, sched, theta0, cfg) if theta0 is not None else None
-    f, K, U, B = cfg.frac_bits, cfg.weight_bits, cfg.update_shift, cfg.batch_size
     d = len(X[0])
     cs = R1CS()
     out_wires = [cs.public_output(f"theta_T[{j}]") for j in range(d + 1)]
     theta = [LC.term(cs.public_input(f"theta_0[{j}]", None if theta0 is None else theta0[j]))
              for j in range(d + 1)]
     cs.public_input("binding", binding)
+    append_steps(cs, theta, X, Y, sched, cfg, out_wires, deviation if trace is not None else None)
+    if trace is None:
+        return cs, None, None
+    witness = cs.witness()
+    public = cs.public_values(witness)
+    if not deviation and [to_signed(v) for v in public[:d + 1]] != trace[-1]:
+        raise AssertionError("circuit output differs from reference_sgd (internal error)")
+    return cs, witness, public
+
+
+def _times(cs: R1CS, lc: LC, x, name: str) -> LC:
+    """x * lc: free for an integer constant x; one product constraint when x is a data wire (an LC)."""
+    if isinstance(x, LC):
+        return mul(cs, lc, x, name)
+    return LC().add_scaled(lc, x)
+
+
+def append_steps(cs: R1CS, theta: list[LC], X, Y, sched, cfg: CircuitConfig, out_wires: list[int],
+                 deviation: dict | None = None) -> None:
+    """Constrain T = len(sched) steps of the protocol's linear-regression step from the parameter LCs
+    ``theta``; the last step's parameters go into ``out_wires``. X[i][k] and Y[i] are either integer
+    constants (client data, no constraint) or LCs of private data wires (provider data: each product
+    X[i][k] * w_k and r_i * X[i][j] is one constraint, 2 B d per step)."""
+    f, K, U, B = cfg.frac_bits, cfg.weight_bits, cfg.update_shift, cfg.batch_size
+    d = len(theta) - 1
     for t, batch in enumerate(sched, start=1):
         w, b = theta[:-1], theta[-1]
         resid = []  # r_i = z_i - Y[i], as LCs
         for i in batch:
             a = LC().add_scaled(b, 1 << f)
-            for x, wk in zip(X[i], w):
-                a.add_scaled(wk, x)
+            for k, (x, wk) in enumerate(zip(X[i], w)):
+                a.add_scaled(_times(cs, wk, x, f"step{t}.xw[{i}][{k}]"))
             z = floor_div_pow2(cs, a, f, K, f"step{t}.z[{i}]", step=t)
-            resid.append(z.add_term(0, -Y[i]))
+            resid.append(z - Y[i] if isinstance(Y[i], LC) else z.add_term(0, -Y[i]))
         new_theta = []
         for j in range(d + 1):
             if j < d:
                 g = LC().add_scaled(w[j], cfg.l2_num * B)
                 for ri, i in zip(resid, batch):
-                    g.add_scaled(ri, X[i][j])
+                    g.add_scaled(_times(cs, ri, X[i][j], f"step{t}.rx[{i}][{j}]"))
             else:
                 g = LC()
                 for ri in resid:
@@ -220,17 +246,10 @@ def _build(X, Y, schedule, theta0, cfg, binding, deviation: dict | None):
                 materialize_into(cs, q, wire, f"theta_T[{j}]")
             else:
                 wire = materialize(cs, q, f"step{t}.theta[{j}]")
-            if deviation and (t, j) in deviation and trace is not None:
+            if deviation and (t, j) in deviation and cs.values[wire] is not None:
                 cs.set_value(wire, to_signed(cs.values[wire]) + deviation[t, j])
             new_theta.append(LC.term(wire))
         theta = new_theta
-    if trace is None:
-        return cs, None, None
-    witness = cs.witness()
-    public = cs.public_values(witness)
-    if not deviation and [to_signed(v) for v in public[:d + 1]] != trace[-1]:
-        raise AssertionError("circuit output differs from reference_sgd (internal error)")
-    return cs, witness, public
 
 
 def encode_public_inputs(theta_T, theta0, binding: int) -> list[int]:

@@ -1,0 +1,111 @@
+"""Binding what the verdict rests on: the hash of the spot-check openings (signed by the trainer in the
+``openings`` statement) and the client record (committed through the client nonce, which the trainer signs
+in the ``session`` statement). See docs/PROTOCOL.md sections 5 and 9.
+
+Both are computed from the transcript's JSON form, so an auditor recomputes them from the file alone; a
+value that does not fit its encoding (a float, a boolean, an integer out of range, a sibling that is not
+32 bytes of lower-case hex) is a TranscriptFormatError.
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import encoding as enc
+from .errors import TranscriptFormatError
+from .hashing import tagged_hash
+
+RANDOMNESS_OS = "os"  # training seed, audit seed and nonce secret fresh from os.urandom
+RANDOMNESS_FIXED = "fixed-by-user"  # training seed from --insecure-fixed-seed (audit seed still fresh)
+
+
+def _int(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TranscriptFormatError(f"malformed transcript: {what} must be an integer")
+    return v
+
+
+def _u64(v, what: str) -> bytes:
+    v = _int(v, what)
+    if not 0 <= v < 2**64:
+        raise TranscriptFormatError(f"malformed transcript: {what} is out of range")
+    return enc.u64(v)
+
+
+def _ints(vals, what: str) -> bytes:
+    if not isinstance(vals, list):
+        raise TranscriptFormatError(f"malformed transcript: {what} must be a list of integers")
+    for v in vals:
+        if not enc.I64_MIN <= _int(v, what) <= enc.I64_MAX:
+            raise TranscriptFormatError(f"malformed transcript: {what} holds an integer outside int64")
+    return enc.int_vector(vals)
+
+
+def _siblings(hexes, what: str) -> bytes:
+    if not isinstance(hexes, list) or not all(isinstance(h, str) and len(h) == 64 for h in hexes):
+        raise TranscriptFormatError(f"malformed transcript: {what} must be a list of 64-character hex strings")
+    joined = "".join(hexes)
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        raise TranscriptFormatError(f"malformed transcript: {what} is not hex") from None
+    if joined != raw.hex():
+        raise TranscriptFormatError(f"malformed transcript: {what} is not lower-case hex")
+    return enc.u32(len(hexes)) + raw
+
+
+def _proof(p, what: str) -> bytes:
+    if not isinstance(p, dict):
+        raise TranscriptFormatError(f"malformed transcript: {what} must be an object")
+    return _u64(p.get("index"), f"{what}.index") + _siblings(p.get("siblings"), f"{what}.siblings")
+
+
+def openings_encoding(openings) -> bytes:
+    """u32(count) || per opening, in transcript order: u64(step) || int_vector(state_before) ||
+    int_vector(state_after) || proof(proof_before) || proof(proof_after) || u32(#rows) || per row:
+    u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) || siblings;
+    proof(p) = u64(p.index) || u32(#siblings) || siblings (32 raw bytes each)."""
+    if not isinstance(openings, list):
+        raise TranscriptFormatError("malformed transcript: proof.openings must be a list")
+    parts = [enc.u32(len(openings))]
+    for k, op in enumerate(openings):
+        w = f"opening {k}"
+        if not isinstance(op, dict) or not isinstance(op.get("rows"), list):
+            raise TranscriptFormatError(f"malformed transcript: {w} must be an object with a list of rows")
+        parts += [_u64(op.get("step"), f"{w}.step"), _ints(op.get("state_before"), f"{w}.state_before"),
+                  _ints(op.get("state_after"), f"{w}.state_after"), _proof(op.get("proof_before"), f"{w}.proof_before"),
+                  _proof(op.get("proof_after"), f"{w}.proof_after"), enc.u32(len(op["rows"]))]
+        for j, r in enumerate(op["rows"]):
+            if not isinstance(r, dict):
+                raise TranscriptFormatError(f"malformed transcript: {w} row {j} must be an object")
+            parts += [_u64(r.get("index"), f"{w} row {j} index"), _ints(r.get("values"), f"{w} row {j} values"),
+                      _u64(r.get("proof_index"), f"{w} row {j} proof_index"),
+                      _siblings(r.get("proof"), f"{w} row {j} proof")]
+    return b"".join(parts)
+
+
+def openings_hash(audit_seed: bytes, openings) -> bytes:
+    """H("openings", audit_seed || openings_encoding(openings)): what the trainer's openings statement signs."""
+    return tagged_hash("openings", bytes(audit_seed), openings_encoding(openings))
+
+
+def client_record(tr: dict) -> dict:
+    """The client's own choices, committed through the client nonce before the trainer picks anything:
+    the metadata (data source, feature names, target, standardization, how the randomness was made), the
+    server address it dialled, its data root and size, both seeds and K."""
+    try:
+        return {"metadata": tr["client"]["metadata"], "server": tr["server"], "data_root": tr["data_root"],
+                "num_rows": tr["num_rows"], "num_features": tr["num_features"],
+                "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],
+                "spot_checks": tr["spot_checks"]}
+    except (KeyError, TypeError) as e:
+        raise TranscriptFormatError(f"malformed transcript: the client record lacks {e}") from None
+
+
+def client_binding(record: dict, nonce_secret: bytes) -> bytes:
+    """client_nonce = H("session-binding", json.dumps(record, sort_keys=True) || nonce_secret)."""
+    try:
+        text = json.dumps(record, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TranscriptFormatError(f"malformed transcript: the client record is not JSON ({e})") from None
+    return tagged_hash("session-binding", text.encode(), bytes(nonce_secret))
