@@ -83,7 +83,7 @@ def trained(tmp_path_factory):
             model = d / status / "models" / "m.json"
             tr = d / status / "transcripts" / "t.json"
             p = verifier("train", "--server", srv.address, "--data", "builtin:breast_cancer", "--model",
-                         "logistic", "--out", str(tr), "--model-out", str(model), "--seed", "05")
+                         "logistic", "--out", str(tr), "--model-out", str(model), "--insecure-fixed-seed", "05")
             assert p.returncode == (0 if status == "verified" else 1), p.stdout + p.stderr
             out[status] = (model, tr)
     out["dir"] = d

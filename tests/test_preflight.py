@@ -56,7 +56,7 @@ def test_steps_advice_fits_the_limit(key, tmp_path):
     """The proposed settings really fit: a second run with them is accepted and verifies."""
     with ProverProcess(key, "--max-steps", "100") as srv:
         base = ("train", "--server", srv.address, "--data", "builtin:diabetes", "--model", "linear",
-                "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"), "--seed", "02")
+                "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"), "--insecure-fixed-seed", "02")
         p = verifier(*base)
         assert p.returncode == 2 and "260 training steps" in p.stderr, p.stderr
         assert "use --batch-size 128 or --epochs 7, or ask the trainer for --max-steps 260" in p.stderr
