@@ -81,7 +81,7 @@ def _parser() -> Parser:
     a.add_argument("--trust-store", metavar="PATH", help="known trainer keys (default as for train)")
     a.add_argument("--model-out", metavar="MODEL.json",
                    help="with --data: write the model the replay rebuilt, only when it verifies "
-                   "(missing folders are created)")
+                   "(missing folders are created; default: no model written)")
     a.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     x = sub.add_parser("export-snarkjs", help="write a SNARK transcript's proof in snarkjs formats")
