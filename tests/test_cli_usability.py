@@ -108,6 +108,23 @@ def test_certify_and_predict_create_missing_output_folders(trained, tmp_path):
     assert p.returncode == 0 and out.read_text().startswith("row,prediction"), p.stderr
 
 
+def test_certify_reports_what_the_transcript_shows_not_the_model_file(trained, tmp_path):
+    """An edited model file that calls a rejected model verified is still unverified in certify's JSON."""
+    model, tr = trained["unverified"]
+    doc = json.loads(model.read_text())
+    doc["verification"]["status"] = "verified"
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    runs = {"forged": ("--model", str(forged), "--transcript", str(tr)),
+            "verified": ("--model", str(trained["verified"][0]))}
+    for name, args in runs.items():
+        code, out, err = verifier_json("certify", *args, "--data", "builtin:breast_cancer", "--sigma", "0.25", *FAST,
+                                       "--seed", "1")
+        assert code == 0, err
+        assert out["verification"]["verified"] is (name == "verified"), out["verification"]
+    assert out["verification"]["model_file_says"] == "verified"
+
+
 def test_unwritable_output_paths_get_one_clear_message(trained, tmp_path):
     """A path under a regular file cannot be created: every command says so (exit 2, no traceback)."""
     blocker = tmp_path / "afile"

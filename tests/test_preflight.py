@@ -120,6 +120,23 @@ def test_peek_shape_of_builtin_data_matches_the_loaded_table():
         assert preflight.peek_shape(f"builtin:{name}") == preflight.TableShape(*t.X.shape)
 
 
+@pytest.mark.parametrize("opts,cols", [
+    ({}, 3), ({"drop": ("b",)}, 2), ({"drop": ("b", "nope")}, 2), ({"features": ("a",)}, 1),
+    ({"delimiter": ";"}, 0),  # the wrong delimiter: one column; the full load then names the problem
+])
+def test_peek_shape_follows_the_table_options(tmp_path, opts, cols):
+    """The feature count checked against the trainer's limit is the one the session will have."""
+    from protocol.csv_reader import ReadOptions
+    from protocol.dataset import load_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,y\n1,2,3,4\n5,6,7,8\n")
+    shape = preflight.peek_shape(str(path), ReadOptions(**opts))
+    assert shape == preflight.TableShape(2, cols)
+    if cols and "nope" not in opts.get("drop", ()):
+        assert load_table(str(path), "y", options=ReadOptions(**opts)).X.shape == (2, cols)
+
+
 def test_small_table_batch_rule():
     assert preflight.small_table_batch(15, 32) == 2 and preflight.small_table_batch(15, 16) == 2
     assert preflight.small_table_batch(31, 32) == 4 and preflight.small_table_batch(3, 16) == 1

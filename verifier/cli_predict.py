@@ -71,6 +71,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--target", help="label column (default: the model's target)")
     _smoothing_args(c, sigma_help="noise level(s) in standardized units, comma-separated (default %(default)s)",
                     sigma_type=str)
+    c.add_argument("--transcript", help="the model's transcript (default: the path the model file records); the "
+                   "plot and JSON call the model verified only if its transcript audits and every step was checked")
     c.add_argument("--radii", default=DEFAULT_RADII, help="radii of the table, comma-separated (default %(default)s)")
     c.add_argument("--plot", help="write a PNG of certified accuracy vs radius (missing folders are created; default: no plot)")
     c.add_argument("--json", action="store_true", help="machine-readable result on stdout")
@@ -372,14 +374,21 @@ def cmd_certify(args) -> int:
                               "accuracy_of_smoothed": float(np.mean(labels == y))})
     finally:
         bar.close()
+    # The model file's own status is never believed (verifier/model_trust.py): the plot and JSON say what
+    # its transcript shows.
+    from .model_trust import assess
+
+    trust = assess(model, args.model, args.transcript)
+    trust_word = "verified" if trust.verified else "unverified"
     if args.plot:
         try:
-            plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {model.verification.get('status', '?')} "
-                                    f"{model.kind} model, {X.shape[0]} rows (radius: standardized L2)")
+            plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {trust_word} {model.kind} model, "
+                                    f"{X.shape[0]} rows (radius: standardized L2)")
         except OSError as e:
             raise InputError(f"cannot write --plot {args.plot}: {e.strerror or e}") from None
     doc = {"status": "ok", "command": "certify", "model": args.model, "data": args.data, "rows": int(X.shape[0]),
-           "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
+           "verification": {"verified": trust.verified, "check": trust.check, "reason": trust.reason,
+                            "model_file_says": model.verification.get("status")},
            "n0": args.n0, "n": args.n, "alpha": args.alpha, "seed": args.seed,
            "units": "standardized L2 (z = (x - mean) / std)", "table": table, "per_sigma": per_sigma,
            "clean_accuracy_of_model": float(np.mean(np.asarray(model.predict(X)) == y)), "plot": args.plot}

@@ -111,7 +111,8 @@ def cmd_train(args) -> int:
     opts = table_options(args)
     shape = peek_shape(args.data, opts)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
-    cfg = _config(args)  # as requested; the exact config (softmax classes) follows the full load
+    # As requested (softmax: at least 2 classes until the labels are read); the exact config follows the full load.
+    cfg = _config(args, num_classes=2 if args.model == "softmax" else 0)
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
