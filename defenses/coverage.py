@@ -63,10 +63,11 @@ class CoverageResult:
     alpha: float            # family-wise level (false refusal probability under H0 <= alpha)
     n_tests: int            # T: Bonferroni threshold is alpha / T
     n_rows: int
-    worst: str              # which statistic had the smallest p-value, e.g. "feature 1" or "radius"
+    worst: str              # the failing feature with the smallest p-value, else the smallest p-value overall
     worst_index: int | None  # feature index of the worst statistic (None for the radial statistic)
     ks_statistic: float
     p_value: float
+    failed: tuple[str, ...] = ()  # every statistic below alpha / T
 
     @property
     def threshold(self) -> float:
@@ -85,7 +86,8 @@ class BodyNotCovered(MitigationRefused):
             f"queries the model all over it, the clean rows vouch only for where they lie): {what} fails the "
             f"uniformity test (Kolmogorov-Smirnov D = {result.ks_statistic:.3g}, p = {result.p_value:.2g} < "
             f"{result.alpha:g}/{result.n_tests}; a uniform sample would be refused with probability <= "
-            f"{result.alpha:g})")
+            f"{result.alpha:g})" + (f"; failing as well: {', '.join(f for f in result.failed if f != result.worst)}"
+                                    if len(result.failed) > 1 else ""))
 
 
 def fit_body(X, kind: str = "box") -> ConvexBody:
@@ -197,7 +199,10 @@ def coverage_test(body: ConvexBody, X, alpha: float = 0.01, random_state=None) -
     if X.shape[0] >= NN_MIN_ROWS:
         rng = np.random.default_rng(random_state)
         tests.append(("nearest-neighbour distances", None, _nearest_neighbour_test(body, X, rng)))
-    name, j, worst = min(tests, key=lambda t: t[2].pvalue)
-    return CoverageResult(passed=bool(worst.pvalue >= alpha / len(tests)), alpha=float(alpha), n_tests=len(tests),
+    failed = [t for t in tests if not t[2].pvalue >= alpha / len(tests)]
+    # name a failing feature when there is one (a user can act on it), else the smallest p-value overall
+    named = [t for t in failed if t[1] is not None] or failed or tests
+    name, j, worst = min(named, key=lambda t: t[2].pvalue)
+    return CoverageResult(passed=not failed, alpha=float(alpha), n_tests=len(tests),
                           n_rows=int(X.shape[0]), worst=name, worst_index=j, ks_statistic=float(worst.statistic),
-                          p_value=float(worst.pvalue))
+                          p_value=float(worst.pvalue), failed=tuple(t[0] for t in failed))
