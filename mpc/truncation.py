@@ -80,30 +80,49 @@ def _block_table(w: int) -> tuple:
     return tuple(out)
 
 
-def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> list[tuple[Shared, Shared]]:
-    """For every block: (A, B) with lt_out = A + B lt_in, linear in the block's bits and the dealer's monomials,
-    coefficients fixed by the public bits of c."""
-    cnt = bits.v.shape[0]
-    one = Shared.public(np.ones(cnt, dtype=object), bits.key)
-    out, mpos = [], 0
+@functools.cache
+def _layout(layer: Layer) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Gather indices into the columns [1, bits (nbits), monomials] giving, per block, the 16 (= 2^BLOCK_BITS)
+    monomials of its bits in subset order (narrower blocks padded with the constant column and zero
+    coefficients); and per block the A and B coefficient tables (2^w patterns x 16) as int64."""
+    width = 1 << max(w for _, w in layer.blocks)
+    idx, tabA, tabB, mpos = [], [], [], 1 + layer.nbits
     for lo, w in layer.blocks:
-        cols, nm = [one], 0
+        cols = [0]
         for mask in range(1, 1 << w):
             if mask & (mask - 1) == 0:
-                cols.append(bits[:, lo + mask.bit_length() - 1])
+                cols.append(1 + lo + mask.bit_length() - 1)
             else:
-                cols.append(mono[:, mpos + nm])
-                nm += 1
-        mpos += nm
-        Mv = np.stack([c.v for c in cols], axis=1)
-        Mm = np.stack([c.m for c in cols], axis=1)
+                cols.append(mpos)
+                mpos += 1
+        idx.append(cols + [0] * (width - len(cols)))
         table = _block_table(w)
+        pad = [0] * (width - (1 << w))
+        tabA.append(np.array([list(a) + pad for a, _ in table], dtype=np.int64))
+        tabB.append(np.array([list(b) + pad for _, b in table], dtype=np.int64))
+    return np.array(idx), tabA, tabB
+
+
+def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> list[tuple[Shared, Shared]]:
+    """For every block: (A, B) with lt_out = A + B lt_in, linear in the block's bits and the dealer's monomials,
+    coefficients fixed by the public bits of c (all blocks in one vectorised product)."""
+    cnt = bits.v.shape[0]
+    idx, tabA, tabB = _layout(layer)
+    ones = np.ones((cnt, 1), dtype=object)
+    allv = np.concatenate([ones, bits.v, mono.v], axis=1)[:, idx]  # (cnt, blocks, 16)
+    allm = np.concatenate([ones * bits.key.alpha, bits.m, mono.m], axis=1)[:, idx]
+    if bits.key.party:
+        allv[:, :, 0] = 0  # the constant 1 as a sharing: party 0 holds the value, each party alpha_i (section 3)
+    cA = np.empty(allv.shape, dtype=np.int64)
+    cB = np.empty(allv.shape, dtype=np.int64)
+    for bi, (lo, w) in enumerate(layer.blocks):
         pats = (cb[:, lo:lo + w] << np.arange(w)).sum(axis=1)
-        cA = np.array([table[p][0] for p in pats], dtype=object)
-        cB = np.array([table[p][1] for p in pats], dtype=object)
-        out.append((Shared((Mv * cA).sum(axis=1) % P, (Mm * cA).sum(axis=1) % P, bits.key),
-                    Shared((Mv * cB).sum(axis=1) % P, (Mm * cB).sum(axis=1) % P, bits.key)))
-    return out
+        cA[:, bi], cB[:, bi] = tabA[bi][pats], tabB[bi][pats]
+    cA, cB = cA.astype(object), cB.astype(object)
+    Av, Am = (allv * cA).sum(axis=2) % P, (allm * cA).sum(axis=2) % P
+    Bv, Bm = (allv * cB).sum(axis=2) % P, (allm * cB).sum(axis=2) % P
+    key = bits.key
+    return [(Shared(Av[:, b], Am[:, b], key), Shared(Bv[:, b], Bm[:, b], key)) for b in range(len(layer.blocks))]
 
 
 def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor, layer: Layer, label: str):
@@ -159,7 +178,7 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
     # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
     # outside its bound and let c reveal it. So every value opened so far is MAC-checked first.
-    party.mac_check()
+    party.mac_check()  # a no-op in the protocol's flow: the check rode on the last opening (secure_step)
     c = party.open(xs + r, f"{label}/c")
     limit = 1 << (layer.kk + KAPPA + 1)
     if any(int(v) >= limit for v in c):
