@@ -121,8 +121,9 @@ def main(argv=None) -> int:
     print(f"  online {spread(online, '{:.1f}')} s (min/median/max), waiting for preprocessing "
           f"{doc['seconds_preprocessing']:.1f} s (last); plain bit-exact training {doc['plain'] * 1e3:.1f} ms (last)")
     print(f"  online communication per step: {spread(per_step, '{:.1f}')} kB (sent + received; "
-          f"{doc['rounds'] / T:.1f} rounds per step); preprocessing from the dealer "
-          f"{doc['dealer_bytes'] / T / 1e6:.2f} MB per step (client)")
+          f"{doc['rounds'] / T:.1f} rounds per step); preprocessing from the dealer per step: "
+          f"{doc['dealer_bytes'] / T / 1e6:.3f} MB to the client (it expands its shares from a key), "
+          f"{plan.step_elements() * 32 / 1e6:.2f} MB to the trainer")
     us = statistics.median(online) / (T * products) * 1e6
     print(f"  online time per Beaver product: {us:.0f} us ({products} products per step); cited: SecretFlow "
           "semi2k 5.2 us per multiplication (10^8 in 522.3 s; semi-honest, dealer, Z_2^64, C++, 100 Mbps / 50 ms; "

@@ -69,7 +69,7 @@ class DealerPreprocessing:
         def pump():
             try:
                 for t, p in enumerate(payloads, 1):
-                    self._steps.put(decode_step(self.plan, self._key, p) if t <= T else
+                    self._steps.put(decode_step(self.plan, self._key, p, t) if t <= T else
                                     decode_output(self.plan, self._key, p))
                 self._steps.put(None)
             except MpcAbort as e:
