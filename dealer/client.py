@@ -60,22 +60,24 @@ class DealerPreprocessing:
         return mat
 
     def start_steps(self, ctx: SeedContext) -> None:
-        """Start receiving step material; a thread keeps up to PREFETCH steps of raw payloads ahead, so the
-        dealer generates the next steps while the parties compute (decoding stays in the caller's thread)."""
+        """Start receiving step material; a thread keeps up to PREFETCH steps ahead, received and decoded, so the
+        dealer generates and this process decodes the next steps while the parties wait for each other."""
         self._steps = queue.Queue(maxsize=PREFETCH)
         payloads = self._payloads(self._fetch("steps", ctx))
+        T = self.plan.num_steps
 
         def pump():
             try:
-                for p in payloads:
-                    self._steps.put(p)
+                for t, p in enumerate(payloads, 1):
+                    self._steps.put(decode_step(self.plan, self._key, p, t) if t <= T else
+                                    decode_output(self.plan, self._key, p))
                 self._steps.put(None)
             except MpcAbort as e:
                 self._steps.put(e)
 
         threading.Thread(target=pump, daemon=True).start()
 
-    def _next(self) -> bytes:
+    def _next(self):
         try:
             data = self._steps.get(timeout=self.timeout)
         except queue.Empty:
@@ -87,10 +89,10 @@ class DealerPreprocessing:
         return data
 
     def step(self, t: int):
-        return decode_step(self.plan, self._key, self._next())
+        return self._next()
 
     def output(self) -> OutputMaterial:
-        return decode_output(self.plan, self._key, self._next())
+        return self._next()
 
     def close(self) -> None:
         self.channel.close()

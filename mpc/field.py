@@ -7,6 +7,8 @@ arithmetic). A signed integer v with |v| < p/2 is represented by ``v mod p``. On
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 
 from .errors import MpcAbort
@@ -30,12 +32,16 @@ def signed(values: np.ndarray) -> np.ndarray:
 
 
 def encode(values: np.ndarray) -> bytes:
-    return b"".join([int(v).to_bytes(ELEMENT_BYTES, "little") for v in np.asarray(values, dtype=object).ravel().tolist()])
+    flat = np.asarray(values, dtype=object).ravel()
+    return b"".join(map(int.to_bytes, map(int, flat), repeat(ELEMENT_BYTES), repeat("little")))
 
 
 def _ints(data: bytes, width: int) -> list[int]:
-    fb = int.from_bytes
-    return [fb(data[i:i + width], "little") for i in range(0, len(data), width)]
+    """Little-endian integers of ``width`` bytes each (numpy splits the buffer into bytes objects: about three
+    times faster than slicing in Python; decoding the dealer's material is a large part of a party's time)."""
+    if not data:
+        return []
+    return list(map(int.from_bytes, np.frombuffer(data, dtype=f"V{width}").tolist(), repeat("little")))
 
 
 def _objects(values: list[int]) -> np.ndarray:
@@ -58,10 +64,9 @@ def decode(data: bytes, count: int | None = None) -> np.ndarray:
 
 def from_uniform_bytes(data: bytes, count: int) -> np.ndarray:
     """``count`` elements from 32 random bytes each, reduced mod p (statistical distance < 2^-250)."""
-    return _objects([v % P for v in _ints(data[:32 * count], 32)])
+    return _objects(_ints(data[:32 * count], 32)) % P
 
 
 def from_bounded_bytes(data: bytes, count: int, bits: int) -> np.ndarray:
     """``count`` integers uniform in ``[0, 2^bits)`` (bits <= 256) from 32 random bytes each."""
-    mask = (1 << bits) - 1
-    return _objects([v & mask for v in _ints(data[:32 * count], 32)])
+    return _objects(_ints(data[:32 * count], 32)) & ((1 << bits) - 1)

@@ -20,6 +20,14 @@ from .hashing import mpc_hash
 from .shares import MacKey, Shared
 
 
+def _powers(r: int, n: int) -> np.ndarray:
+    """[r^0, r^1, ..., r^(n-1)] mod p (by doubling: log2(n) vectorised steps)."""
+    pw = np.array([1], dtype=object)
+    while pw.size < n:
+        pw = np.concatenate([pw, (pw * pow(r, pw.size, P)) % P])
+    return pw[:n]
+
+
 @dataclass
 class Frame:
     label: str
@@ -72,25 +80,39 @@ class Party:
         self.sac_gamma = 1
         self._sac_acc: Shared | None = None
         self._sac_n = 0
+        self._sigma_open: bytes | None = None  # party 0: sigma_0 || nonce, sent at the start of its next frame
+        self._sigma_due: tuple | None = None  # party 1: (sigma_1, party 0's commitment, count) awaiting that
 
     # ---- rounds ----
     def exchange(self, label: str, elements: np.ndarray | None = None, blob: bytes = b"",
                  count: int | None = None) -> tuple[np.ndarray, bytes]:
-        """Send our message, receive the other's (same label). Returns (its elements, its bytes)."""
+        """Send our message, receive the other's (same label). Returns (its elements, its bytes).
+
+        After a MAC check, party 0's next frame starts with the opening of its committed sigma_0 (64 bytes),
+        which party 1 verifies here before it sends anything (docs/MPC.md, "MAC check")."""
+        if self.key.party == 0 and self._sigma_open is not None:
+            blob, self._sigma_open = self._sigma_open + blob, None
         out = Frame(label, encode(elements) if elements is not None else b"", blob)
         if self.key.party == 0:
             self._send(out)
             got = self._recv()
+            self._check_frame(got, label)
         else:
             got = self._recv()
+            self._check_frame(got, label)
+            if self._sigma_due is not None:
+                got.blob = self._finish_check(got.blob)
             self._send(out)
         self.stats.rounds += 1
+        n = count if count is not None else (0 if elements is None else int(np.size(elements)))
+        return decode(got.elements, n), got.blob
+
+    @staticmethod
+    def _check_frame(got: Frame, label: str) -> None:
         if got.abort:
             raise MpcAbort(f"the other party aborted: {got.abort}")
         if got.label != label:
             raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent {got.label!r}")
-        n = count if count is not None else (0 if elements is None else int(np.size(elements)))
-        return decode(got.elements, n), got.blob
 
     def _send(self, f: Frame) -> None:
         self.stats.bytes_sent += len(f.elements) + len(f.blob) + len(f.label)
@@ -109,19 +131,28 @@ class Party:
             self.stats.notes.append(f"abort not delivered: {e}")
 
     # ---- openings ----
-    def open(self, x: Shared, label: str) -> np.ndarray:
-        """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check."""
+    def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:
+        """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
+        ``check=True``: a MAC check of everything opened so far follows at once, its seed carried by party 1's
+        frame of this round (docs/MPC.md, "MAC check")."""
         shape = x.v.shape
         mine = x.v.ravel()
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
-        theirs, _ = self.exchange(label, mine)
+        seed = os.urandom(32) if check and self.key.party == 1 else b""
+        theirs, blob = self.exchange(label, mine, blob=seed)
         opened = (x.v.ravel() + theirs) % P
         self._opened.append(opened)
         self._macs.append(x.m.ravel())
         if self.view is not None:
             self.view.append((label, opened))
         self.stats.opened += opened.size
+        if check:
+            if self.key.party == 0 and len(blob) != 32:
+                raise MpcAbort("malformed MAC-check seed")
+            self._mac_round(blob if self.key.party == 0 else seed)
+        elif blob:
+            raise MpcAbort("malformed message: unexpected bytes with an opening")
         return opened.reshape(shape)
 
     def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
@@ -163,36 +194,71 @@ class Party:
 
     # ---- MAC check ----
     def mac_check(self) -> None:
-        """Batched MAC check of every value opened since the last check; abort unless it passes.
-
-        Coefficients r^j from a fresh coin toss made after the openings; sigma_i = sum r^j (m_ij - alpha_i o_j);
-        commit to sigma_i, then open; pass iff sigma_0 + sigma_1 = 0 (docs/MPC.md, "MAC check")."""
+        """A MAC check of every value opened since the last one, when no opening can carry party 1's seed (one
+        extra round). The protocol's checks ride on openings (``open(check=True)``); this is a no-op then."""
         if not self._opened:
             return
+        seed = os.urandom(32) if self.key.party == 1 else b""
+        _, blob = self.exchange("mac-seed", blob=seed)
+        if self.key.party == 0 and len(blob) != 32:
+            raise MpcAbort("malformed MAC-check seed")
+        self._mac_round(blob if self.key.party == 0 else seed)
+
+    def _mac_round(self, u1: bytes) -> None:
+        """SPDZ's MACCheck over the values opened so far, in one round (docs/MPC.md, "MAC check"): party 1's seed
+        u1 came with the last opening; party 0 sends its seed u0 and a commitment to sigma_0; party 1 answers
+        sigma_1 in the clear; party 0 aborts unless sigma_0 + sigma_1 = 0 and opens sigma_0 at the start of its
+        next frame, which party 1 checks before it answers."""
         o = np.concatenate(self._opened)
         m = np.concatenate(self._macs)
         self._opened, self._macs = [], []
-        seed = os.urandom(32)
-        _, other = self.exchange("mac-seed", blob=seed)
-        if len(other) != 32:
-            raise MpcAbort("malformed MAC-check seed")
-        seeds = (seed, other) if self.key.party == 0 else (other, seed)
-        r = int.from_bytes(mpc_hash("mac/coefficient", *seeds), "little") % P
         diff = (m - o * self.key.alpha) % P
-        sigma = 0
-        for v in diff[::-1]:  # Horner: sum_j r^j diff_j
-            sigma = (sigma * r + v) % P
-        nonce = os.urandom(32)
-        sb = sigma.to_bytes(ELEMENT_BYTES, "little")
-        party = bytes([self.key.party])
-        _, their_com = self.exchange("mac-commit", blob=mpc_hash("mac/commit", party, sb, nonce))
-        _, their_open = self.exchange("mac-open", blob=sb + nonce)
-        if len(their_open) != 64 or len(their_com) != 32:
-            raise MpcAbort("malformed MAC-check message")
-        their_sigma = int.from_bytes(their_open[:32], "little")
-        if mpc_hash("mac/commit", bytes([1 - self.key.party]), their_open[:32], their_open[32:]) != their_com:
-            raise MpcAbort("the other party's MAC-check opening does not match its commitment")
+        if self.key.party == 0:
+            u0 = os.urandom(32)
+            sigma = self._sigma(diff, u0, u1)
+            nonce = os.urandom(32)
+            sb = sigma.to_bytes(ELEMENT_BYTES, "little")
+            self._send(Frame("mac", blob=u0 + mpc_hash("mac/commit", b"\x00", sb, nonce)))
+            got = self._recv()
+            self._check_frame(got, "mac")
+            if len(got.blob) != 32:
+                raise MpcAbort("malformed MAC-check message")
+            their = int.from_bytes(got.blob, "little")
+            self._count_check(sigma, their, o.size)
+            self._sigma_open = sb + nonce
+        else:
+            got = self._recv()
+            self._check_frame(got, "mac")
+            if len(got.blob) != 64:
+                raise MpcAbort("malformed MAC-check message")
+            sigma = self._sigma(diff, got.blob[:32], u1)
+            self._send(Frame("mac", blob=sigma.to_bytes(ELEMENT_BYTES, "little")))
+            self._sigma_due = (sigma, got.blob[32:], o.size)
+        self.stats.rounds += 1
+
+    @staticmethod
+    def _sigma(diff: np.ndarray, u0: bytes, u1: bytes) -> int:
+        r = int.from_bytes(mpc_hash("mac/coefficient", u0, u1), "little") % P
+        return int((diff * _powers(r, diff.size)).sum() % P)  # sum_j r^j (m_j - alpha_i o_j)
+
+    def _count_check(self, sigma: int, their: int, n: int) -> None:
         self.stats.mac_checks += 1
-        if (sigma + their_sigma) % P != 0:
-            raise MpcAbort(f"MAC check failed over {o.size} opened values: a share or a MAC was altered "
+        if (sigma + their) % P != 0:
+            raise MpcAbort(f"MAC check failed over {n} opened values: a share or a MAC was altered "
                            "(the other party deviated from the protocol)")
+
+    def _finish_check(self, blob: bytes) -> bytes:
+        """Party 1: verify party 0's opening of sigma_0 (the first 64 bytes of its frame); return the rest."""
+        sigma, com, n = self._sigma_due
+        self._sigma_due = None
+        if len(blob) < 64:
+            raise MpcAbort("malformed MAC-check opening")
+        if mpc_hash("mac/commit", b"\x00", blob[:32], blob[32:64]) != com:
+            raise MpcAbort("the other party's MAC-check opening does not match its commitment")
+        self._count_check(sigma, int.from_bytes(blob[:32], "little"), n)
+        return blob[64:]
+
+    def close_checks(self) -> None:
+        """Round ``mac-close``: party 0 delivers the opening of its last sigma_0; nothing is output before."""
+        if self._sigma_open is not None or self._sigma_due is not None:
+            self.exchange("mac-close")

@@ -29,6 +29,18 @@ BLOCK_BITS = 4
 MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (about 1 GB as Python ints)
 
 
+def fold_pairs(n: int) -> list[tuple[int, int]]:
+    """One round of the fold of n affine maps (left to right): items (0, 1), (2, 3), ... are composed; an odd
+    last item is carried over."""
+    return [(i, i + 1) for i in range(0, n - 1, 2)]
+
+
+def _folded(kinds: list[bool]) -> list[bool]:
+    """Kinds after one fold round: a composition is a map (True) unless its left item is a value (False)."""
+    out = [kinds[i] for i, _ in fold_pairs(len(kinds))]
+    return out + ([kinds[-1]] if len(kinds) % 2 else [])
+
+
 @dataclass(frozen=True)
 class Layer:
     """One exact truncation layer: ``count`` values, shift ``s``, range ``K`` bits, input bound ``2^bb``."""
@@ -69,9 +81,30 @@ class Layer:
         return sum((1 << w) - w - 1 for _, w in self.blocks)
 
     @property
+    def low_blocks(self) -> int:
+        """Blocks of bits 0..s-1 (their fold gives LT_s); the others are bits s..s+K-1."""
+        return sum(1 for lo, _ in self.blocks if lo < self.s)
+
+    def fold_rounds(self) -> list[int]:
+        """Products per value in each round of the comparison (docs/MPC.md, "Exact truncation"): the low and the
+        high blocks are folded in parallel by ``fold_pairs``; then one product joins them (when both exist)."""
+        low = [False] + [True] * (self.low_blocks - 1) if self.low_blocks else []
+        high = [bool(low)] + [True] * (len(self.blocks) - self.low_blocks - 1)
+        out = []
+        while len(low) > 1 or len(high) > 1:
+            n = 0
+            for seq in (low, high):
+                n += sum(1 + seq[i] for i, _ in fold_pairs(len(seq)))
+            low, high = _folded(low), _folded(high)
+            out.append(n)
+        if low:
+            out.append(1)
+        return out
+
+    @property
     def mults(self) -> int:
-        """Products per value: one per block of the comparison chain but the first, and the zero test."""
-        return len(self.blocks)
+        """Products per value: those of the comparison's fold, and the zero test."""
+        return sum(self.fold_rounds()) + 1
 
 
 @dataclass(frozen=True)

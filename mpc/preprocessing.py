@@ -80,6 +80,7 @@ class Generator:
 
     def __init__(self, key: bytes, plan: Plan, tamper: str | None = None):
         self.key, self.plan, self.tamper = key, plan, tamper
+        self.share_key = mpc_hash("dealer/share-key", key)  # party 0's shares are expanded from it
         a = from_uniform_bytes(self._bytes("alpha", 0, 64), 2)
         self.alpha = (int(a[0]), int(a[1]))
         self._R: np.ndarray | None = None
@@ -97,9 +98,7 @@ class Generator:
     def split(self, label: str, index: int, values: np.ndarray) -> tuple[tuple, tuple]:
         """-> ((v0, m0), (v1, m1)) with v0 + v1 = x and m0 + m1 = alpha x."""
         x = np.asarray(values, dtype=object).ravel() % P
-        n = x.size
-        r = self.uniform("share/" + label, index, 2 * n)
-        v0, m0 = r[:n], r[n:]
+        v0, m0 = party0_shares(self.share_key, label, index, x.size)
         mac = (x * ((self.alpha[0] + self.alpha[1]) % P)) % P
         return (v0, m0), ((x - v0) % P, (mac - m0) % P)
 
@@ -112,15 +111,19 @@ class Generator:
         return self._R
 
     def input_chunks(self, party: int):
-        """Payloads for one party: chunk 0 = alpha_i; then row blocks (shares, MACs, own clear masks)."""
-        yield encode(arr([self.alpha[party]]))
+        """Payloads for one party: chunk 0 = alpha_i (party 0: and the share key); then row blocks (party 1:
+        shares and MACs; both: the clear masks of their own rows)."""
+        yield encode(arr([self.alpha[party]])) + (self.share_key if party == 0 else b"")
         p = self.plan
         own = range(p.n0) if party == 0 else range(p.n0, p.n)
         for lo in range(0, p.n, INPUT_CHUNK_ROWS):
             hi = min(lo + INPUT_CHUNK_ROWS, p.n)
-            shares = self.split("R", lo, self.R[lo:hi])[party]
-            clear = self.R[max(lo, own.start):min(hi, own.stop)]
-            yield encode(shares[0]) + encode(shares[1]) + encode(clear.ravel())
+            clear = encode(self.R[max(lo, own.start):min(hi, own.stop)].ravel())
+            if party == 0:
+                yield clear
+            else:
+                shares = self.split("R", lo, self.R[lo:hi])[1]
+                yield encode(shares[0]) + encode(shares[1]) + clear
 
     def step_values(self, t: int, batch: np.ndarray) -> list[np.ndarray]:
         """The step's secret values, in ``plan.step_layout()`` order."""
@@ -144,23 +147,39 @@ class Generator:
         return out
 
     def step_payloads(self, t: int, batch: np.ndarray) -> tuple[bytes, bytes]:
-        parts: tuple[list, list] = ([], [])
+        """(party 0's, party 1's) step payloads; party 0's is empty: it expands its shares from the share key."""
+        parts = []
         for (name, _), values in zip(self.plan.step_layout(), self.step_values(t, batch)):
-            for party, (v, m) in enumerate(self.split(name, t, values)):
-                parts[party].append(encode(v) + encode(m))
-        return b"".join(parts[0]), b"".join(parts[1])
+            v, m = self.split(name, t, values)[1]
+            parts.append(encode(v) + encode(m))
+        return b"", b"".join(parts)
 
     def output_payload(self, party: int) -> bytes:
         p = self.plan
         mask = self.uniform("out", 0, p.d + 1)
-        v, m = self.split("out", 0, mask)[party]
-        return encode(v) + encode(m) + (encode(mask) if party == 0 else b"")
+        if party == 0:
+            return encode(mask)
+        v, m = self.split("out", 0, mask)[1]
+        return encode(v) + encode(m)
+
+
+def party0_shares(share_key: bytes, label: str, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Party 0's value and MAC shares of an array of n values split under (label, index): uniform, expanded
+    from the dealer's share key (docs/MPC.md section 5.1)."""
+    k = mpc_hash("dealer/stream", share_key, ("share/" + label).encode(), index.to_bytes(8, "big"))
+    r = from_uniform_bytes(KeyStream(k).read(64 * n), 2 * n)
+    return r[:n], r[n:]
 
 
 def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
     it = iter(chunks)
-    alpha = int(decode(next(it, b""), 1)[0])
-    key = MacKey(party, alpha)
+    first = next(it, b"")
+    share_key = first[32:] if party == 0 else b""
+    if party == 0 and len(share_key) != 32:
+        from .errors import MpcAbort
+
+        raise MpcAbort("the dealer's input material is malformed (no share key)")
+    key = MacKey(party, int(decode(first[:32], 1)[0]), share_key)
     w = plan.d + 1
     own = (0, plan.n0) if party == 0 else (plan.n0, plan.n)
     vs, ms, clears = [], [], []
@@ -172,20 +191,34 @@ def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
             from .errors import MpcAbort
 
             raise MpcAbort("the dealer's input material ended early")
-        e = decode(data, 2 * (hi - lo) * w + nown * w)
         k = (hi - lo) * w
-        vs.append(e[:k])
-        ms.append(e[k:2 * k])
-        clears.append(e[2 * k:])
+        if party == 0:
+            v, m = party0_shares(share_key, "R", lo, k)
+            e = decode(data, nown * w)
+        else:
+            e = decode(data, 2 * k + nown * w)
+            v, m, e = e[:k], e[k:2 * k], e[2 * k:]
+        vs.append(v)
+        ms.append(m)
+        clears.append(e)
     R = Shared(np.concatenate(vs).reshape(plan.n, w), np.concatenate(ms).reshape(plan.n, w), key)
     own_clear = np.concatenate(clears).reshape(own[1] - own[0], w) if clears else np.zeros((0, w), dtype=object)
     return InputMaterial(key, R, own_clear)
 
 
-def decode_step(plan: Plan, key: MacKey, payload: bytes) -> dict[str, Shared]:
+def decode_step(plan: Plan, key: MacKey, payload: bytes, t: int) -> dict[str, Shared]:
     layout = plan.step_layout()
+    out = {}
+    if key.party == 0:
+        if payload:
+            from .errors import MpcAbort
+
+            raise MpcAbort("malformed message: the dealer sent party 0 step shares it expands itself")
+        for name, n in layout:
+            out[name] = Shared(*party0_shares(key.share_key, name, t, n), key)
+        return out
     e = decode(payload, 2 * sum(n for _, n in layout))
-    out, pos = {}, 0
+    pos = 0
     for name, n in layout:
         out[name] = Shared(e[pos:pos + n], e[pos + n:pos + 2 * n], key)
         pos += 2 * n
@@ -194,8 +227,11 @@ def decode_step(plan: Plan, key: MacKey, payload: bytes) -> dict[str, Shared]:
 
 def decode_output(plan: Plan, key: MacKey, payload: bytes) -> OutputMaterial:
     n = plan.d + 1
-    e = decode(payload, 3 * n if key.party == 0 else 2 * n)
-    return OutputMaterial(Shared(e[:n], e[n:2 * n], key), e[2 * n:] if key.party == 0 else None)
+    if key.party == 0:
+        clear = decode(payload, n)
+        return OutputMaterial(Shared(*party0_shares(key.share_key, "out", 0, n), key), clear)
+    e = decode(payload, 2 * n)
+    return OutputMaterial(Shared(e[:n], e[n:2 * n], key), None)
 
 
 class LocalPreprocessing:
@@ -216,7 +252,7 @@ class LocalPreprocessing:
 
     def step(self, t: int) -> dict[str, Shared]:
         payload = self.gen.step_payloads(t, self._batches[t - 1])[self.party]
-        return decode_step(self.gen.plan, self._key, payload)
+        return decode_step(self.gen.plan, self._key, payload, t)
 
     def output(self) -> OutputMaterial:
         return decode_output(self.gen.plan, self._key, self.gen.output_payload(self.party))

@@ -4,7 +4,8 @@
    in the allowed range), together with a commitment to its coin-toss seed; ``[x] = e - [R]``;
 2. coin toss: both reveal their seeds; the joint seed J gives the training seed, the sacrifice scalars and,
    with the masked rows, the data root, hence protocol.training's schedule;
-3. T secure steps (``secure_step``), each closed by a MAC check and the range and sacrifice checks;
+3. T secure steps (``secure_step``); the range and sacrifice checks of step t are opened in step t+1's first
+   round (the last step's in a closing round) and decided after the MAC check that covers them;
 4. output: the parameters are opened (to both, or masked so only the client learns them), MAC-checked.
 Specified in docs/MPC.md; the step is protocol.training.step_exact on the union, bit for bit.
 """
@@ -12,6 +13,7 @@ Specified in docs/MPC.md; the step is protocol.training.step_exact on the union,
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +32,7 @@ from .shares import Shared
 from .truncation import trunc_check
 
 REVEAL_MODES = ("both", "client")
+SWITCH_INTERVAL = 0.0005  # seconds; see run_party
 
 
 @dataclass
@@ -54,9 +57,22 @@ def _timed(acc: list, fn, *args):
         acc[0] += time.perf_counter() - t0
 
 
+def verify_checks(opened: np.ndarray, t: int, plan: Plan) -> None:
+    """Step t's check values (after the MAC check covering them): the sacrifice sum, then the range values."""
+    K = plan.weight_bits
+    if opened[-1] != 0:
+        raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
+                       "multiplication triples are wrong (the dealer deviated)")
+    if any(v != 0 for v in opened[:-1]):
+        raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
+                          "fixed-point format overflowed (lower the learning rate)", step=t)
+
+
 def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.ndarray, E: np.ndarray, X: Shared,
-                R: Shared, plan: Plan, t: int) -> tuple[Shared, Shared]:
-    """One step of protocol.training on shares. Returns ([theta'], [range-check values and sacrifice sum])."""
+                R: Shared, plan: Plan, t: int, prev: Shared | None = None) -> tuple[Shared, Shared]:
+    """One step of protocol.training on shares. ``prev``: step t-1's check values, opened in this step's first
+    round and MAC-checked before this step's first truncation opening. Returns ([theta'], [this step's
+    range-check values and sacrifice sum]), to be opened by the next step or the closing round."""
     d, B, f = plan.d, plan.batch_size, plan.frac_bits
     cfg = plan.cfg
     U = cfg.update_shift
@@ -69,8 +85,12 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
     V, V2, Z, Z2 = mat["V"], mat["V2"], mat["Z"], mat["Z2"]
     M, M2, Zp, Zp2 = mat["M"], mat["M2"], mat["Zp"], mat["Zp2"]
     # forward: F = w - V opened; X_b w = E_b w - (R_b F + R_b V)          (SecureML matrix triple Z = R_b V)
-    o = party.open(Shared.concat([w - V, V.scale(tt) - V2]), f"s{t}/F")
-    F, rhoV = o[:d], o[d:]
+    # the MAC check rides on this opening: it covers step t-1's checks and precedes this step's first truncation
+    o = party.open(Shared.concat([w - V, V.scale(tt) - V2] + ([prev] if prev is not None else [])), f"s{t}/F",
+                   check=True)
+    F, rhoV = o[:d], o[d:2 * d]
+    if prev is not None:
+        verify_checks(o[2 * d:], t - 1, plan)
     party.sacrifice_matrix(Z.scale(tt) - Z2 - Rb.rmul_public(rhoV))
     a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + Shared(np.full(B, b.v, dtype=object), np.full(B, b.m, dtype=object),
                                                  b.key).scale(1 << f)
@@ -79,14 +99,14 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
         z = party.hooks.truncated(t, z)
     r = z - Yb
     # backward: P = r - M opened; r^T X_b = r^T E_b - (P^T R_b + M^T R_b)   (Zp = M^T R_b)
-    o = party.open(Shared.concat([r - M, M.scale(tt) - M2, w1]), f"s{t}/P")
+    # MAC check before the next truncation opening: z must be known to be in range (its bound)
+    o = party.open(Shared.concat([r - M, M.scale(tt) - M2, w1]), f"s{t}/P", check=True)
     Pm, rhoM, range1 = o[:B], o[B:2 * B], o[2 * B:]
     party.sacrifice_matrix(Zp.scale(tt) - Zp2 - Rb.lmul_public(rhoM))
     G = r.rmul_public(Eb) - (Rb.lmul_public(Pm) + Zp) + w.scale(plan.l2_num * B)
     Gb = r.sum().scale(1 << f)
     grads = Shared.concat([G, Shared(np.array([Gb.v], dtype=object), np.array([Gb.m], dtype=object), G.key)])
     x2 = theta.scale(1 << U) - grads.scale(plan.lr_num)
-    party.mac_check()  # before the next truncation opening: z must be known to be in range (its bound)
     if any(v != 0 for v in range1):
         raise MpcOverflow(f"a prediction left [-2^{plan.weight_bits - 1}, 2^{plan.weight_bits - 1}) at step {t}: the "
                           "fixed-point format overflowed (lower the learning rate)", step=t)
@@ -112,6 +132,11 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
     K = plan.weight_bits
     if mine and (min(X_own.min(), Y_own.min()) < -(1 << (K - 1)) or max(X_own.max(), Y_own.max()) >= 1 << (K - 1)):
         raise InputError(f"the quantized data leave [-2^{K - 1}, 2^{K - 1}) (weight_bits {K}): raise --weight-bits")
+    # A frame handed to the transport's threads waits for the GIL while this thread computes; with CPython's
+    # default 5 ms switch interval that added up to 5 ms to most rounds (measured: about a third of the online
+    # time). The interval is process-wide; it is restored when the session ends.
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(old_switch, SWITCH_INTERVAL))
     inp = _timed(pre_time, pre.inputs)
     party = Party(inp.key, channel, hooks)
     party.view = view
@@ -122,6 +147,8 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
         party.abort(str(e))
         e.ctx = getattr(party, "ctx", None)  # the seed context, when the coin toss got that far
         raise
+    finally:
+        sys.setswitchinterval(old_switch)
 
 
 def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time, t_start):
@@ -163,28 +190,23 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
     theta = Shared.public(np.array([int(v) for v in initial_parameters(ctx, d + 1, plan.frac_bits)], dtype=object),
                           party.key)
     T = plan.num_steps
+    checks = None
     for t, idx in enumerate(batch_schedule(plan, ctx), 1):
         mat = _timed(pre_time, pre.step, t)
         if party.hooks is not None:
             party.hooks.material(t, mat, party)
-        theta, checks = secure_step(party, theta, mat, np.asarray(idx), E, X, R, plan, t)
-        opened = party.open(checks, f"s{t}/checks")
-        party.mac_check()
-        if opened[-1] != 0:
-            raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
-                           "multiplication triples are wrong (the dealer deviated)")
-        if any(v != 0 for v in opened[:-1]):
-            raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
-                              "fixed-point format overflowed (lower the learning rate)", step=t)
+        theta, checks = secure_step(party, theta, mat, np.asarray(idx), E, X, R, plan, t, checks)
         if progress is not None:
             progress(t, T)
+    opened = party.open(checks, f"s{T}/checks", check=True)
+    verify_checks(opened, T, plan)
     out = _timed(pre_time, pre.output)
     if reveal == "both":
-        vals = party.open(theta, "output")
+        vals = party.open(theta, "output", check=True)
     else:
-        vals = party.open(theta + out.mask, "output")
+        vals = party.open(theta + out.mask, "output", check=True)
         vals = (vals - out.clear) % P if index == 0 else None
-    party.mac_check()
+    party.close_checks()  # party 1 learns the last check's outcome here; nothing is output before
     total = time.perf_counter() - t_start
     st = party.stats
     theta_out = [int(v) for v in signed(vals)] if vals is not None else None

@@ -17,10 +17,12 @@ from .field import P
 
 @dataclass(frozen=True)
 class MacKey:
-    """This party's index (0 = client, 1 = trainer) and its share of the MAC key."""
+    """This party's index (0 = client, 1 = trainer), its share of the MAC key, and (party 0) the dealer's share
+    key from which party 0 expands its own shares (docs/MPC.md section 5.1)."""
 
     party: int
     alpha: int
+    share_key: bytes = b""
 
 
 class Shared:

@@ -16,7 +16,8 @@ The comparison is the carry chain from the least significant bit (LT_s and LT_sK
 chain): with lt_(-1) = 0, lt_i = r_i lt_(i-1) when c_i = 1 and r_i + lt_(i-1) - r_i lt_(i-1) when c_i = 0.
 Each step is affine in lt_(i-1), so a block of w <= 4 bits is lt_out = A + B lt_in with A, B multilinear
 in the block's bits; the dealer supplies the products of every subset of a block's bits, making A and B
-linear in shared values and leaving one product per block (ceil(s/4) + ceil(K/4) - 1 rounds).
+linear in shared values. Affine maps compose associatively, so the blocks are folded as a tree (two products
+per composition, one when the left item is a value), in about log2(blocks) + 1 rounds.
 The range check returns [w] = [(q - H) * b] for the random b of a triple: w is opened at the end of the
 step and is 0 exactly when every value is in range (b = 0 with probability 1/p).
 """
@@ -30,22 +31,28 @@ import numpy as np
 from .errors import MpcAbort
 from .field import KAPPA, P
 from .party import Party
-from .plan import Layer
+from .plan import Layer, fold_pairs
 from .shares import Shared
 
 
 class TripleCursor:
-    """Hands out a layer's triples in order (the dealer generated count * mults of each)."""
+    """Hands out a layer's triples in order (the dealer generated count * mults of each, value-major)."""
 
     def __init__(self, mat: dict[str, Shared], prefix: str, count: int, mults: int):
         self.t = {k: mat[f"{prefix}.{k}"].reshape(count, mults) for k in ("a", "b", "c", "a2", "c2")}
         self.pos = 0
 
-    def take(self) -> dict[str, Shared]:
-        """The next triple of every value (shape (count,))."""
-        out = {n: s[:, self.pos] for n, s in self.t.items()}
-        self.pos += 1
+    def take(self, k: int = 1) -> dict[str, Shared]:
+        """The next k triples of every value, flattened value-major (shape (count * k,))."""
+        out = {n: s[:, self.pos:self.pos + k].ravel() for n, s in self.t.items()}
+        self.pos += k
         return out
+
+
+def _columns(cols: list[Shared]) -> Shared:
+    """Columns of shape (count,) -> one (count * k,) sharing, value-major (as TripleCursor.take)."""
+    return Shared(np.stack([c.v for c in cols], axis=1).ravel(), np.stack([c.m for c in cols], axis=1).ravel(),
+                  cols[0].key)
 
 
 @functools.cache
@@ -73,40 +80,89 @@ def _block_table(w: int) -> tuple:
     return tuple(out)
 
 
-def _lt_chain(party: Party, bits: Shared, mono: Shared, cb: np.ndarray, cur: TripleCursor, layer: Layer,
-              label: str):
-    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]), n = s + K, block by block: within a block of w
-    bits the chain is affine in the incoming lt, lt_out = A + B lt_in, with A and B multilinear in the
-    block's bits (coefficients fixed by the public c bits), so one product per block."""
-    cnt = bits.v.shape[0]
-    one = Shared.public(np.ones(cnt, dtype=object), bits.key)
-    lt = lt_s = None
-    mpos = 0
-    for bi, (lo, w) in enumerate(layer.blocks):
-        cols = [one]
-        nm = 0
+@functools.cache
+def _layout(layer: Layer) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Gather indices into the columns [1, bits (nbits), monomials] giving, per block, the 16 (= 2^BLOCK_BITS)
+    monomials of its bits in subset order (narrower blocks padded with the constant column and zero
+    coefficients); and per block the A and B coefficient tables (2^w patterns x 16) as int64."""
+    width = 1 << max(w for _, w in layer.blocks)
+    idx, tabA, tabB, mpos = [], [], [], 1 + layer.nbits
+    for lo, w in layer.blocks:
+        cols = [0]
         for mask in range(1, 1 << w):
             if mask & (mask - 1) == 0:
-                cols.append(bits[:, lo + mask.bit_length() - 1])
+                cols.append(1 + lo + mask.bit_length() - 1)
             else:
-                cols.append(mono[:, mpos + nm])
-                nm += 1
-        mpos += nm
-        Mv = np.stack([c.v for c in cols], axis=1)
-        Mm = np.stack([c.m for c in cols], axis=1)
+                cols.append(mpos)
+                mpos += 1
+        idx.append(cols + [0] * (width - len(cols)))
         table = _block_table(w)
-        pats = [sum(int(cb[i, lo + j]) << j for j in range(w)) for i in range(cnt)]
-        cA = np.array([table[p][0] for p in pats], dtype=object)
-        cB = np.array([table[p][1] for p in pats], dtype=object)
-        A = Shared((Mv * cA).sum(axis=1) % P, (Mm * cA).sum(axis=1) % P, bits.key)
-        if lt is None:
-            lt = A
-        else:
-            Bs = Shared((Mv * cB).sum(axis=1) % P, (Mm * cB).sum(axis=1) % P, bits.key)
-            lt = A + party.mul(Bs, lt, cur.take(), f"{label}/lt{bi}")
-        if lo + w == layer.s:
-            lt_s = lt
-    return lt_s, lt
+        pad = [0] * (width - (1 << w))
+        tabA.append(np.array([list(a) + pad for a, _ in table], dtype=np.int64))
+        tabB.append(np.array([list(b) + pad for _, b in table], dtype=np.int64))
+    return np.array(idx), tabA, tabB
+
+
+def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> list[tuple[Shared, Shared]]:
+    """For every block: (A, B) with lt_out = A + B lt_in, linear in the block's bits and the dealer's monomials,
+    coefficients fixed by the public bits of c (all blocks in one vectorised product)."""
+    cnt = bits.v.shape[0]
+    idx, tabA, tabB = _layout(layer)
+    ones = np.ones((cnt, 1), dtype=object)
+    allv = np.concatenate([ones, bits.v, mono.v], axis=1)[:, idx]  # (cnt, blocks, 16)
+    allm = np.concatenate([ones * bits.key.alpha, bits.m, mono.m], axis=1)[:, idx]
+    if bits.key.party:
+        allv[:, :, 0] = 0  # the constant 1 as a sharing: party 0 holds the value, each party alpha_i (section 3)
+    cA = np.empty(allv.shape, dtype=np.int64)
+    cB = np.empty(allv.shape, dtype=np.int64)
+    for bi, (lo, w) in enumerate(layer.blocks):
+        pats = (cb[:, lo:lo + w] << np.arange(w)).sum(axis=1)
+        cA[:, bi], cB[:, bi] = tabA[bi][pats], tabB[bi][pats]
+    cA, cB = cA.astype(object), cB.astype(object)
+    Av, Am = (allv * cA).sum(axis=2) % P, (allm * cA).sum(axis=2) % P
+    Bv, Bm = (allv * cB).sum(axis=2) % P, (allm * cB).sum(axis=2) % P
+    key = bits.key
+    return [(Shared(Av[:, b], Am[:, b], key), Shared(Bv[:, b], Bm[:, b], key)) for b in range(len(layer.blocks))]
+
+
+def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor, layer: Layer, label: str):
+    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]), n = s + K. The low blocks (bits 0..s-1, the
+    first with lt_in = 0, i.e. a value A) and the high blocks are folded in parallel, pairs of adjacent items per
+    round (plan.fold_pairs): (A2, B2) after (A1, B1) is (A2 + B2 A1, B2 B1), after a value A1 the value
+    A2 + B2 A1; then LT_n = A_hi + B_hi LT_s. Every round is one opening (Beaver products), so the comparison
+    takes about log2(blocks) + 1 rounds instead of one per block (plan.Layer.fold_rounds)."""
+    nlow = layer.low_blocks
+    low = [(maps[0][0], None)] + list(maps[1:nlow]) if nlow else []
+    high = list(maps[nlow:])
+    if not nlow:
+        high[0] = (high[0][0], None)
+    rnd = 0
+    while len(low) > 1 or len(high) > 1:
+        xs, ys, plans = [], [], []
+        for seq in (low, high):
+            plan = []
+            for i, j in fold_pairs(len(seq)):
+                (A1, B1), (A2, B2) = seq[i], seq[j]
+                plan.append((A2, len(xs), None if B1 is None else len(xs) + 1))
+                xs.append(B2)
+                ys.append(A1)
+                if B1 is not None:
+                    xs.append(B2)
+                    ys.append(B1)
+            plans.append((plan, seq[-1] if len(seq) % 2 else None))
+        k = len(xs)
+        prod = party.mul(_columns(xs), _columns(ys), cur.take(k), f"{label}/lt{rnd}").reshape(-1, k)
+        new = []
+        for plan, carry in plans:
+            seq = [(A2 + prod[:, ia], None if ib is None else prod[:, ib]) for A2, ia, ib in plan]
+            new.append(seq + ([carry] if carry is not None else []))
+        low, high = new
+        rnd += 1
+    if not low:
+        return Shared.public(np.zeros(high[0][0].v.shape[0], dtype=object), high[0][0].key), high[0][0]
+    lt_s = low[0][0]
+    A_hi, B_hi = high[0]
+    return lt_s, A_hi + party.mul(B_hi, lt_s, cur.take(), f"{label}/lt{rnd}")
 
 
 def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], prefix: str,
@@ -122,14 +178,14 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
     # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
     # outside its bound and let c reveal it. So every value opened so far is MAC-checked first.
-    party.mac_check()
+    party.mac_check()  # a no-op in the protocol's flow: the check rode on the last opening (secure_step)
     c = party.open(xs + r, f"{label}/c")
     limit = 1 << (layer.kk + KAPPA + 1)
     if any(int(v) >= limit for v in c):
         raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
-    cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=object).reshape(cnt, n)
+    cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=np.int64).reshape(cnt, n)
     mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
-    lt_s, lt_sk = _lt_chain(party, bits, mono, cb, cur, layer, label)
+    lt_s, lt_sk = _lt_fold(party, _block_maps(bits, mono, cb, layer), cur, layer, label)
     c_hi_s = np.array([int(v) >> s for v in c], dtype=object)
     c_hi_n = np.array([int(v) >> n for v in c], dtype=object)
     pw_hi = np.array([1 << (i - s) for i in range(s, n)], dtype=object)

@@ -1,0 +1,79 @@
+"""The one-round MAC check (docs/MPC.md section 5.2) and what each named deviation is caught by (section 10).
+
+Party 1's seed rides on the opening before the check, party 0 commits to sigma_0 and sees sigma_1, and opens
+sigma_0 at the start of its next frame; party 1 checks that opening before it sends anything. Each test makes
+one party deviate and asserts the honest party aborts with the documented reason and outputs nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_mpc_engine import CFG, data, run_pair
+
+from mpc.cheating import Honest, get_hooks
+from mpc.errors import MpcAbort
+from mpc.field import P
+
+CAUGHT_BY = {"bad-share": "MAC check failed", "bad-triple": "MAC check failed", "bad-truncation": "MAC check failed",
+             "skip-step": "MAC check failed", "early-output": "out of step"}
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT_BY))
+def test_each_trainer_deviation_is_caught_by_the_documented_check(name):
+    X, Y = data(32, 2, seed=3)
+    res, _ = run_pair(X, Y, 16, CFG, hooks1=get_hooks(name))
+    assert isinstance(res[0], MpcAbort), res[0]
+    assert CAUGHT_BY[name] in str(res[0]), str(res[0])
+
+
+class WrongOutputShare(Honest):
+    """Adds 1 to its share of the first parameter when the model is opened (after every step's check)."""
+
+    def outgoing(self, label, shares):
+        if label == "output":
+            shares = shares.copy()
+            shares[0] = (shares[0] + 1) % P
+        return shares
+
+
+@pytest.mark.parametrize("cheater", [0, 1])
+def test_a_wrong_share_in_the_output_opening_is_caught_by_the_closing_check(cheater):
+    """The last check covers the output opening; party 1 learns its outcome only in round mac-close."""
+    X, Y = data(32, 2, seed=7)
+    hooks = {"hooks0" if cheater == 0 else "hooks1": WrongOutputShare()}
+    res, _ = run_pair(X, Y, 16, CFG, **hooks)
+    honest = res[1 - cheater]
+    assert isinstance(honest, MpcAbort) and "MAC check failed" in str(honest), honest
+
+
+class LyingSigma(Honest):
+    """Party 0 opens a sigma_0 other than the one it committed to (to make a failing check pass)."""
+
+    def before_inputs(self, party):
+        inner = party._mac_round
+
+        def patched(u1):
+            inner(u1)
+            if party._sigma_open is not None:
+                sigma = (int.from_bytes(party._sigma_open[:32], "little") + 1) % P
+                party._sigma_open = sigma.to_bytes(32, "little") + party._sigma_open[32:]
+
+        party._mac_round = patched
+
+
+def test_an_opening_of_sigma_that_does_not_match_its_commitment_makes_party_1_abort():
+    X, Y = data(32, 2, seed=8)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=LyingSigma())
+    assert isinstance(res[1], MpcAbort) and "does not match its commitment" in str(res[1]), res[1]
+
+
+def test_honest_runs_take_one_round_per_mac_check():
+    X, Y = data(32, 2, seed=9)
+    res, _ = run_pair(X, Y, 16, CFG)
+    T = CFG.num_steps(32)
+    # inputs, coin; per step: F, mac, 2 x (c, fold rounds, range), P, mac; checks, mac, output, mac, mac-close
+    from mpc.plan import Plan
+
+    L1, L2 = Plan.build(16, 16, 2, CFG).layers()
+    per_step = 4 + 2 * 2 + len(L1.fold_rounds()) + len(L2.fold_rounds())
+    assert res[0].rounds == res[1].rounds == 2 + T * per_step + 5
