@@ -1,0 +1,204 @@
+"""The T+1 state leaves of a session (32-byte digests), read in bounded memory.
+
+A transcript holds them as one lower-case hex field, ``state_leaves`` (docs/PROTOCOL.md section 9,
+"Transcript"): 64 hex characters per step, 64 MB for a million steps. The audit never holds them all: when a
+transcript is loaded from a file (protocol/transcript.py ``load``) the field is decoded while the integrity
+digest is computed, into an unlinked temporary file only this process can reach (so what is read later is
+exactly what was checked, whatever happens to the transcript file meanwhile), and every check reads it in
+blocks of ``BLOCK`` leaves: the state root and the checkpoint prefix roots in one pass
+(:func:`scan`), the full replay in another, an inclusion proof for evidence by recomputing only the subtrees
+it needs (:func:`inclusion_proof`).
+
+:class:`Leaves` gives the same reading interface over a list of digests, a hex string (a transcript held in
+memory, as the live client has it) or such a decoded field (:class:`StreamedHex`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import TranscriptFormatError
+from .merkle import MerkleFrontier, MerkleTree, node_hash
+
+BLOCK = 1 << 14  # leaves per read: 512 KiB
+
+
+class StreamedHex:
+    """A hex field of a loaded transcript, decoded into a private temporary file. ``len()`` is the length of
+    the hex text (as for a ``str``), so code that only measures the field works unchanged."""
+
+    def __init__(self, fh, nbytes: int):
+        self._fh, self.nbytes = fh, nbytes
+
+    def __len__(self) -> int:
+        return 2 * self.nbytes
+
+    def __deepcopy__(self, memo):
+        return self  # immutable
+
+    def __eq__(self, other) -> bool:
+        """Equal to the hex text it was decoded from (compared block by block)."""
+        if isinstance(other, StreamedHex):
+            return other is self or (other.nbytes == self.nbytes and all(
+                a == b for a, b in zip(self.hex_chunks(), other.hex_chunks(), strict=True)))
+        if not isinstance(other, str) or len(other) != len(self):
+            return False
+        pos = 0
+        for chunk in self.hex_chunks():
+            if other[pos:pos + len(chunk)].encode() != chunk:
+                return False
+            pos += len(chunk)
+        return True
+
+    __hash__ = None
+
+    def read(self, offset: int, size: int) -> bytes:
+        out = b""
+        while len(out) < size:  # pread may return fewer bytes than asked
+            got = os.pread(self._fh.fileno(), size - len(out), offset + len(out))
+            if not got:
+                raise OSError("the decoded state leaves are shorter than recorded")
+            out += got
+        return out
+
+    def hex_chunks(self, size: int | None = None):
+        size = size or 32 * BLOCK
+        for off in range(0, self.nbytes, size):
+            yield self.read(off, min(size, self.nbytes - off)).hex().encode()
+
+
+class Leaves:
+    """Random access to one leaf and sequential reading in blocks, from any of the three sources."""
+
+    def __init__(self, source):
+        if isinstance(source, Leaves):
+            source = source._src
+        if isinstance(source, list):
+            source = b"".join(source)
+        if isinstance(source, (bytes, bytearray)):
+            nbytes = len(source)
+        elif isinstance(source, str):
+            if len(source) % 2:
+                raise TranscriptFormatError("state leaves are not hex")
+            nbytes = len(source) // 2
+        elif isinstance(source, StreamedHex):
+            nbytes = source.nbytes
+        else:
+            raise TranscriptFormatError("state leaves must be a hex string")
+        if not nbytes or nbytes % 32:
+            raise TranscriptFormatError("state leaves must be a non-empty multiple of 32 bytes")
+        self._src, self.count = source, nbytes // 32
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _read(self, first: int, k: int) -> bytes:
+        src = self._src
+        if isinstance(src, StreamedHex):
+            return src.read(32 * first, 32 * k)
+        if isinstance(src, str):
+            text = src[64 * first:64 * (first + k)]
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raise TranscriptFormatError("state leaves are not hex") from None
+            if not (text.islower() or text.isdecimal()):
+                raise TranscriptFormatError("state leaves are not lower-case hex")
+            return raw
+        return bytes(src[32 * first:32 * (first + k)])
+
+    def __getitem__(self, i: int) -> bytes:
+        if not 0 <= i < self.count:
+            raise IndexError(f"leaf {i} outside {self.count} leaves")
+        return self._read(i, 1)
+
+    def blocks(self, start: int = 0, stop: int | None = None, size: int | None = None):
+        """Yields (index of the first leaf, 32*k bytes) over leaves start..stop-1, ``size`` (BLOCK) at a time."""
+        size = size or BLOCK
+        stop = self.count if stop is None else min(stop, self.count)
+        for first in range(start, stop, size):
+            yield first, self._read(first, min(size, stop - first))
+
+    def root(self, start: int = 0, stop: int | None = None) -> bytes:
+        """Merkle root (merkle.MerkleTree) of leaves start..stop-1, ``start`` a multiple of a power of two at
+        least the range (a subtree of the whole tree). Reads BLOCK leaves at a time: a level of the tree is
+        the roots of its aligned blocks (an odd last node is carried up, so a short last block's root is the
+        node its range has in the whole tree)."""
+        stop = self.count if stop is None else min(stop, self.count)
+        if stop - start <= BLOCK:
+            return MerkleTree(self._read(start, stop - start)).root
+        return MerkleTree(b"".join(MerkleTree(blob).root for _, blob in self.blocks(start, stop))).root
+
+
+@dataclass
+class Scan:
+    """One pass over the leaves: their number, the root, the first and last leaf, and for each requested
+    step t the leaf t and the root of leaves 0..t (a checkpoint's prefix root)."""
+
+    count: int
+    root: bytes
+    first: bytes
+    last: bytes
+    prefixes: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+
+
+def scan(leaves, prefix_steps=()) -> Scan:
+    """The state root and the prefix roots at ``prefix_steps`` (increasing), in one pass of bounded memory.
+    Without prefix steps the root is computed block by block (C-speed levels); with them, an RFC 6962
+    compact range (merkle.MerkleFrontier) is kept leaf by leaf."""
+    lv = Leaves(leaves)
+    wanted = [t for t in prefix_steps if 0 <= t < lv.count]
+    if not wanted:
+        return Scan(lv.count, lv.root(), lv[0], lv[lv.count - 1])
+    frontier, prefixes, k = MerkleFrontier(), {}, 0
+    stop = wanted[-1] + 1
+    for first, blob in lv.blocks(0, stop):
+        for j in range(0, len(blob), 32):
+            leaf = blob[j:j + 32]
+            frontier.append(leaf)
+            if first + j // 32 == wanted[k]:
+                prefixes[wanted[k]] = (leaf, frontier.root())
+                k += 1
+    # the rest of the tree: the frontier's perfect subtrees and the aligned subtrees after them
+    root = _finish_root(lv, frontier, stop)
+    return Scan(lv.count, root, lv[0], lv[lv.count - 1], prefixes)
+
+
+def _finish_root(lv: Leaves, frontier: MerkleFrontier, done: int) -> bytes:
+    """Root of all leaves given the compact range of the first ``done``: append the largest aligned perfect
+    subtrees after it (each by Leaves.root, block by block), carrying as in binary addition, then fold as
+    MerkleFrontier.root does."""
+    stack = list(frontier._stack)  # (height, hash), heights strictly decreasing
+    pos = done
+    while pos < lv.count:
+        height = (pos & -pos).bit_length() - 1 if pos else lv.count.bit_length()
+        while pos + (1 << height) > lv.count:
+            height -= 1
+        h, hh = lv.root(pos, pos + (1 << height)), height
+        while stack and stack[-1][0] == hh:
+            h = node_hash(stack.pop()[1], h)
+            hh += 1
+        stack.append((hh, h))
+        pos += 1 << height
+    h = stack[-1][1]
+    for _, left in reversed(stack[:-1]):
+        h = node_hash(left, h)
+    return h
+
+
+def inclusion_proof(leaves, index: int) -> list[bytes]:
+    """merkle.MerkleTree(leaves).proof(index), recomputing only the sibling subtrees (each from its own
+    leaves): bounded memory, one read of the leaves."""
+    lv = Leaves(leaves)
+    if not 0 <= index < lv.count:
+        raise IndexError(f"leaf {index} outside a tree of {lv.count}")
+    out, level_size, i, h = [], lv.count, index, 0
+    while level_size > 1:
+        sib = i ^ 1
+        if sib < level_size:
+            out.append(lv.root(sib << h, min((sib + 1) << h, lv.count)))
+        i >>= 1
+        level_size = (level_size + 1) >> 1
+        h += 1
+    return out
