@@ -68,6 +68,55 @@ class StreamedHex:
             yield self.read(off, min(size, self.nbytes - off)).hex().encode()
 
 
+def decode_hex_field(fh, first: bytes, hashes, read_size: int, min_stream: int):
+    """Decode the transcript's state_leaves value, which starts at ``first`` (just after its opening quote),
+    into a temporary file, feeding the file bytes read to hashes[0] (the file digest) and the value to
+    hashes[1] (the integrity digest). -> (StreamedHex, or a str below ``min_stream`` hex characters; the bytes
+    after the value, from its closing quote to the end of the piece read). Refuses any character but 0-9a-f
+    and an odd length ("malformed transcript: state_leaves ...")."""
+    import tempfile
+
+    digest, body = hashes
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - unlinked at once; owned by the StreamedHex it becomes
+    carry, nbytes, piece = b"", 0, first
+    try:
+        while True:
+            end = piece.find(b'"')
+            value = piece if end < 0 else piece[:end]
+            if value.translate(None, _HEX_DIGITS):
+                raise TranscriptFormatError("malformed transcript: state_leaves must be a lower-case hex string (it "
+                                            "holds other characters)")
+            body.update(value)
+            value = carry + value
+            cut = len(value) - len(value) % 2
+            raw = bytes.fromhex(value[:cut].decode())
+            out.write(raw)
+            nbytes += len(raw)
+            carry = value[cut:]
+            if end >= 0:
+                break
+            piece = fh.readline(read_size)
+            if not piece:
+                raise TranscriptFormatError("the transcript is not valid JSON (it ends inside state_leaves); it is "
+                                            "damaged or was edited")
+            digest.update(piece)
+        if carry:
+            raise TranscriptFormatError("malformed transcript: state_leaves must be a lower-case hex string (odd "
+                                        "length)")
+        out.flush()
+    except BaseException:
+        out.close()
+        raise
+    field = StreamedHex(out, nbytes)
+    if len(field) < min_stream:  # small: a plain string, as json.loads would give
+        field = b"".join(field.hex_chunks()).decode()
+        out.close()
+    return field, b'"' + piece[end + 1:]
+
+
+_HEX_DIGITS = b"0123456789abcdef"
+
+
 class Leaves:
     """Random access to one leaf and sequential reading in blocks, from any of the three sources."""
 

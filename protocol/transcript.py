@@ -17,7 +17,7 @@ import numpy as np
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tag_bytes, tagged_hash
-from .state_leaves import StreamedHex
+from .state_leaves import StreamedHex, decode_hex_field
 
 FORMAT = "vtrain-transcript/2"
 
@@ -116,7 +116,6 @@ _LEAVES_LINE = '\n "state_leaves": "'  # a top-level key: the only lines with on
 _INTEGRITY_LINE = b' "integrity": "'
 _READ = 1 << 20
 STREAM_MIN_HEX = 1 << 20  # state leaves of 16,384 steps or more are kept decoded on disk, not as text
-_HEX_BYTES = b"0123456789abcdef"
 
 
 def _read_streaming(fh, transcript: bool):
@@ -138,7 +137,7 @@ def _read_streaming(fh, transcript: bool):
         if transcript and line_start and leaves is None and piece.startswith(key):
             parts.append(key)
             body.update(key)
-            leaves, rest = _stream_hex(fh, piece[len(key):], digest, body)
+            leaves, rest = decode_hex_field(fh, piece[len(key):], (digest, body), _READ, STREAM_MIN_HEX)
             parts.append(rest)
             body.update(rest)
             line_start = rest.endswith(b"\n")
@@ -149,44 +148,6 @@ def _read_streaming(fh, transcript: bool):
         line_start = piece.endswith(b"\n")
     text = b"".join(parts).decode("ascii")
     return text, leaves, digest.hexdigest(), body.hexdigest()
-
-
-def _stream_hex(fh, first: bytes, digest, body):
-    """Decode the hex value that starts at ``first`` (just after its opening quote) into a temporary file;
-    -> (StreamedHex, the bytes after the value, from its closing quote to the end of the line piece)."""
-    import tempfile
-
-    out = tempfile.TemporaryFile()
-    carry, nbytes, piece = b"", 0, first
-    while True:
-        end = piece.find(b'"')
-        value = piece if end < 0 else piece[:end]
-        if value.translate(None, _HEX_BYTES):
-            out.close()
-            _bad("state_leaves", "must be a lower-case hex string (it holds other characters)")
-        body.update(value)
-        value = carry + value
-        cut = len(value) - len(value) % 2
-        raw = bytes.fromhex(value[:cut].decode())
-        out.write(raw)
-        nbytes += len(raw)
-        carry = value[cut:]
-        if end >= 0:
-            if carry:
-                out.close()
-                _bad("state_leaves", "must be a lower-case hex string (odd length)")
-            out.flush()
-            field = StreamedHex(out, nbytes)
-            if len(field) < STREAM_MIN_HEX:  # small: a plain string, as json.loads would give
-                field = b"".join(field.hex_chunks()).decode()
-                out.close()
-            return field, b'"' + piece[end + 1:]
-        piece = fh.readline(_READ)
-        if not piece:
-            out.close()
-            raise TranscriptFormatError("the transcript is not valid JSON (it ends inside state_leaves); it is "
-                                        "damaged or was edited")
-        digest.update(piece)
 
 
 def metadata_binding(metadata: dict, nonce_secret: bytes) -> bytes:

@@ -15,7 +15,7 @@ from protocol.merkle import (
     state_leaf,
 )
 from protocol.prg import challenge_steps
-from protocol.state_leaves import Leaves, Scan, inclusion_proof, scan
+from protocol.state_leaves import BLOCK, Leaves, Scan, inclusion_proof, scan
 from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
 from protocol.transcript import hash_list
@@ -225,7 +225,7 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
            progress=None) -> None:
     """Full replay: recompute every state and compare with the committed leaves (read block by block:
     protocol/state_leaves.py), the first difference is the step named. Raises StepMismatch with
-    self-contained evidence. ``progress(steps_done)`` is called after each block."""
+    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps."""
     leaves = Leaves(leaves)
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
@@ -233,7 +233,7 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
     stepper = FastStepper(rows[:, :-1], rows[:, -1], cfg)
     theta = sched.initial_state()
     check_initial_state(leaves, sched)
-    for first, blob in leaves.blocks(1):
+    for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
         for j in range(0, len(blob), 32):
             t = first + j // 32
             prev = theta
@@ -241,7 +241,7 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
             if state_leaf(t, theta) != blob[j:j + 32]:
                 raise _divergence(leaves, sched, t, prev, theta)
         if progress is not None:
-            progress(first - 1 + len(blob) // 32)
+            progress(first - 1 + len(blob) // 32, sched.num_steps)
     check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
 
