@@ -230,7 +230,7 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
-    stepper = FastStepper(rows[:, :-1], rows[:, -1], cfg)
+    stepper = FastStepper(rows[:, :-1], rows[:, -1], cfg, lean=True)  # no copy of the data
     theta = sched.initial_state()
     check_initial_state(leaves, sched)
     for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
