@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .errors import TranscriptFormatError
 from .merkle import MerkleFrontier, MerkleTree, node_hash
 
-BLOCK = 1 << 14  # leaves per read: 512 KiB
+BLOCK = 1 << 14  # leaves per read (512 KiB); a power of two: a block is a subtree of the state tree
 
 
 class StreamedHex:
