@@ -254,9 +254,9 @@ def _leaf_edits(hexstr: str, rnd: random.Random):
     hex): one nibble, a leaf dropped, two leaves swapped, a leaf added."""
     i = rnd.randrange(len(hexstr) // 64)
     j = (i + 1 + rnd.randrange(len(hexstr) // 64 - 1)) % (len(hexstr) // 64)
-    leaf = lambda k: hexstr[64 * k:64 * k + 64]  # noqa: E731
+    leaf = lambda k: hexstr[64 * k:64 * k + 64]
     nib = rnd.randrange(len(hexstr))
-    swapped = list(hexstr[k:k + 64] for k in range(0, len(hexstr), 64))
+    swapped = [hexstr[k:k + 64] for k in range(0, len(hexstr), 64)]
     swapped[i], swapped[j] = swapped[j], swapped[i]
     return {
         "nibble": hexstr[:nib] + "0123456789abcdef"[(int(hexstr[nib], 16) + 1) % 16] + hexstr[nib + 1:],
