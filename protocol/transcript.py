@@ -89,9 +89,9 @@ def load(path: str, what: str = "transcript") -> tuple[dict, str]:
     """-> (object, sha256 of the file). A transcript's ``state_leaves`` (64 hex characters per step) is
     decoded while the file is read, into a private temporary file (protocol/state_leaves.py), and appears in
     the object as a StreamedHex (a plain string below STREAM_MIN_HEX characters): memory stays bounded
-    whatever the number of steps. The checks are the same
-    as for the whole text: ASCII, canonical form (with the field's value set aside, its characters checked
-    one block at a time), format and integrity digest."""
+    whatever the number of steps. The checks are those of the whole text: ASCII, canonical form (with the
+    field's value set aside, its characters checked piece by piece), format and integrity digest
+    (docs/PROTOCOL.md section 9, "Reading a large transcript in bounded memory")."""
     try:
         with open(path, "rb") as fh:
             text, leaves, digest, body_hash = _read_streaming(fh, what == "transcript")
