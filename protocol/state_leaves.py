@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import TranscriptFormatError
-from .merkle import MerkleFrontier, MerkleTree, node_hash
+from .merkle import MerkleTree, node_hash
 
 BLOCK = 1 << 14  # leaves per read (512 KiB); a power of two: a block is a subtree of the state tree
 
@@ -193,36 +193,27 @@ class Scan:
 
 
 def scan(leaves, prefix_steps=()) -> Scan:
-    """The state root and the prefix roots at ``prefix_steps`` (increasing), in one pass of bounded memory.
-    Without prefix steps the root is computed block by block (C-speed levels); with them, an RFC 6962
-    compact range (merkle.MerkleFrontier) is kept leaf by leaf."""
+    """The state root and the prefix roots at ``prefix_steps`` (increasing), in one pass of bounded memory:
+    an RFC 6962 compact range (the perfect subtrees of the prefix read so far, as in merkle.MerkleFrontier),
+    extended by aligned subtrees whose roots are computed at C speed (Leaves.root), never leaf by leaf."""
     lv = Leaves(leaves)
-    wanted = [t for t in prefix_steps if 0 <= t < lv.count]
-    if not wanted:
-        return Scan(lv.count, lv.root(), lv[0], lv[lv.count - 1])
-    frontier, prefixes, k = MerkleFrontier(), {}, 0
-    stop = wanted[-1] + 1
-    for first, blob in lv.blocks(0, stop):
-        for j in range(0, len(blob), 32):
-            leaf = blob[j:j + 32]
-            frontier.append(leaf)
-            if first + j // 32 == wanted[k]:
-                prefixes[wanted[k]] = (leaf, frontier.root())
-                k += 1
-    # the rest of the tree: the frontier's perfect subtrees and the aligned subtrees after them
-    root = _finish_root(lv, frontier, stop)
-    return Scan(lv.count, root, lv[0], lv[lv.count - 1], prefixes)
+    stack: list[tuple[int, bytes]] = []  # (height, root), heights strictly decreasing
+    prefixes, pos = {}, 0
+    for t in prefix_steps:
+        if not 0 <= t < lv.count or t < pos:
+            continue
+        pos = _extend(lv, stack, pos, t + 1)
+        prefixes[t] = (lv[t], _fold(stack))
+    _extend(lv, stack, pos, lv.count)
+    return Scan(lv.count, _fold(stack), lv[0], lv[lv.count - 1], prefixes)
 
 
-def _finish_root(lv: Leaves, frontier: MerkleFrontier, done: int) -> bytes:
-    """Root of all leaves given the compact range of the first ``done``: append the largest aligned perfect
-    subtrees after it (each by Leaves.root, block by block), carrying as in binary addition, then fold as
-    MerkleFrontier.root does."""
-    stack = list(frontier._stack)  # (height, hash), heights strictly decreasing
-    pos = done
-    while pos < lv.count:
-        height = (pos & -pos).bit_length() - 1 if pos else lv.count.bit_length()
-        while pos + (1 << height) > lv.count:
+def _extend(lv: Leaves, stack: list, pos: int, stop: int) -> int:
+    """Append leaves pos..stop-1 to the compact range as the largest aligned perfect subtrees, carrying as in
+    binary addition; -> stop."""
+    while pos < stop:
+        height = (pos & -pos).bit_length() - 1 if pos else stop.bit_length()
+        while pos + (1 << height) > stop:
             height -= 1
         h, hh = lv.root(pos, pos + (1 << height)), height
         while stack and stack[-1][0] == hh:
@@ -230,6 +221,11 @@ def _finish_root(lv: Leaves, frontier: MerkleFrontier, done: int) -> bytes:
             hh += 1
         stack.append((hh, h))
         pos += 1 << height
+    return pos
+
+
+def _fold(stack: list) -> bytes:
+    """The root of the prefix: H(p_0, H(p_1, ... H(p_{k-1}, p_k))) over the perfect subtrees."""
     h = stack[-1][1]
     for _, left in reversed(stack[:-1]):
         h = node_hash(left, h)
