@@ -256,6 +256,15 @@ def rows_matrix(Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack([Xq, Yq]), dtype=np.int64)
 
 
-def quantized_rows(table: Table, stdz: Standardization, frac_bits: int) -> np.ndarray:
-    """The rows the client commits to: standardize, quantize, lay out (features then target)."""
-    return rows_matrix(*quantize_table(table, stdz, frac_bits))
+def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: int = 1 << 16) -> np.ndarray:
+    """The rows the client commits to: standardize, quantize, lay out (features then target). Element-wise,
+    so computed ``chunk`` rows at a time into the result: the peak is the rows plus one chunk's temporaries
+    (the audit's bounded memory), the same integers as ``rows_matrix(*quantize_table(...))``."""
+    X = np.asarray(table.X)
+    if X.ndim != 2 or X.shape[1] != len(stdz.mean):
+        return rows_matrix(*quantize_table(table, stdz, frac_bits))  # refused there, with its message
+    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int64)
+    rows[:, -1] = target_values(table, stdz, frac_bits)
+    for a in range(0, X.shape[0], chunk):
+        rows[a:a + chunk, :-1] = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
+    return rows

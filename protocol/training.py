@@ -247,14 +247,18 @@ class FastStepper:
     ``B*rmax*xmax < 2^53`` make the gradient product exact; ``tmax*2^U + lr_num*gmax < 2^62`` keeps the
     update in int64. A step that fails a bound is computed by ``step_exact`` instead (same integers)."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig):
-        self.X = np.ascontiguousarray(X, dtype=np.int64)
-        self.Y = np.ascontiguousarray(Y, dtype=np.int64)
+    def __init__(self, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, lean: bool = False):
+        """``lean``: keep X and Y as given (e.g. views into the rows) and convert each batch to float64 when it
+        is used, instead of holding contiguous and float64 copies of the data (the audit's bounded memory:
+        the data once, at a few microseconds per step)."""
+        convert = np.asarray if lean else np.ascontiguousarray
+        self.X = convert(X, dtype=np.int64)
+        self.Y = convert(Y, dtype=np.int64)
         self.cfg = cfg
-        self.Xf = self.X.astype(np.float64)
+        self.Xf = None if lean else self.X.astype(np.float64)
         self.xmax = max(int(self.X.max()), -int(self.X.min())) if self.X.size else 0
         self.ymax = max(int(self.Y.max()), -int(self.Y.min())) if self.Y.size else 0
-        self.Yf = self.Y.astype(np.float64)  # exact when ymax < 2^52 (else every step takes the exact path)
+        self.Yf = None if lean else self.Y.astype(np.float64)  # exact when ymax < 2^52 (else the exact path)
         if self.xmax >= _EXACT_F64:
             raise InputError("data values too large for exact arithmetic")
         self.d = self.X.shape[1]
@@ -269,7 +273,7 @@ class FastStepper:
         tmax = int(np.abs(theta).max())
         if (self.d * self.xmax + (1 << f)) * tmax >= _EXACT_F64 or self.ymax >= _EXACT_F64 // 2:
             return self._exact(theta, idx, step)
-        Xb = self.Xf[idx]
+        Xb = self.Xf[idx] if self.Xf is not None else self.X[idx].astype(np.float64)
         thf = theta.astype(np.float64)
         # every partial sum is an integer below 2^53 (bound above), and scaling by 2^-f and floor are exact
         zf = np.floor((Xb @ thf[:-1] + thf[-1] * float(1 << f)) * (1.0 / (1 << f)))
@@ -277,7 +281,7 @@ class FastStepper:
         if zmax >= 1 << (cfg.weight_bits - 1):
             check_range(zf.astype(np.int64), cfg.weight_bits, "prediction", step)
         if cfg.model == "linear":
-            r = zf - self.Yf[idx]
+            r = zf - (self.Yf[idx] if self.Yf is not None else self.Y[idx].astype(np.float64))
             rmax = zmax + self.ymax
         else:
             r = (sigmoid_q(zf.astype(np.int64), f) - self.Y[idx]).astype(np.float64)
@@ -316,7 +320,7 @@ class FastStepper:
                 or (rmax * B) << f >= _SAFE_I64 or cfg.l2_num * B * tmax >= _SAFE_I64):
             return self._exact(theta, idx, step)
         Th = theta.reshape(C, self.d + 1)
-        Xb = self.Xf[idx]
+        Xb = self.Xf[idx] if self.Xf is not None else self.X[idx].astype(np.float64)
         Thf = Th.astype(np.float64)
         zf = np.floor((Xb @ Thf[:, :-1].T + Thf[:, -1] * float(1 << f)) * (1.0 / (1 << f)))  # (B, C)
         if int(np.abs(zf).max()) >= 1 << (cfg.weight_bits - 1):

@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
-from .hashing import tagged_hash
+from .hashing import tag_bytes, tagged_hash
+from .state_leaves import StreamedHex, decode_hex_field
 
 FORMAT = "vtrain-transcript/2"
 
@@ -28,9 +29,18 @@ def dumps(obj: dict) -> str:
 def integrity(obj: dict) -> str:
     """H("transcript", canonical JSON of everything but this field): any changed byte of a saved file is then
     a clear "damaged" error. It is not a signature (anyone can recompute it); what a forger could change is
-    covered by the trainer's signatures, the client-nonce binding and the recomputed verdict."""
+    covered by the trainer's signatures, the client-nonce binding and the recomputed verdict. A loaded
+    transcript's state leaves (a StreamedHex) are hashed block by block, never held as text."""
     body = {k: v for k, v in obj.items() if k != "integrity"}
-    return tagged_hash("transcript", dumps(body).encode()).hex()
+    leaves = body.get("state_leaves")
+    if not isinstance(leaves, StreamedHex):
+        return tagged_hash("transcript", dumps(body).encode()).hex()
+    head, tail = dumps({**body, "state_leaves": ""}).split(_LEAVES_LINE, 1)
+    h = hashlib.sha256(tag_bytes("transcript") + head.encode() + _LEAVES_LINE.encode())
+    for chunk in leaves.hex_chunks():
+        h.update(chunk)
+    h.update(tail.encode())
+    return h.hexdigest()
 
 
 def save(path: str, obj: dict) -> str:
@@ -41,15 +51,15 @@ def save(path: str, obj: dict) -> str:
 
 
 MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no backtracking state per character
 
 
 def nesting_depth(text: str) -> int:
     """Deepest bracket nesting outside JSON strings, computed without recursion. Checked before parsing: a
     deeply nested document can exhaust the C stack inside the json module and crash the process."""
     stripped = np.frombuffer(_STRING.sub("", text).encode("utf-8", "replace"), dtype=np.uint8)
-    step = (np.isin(stripped, (ord("["), ord("{"))).astype(np.int64)
-            - np.isin(stripped, (ord("]"), ord("}"))).astype(np.int64))
+    step = (np.isin(stripped, (ord("["), ord("{"))).astype(np.int32)
+            - np.isin(stripped, (ord("]"), ord("}"))).astype(np.int32))
     return int(np.cumsum(step).max()) if step.size else 0
 
 
@@ -76,23 +86,68 @@ def _reject_constant(name):
 
 
 def load(path: str, what: str = "transcript") -> tuple[dict, str]:
-    """-> (object, sha256 of the file)."""
+    """-> (object, sha256 of the file). A transcript's ``state_leaves`` (64 hex characters per step) is
+    decoded while the file is read, into a private temporary file (protocol/state_leaves.py), and appears in
+    the object as a StreamedHex (a plain string below STREAM_MIN_HEX characters): memory stays bounded
+    whatever the number of steps. The checks are those of the whole text: ASCII, canonical form (with the
+    field's value set aside, its characters checked piece by piece), format and integrity digest
+    (docs/PROTOCOL.md section 9, "Reading a large transcript in bounded memory")."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            text, leaves, digest, body_hash = _read_streaming(fh, what == "transcript")
     except OSError as e:
         raise TranscriptFormatError(f"cannot read {what} {path}: {e.strerror}") from e
-    try:
-        text = raw.decode("ascii")
     except UnicodeDecodeError:
         raise TranscriptFormatError(f"the {what} {path} contains non-ASCII bytes: it is damaged or was edited") from None
     obj = loads(text, what)
+    if leaves is not None:  # the value set aside by _read_streaming (a top-level key: this is its one place)
+        if obj.get("state_leaves") != "":
+            raise TranscriptFormatError(f"the {what} is not in canonical form: it was modified after it was written")
+        obj["state_leaves"] = leaves
     if what == "transcript" and obj.get("format") != FORMAT:
         raise TranscriptFormatError(f"{path} is not a {FORMAT} file (format {obj.get('format')!r})")
-    if what == "transcript" and obj.get("integrity") != integrity(obj):
+    if what == "transcript" and obj.get("integrity") != body_hash:
         raise TranscriptFormatError(f"the transcript {path} is damaged or was edited (its integrity digest does not "
                                     f"match its content)")
-    return obj, hashlib.sha256(raw).hexdigest()
+    return obj, digest
+
+
+_LEAVES_LINE = '\n "state_leaves": "'  # a top-level key: the only lines with one space of indent
+_INTEGRITY_LINE = b' "integrity": "'
+_READ = 1 << 20
+STREAM_MIN_HEX = 1 << 20  # state leaves of 16,384 steps or more are kept decoded on disk, not as text
+
+
+def _read_streaming(fh, transcript: bool):
+    """One pass over the file: -> (text with the state leaves' value emptied, StreamedHex or None, sha256 of
+    the file, the integrity digest of the canonical text). The digest is computed over the file minus its
+    top-level integrity line; it equals integrity() of the parsed object when the text is canonical (checked
+    next by ``loads``)."""
+    digest = hashlib.sha256()
+    body = hashlib.sha256(tag_bytes("transcript"))
+    parts: list[bytes] = []
+    leaves = None
+    line_start = True
+    key = _LEAVES_LINE[1:].encode()
+    while True:
+        piece = fh.readline(_READ)
+        if not piece:
+            break
+        digest.update(piece)
+        if transcript and line_start and leaves is None and piece.startswith(key):
+            parts.append(key)
+            body.update(key)
+            leaves, rest = decode_hex_field(fh, piece[len(key):], (digest, body), _READ, STREAM_MIN_HEX)
+            parts.append(rest)
+            body.update(rest)
+            line_start = rest.endswith(b"\n")
+            continue
+        parts.append(piece)
+        if not (line_start and piece.startswith(_INTEGRITY_LINE)):
+            body.update(piece)
+        line_start = piece.endswith(b"\n")
+    text = b"".join(parts).decode("ascii")
+    return text, leaves, digest.hexdigest(), body.hexdigest()
 
 
 def metadata_binding(metadata: dict, nonce_secret: bytes) -> bytes:
@@ -135,6 +190,8 @@ class _Hex:
         self.nbytes = nbytes
 
     def check(self, v, path: str) -> None:
+        if isinstance(v, StreamedHex) and self.nbytes is None:
+            return  # decoded by load(), which refused any character but 0-9a-f and an odd length
         if not isinstance(v, str) or len(v) % 2 or not _HEX.fullmatch(v):
             _bad(path, f"must be a lower-case hex string, got {_show(v)}")
         if self.nbytes is not None and len(v) != 2 * self.nbytes:

@@ -9,6 +9,7 @@ from protocol.csv_reader import ReadOptions, detect_delimiter, split_names
 from protocol.dataset import (
     CLIP,
     Standardization,
+    Table,
     builtin_names,
     class_indices,
     class_labels,
@@ -16,6 +17,7 @@ from protocol.dataset import (
     load_table,
     parse_csv,
     quantize_table,
+    quantized_rows,
     resolve_model,
     rows_matrix,
 )
@@ -161,6 +163,17 @@ def test_quantize_table_and_rows_matrix():
     assert Xq[1, 0] == 0 and Xq[0, 0] == -Xq[2, 0] == -round(65536 * 2 / np.std([1, 3, 5]))
     rows = rows_matrix(Xq, Yq)
     assert rows.shape == (3, 3) and rows.dtype == np.int64 and rows[:, -1].tolist() == Yq.tolist()
+
+
+def test_quantized_rows_in_chunks_are_the_whole_table_s():
+    """quantized_rows works chunk by chunk (bounded memory for the audit): the same integers at any chunk."""
+    rng = np.random.default_rng(3)
+    t = Table(X=rng.normal(size=(37, 3)) * 5, y=rng.normal(size=37), feature_names=["a", "b", "c"], target="y")
+    s = fit_standardization(t, "linear")
+    whole = rows_matrix(*quantize_table(t, s, 16))
+    for chunk in (1, 5, 36, 37, 1 << 16):
+        got = quantized_rows(t, s, 16, chunk=chunk)
+        assert got.dtype == np.int64 and got.flags.c_contiguous and np.array_equal(got, whole)
 
 
 def test_standardization_record_round_trip_and_validation():

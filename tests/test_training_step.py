@@ -112,6 +112,10 @@ def _agree(cfg, theta, X, Y):
     got, _, fs = _fast(theta, X, Y, cfg)
     assert got == want
     assert want == spec_step(theta, X, Y, cfg)
+    rows = np.column_stack([np.asarray(X, dtype=np.int64), np.asarray(Y, dtype=np.int64)])  # the audit's form
+    lean = FastStepper(rows[:, :-1], rows[:, -1], cfg, lean=True)  # views, no float copy
+    assert lean.X.base is rows and lean.Xf is None
+    assert lean.step(np.asarray(theta, dtype=np.int64), np.arange(len(Y)), 1)[0].tolist() == want
     return fs
 
 

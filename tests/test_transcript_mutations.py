@@ -235,3 +235,94 @@ def test_opening_step_and_row_index_types(transcripts):
         with pytest.raises(TranscriptFormatError) as ei:
             verify_transcript(bad)
         assert str(ei.value).startswith(f"malformed transcript: {words}"), ei.value
+
+
+# -- the streamed state leaves (issue #13): a saved transcript's leaves are decoded block by block ----------
+
+def _streamed(path, monkeypatch):
+    """tx.load with every state_leaves field streamed (decoded to a temporary file), as for a large session."""
+    from protocol.state_leaves import StreamedHex
+
+    monkeypatch.setattr(tx, "STREAM_MIN_HEX", 0)
+    obj, _ = tx.load(str(path))
+    assert isinstance(obj["state_leaves"], StreamedHex)
+    return obj
+
+
+def _leaf_edits(hexstr: str, rnd: random.Random):
+    """Edits of the leaves' hex an attacker could save with a recomputed integrity digest (each stays lower-case
+    hex): one nibble, a leaf dropped, two leaves swapped, a leaf added."""
+    i = rnd.randrange(len(hexstr) // 64)
+    j = (i + 1 + rnd.randrange(len(hexstr) // 64 - 1)) % (len(hexstr) // 64)
+    leaf = lambda k: hexstr[64 * k:64 * k + 64]
+    nib = rnd.randrange(len(hexstr))
+    swapped = [hexstr[k:k + 64] for k in range(0, len(hexstr), 64)]
+    swapped[i], swapped[j] = swapped[j], swapped[i]
+    return {
+        "nibble": hexstr[:nib] + "0123456789abcdef"[(int(hexstr[nib], 16) + 1) % 16] + hexstr[nib + 1:],
+        "drop": hexstr[:64 * i] + hexstr[64 * i + 64:],
+        "swap": "".join(swapped),
+        "add": hexstr[:64 * i] + leaf(j) + hexstr[64 * i:],
+    }
+
+
+@pytest.mark.parametrize("base", ["honest", "rejected"])
+def test_streamed_leaves_verdict_is_the_in_memory_one(transcripts, tmp_path, monkeypatch, base):
+    tx.save(str(tmp_path / "t.json"), transcripts[base])
+    obj = _streamed(tmp_path / "t.json", monkeypatch)
+    assert obj["state_leaves"] == transcripts[base]["state_leaves"]
+    assert tx.integrity(obj) == tx.integrity(transcripts[base])
+    assert audit_outcome(obj) == audit_outcome(json.loads(json.dumps(transcripts[base])))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_streamed_leaf_edits_are_altered_never_blamed_on_the_trainer(transcripts, tmp_path, monkeypatch, seed):
+    rnd = random.Random(f"streamed-{seed}")
+    for base in ("honest", "rejected"):
+        for kind, hexstr in _leaf_edits(transcripts[base]["state_leaves"], rnd).items():
+            bad = {**transcripts[base], "state_leaves": hexstr}
+            tx.save(str(tmp_path / "t.json"), bad)  # canonical, integrity recomputed: only the signatures catch it
+            status, reason = audit_outcome(_streamed(tmp_path / "t.json", monkeypatch))
+            assert status == "altered", (base, kind, status, reason)
+
+
+def test_streamed_leaves_text_edits_are_format_errors(transcripts, tmp_path, monkeypatch):
+    """Edits of the file's text inside the streamed value: each a clear format error (exit 2)."""
+    path = tmp_path / "t.json"
+    tx.save(str(path), transcripts["honest"])
+    text = path.read_text()
+    start = text.index('\n "state_leaves": "') + len('\n "state_leaves": "')
+    monkeypatch.setattr(tx, "STREAM_MIN_HEX", 0)
+    edits = {
+        "upper": (text[:start] + "A" + text[start + 1:], "lower-case hex"),
+        "non-hex": (text[:start] + "g" + text[start + 1:], "lower-case hex"),
+        "escape": (text[:start] + "\\u0061" + text[start + 1:], "lower-case hex"),
+        "odd": (text[:start] + text[start + 1:], "odd length"),
+        "integrity": (text[:start] + ("1" if text[start] != "1" else "2") + text[start + 1:], "damaged or was edited"),
+        "cut": (text[:start + 100], "ends inside state_leaves"),
+        "non-ascii": (text[:start] + "\u00e9" + text[start + 1:], "lower-case hex"),
+    }
+    for kind, (body, message) in edits.items():
+        path.write_bytes(body.encode())
+        with pytest.raises(TranscriptFormatError, match=message):
+            tx.load(str(path))
+        _, err = audit_outcome_cli(path)
+        assert message in err and "Traceback" not in err, (kind, err)
+
+
+def audit_outcome_cli(path) -> tuple[int, str]:
+    """The CLI on the same file (the same decoder; a field this small ends up as text): exit 2, the same
+    message."""
+    p = __import__("procs").verifier("audit", str(path))
+    assert p.returncode == 2, p.stdout
+    return p.returncode, p.stderr
+
+
+def test_leaves_are_read_from_the_checked_copy(transcripts, tmp_path, monkeypatch):
+    """What the audit reads is what load() checked: rewriting the file after loading changes nothing."""
+    path = tmp_path / "t.json"
+    tx.save(str(path), transcripts["honest"])
+    obj = _streamed(path, monkeypatch)
+    bad = {**transcripts["honest"], "state_leaves": "00" * (len(transcripts["honest"]["state_leaves"]) // 2)}
+    tx.save(str(path), bad)
+    assert audit_outcome(obj) == audit_outcome(json.loads(json.dumps(transcripts["honest"])))

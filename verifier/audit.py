@@ -30,9 +30,10 @@ import numpy as np
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
-from protocol.merkle import MAX_ROWS_PER_LEAF, MerkleTree
+from protocol.merkle import MAX_ROWS_PER_LEAF
 from protocol.merkle import data_root as data_root_of
 from protocol.prg import SeedContext, seed_commitment
+from protocol.state_leaves import Leaves, scan
 from protocol.statements import Statement, expect_fields, verify
 from protocol.training import Schedule, TrainConfig
 
@@ -264,10 +265,11 @@ def _spot(tr: dict) -> Verdict:
     _require(statements, "final", "the signed final statement", checks.incomplete_reason(tr.get("stream_error")))
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     T = sched.num_steps
-    leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
+    leaves = Leaves(tx.get(tr, "state_leaves"))
     model = tx.get_int_list(tr, "model")
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    state_root = MerkleTree(leaves).root
+    scanned = scan(leaves, range(cfg.checkpoint_interval, len(leaves), cfg.checkpoint_interval))  # one pass
+    state_root = scanned.root
     with _unsigned("the state leaves or the model"):
         final = verify(pub, *tx.get_signed(tr, "statements.final"), kind="final", session_id=sid)
         from protocol.merkle import model_hash
@@ -284,7 +286,7 @@ def _spot(tr: dict) -> Verdict:
             if verify(pub, *signed, kind="checkpoint", session_id=sid).fields["step"] != t:
                 raise VerificationError(f"the checkpoint statement in place of step {t} is for another step")
     checks.check_final_shape(model, extras, d, T, cfg.num_params(d))
-    checks.check_checkpoints(pub, cps, sid, leaves, cfg.checkpoint_interval)
+    checks.check_checkpoints(pub, cps, sid, leaves, cfg.checkpoint_interval, scanned)
     checks.check_initial_state(leaves, sched)
     checks.check_final_model(leaves, model, extras)
     if "proof" not in tr:
@@ -351,7 +353,7 @@ def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     data_root = tx.get_hex(tr, "data_root", 32)
     seed = tx.get_hex(tr, "training_seed", 32)
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
-    leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
+    leaves = Leaves(tx.get(tr, "state_leaves"))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
     checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress)
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))

@@ -9,14 +9,13 @@ import numpy as np
 
 from protocol.errors import BindingMismatch, MerkleProofInvalid, StepMismatch, VerificationError
 from protocol.merkle import (
-    MerkleFrontier,
-    MerkleTree,
     data_block_leaf,
     model_hash,
     root_from_proof,
     state_leaf,
 )
 from protocol.prg import challenge_steps
+from protocol.state_leaves import BLOCK, Leaves, Scan, inclusion_proof, scan
 from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
 from protocol.transcript import hash_list
@@ -46,30 +45,32 @@ def check_randomness(pub: bytes, signed, sid: bytes, *, data_root: bytes, traini
     return st
 
 
-def check_checkpoints(pub: bytes, checkpoints, sid: bytes, leaves: list[bytes], interval: int) -> None:
-    """Every checkpoint statement signs (t, leaf_t, root of leaves 0..t) for t = interval, 2*interval, ..."""
-    expected_steps = list(range(interval, len(leaves), interval))
+def check_checkpoints(pub: bytes, checkpoints, sid: bytes, leaves, interval: int, scanned: Scan | None = None) -> None:
+    """Every checkpoint statement signs (t, leaf_t, root of leaves 0..t) for t = interval, 2*interval, ...
+    ``leaves``: any source protocol/state_leaves.py reads; ``scanned``: its scan with those prefix roots, if
+    already made (one pass over the leaves serves the state root and every checkpoint)."""
+    lv = Leaves(leaves)
+    expected_steps = list(range(interval, lv.count, interval))
     if len(checkpoints) != len(expected_steps):
         raise VerificationError(f"expected {len(expected_steps)} checkpoint statements, got {len(checkpoints)}")
-    frontier = MerkleFrontier()
-    k = 0
-    for t, leaf in enumerate(leaves):
-        frontier.append(leaf)
-        if k < len(expected_steps) and t == expected_steps[k]:
-            st = verify(pub, *checkpoints[k], kind="checkpoint", session_id=sid)
-            if st.fields["step"] != t:
-                raise BindingMismatch(f"checkpoint {k + 1} is for step {st.fields['step']}, expected step {t}", step=t)
-            expect_fields(st, {"state_leaf": leaf, "prefix_root": frontier.root()})
-            k += 1
+    if scanned is None:
+        scanned = scan(lv, expected_steps)
+    for k, t in enumerate(expected_steps):
+        leaf, prefix_root = scanned.prefixes[t]
+        st = verify(pub, *checkpoints[k], kind="checkpoint", session_id=sid)
+        if st.fields["step"] != t:
+            raise BindingMismatch(f"checkpoint {k + 1} is for step {st.fields['step']}, expected step {t}", step=t)
+        expect_fields(st, {"state_leaf": leaf, "prefix_root": prefix_root})
 
 
-def check_final(pub: bytes, signed, sid: bytes, *, leaves: list[bytes], num_steps: int, model,
+def check_final(pub: bytes, signed, sid: bytes, *, leaves, num_steps: int, model,
                 extras_json: str = "", state_root: bytes | None = None) -> Statement:
     st = verify(pub, *signed, kind="final", session_id=sid)
-    if len(leaves) != num_steps + 1:
-        raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has {num_steps}",
-                                step=min(len(leaves), num_steps + 1) - 1)
-    expect_fields(st, {"num_steps": num_steps, "state_root": state_root or MerkleTree(leaves).root,
+    count = Leaves(leaves).count
+    if count != num_steps + 1:
+        raise VerificationError(f"the trainer committed {count - 1} steps, the agreed training has {num_steps}",
+                                step=min(count, num_steps + 1) - 1)
+    expect_fields(st, {"num_steps": num_steps, "state_root": state_root or scan(leaves).root,
                        "model_hash": model_hash(model, extras_json)})
     return st
 
@@ -128,12 +129,13 @@ def check_final_shape(model, extras_json: str, d: int, T: int, params: int | Non
                            f"over the cap of {max_extras_bytes(d)} (the agreed algorithm ships none; step {T})", step=T)
 
 
-def check_initial_state(leaves: list[bytes], sched: Schedule) -> None:
-    if leaves[0] != state_leaf(0, sched.initial_state()):
+def check_initial_state(leaves, sched: Schedule) -> None:
+    if Leaves(leaves)[0] != state_leaf(0, sched.initial_state()):
         raise StepMismatch("the committed initial state is not the one derived from your training seed", step=0)
 
 
-def check_final_model(leaves: list[bytes], model, extras_json: str = "") -> None:
+def check_final_model(leaves, model, extras_json: str = "") -> None:
+    leaves = Leaves(leaves)
     T = len(leaves) - 1
     if extras_json:
         raise StepMismatch(f"the trainer shipped the model with serving-time content beyond its parameters "
@@ -219,39 +221,44 @@ def _fits_i64(values) -> bool:
     return all(-(2**63) <= int(v) < 2**63 for v in values)
 
 
-def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig,
-           extras_json: str = "", progress=None) -> None:
-    """Full replay: recompute every state and compare with the committed leaves; the first difference is
-    the step named. Raises StepMismatch with self-contained evidence. ``progress(t, T)``: optional callback."""
+def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, extras_json: str = "",
+           progress=None) -> None:
+    """Full replay: recompute every state and compare with the committed leaves (read block by block:
+    protocol/state_leaves.py), the first difference is the step named. Raises StepMismatch with
+    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps."""
+    leaves = Leaves(leaves)
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
-    X, Y = rows[:, :-1], rows[:, -1]
-    stepper = FastStepper(X, Y, cfg)
-    tree = MerkleTree(leaves)
+    stepper = FastStepper(rows[:, :-1], rows[:, -1], cfg, lean=True)  # no copy of the data
     theta = sched.initial_state()
     check_initial_state(leaves, sched)
-    every = max(1, sched.num_steps // 500)
-    for t in range(1, sched.num_steps + 1):
-        if progress is not None and (t % every == 0 or t == sched.num_steps):
-            progress(t, sched.num_steps)
-        prev = theta
-        theta, _ = stepper.step(theta, sched.batch(t), t)
-        if state_leaf(t, theta) != leaves[t]:
-            raise StepMismatch(f"step {t} is the first step whose committed state differs from the honest replay",
-                               step=t, evidence={
-                                   "step": t, "state_root": tree.root.hex(),
-                                   "state_before": [int(v) for v in prev], "leaf_before": leaves[t - 1].hex(),
-                                   "proof_before": [h.hex() for h in tree.proof(t - 1)],
-                                   "honest_state_after": [int(v) for v in theta],
-                                   "committed_leaf_after": leaves[t].hex(),
-                                   "proof_after": [h.hex() for h in tree.proof(t)],
-                                   "batch": [int(i) for i in sched.batch(t)],
-                                   "note": "state_before hashes to the committed leaf t-1; the honest step from it "
-                                           "does not hash to the committed leaf t, which the signed state_root "
-                                           "includes"})
+    for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
+        for j in range(0, len(blob), 32):
+            t = first + j // 32
+            prev = theta
+            theta, _ = stepper.step(theta, sched.batch(t), t)
+            if state_leaf(t, theta) != blob[j:j + 32]:
+                raise _divergence(leaves, sched, t, prev, theta)
+        if progress is not None:
+            progress(first - 1 + len(blob) // 32, sched.num_steps)
     check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
+
+
+def _divergence(leaves: Leaves, sched: Schedule, t: int, prev, theta) -> StepMismatch:
+    return StepMismatch(f"step {t} is the first step whose committed state differs from the honest replay",
+                        step=t, evidence={
+                            "step": t, "state_root": scan(leaves).root.hex(),
+                            "state_before": [int(v) for v in prev], "leaf_before": leaves[t - 1].hex(),
+                            "proof_before": [h.hex() for h in inclusion_proof(leaves, t - 1)],
+                            "honest_state_after": [int(v) for v in theta],
+                            "committed_leaf_after": leaves[t].hex(),
+                            "proof_after": [h.hex() for h in inclusion_proof(leaves, t)],
+                            "batch": [int(i) for i in sched.batch(t)],
+                            "note": "state_before hashes to the committed leaf t-1; the honest step from it "
+                                    "does not hash to the committed leaf t, which the signed state_root "
+                                    "includes"})
 
 
 def detection_probability(num_steps: int, checks: int, bad_steps: int) -> float:

@@ -338,13 +338,14 @@ def cmd_audit(args) -> int:
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
+        columns, table = table.columns, None  # the float table is not needed again: only the rows stay in memory
         check_given_data(tr, rows)  # the user's input error (exit 2), never a verdict about the trainer
     with ui.callback("replay", unit="step") as replaying:
         v = with_replay(v, tr, rows, replaying)
     attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
     res = v.to_dict()
     if args.model_out and v.status == VERIFIED:
-        _write_model(args.model_out, tr, args.transcript, digest, v, attestation, table.columns)
+        _write_model(args.model_out, tr, args.transcript, digest, v, attestation, columns)
         res["model"] = args.model_out
     elif args.model_out:
         res["model"] = None
