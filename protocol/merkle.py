@@ -91,7 +91,10 @@ def data_leaves(rows: np.ndarray, first_index: int = 0, rows_per_leaf: int = 1) 
 
 
 def data_root(rows: np.ndarray, rows_per_leaf: int = 1) -> bytes:
-    return MerkleTree(data_leaves(rows, 0, rows_per_leaf)).root
+    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf)
+    c.add(rows)
+    c.finish()
+    return c.root()
 
 
 class DataCommitter:
@@ -109,13 +112,26 @@ class DataCommitter:
         self.leaves: list[bytes] = []
         self._pending = bytearray()
         self._base = hashlib.sha256(leaf_prefix("data"))
+        # the tree's inner nodes, hashed as the leaves arrive (a table committed from row 0 only)
+        self.frontier = MerkleFrontier() if first_row == 0 else None
 
     def _hash(self, block) -> None:
         h = self._base.copy()
         h.update(self.next_leaf.to_bytes(8, "big"))
         h.update(block)
-        self.leaves.append(h.digest())
+        leaf = h.digest()
+        self.leaves.append(leaf)
+        if self.frontier is not None:
+            self.frontier.append(leaf)
         self.next_leaf += 1
+
+    def root(self) -> bytes:
+        """The data root of everything added (call ``finish`` first)."""
+        return self.frontier.root()
+
+    def tree(self) -> DeferredTree:
+        """The data tree (call ``finish`` first): its root now, its levels when a proof is first asked for."""
+        return DeferredTree(b"".join(self.leaves), self.root())
 
     def add(self, rows) -> None:
         """``rows``: an int64 array (k, d+1) or its little-endian bytes."""
@@ -209,6 +225,28 @@ class MerkleTree:
                 out.append(level[32 * sib:32 * sib + 32])
             index >>= 1
         return out
+
+
+class DeferredTree:
+    """A tree whose root is already known (from a MerkleFrontier, computed while the leaves arrived) and whose
+    levels are built on the first inclusion proof: committing to data costs no second pass over the leaves."""
+
+    def __init__(self, leaves: bytes, root: bytes):
+        self._leaves, self.root, self._tree = leaves, root, None
+
+    @property
+    def size(self) -> int:
+        return len(self._leaves) // 32 if self._tree is None else self._tree.size
+
+    def proof(self, index: int) -> list[bytes]:
+        if self._tree is None:
+            self._tree, self._leaves = MerkleTree(self._leaves), b""
+            if self._tree.root != self.root:  # the same leaves, another way round: a bug, never input
+                raise AssertionError("MerkleFrontier and MerkleTree disagree")
+        return self._tree.proof(index)
+
+    def nbytes(self) -> int:
+        return len(self._leaves) if self._tree is None else self._tree.nbytes()
 
 
 def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes:
