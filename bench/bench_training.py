@@ -215,11 +215,11 @@ def print_openings(label: str, n: int, d: int, B: int, K: int, R: int) -> None:
           f"{before / 1e3:.1f} kB, after (R = {R} rows per leaf) {after / 1e3:.1f} kB; K = {K} steps move "
           f"{K * after / 1e6:.2f} MB = {K * after / data:.1%} of the {data / 1e6:.1f} MB of data (before "
           f"{K * before / data:.1%})")
-    from protocol.merkle import default_rows_per_leaf
+    from protocol.merkle import OPENED_FRACTION, default_rows_per_leaf
 
     if default_rows_per_leaf(d, n, K * B) < R:  # the client would not pick this R for this K
-        print(f"  (the client picks R = {default_rows_per_leaf(d, n, K * B)} for K = {K}: R * K * B <= n / 4; it "
-              f"picks R = {R} for K <= {max(1, n // (4 * B * R))})")
+        print(f"  (the client picks R = {default_rows_per_leaf(d, n, K * B)} for K = {K}: R * K * B <= n / "
+              f"{OPENED_FRACTION}; it picks R = {R} for K <= {max(1, n // (OPENED_FRACTION * B * R))})")
 
 
 def run_upload_vs_raw(p: dict, repeats: int) -> None:
@@ -269,7 +269,9 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     print(f"CPU seconds (client + server process, reported only): session {median(cpu_s):.3f} s, bare stream "
           f"{median(cpu_r):.3f} s (ratio {median(cpu_s) / median(cpu_r):.2f}); on an idle 2-core machine the wall "
           f"time ratio approaches max(client, server) CPU over the bare stream's")
-    k_fit = max(1, n // (4 * cfg.batch_size * R))  # the largest K for which the client itself picks this R
+    from protocol.merkle import OPENED_FRACTION
+
+    k_fit = max(1, n // (OPENED_FRACTION * cfg.batch_size * R))  # the largest K for which the client picks this R
     print_openings(f"this upload, spot check K = {k_fit}", n, d, cfg.batch_size, k_fit, R)
     print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R)
     print(ratio_report("upload_vs_raw", ratios(tss, trs), 1.5))
