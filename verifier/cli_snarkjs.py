@@ -9,7 +9,7 @@ from pathlib import Path
 from protocol import transcript as tx
 from protocol.dataset import Standardization, load_table, quantized_rows
 from protocol.errors import InputError, TranscriptFormatError
-from protocol.fileio import write_atomic
+from protocol.fileio import ensure_folder, write_atomic
 from protocol.prg import SeedContext
 from protocol.snark import session as snark_session
 from protocol.snark import snarkjs_io
@@ -23,7 +23,7 @@ def cmd_export(args) -> int:
     if tr.get("proof_kind") != "snark" or not isinstance(tr.get("proof"), dict) or "proof" not in tr["proof"]:
         raise InputError(f"{args.transcript} holds no SNARK proof (proof kind {tr.get('proof_kind')!r})")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out, "--out folder")
     files = {"verification_key.json": tx.get(tr, "proof.vk", dict), "proof.json": tx.get(tr, "proof.proof", dict),
              "public.json": tx.get(tr, "proof.public", list)}
     for name, obj in files.items():

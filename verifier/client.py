@@ -31,6 +31,7 @@ from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
 from .audit import Verdict, rejected_verdict, verify_transcript
+from .progress import SILENT, Progress
 
 
 class SessionAborted(Exception):
@@ -154,12 +155,14 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
-                retries: int = 0, accept_key=None, timings: dict | None = None) -> tuple[dict, Verdict]:
+                retries: int = 0, accept_key=None, timings: dict | None = None,
+                ui: Progress = SILENT) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
 
     ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
     it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
-    the full replay (verify_transcript with the rows).
+    the full replay (verify_transcript with the rows). ``ui`` shows the upload, the SNARK setup and the
+    trainer's proving as progress bars (verifier/progress.py).
 
     ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
     training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
@@ -194,7 +197,7 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
         tr = copy.deepcopy(base)
         try:
             _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key)
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key, ui=ui)
         except SessionIncomplete as e:
             if "session_id" not in tr:
                 raise SessionAborted(str(e)) from None
@@ -225,7 +228,7 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
 
 
 def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
-          accept_key):
+          accept_key, ui=SILENT):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -271,7 +274,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                          proof_kind=kind)
 
     try:
-        data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
+        with ui.bar("uploading", total=n, unit="row") as bar:
+            data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
+                                      bar)
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
@@ -297,11 +302,13 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_randomness(pub, rand_signed, sid, data_root=data_root, training_seed=seeds.training_seed,
                             audit_commitment=commitment, spot_checks=spot_checks)
 
-    snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap) \
-        if kind == "snark" else None
+    snark_state = None
+    if kind == "snark":
+        with ui.bar("SNARK setup", unit="s"):
+            snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
 
     T = cfg.num_steps(n)
-    final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status)
+    final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui)
     if stream_error is not None:
         tr["stream_error"] = stream_error
         raise VerificationError(checks.incomplete_reason(stream_error))
@@ -415,7 +422,7 @@ def _events(call, idle: float | None):
         call.cancel()
 
 
-def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
+def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Progress = SILENT):
     """Consume the Train stream within the session's caps: at most T+1 state leaves (kept as 32 bytes each),
     at most floor(T/C) checkpoints, at most one final result, each message within the channel's receive cap.
     Returns (final or None, stream_error or None); the recorded leaves and checkpoints are in ``tr``."""
@@ -425,6 +432,7 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
     max_cps = T // cfg.checkpoint_interval
     tr["statements"]["checkpoints"] = cps
     call = stub.Train(pb.TrainRequest(session_id=sid))
+    proving = None
     try:
         for ev in _events(call, timeout):
             which = ev.WhichOneof("event")
@@ -447,6 +455,7 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
                     error = f"sent more than the {max_cps} checkpoint statements of {T} steps every {cfg.checkpoint_interval}"
             elif which == "progress" and ev.progress.phase == "proving":
                 status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
+                proving = _proving_bar(ui, proving, ev.progress.step == 0)
             elif which == "progress" and progress is not None:
                 progress(min(ev.progress.step, T), T, ev.progress.epoch, ev.progress.loss)
             elif which == "final":
@@ -470,12 +479,14 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
                                                               f"{T + 1} state commitments)"), tr) from None
         else:
             raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+    finally:
+        _proving_bar(ui, proving, False)
     tr["state_leaves"] = leaves.hex()
     return final, error
 
 
 def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
-                tr: dict) -> tuple[bytes, bytes]:
+                tr: dict, bar=None) -> tuple[bytes, bytes]:
     """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows while this thread
     hashes the client's own data leaves (hashlib releases the GIL on each >= 2 KiB leaf, so the hashing runs
     beside gRPC's sending thread, docs/PROTOCOL.md §5). Records the client's data root as ``tr["data_root"]``
@@ -484,7 +495,8 @@ def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: i
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
     method = channel.stream_unary("/vtrain.v1.Trainer/UploadData",  # chunks are encoded by rows_to_wire_chunks
                                   response_deserializer=pb.UploadDataResponse.FromString)
-    fut = call(method.future, convert.rows_to_wire_chunks(sid, rows, per_chunk, rows_per_leaf))
+    chunks = convert.rows_to_wire_chunks(sid, rows, per_chunk, rows_per_leaf)
+    fut = call(method.future, chunks if bar is None else _counted(chunks, bar, rows.shape[0], per_chunk))
     committer = DataCommitter(d, rows_per_leaf)
     step = max(rows_per_leaf, per_chunk // rows_per_leaf * rows_per_leaf)
     for start in range(0, rows.shape[0], step):  # all of it, even if the call fails: a partial transcript
@@ -495,6 +507,20 @@ def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: i
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     return data_signed
+
+
+def _counted(chunks, bar, n: int, per_chunk: int):
+    """Pass the upload's chunks through, advancing ``bar`` by the rows each one carries."""
+    for start, chunk in zip(range(0, n, per_chunk), chunks):
+        yield chunk
+        bar.update(min(per_chunk, n - start))
+
+
+def _proving_bar(ui: Progress, bar, start: bool):
+    """The trainer's proof has no known length: an elapsed-time bar between its start and end events."""
+    if bar is not None:
+        bar.close()
+    return ui.bar("trainer proving", unit="s") if start else None
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
