@@ -84,7 +84,8 @@ class TrainerServer:
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
         self.server = grpc.aio.server(migration_thread_pool=self.sync_pool, options=opts)
         reg = _Handlers()  # the generated handlers, UploadData's taking its messages serialized (zero-copy rows)
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool, self.workers), reg)
+        servicer = TrainerServicer(self.manager, self.pool, max(1, min(self.workers, self.limits.max_training)))
+        trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, reg)
         reg.handlers["UploadData"] = reg.handlers["UploadData"]._replace(request_deserializer=None)
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(reg.name, reg.handlers),))
         self.server.add_registered_method_handlers(reg.name, reg.handlers)

@@ -80,8 +80,8 @@ def mapped(fn):
 class TrainerServicer(pb_grpc.TrainerServicer):
     def __init__(self, manager: SessionManager, pool, training_slots: int):
         self.m, self.pool = manager, pool
-        # Sessions train `training_slots` at a time (the work pool's size: more would only share the cores);
-        # the others wait their turn in order, holding no thread and none of training's working memory.
+        # Sessions train `training_slots` at a time (Limits.max_training, at most the work pool's size); the
+        # others wait their turn in order, holding no thread and none of training's working memory.
         self.training = asyncio.Semaphore(training_slots)
 
     async def _work(self, fn, *args):
