@@ -301,8 +301,9 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
     for _ev in m.train(sid):
         pass
     rec = s.record["result"]
-    openings = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in m.prove(sid, audit, "spot")[0]]
-    wire = sum(convert.opening_to_proto(op).ByteSize() for op in m.prove(sid, audit, "spot")[0])
+    messages = m.prove(sid, audit, "spot")[0]
+    openings = [convert.opening_from_proto(msg) for msg in messages]
+    wire = sum(msg.ByteSize() for msg in messages)
     return sid, rows, s.data_tree.root, seed, audit, rec.tree.leaves(), rec.final_model, openings, wire
 
 

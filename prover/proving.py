@@ -23,8 +23,8 @@ from .trainer import ProgressEvent
 
 
 def spot_openings(key, s: Session, audit_seed: bytes):
-    """The openings of the steps the audit seed challenges, each batch row with its whole data leaf, and the
-    signed statement over what is sent: (openings, (statement, signature))."""
+    """The openings of the steps the audit seed challenges, each batch row with its whole data leaf, as the
+    StepOpening messages sent, and the signed statement over them: (messages, (statement, signature))."""
     rec = s.record["result"]
     T = rec.states.shape[0] - 1
     steps = challenge_steps(s.session_id, rec.tree.root, audit_seed, s.spot_checks, T)
@@ -43,10 +43,11 @@ def spot_openings(key, s: Session, audit_seed: bytes):
                          "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t), "rows": rows})
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
     # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
-    sent = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in openings]
-    data, sig = sign(key, Statement("openings", s.session_id, {
-        "audit_seed": bytes(audit_seed), "openings_hash": openings_hash(audit_seed, sent)}))
-    return openings, (data, sig)
+    messages = [convert.opening_to_proto(op) for op in openings]
+    digest = openings_hash(audit_seed, [convert.opening_from_proto(m) for m in messages])
+    data, sig = sign(key, Statement("openings", s.session_id, {"audit_seed": bytes(audit_seed),
+                                                               "openings_hash": digest}))
+    return messages, (data, sig)
 
 
 def prove_snark(key, s: Session, ctx: SeedContext):

@@ -201,8 +201,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
             return pb.ProveResponse(snark_proof=result["proof"], snark_statement=convert.signed_to_proto(
                 result["statement"], result["signature"]))
         openings, (data, sig) = result
-        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in openings],
-                                openings_statement=convert.signed_to_proto(data, sig))
+        return pb.ProveResponse(openings=openings, openings_statement=convert.signed_to_proto(data, sig))
 
     @mapped
     async def CloseSession(self, request, context):
