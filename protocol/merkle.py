@@ -111,7 +111,7 @@ class DataCommitter:
         self.row_bytes = 8 * (num_features + 1)
         self.leaf_bytes = self.row_bytes * rows_per_leaf
         self.next_leaf = first_row // rows_per_leaf
-        self.leaves: list[bytes] = []
+        self._blob = bytearray()  # the leaf hashes, 32 bytes each (no Python object per leaf)
         self._pending = bytearray()
         self._base = hashlib.sha256(leaf_prefix("data"))
         # the tree's inner nodes, hashed as the leaves arrive (a table committed from row 0 only)
@@ -122,7 +122,7 @@ class DataCommitter:
         h.update(self.next_leaf.to_bytes(8, "big"))
         h.update(block)
         leaf = h.digest()
-        self.leaves.append(leaf)
+        self._blob += leaf
         if self.frontier is not None:
             self.frontier.append(leaf)
         self.next_leaf += 1
@@ -133,7 +133,11 @@ class DataCommitter:
 
     def tree(self) -> DeferredTree:
         """The data tree (call ``finish`` first): its root now, its levels when a proof is first asked for."""
-        return DeferredTree(b"".join(self.leaves), self.root())
+        return DeferredTree(bytes(self._blob), self.root())
+
+    @property
+    def leaves(self) -> list[bytes]:
+        return [bytes(self._blob[i:i + 32]) for i in range(0, len(self._blob), 32)]
 
     def add(self, rows) -> None:
         """``rows``: an int64 array (k, d+1) or its little-endian bytes."""
