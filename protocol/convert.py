@@ -93,6 +93,77 @@ def rows_to_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, row
                            rows=part, rows_per_leaf=rows_per_leaf)
 
 
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while v > 0x7F:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+_ROWS_TAG = bytes([pb.DataChunk.ROWS_FIELD_NUMBER << 3 | 2])  # field 5, wire type 2 (length-delimited)
+
+
+def rows_to_wire_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, rows_per_leaf: int = 1):
+    """The serialized DataChunk messages of ``rows_to_chunks``, built with one copy of the rows per chunk (the
+    small fields serialized by protobuf, then the ``rows`` field appended straight from the array's buffer:
+    protobuf's encoding is the concatenation of its fields, in any order). For a call made with no request
+    serializer."""
+    n, w = rows.shape
+    raw = np.ascontiguousarray(rows, dtype="<i8")
+    for start in range(0, n, rows_per_chunk):
+        part = raw[start:start + rows_per_chunk]
+        head = pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=part.shape[0],
+                            rows_per_leaf=rows_per_leaf).SerializeToString()
+        yield b"".join((head, _ROWS_TAG, _varint(part.nbytes), memoryview(part).cast("B")))
+
+
+def _read_varint(mv: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(mv) and shift < 64:
+        b = mv[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("truncated or overlong varint")
+
+
+def split_data_chunk(msg: bytes) -> tuple[pb.DataChunk, memoryview]:
+    """Server side: a serialized DataChunk -> (the message without its ``rows``, parsed by protobuf; a view of
+    the ``rows`` bytes inside ``msg``, no copy). The top-level fields are walked only to find ``rows`` (the
+    last occurrence wins, as protobuf's own parser has it); everything else is protobuf's to parse and reject.
+    Raises ValueError on a malformed message."""
+    mv = memoryview(msg).cast("B")
+    pos, rows, keep = 0, (0, 0), []
+    while pos < len(mv):
+        start = pos
+        key, pos = _read_varint(mv, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _read_varint(mv, pos)
+        elif wire == 1 or wire == 5:
+            pos += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, pos = _read_varint(mv, pos)
+            pos += length
+            if key >> 3 == pb.DataChunk.ROWS_FIELD_NUMBER and pos <= len(mv):
+                rows = (pos - length, pos)
+                continue
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if pos > len(mv):
+            raise ValueError("a field runs past the end of the message")
+        keep.append(mv[start:pos])
+    try:
+        head = pb.DataChunk.FromString(b"".join(keep))
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: a malformed message
+        raise ValueError(f"malformed DataChunk: {e}") from None
+    return head, mv[rows[0]:rows[1]]
+
+
 def key_to_chunks(session_id: bytes, data: bytes, chunk_bytes: int):
     """Client side: proving-key bytes -> KeyChunk messages."""
     for start in range(0, len(data), chunk_bytes):

@@ -102,10 +102,11 @@ def openings_hash(audit_seed: bytes, openings) -> bytes:
 def client_record(tr: dict) -> dict:
     """The client's own choices, committed through the client nonce before the trainer picks anything:
     the metadata (data source, feature names, target, standardization, how the randomness was made), the
-    server address it dialled, its data root, the rows per data leaf it chose (vtrain/2 block leaves) and its
-    size, both seeds and K."""
+    server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves) and the data's size,
+    both seeds and K. Not the data root: the client hashes its rows while sending them, and the trainer's data
+    statement binds the root before the training seed is revealed (docs/PROTOCOL.md §5)."""
     try:
-        return {"metadata": tr["client"]["metadata"], "server": tr["server"], "data_root": tr["data_root"],
+        return {"metadata": tr["client"]["metadata"], "server": tr["server"],
                 "rows_per_leaf": tr["rows_per_leaf"],
                 "num_rows": tr["num_rows"], "num_features": tr["num_features"],
                 "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],

@@ -127,6 +127,6 @@ class _Stream:
 
 
 def _too_big(msg: str) -> Exception:
-    from .session import LimitExceeded  # a request over a hard limit: retrying cannot help
+    from .session_state import LimitExceeded  # a request over a hard limit: retrying cannot help
 
     return LimitExceeded(msg)

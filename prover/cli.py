@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="bytes all sessions together may hold at their peak; new work beyond it is refused with "
                         "RESOURCE_EXHAUSTED and a retry hint (default %(default)s = 8 GiB)")
     s.add_argument("--workers", type=int, default=4, help="threads for training, proving and upload finishing")
+    s.add_argument("--max-training", type=int, default=d.max_training,
+                   help="sessions training at once, at most --workers; the others wait their turn holding only "
+                        "their rows (default %(default)s: training holds the GIL, more mostly adds memory)")
     s.add_argument("--json-logs", action="store_true", help="one JSON object per log line on stderr")
     s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests; default: honest): "
                    + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
@@ -108,13 +111,16 @@ def serve(args) -> int:
             tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
         except OSError as e:
             raise InputError(f"cannot read TLS files: {e}") from e
+    if args.max_training < 1:
+        raise InputError(f"--max-training must be at least 1, got {args.max_training}")
     limits = Limits(max_message_bytes=args.max_message_bytes, max_rows=args.max_rows,
                     max_features=args.max_features, max_steps=args.max_steps, max_sessions=args.max_sessions,
                     idle_timeout_seconds=args.idle_timeout, max_spot_checks=args.max_spot_checks,
                     max_constraints=args.max_constraints, max_data_bytes=args.max_data_bytes,
                     max_sessions_per_peer=args.max_sessions_per_peer, max_streams=args.max_streams,
                     max_streams_per_peer=args.max_streams_per_peer, upload_start_seconds=args.upload_start_timeout,
-                    receive_timeout_seconds=args.receive_timeout, memory_budget_bytes=args.memory_budget)
+                    receive_timeout_seconds=args.receive_timeout, memory_budget_bytes=args.memory_budget,
+                    max_training=args.max_training)
     try:
         server, bound, _ = build_server(key, host, port, limits, args.adversary, tls, workers=args.workers)
     except ValueError as e:

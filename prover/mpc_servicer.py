@@ -22,6 +22,7 @@ from protocol.errors import InputError
 from protocol.training import TrainConfig
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
 
+from .admission import Admission, Overloaded, peer_host
 from .datasets import Datasets
 
 log = logging.getLogger("vtrain.prover.mpc")
@@ -47,14 +48,25 @@ def session_id_of(client_nonce: bytes, trainer_nonce: bytes) -> bytes:
 
 
 class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
-    def __init__(self, datasets: Datasets, dealers: list[str], adversary: str | None, dealer_tls_ca: bytes | None):
+    def __init__(self, datasets: Datasets, dealers: list[str], adversary: str | None, dealer_tls_ca: bytes | None,
+                 admission: Admission | None = None):
         get_hooks(adversary)  # fail early on an unknown name
         self.datasets, self.dealers, self.adversary, self.tls_ca = datasets, dealers, adversary, dealer_tls_ca
         self._slots = threading.BoundedSemaphore(MAX_SESSIONS)
+        self.admission = admission  # the trainer service's global and per-client session slots, shared
 
     def Run(self, request_iterator, context):
         out: queue.Queue = queue.Queue()
+        peer = peer_host(context.peer())
+        if self.admission is not None:
+            try:
+                self.admission.admit_session(peer)
+            except Overloaded as e:
+                yield mpc_pb2.MpcFrame(abort=f"the trainer is busy: {e}")
+                return
         if not self._slots.acquire(blocking=False):
+            if self.admission is not None:
+                self.admission.release_session(peer, 0)
             yield mpc_pb2.MpcFrame(abort=f"the trainer is busy ({MAX_SESSIONS} two-party sessions running); retry later")
             return
 
@@ -65,6 +77,8 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
                 log.exception("two-party session crashed")
             finally:
                 self._slots.release()
+                if self.admission is not None:
+                    self.admission.release_session(peer, 0)
                 out.put(None)
 
         threading.Thread(target=work, daemon=True).start()
@@ -137,5 +151,8 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
 
 def add_two_party_service(server, datasets: Datasets, dealers: list[str], adversary: str | None,
                           dealer_tls_ca: bytes | None) -> None:
-    mpc_pb2_grpc.add_TwoPartyTrainingServicer_to_server(TwoPartyServicer(datasets, dealers, adversary, dealer_tls_ca),
-                                                        server)
+    """A two-party session takes one of the trainer's session slots (global and per client address,
+    prover/admission.py) for as long as it runs, besides this service's own cap of MAX_SESSIONS."""
+    admission = getattr(getattr(server, "manager", None), "admission", None)
+    mpc_pb2_grpc.add_TwoPartyTrainingServicer_to_server(
+        TwoPartyServicer(datasets, dealers, adversary, dealer_tls_ca, admission), server)

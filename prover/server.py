@@ -36,6 +36,20 @@ SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 REAP_SECONDS = 0.5  # how often expired sessions are dropped (and their memory released) without any traffic
 
 
+class _Handlers:
+    """Stands in for the server while the generated ``add_TrainerServicer_to_server`` registers the Trainer's
+    method handlers, so that one of them can be changed before the real server gets them."""
+
+    def __init__(self):
+        self.name, self.handlers = "", {}
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        pass  # the same handlers also arrive below, by name
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict) -> None:
+        self.name, self.handlers = service_name, dict(method_handlers)
+
+
 class _Stopped:
     def __init__(self, fut):
         self._fut = fut
@@ -69,7 +83,12 @@ class TrainerServer:
         opts = [("grpc.max_receive_message_length", self.limits.max_message_bytes),
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
         self.server = grpc.aio.server(migration_thread_pool=self.sync_pool, options=opts)
-        trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(self.manager, self.pool, self.workers), self.server)
+        reg = _Handlers()  # the generated handlers, UploadData's taking its messages serialized (zero-copy rows)
+        servicer = TrainerServicer(self.manager, self.pool, max(1, min(self.workers, self.limits.max_training)))
+        trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, reg)
+        reg.handlers["UploadData"] = reg.handlers["UploadData"]._replace(request_deserializer=None)
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(reg.name, reg.handlers),))
+        self.server.add_registered_method_handlers(reg.name, reg.handlers)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -1,7 +1,7 @@
 """The gRPC servicer (grpc.aio): convert, admit, call the plain handler, map domain errors to status codes.
 
 Calls that wait on the client (UploadData, UploadProvingKey) are coroutines reading one message at a time
-with a receive timeout; their per-chunk work (a copy and a hash of ~1 MiB) is short and runs inline. CPU
+with a receive timeout; UploadData checks and hashes chunk k in the work pool while chunk k+1 arrives. CPU
 work (finishing an upload, training, proving, parsing a key) runs in the bounded work pool. See
 prover/server.py for why the server is asynchronous, prover/admission.py for the limits.
 """
@@ -80,8 +80,8 @@ def mapped(fn):
 class TrainerServicer(pb_grpc.TrainerServicer):
     def __init__(self, manager: SessionManager, pool, training_slots: int):
         self.m, self.pool = manager, pool
-        # Sessions train `training_slots` at a time (the work pool's size: more would only share the cores);
-        # the others wait their turn in order, holding no thread and none of training's working memory.
+        # Sessions train `training_slots` at a time (Limits.max_training, at most the work pool's size); the
+        # others wait their turn in order, holding no thread and none of training's working memory.
         self.training = asyncio.Semaphore(training_slots)
 
     async def _work(self, fn, *args):
@@ -97,6 +97,13 @@ class TrainerServicer(pb_grpc.TrainerServicer):
             raise ReceiveTimeout(f"no message for {timeout:g} s: the stream was ended and what it sent "
                                  f"was dropped") from None
         return None if msg is grpc.aio.EOF else msg
+
+    async def _recv_chunk(self, context):
+        """The next DataChunk as (its other fields, a view of its rows), None at the end of the stream.
+        UploadData's messages arrive serialized (prover/server.py registers it without a deserializer) so the
+        rows are checked, hashed and kept in the buffer gRPC delivered, with no copy."""
+        raw = await self._recv(context)
+        return None if raw is None else convert.split_data_chunk(raw)
 
     @mapped
     async def GetInfo(self, request, context):
@@ -115,19 +122,20 @@ class TrainerServicer(pb_grpc.TrainerServicer):
     @mapped
     async def UploadData(self, request_iterator, context):
         with self.m.admission.stream(peer_host(context.peer())):
-            c = await self._recv(context)
+            c = await self._recv_chunk(context)
             if c is None:
                 raise InputError("empty upload: no chunks were sent")
-            up = self.m.begin_upload(bytes(c.session_id), c.num_features, c.total_rows,
-                                     rows_per_leaf=c.rows_per_leaf or 1)
+            up = self.m.begin_upload(bytes(c[0].session_id), c[0].num_features, c[0].total_rows,
+                                     rows_per_leaf=c[0].rows_per_leaf or 1)
             t0, pending = time.perf_counter(), None
             try:
                 while c is not None:  # check and hash chunk k in the pool while chunk k+1 is received
                     if pending is not None:
                         await pending
+                    head, rows = c
                     pending = asyncio.wrap_future(self.pool.submit(
-                        up.add, bytes(c.session_id), c.num_features, c.total_rows, c.num_rows, c.rows))
-                    c = await self._recv(context)
+                        up.add, bytes(head.session_id), head.num_features, head.total_rows, head.num_rows, rows))
+                    c = await self._recv_chunk(context)
                 await pending
                 data, sig = await self._work(up.finish)
             finally:
@@ -193,8 +201,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
             return pb.ProveResponse(snark_proof=result["proof"], snark_statement=convert.signed_to_proto(
                 result["statement"], result["signature"]))
         openings, (data, sig) = result
-        return pb.ProveResponse(openings=[convert.opening_to_proto(op) for op in openings],
-                                openings_statement=convert.signed_to_proto(data, sig))
+        return pb.ProveResponse(openings=openings, openings_statement=convert.signed_to_proto(data, sig))
 
     @mapped
     async def CloseSession(self, request, context):

@@ -1,123 +1,48 @@
 """Session state machine and the plain handlers behind the gRPC methods.
 
-Each handler takes request data and returns domain results, raising the errors below; the servicer maps
-them to status codes. Order per session: OpenSession -> UploadData -> CommitRandomness -> Train -> Prove.
+Each handler takes request data and returns domain results, raising the errors of prover/session_state.py
+(which also holds ``Session``, ``State`` and ``Limits``); the servicer maps them to status codes. Order per
+session: OpenSession -> UploadData -> CommitRandomness -> Train -> Prove. The proofs themselves (spot openings,
+Groth16) are built in prover/proving.py; the upload streams in prover/upload.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
 from cryptography.hazmat.primitives import constant_time
 
-from protocol import convert
-from protocol.errors import InputError, TranscriptFormatError, VerificationError
-from protocol.evidence import openings_hash
-from protocol.merkle import MerkleTree, model_hash
-from protocol.prg import SeedContext, challenge_steps, seed_commitment
-from protocol.snark import groth16, keys_io, snarkjs_io
+from protocol.errors import InputError, TranscriptFormatError
+from protocol.prg import SeedContext, seed_commitment
+from protocol.snark import keys_io
 from protocol.snark import session as snark_session
 from protocol.statements import PROTOCOL_VERSION, Statement, sign
-from protocol.training import MODELS, Schedule, TrainConfig
+from protocol.training import MODELS, TrainConfig
 
 from . import memory
 from .admission import Admission
 from .adversaries import Honest
-from .trainer import ProgressEvent, run_training
+from .proving import prove_snark, spot_openings
+from .session_state import (  # the servicer, CLI and tests import these from here too
+    Denied,
+    LimitExceeded,
+    Limits,
+    NoProof,
+    OutOfOrder,
+    Session,
+    State,
+    UnknownSession,
+)
+from .trainer import run_training
 from .upload import KEY_FACTOR, DataReceiver, DataUpload, KeyUpload, check_key_header, data_reservation
 
 log = logging.getLogger("vtrain.prover")
 
 PROOF_KINDS = ("spot", "snark")
-
-
-class OutOfOrder(Exception):
-    """FAILED_PRECONDITION."""
-
-
-class UnknownSession(Exception):
-    """NOT_FOUND."""
-
-
-class LimitExceeded(Exception):
-    """RESOURCE_EXHAUSTED."""
-
-
-class Denied(Exception):
-    """PERMISSION_DENIED."""
-
-
-class NoProof(Exception):
-    """UNIMPLEMENTED: this trainer gives no proof."""
-
-
-class State(enum.Enum):
-    OPENED = "opened"
-    DATA_COMMITTED = "data committed"
-    RANDOMNESS_COMMITTED = "randomness committed"
-    KEY_RECEIVED = "proving key received"
-    TRAINING = "training"
-    TRAINED = "trained"
-    FAILED = "failed"
-
-
-@dataclass
-class Limits:
-    max_message_bytes: int = 64 * 1024 * 1024
-    max_rows: int = 1_000_000
-    max_features: int = 1024
-    max_steps: int = 1_000_000
-    max_sessions: int = 16
-    idle_timeout_seconds: int = 900
-    max_spot_checks: int = 4096
-    max_state_values: int = 50_000_000  # (T+1)*P parameters kept for openings (P = outputs*(d+1))
-    max_constraints: int = 1 << 16  # largest SNARK circuit proved
-    max_key_bytes: int = 128 * 1024 * 1024  # a proving key for 2^16 constraints is ~40 MB
-    max_data_bytes: int = 1 << 30  # rows * (features + 1) * 8 held in memory per session
-    # admission control (prover/admission.py): slots are held only by work
-    max_sessions_per_peer: int = 8
-    max_streams: int = 16  # concurrent UploadData / UploadProvingKey streams
-    max_streams_per_peer: int = 4
-    upload_start_seconds: float = 10.0  # an opened session that has not started its upload by then is dropped
-    receive_timeout_seconds: float = 30.0  # a client stream silent this long is ended (DEADLINE_EXCEEDED)
-    memory_budget_bytes: int = 8 << 30  # everything sessions may hold at their peak, together
-
-
-@dataclass
-class Session:
-    session_id: bytes
-    cfg: TrainConfig
-    proof_kind: str
-    client_nonce: bytes
-    server_nonce: bytes
-    state: State = State.OPENED
-    X: np.ndarray | None = None
-    Y: np.ndarray | None = None
-    data_tree: MerkleTree | None = None
-    training_seed: bytes = b""
-    audit_commitment: bytes = b""
-    spot_checks: int = 0
-    record: dict = field(default_factory=dict)
-    session_statement: bytes = b""
-    pk: object = None
-    snark: dict = field(default_factory=dict)
-    strategy: object = None
-    last_used: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    peer: str = "local"
-    opened_at: float = field(default_factory=time.monotonic)
-    reserved: int = 0  # bytes of the memory budget this session holds
-    rows_per_leaf: int = 1
-    stored: object = None  # upload.StoredRows until training lays the rows out as X, Y
-    shape: tuple = (0, 0)  # (n, d) once the data is committed
-    ended: str = ""  # why the session ended (set once, when its resources are released)
 
 
 class SessionManager:
@@ -382,31 +307,11 @@ class SessionManager:
                 yield from s.strategy.stream(run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y,
                                                           cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record))
                 if s.proof_kind == "snark":
-                    yield from self._prove_snark(s, ctx)
+                    yield from prove_snark(self.key, s, ctx)
                 completed = True
             finally:
                 s.state = State.TRAINED if completed else State.FAILED
                 s.last_used = self.clock()
-
-    def _prove_snark(self, s: Session, ctx: SeedContext):
-        """Build this session's circuit with the honest witness and prove it with the client's key."""
-        sched = Schedule(ctx, s.cfg, s.X.shape[0], s.X.shape[1])
-        yield ProgressEvent(0, 1, 0, float("nan"), phase="proving")
-        cs, witness, public = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
-                                                  snark_session.session_binding(s.session_statement))
-        proof = groth16.prove_random(s.pk, cs, witness)
-        try:
-            groth16.verify(s.pk.vk, public, proof)  # never send a proof that does not verify under the client's key
-        except VerificationError as e:
-            raise InputError(f"the proving key the client sent does not yield proofs that verify under its own "
-                             f"verifying key ({e}); run the setup again") from None
-        rec = s.record["result"]
-        data, sig = sign(self.key, Statement("snark", s.session_id, {
-            "vk_hash": snark_session.vk_hash(s.pk.vk), "proof_hash": snark_session.proof_hash(proof),
-            "model_hash": model_hash(rec.final_model, rec.extras_json)}))
-        s.snark = {"proof": snarkjs_io.proof_to_bytes(proof), "statement": data, "signature": sig}
-        s.pk = None  # large; no longer needed
-        yield ProgressEvent(1, 1, 0, float("nan"), phase="proving")
 
     def prove(self, sid: bytes, audit_seed: bytes, kind: str):
         s = self.get(sid)
@@ -423,29 +328,7 @@ class SessionManager:
             s.strategy.observe_audit_seed(bytes(audit_seed))
             if s.proof_kind == "snark":
                 return s.snark
-            rec = s.record["result"]
-            T = rec.states.shape[0] - 1
-            steps = challenge_steps(s.session_id, rec.tree.root, audit_seed, s.spot_checks, T)
-            sched_ctx = SeedContext(s.session_id, s.data_tree.root, s.training_seed)
-            sched = Schedule(sched_ctx, s.cfg, rec.X.shape[0], rec.X.shape[1])
-            openings = []
-            R, n = s.rows_per_leaf, rec.X.shape[0]
-            for t in steps:
-                idx = sched.batch(t)
-                rows = []
-                for i in (int(i) for i in idx):  # each row with its whole data leaf (docs/PROTOCOL.md section 4)
-                    lo, hi = i // R * R, min(i // R * R + R, n)
-                    block = np.column_stack([rec.X[lo:hi], rec.Y[lo:hi]])
-                    rows.append((i, block[i - lo], i // R, s.data_tree.proof(i // R), block))
-                openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
-                                 "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t),
-                                 "rows": rows})
-            openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
-            # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
-            sent = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in openings]
-            data, sig = sign(self.key, Statement("openings", s.session_id, {
-                "audit_seed": bytes(audit_seed), "openings_hash": openings_hash(audit_seed, sent)}))
-            return openings, (data, sig)
+            return spot_openings(self.key, s, audit_seed)
 
     def close(self, sid: bytes) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ import struct
 import numpy as np
 
 from protocol.errors import InputError, TranscriptFormatError
-from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, MerkleTree
+from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, DeferredTree
 from protocol.snark import keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 
@@ -95,12 +95,12 @@ class DataReceiver:
         """Drop the received rows now (a failed upload)."""
         self.chunks, self.committer = [], None
 
-    def finish(self) -> tuple[MerkleTree, StoredRows]:
+    def finish(self) -> tuple[DeferredTree, StoredRows]:
         if self.got != self.n:
             raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
         self.committer.finish()
         rows, self.chunks = StoredRows(self.chunks, self.n, self.d), []
-        return MerkleTree(self.committer.leaves), rows
+        return self.committer.tree(), rows
 
 
 class DataUpload:

@@ -161,7 +161,7 @@ CLIENT_RECORD_EXAMPLE = {"metadata": {"source": "builtin:breast_cancer", "featur
                                       "standardization": {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0,
                                                           "target_mean": 0.0, "target_std": 1.0},
                                       "randomness": "os"},
-                         "server": "127.0.0.1:50051", "data_root": DATA_ROOT.hex(), "rows_per_leaf": 2, "num_rows": 569,
+                         "server": "127.0.0.1:50051", "rows_per_leaf": 2, "num_rows": 569,
                          "num_features": 2, "training_seed": TRAINING_SEED.hex(), "audit_seed": AUDIT_SEED.hex(),
                          "spot_checks": 64, "config": TrainConfig().to_dict(), "proof_kind": "spot"}
 NONCE_SECRET = bytes([0x3C]) * 32

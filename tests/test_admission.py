@@ -78,3 +78,59 @@ def test_backoff_is_exponential_at_least_the_hint_and_capped():
             b = backoff_seconds(attempt, hint)
             assert min(hint, 30.0) <= b <= 45.0
             assert b >= min(30.0, 0.5 * 2 ** attempt)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_sessions_train_at_most_max_training_at_once(monkeypatch, slots):
+    """Limits.max_training bounds the sessions training at once (each holds a float64 copy of its rows while
+    it trains); the others wait their turn and still verify. Four sessions start together, each training
+    holds its slot for 1 s: with 4 work threads they would all overlap."""
+    import threading
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    import prover.session as session_mod
+    from protocol.dataset import fit_standardization, load_table
+    from protocol.training import TrainConfig
+    from prover.server import build_server
+    from verifier.client import ClientSeeds, open_channel, run_session
+
+    real, lock, active, peak = session_mod.run_training, threading.Lock(), [0], [0]
+
+    def held(**kw):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(1.0)
+            yield from real(**kw)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(session_mod, "run_training", held)
+    server, port, _ = build_server(Ed25519PrivateKey.generate(), limits=Limits(max_training=slots), workers=4)
+    server.start()
+    cfg = TrainConfig(model="logistic", epochs=1, batch_size=32)
+    table = load_table("builtin:breast_cancer")
+    verdicts = []
+
+    def one():
+        ch = open_channel(f"127.0.0.1:{port}")
+        try:
+            verdicts.append(run_session(ch, table, fit_standardization(table, "logistic"), cfg, spot_checks=4,
+                                        seeds=ClientSeeds.fresh(), timeout=120)[1].status)
+        finally:
+            ch.close()
+
+    try:
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+    finally:
+        server.stop(None)
+    assert verdicts == ["spot-checked"] * 4
+    assert 1 <= peak[0] <= slots  # (4 with the work pool alone)

@@ -276,13 +276,24 @@ def test_initial_state_check_fires(session):
     assert ei.value.step == 0
 
 
-def test_a_live_rejection_is_recorded_exactly_as_the_audit_recomputes_it(monkeypatch):
-    """The trainer signs a data root over other rows: the client rejects at the data commitment, and the
-    saved transcript's verdict is the one the offline audit recomputes (not reported as 'altered')."""
+def test_a_data_root_over_other_rows_is_a_live_rejection_and_not_evidence_for_a_third_party(monkeypatch):
+    """The trainer signs a data root over other rows: the client rejects at the data commitment, before its
+    training seed leaves. The root is the client's own, outside the record its nonce commits to (it is hashed
+    while the rows are sent, docs/PROTOCOL.md §5), so the offline audit cannot tell a lying trainer from an
+    edited transcript: it says altered, never rejected."""
     import prover.upload as upload_mod
-    from protocol.merkle import MerkleTree
+    from protocol.merkle import DeferredTree, MerkleTree
 
-    monkeypatch.setattr(upload_mod, "MerkleTree", lambda leaves: MerkleTree(list(leaves)[::-1]))
+    real = upload_mod.DataReceiver.finish
+
+    def other_rows(self):
+        tree, rows = real(self)
+        leaves = [tree._leaves[i:i + 32] for i in range(0, len(tree._leaves), 32)][::-1]
+        return DeferredTree(b"".join(leaves), MerkleTree(leaves).root), rows
+
+    monkeypatch.setattr(upload_mod.DataReceiver, "finish", other_rows)
     tr, verdict, _ = record_session(None, None, 4)
-    assert verdict.status == "rejected" and "data_root" in verdict.reason
-    assert verify_transcript(tr).to_dict() == verdict.to_dict() == tr["verdict"]
+    assert verdict.status == "rejected" and "signed data root" in verdict.reason, verdict
+    assert "audit_commitment" not in tr and tr["verdict"] == verdict.to_dict()  # the seed never left
+    audit = verify_transcript(tr)
+    assert audit.status == "altered" and "data statement" in audit.reason, audit

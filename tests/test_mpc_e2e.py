@@ -141,3 +141,31 @@ def test_tls_everywhere(setup, tmp_path):
         # a client that does not speak TLS gets a connection error, not a traceback
         p, _, _ = _train(tmp_path, prover, dealer, a, "--timeout", "3")
         assert p.returncode == 2 and "Traceback" not in p.stderr
+
+
+def test_two_party_sessions_take_the_trainer_session_slots(setup):
+    """The two-party service is under the trainer's admission control: with one session per client address,
+    an open Trainer session makes a two-party Run from the same address answer busy (with the retry hint) at
+    once, and the slot comes back when that session closes."""
+    import os
+
+    import grpc
+
+    from protocol import convert
+    from protocol.wire import mpc_pb2, mpc_pb2_grpc
+    from protocol.wire import trainer_pb2 as pb
+    from protocol.wire import trainer_pb2_grpc as pb_grpc
+
+    _tmp, key, _a, b, _dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--max-sessions-per-peer", "1",
+                       "--upload-start-timeout", "60") as prover:
+        ch = grpc.insecure_channel(prover.address)
+        trainer, two_party = pb_grpc.TrainerStub(ch), mpc_pb2_grpc.TwoPartyTrainingStub(ch)
+        sid = trainer.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(TrainConfig()),
+                                                        client_nonce=os.urandom(32), proof_kind="spot")).session_id
+        first = next(two_party.Run(iter([mpc_pb2.MpcFrame()]), timeout=30))
+        assert "busy" in first.abort and "retry in" in first.abort, first
+        trainer.CloseSession(pb.CloseSessionRequest(session_id=sid))
+        first = next(two_party.Run(iter([mpc_pb2.MpcFrame()]), timeout=30))  # a bad hello: refused, not busy
+        assert "busy" not in first.abort and "refused" in first.abort, first
+        ch.close()

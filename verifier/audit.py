@@ -237,7 +237,7 @@ def _spot(tr: dict) -> Verdict:
     seed, audit_seed = tx.get_hex(tr, "training_seed", 32), tx.get_hex(tr, "audit_seed", 32)
     with _unsigned("the client record"):
         if client_binding(_record(tr), tx.get_hex(tr, "client.nonce_secret", 32)) != client_nonce:
-            raise BindingMismatch("the client record (server, data, seeds, K, config, standardization) does not "
+            raise BindingMismatch("the client record (server, data size, seeds, K, config, standardization) does not "
                                   "match the client nonce the trainer signed")
     with _unsigned("the session statement"):
         session = verify(pub, *tx.get_signed(tr, "statements.session"), kind="session", session_id=sid)
@@ -249,8 +249,9 @@ def _spot(tr: dict) -> Verdict:
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
     R = _rows_per_leaf(tr)
     _require(statements, "data", "the trainer's data commitment")
-    with _unsigned("the data statement"):
-        verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)
+    with _unsigned("the data statement"):  # the root is the client's own, outside its committed record (§5):
+        data = verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)  # only the
+        expect_fields(data, {"data_root": data_root})  # recording client knows it sent other rows
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
                       rows_per_leaf=R)
     _require(statements, "randomness", "the trainer's randomness statement")

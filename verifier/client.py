@@ -16,14 +16,14 @@ import grpc
 
 from protocol import convert
 from protocol.dataset import Standardization, Table, quantized_rows
-from protocol.errors import VerificationError
+from protocol.errors import TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
 from protocol.hashing import tagged_hash
-from protocol.merkle import data_root, default_rows_per_leaf
+from protocol.merkle import DataCommitter, default_rows_per_leaf
 from protocol.prg import seed_commitment
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
-from protocol.statements import PROTOCOL_VERSION
+from protocol.statements import PROTOCOL_VERSION, Statement
 from protocol.training import TrainConfig
 from protocol.transcript import FORMAT
 from protocol.wire import trainer_pb2 as pb
@@ -179,13 +179,13 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
             raise SessionAborted(str(e)) from None
     elif proof_kind != "spot":
         raise SessionAborted(f"unknown proof kind {proof_kind!r}")
-    # Block data leaves (vtrain/2): the client's own data root, computed before the session because the client
-    # record commits to it (docs/PROTOCOL.md §5) before the trainer picks its session id.
+    # Block data leaves (vtrain/2). The client's own data root is computed while the rows are sent
+    # (upload_rows); the client record commits to the data's shape and leaf size, not to its root
+    # (docs/PROTOCOL.md §5, "When the client commits to what").
     rows_per_leaf = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)
     base: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
                   "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                  "num_rows": n, "num_features": d, "data_root": data_root(rows, rows_per_leaf).hex(),
-                  "rows_per_leaf": rows_per_leaf,
+                  "num_rows": n, "num_features": d, "rows_per_leaf": rows_per_leaf,
                   "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
                   "spot_checks": spot_checks, "statements": {}}
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
@@ -273,10 +273,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_session(pub, session_signed, sid, client_nonce=client_nonce, server_nonce=server_nonce, cfg=cfg,
                          proof_kind=kind)
 
-    data_root = bytes.fromhex(tr["data_root"])
     try:
         with ui.bar("uploading", total=n, unit="row") as bar:
-            data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
+            data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
                                       bar)
     except Refused:
         try:  # give the slot back before trying again
@@ -284,8 +283,15 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         except grpc.RpcError:
             pass
         raise
-    checks.check_data(pub, data_signed, sid, data_root=data_root, num_rows=n, num_features=d,
-                      rows_per_leaf=tr["rows_per_leaf"])
+    data_root = bytes.fromhex(tr["data_root"])
+    checks.check_data(pub, data_signed, sid, data_root=_signed_root(data_signed, data_root), num_rows=n,
+                      num_features=d, rows_per_leaf=tr["rows_per_leaf"])
+    if _signed_root(data_signed, data_root) != data_root:
+        raise VerificationError(
+            f"the trainer's signed data root {_signed_root(data_signed, data_root).hex()} is not the root of the rows "
+            f"this client sent ({data_root.hex()}): it committed to other data. The root is not part of the "
+            f"client's committed record (docs/PROTOCOL.md §5), so a third party cannot attribute this to the "
+            f"trainer; the recording client can")
 
     commitment = seed_commitment(seeds.audit_seed, sid)
     tr["audit_commitment"] = commitment.hex()
@@ -347,6 +353,14 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:
         pass
+
+
+def _signed_root(signed, default: bytes) -> bytes:
+    """The data root a (signature-checked) data statement carries; ``default`` if it carries none."""
+    try:
+        return bytes(Statement.decode(signed[0]).fields.get("data_root", default))
+    except (TranscriptFormatError, ValueError, TypeError):
+        return default
 
 
 def _lost_message(e: grpc.RpcError, timeout, when: str) -> str:
@@ -471,25 +485,35 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Prog
     return final, error
 
 
-def upload_rows(stub, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
+def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
                 tr: dict, bar=None) -> tuple[bytes, bytes]:
-    """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows. The client's own data
-    root was computed before the session (the client record commits to it). Returns the signed data statement
-    and records it in ``tr``."""
+    """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows while this thread
+    hashes the client's own data leaves (hashlib releases the GIL on each >= 2 KiB leaf, so the hashing runs
+    beside gRPC's sending thread, docs/PROTOCOL.md §5). Records the client's data root as ``tr["data_root"]``
+    and the signed data statement; returns the signed data statement."""
     d = rows.shape[1] - 1
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    chunks = convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf)
-    resp = call(stub.UploadData, chunks if bar is None else _counted(chunks, bar))
+    method = channel.stream_unary("/vtrain.v1.Trainer/UploadData",  # chunks are encoded by rows_to_wire_chunks
+                                  response_deserializer=pb.UploadDataResponse.FromString)
+    chunks = convert.rows_to_wire_chunks(sid, rows, per_chunk, rows_per_leaf)
+    fut = call(method.future, chunks if bar is None else _counted(chunks, bar, rows.shape[0], per_chunk))
+    committer = DataCommitter(d, rows_per_leaf)
+    step = max(rows_per_leaf, per_chunk // rows_per_leaf * rows_per_leaf)
+    for start in range(0, rows.shape[0], step):  # all of it, even if the call fails: a partial transcript
+        committer.add(rows[start:start + step])  # records the client's data root too
+    committer.finish()
+    tr["data_root"] = committer.root().hex()
+    resp = call(lambda timeout=None: fut.result())
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     return data_signed
 
 
-def _counted(chunks, bar):
+def _counted(chunks, bar, n: int, per_chunk: int):
     """Pass the upload's chunks through, advancing ``bar`` by the rows each one carries."""
-    for chunk in chunks:
+    for start, chunk in zip(range(0, n, per_chunk), chunks):
         yield chunk
-        bar.update(chunk.num_rows)
+        bar.update(min(per_chunk, n - start))
 
 
 def _proving_bar(ui: Progress, bar, start: bool):
