@@ -41,6 +41,10 @@ def spot_openings(key, s: Session, audit_seed: bytes):
             rows.append((i, block[i - lo], i // R, s.data_tree.proof(i // R), block))
         openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                          "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t), "rows": rows})
+    if s.trainer_data is not None:  # salted leaves: each opened row comes with its salt (prover/trainer_data.py)
+        from .trainer_data import add_salts
+
+        openings = add_salts(openings, s.trainer_data)
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
     # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
     sent = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in openings]

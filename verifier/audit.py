@@ -36,7 +36,7 @@ from protocol.prg import SeedContext, seed_commitment
 from protocol.statements import Statement, expect_fields, verify
 from protocol.training import Schedule, TrainConfig
 
-from . import checks
+from . import checks, trainer_data_checks
 
 VERIFIED, SPOT_CHECKED, REJECTED, ALTERED = "verified", "spot-checked", "rejected", "altered"
 INCOMPLETE = "incomplete"  # the session was cut off: no verdict (exit 2)
@@ -66,12 +66,14 @@ class Verdict:
         return self.status == VERIFIED
 
 
-def no_proof_reason(error: str) -> str:
+def no_proof_reason(error: str, replay: bool = True) -> str:
+    how = ("`vtrain-verifier audit --data` replays every committed step" if replay else
+           "the rows are the trainer's own, so no replay by the client is possible")
     return (f"the trainer gave no proof ({error}); the model is unverified (this is not evidence that the trainer "
-            f"cheated; `vtrain-verifier audit --data` replays every committed step)")
+            f"cheated; {how})")
 
 
-def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
+def spot_guarantee(T: int, K: int, randomness: str = "os", replay_note: str | None = None) -> str:
     k = min(K, T)
     m = max(1, math.ceil(T / 100))
     p = checks.detection_probability(T, k, m)
@@ -85,8 +87,8 @@ def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
                  f"with probability {1 - k / T:.1%}.")
     text = (f"{first} A trainer that deviated on m of the {T} steps is caught with probability "
             f"1 - C({T}-m, {k})/C({T}, {k}) (>= {p_floor}% for m = {m}). Checked exactly: the signatures, the initial "
-            f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; run "
-            f"`vtrain-verifier audit --data` for the full replay.")
+            f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; "
+            + (replay_note or "run `vtrain-verifier audit --data` for the full replay."))
     return text + _fixed_note(randomness)
 
 
@@ -251,6 +253,10 @@ def _spot(tr: dict) -> Verdict:
         verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
                       rows_per_leaf=R)
+    trainer_data = None  # the trainer's own dataset (docs/PROTOCOL.md section 11): its signed card, checked here
+    if "trainer_data" in tr:
+        with _unsigned("the data card"):
+            trainer_data = trainer_data_checks.check_card(tr, pub, cfg)
     _require(statements, "randomness", "the trainer's randomness statement")
     commitment = tx.get_hex(tr, "audit_commitment", 32)
     with _unsigned("the randomness statement"):
@@ -289,7 +295,7 @@ def _spot(tr: dict) -> Verdict:
     if "proof" not in tr:
         if "incomplete" in tr:
             raise checks.Incomplete(f"{checks.INCOMPLETE}: no proof was received")
-        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
+        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded")), replay=trainer_data is None))
     if proof_kind == "snark":
         return _snark(tr, pub, sid, model, sched, extras)
     with _unsigned("the spot-check openings"):
@@ -303,11 +309,14 @@ def _spot(tr: dict) -> Verdict:
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
-                          rows_per_leaf=R)
+                          rows_per_leaf=R, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
             raise
         raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
+    if trainer_data is not None:
+        return Verdict(SPOT_CHECKED, "spot", "", None, trainer_data_checks.guarantee(T, K, randomness_mode(tr),
+                                                                                      openings, n))
     return Verdict(SPOT_CHECKED, "spot", "", None, spot_guarantee(T, K, randomness_mode(tr)))
 
 

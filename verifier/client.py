@@ -186,6 +186,19 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                   "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
                   "spot_checks": spot_checks, "statements": {}}
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
+    return drive_session(channel, base, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key,
+                         progress=progress, rows_per_chunk=rows_per_chunk, timeout=timeout, status=status,
+                         retries=retries, accept_key=accept_key, timings=timings)
+
+
+def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, seeds: ClientSeeds, *, spot_checks: int,
+                  trainer_key: bytes | None = None, progress=None, rows_per_chunk: int | None = None,
+                  timeout: float | None = None, status=None, retries: int = 0, accept_key=None,
+                  timings: dict | None = None) -> tuple[dict, Verdict]:
+    """Commit the client record ``base`` (through the client nonce), run the session (``rows``: the client's rows
+    to upload, or None for the trainer's own dataset named in ``base["trainer_data"]``), retrying a busy trainer
+    as run_session describes; returns (transcript, verdict)."""
+    proof_kind = base["proof_kind"]
     record = {**client_record(base), "config": base["config"], "proof_kind": proof_kind}
     base["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
     status = status or (lambda msg: None)
@@ -272,7 +285,12 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
 
     data_root = bytes.fromhex(tr["data_root"])
     try:
-        data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
+        if rows is None:  # the trainer's own dataset (docs/PROTOCOL.md section 11)
+            resp = call(stub.UseTrainerData, pb.UseTrainerDataRequest(session_id=sid, dataset=tr["trainer_data"]["name"]))
+            data_signed = convert.signed_from_proto(resp.data_statement)
+            tr["statements"]["data"] = [x.hex() for x in data_signed]
+        else:
+            data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
