@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protocol import merkle
 from protocol.fixedpoint import exp_exact, exp_table, quantize, sigmoid_exact, sigmoid_table
+from protocol.keys import public_bytes
 from protocol.prg import (
     KeyStream,
     SeedContext,
@@ -33,7 +34,6 @@ from protocol.prg import (
     shuffle,
     uniform_below,
 )
-from protocol.keys import public_bytes
 from protocol.statements import Statement, sign
 from protocol.training import Schedule, TrainConfig, train_honest
 

@@ -16,7 +16,13 @@ from make_vectors import card_example, merkle_rows
 from scipy.stats import binomtest
 
 from protocol.dataset import load_table
-from protocol.errors import BindingMismatch, MerkleProofInvalid, SignatureInvalid, StepMismatch, TranscriptFormatError
+from protocol.errors import (
+    BindingMismatch,
+    MerkleProofInvalid,
+    SignatureInvalid,
+    StepMismatch,
+    TranscriptFormatError,
+)
 from protocol.hashing import tag_bytes
 from protocol.keys import public_bytes
 from protocol.merkle import MerkleTree, data_root, state_leaf
@@ -199,7 +205,7 @@ def test_swap_rows_detection_probability_is_the_stated_one(signing_key):
     T, n, K = rec.states.shape[0] - 1, rec.X.shape[0], 3
     sched = Schedule(SeedContext(s.session_id, s.data_tree.root, s.training_seed), s.cfg, n, rec.X.shape[1])
     k = adversaries.SwapRows.swapped_row(n)
-    bad = {t for t in range(1, T + 1) if k in set(int(i) for i in sched.batch(t))}
+    bad = {t for t in range(1, T + 1) if k in {int(i) for i in sched.batch(t)}}
     assert 1 <= len(bad) <= s.cfg.epochs
     p = checks.detection_probability(T, K, len(bad))
     s.spot_checks = K
@@ -223,3 +229,38 @@ def test_states_and_final_model_of_a_trainer_data_session_are_committed(signing_
     s = _trained(_manager(signing_key))
     rec = s.record["result"]
     assert MerkleTree([state_leaf(t, rec.states[t]) for t in range(rec.states.shape[0])]).root == rec.tree.root
+
+
+def test_client_checks_the_card_and_the_root_each_session_signs(signing_key):
+    """Over gRPC: the card must verify under the announced key and carry the listed name; a session whose data
+    statement signs another root than the card's (a trainer that re-committed behind the client's back) is
+    rejected before any randomness leaves the client."""
+    from prover.server import build_server
+    from verifier.client import ClientSeeds, SessionAborted, open_channel
+    from verifier.trainer_data_client import fetch_card, run_trainer_data_session
+
+    server, port, m = build_server(signing_key)
+    m.trainer_data = _manager(signing_key).trainer_data
+    c = m.trainer_data.get("iris")
+    server.start()
+    ch = open_channel(f"127.0.0.1:{port}")
+    try:
+        card, signed = fetch_card(ch, "iris", 30)
+        assert card.data_root == c.tree.root and signed == c.signed
+        good = c.signed
+        c.signed = (good[0], flip_bit(good[1], 3))
+        with pytest.raises(SessionAborted, match="does not check"):
+            fetch_card(ch, "iris", 30)
+        c.signed = good
+        m.trainer_data.committed = {"other": c}
+        with pytest.raises(SessionAborted, match="signed for dataset 'iris'"):
+            fetch_card(ch, "other", 30)
+        m.trainer_data.committed = {"iris": c}
+        c.tree = salted_tree(np.column_stack([c.X, c.Y]), fresh_salts(c.X.shape[0]))  # re-committed, same card
+        seeds = ClientSeeds.fresh()
+        tr, verdict = run_trainer_data_session(ch, card, signed, CFG, spot_checks=4, seeds=seeds, timeout=60)
+        assert verdict.status == "rejected" and "data_root" in verdict.reason, verdict
+        assert "randomness" not in tr["statements"] and "audit_commitment" not in tr  # the seed never left
+    finally:
+        ch.close()
+        server.stop(0).wait(10)

@@ -46,7 +46,7 @@ def test_honest_session_is_spot_checked_with_rows_revealed_and_one_root(key, tmp
         assert g.startswith(f"a single changed step would have been caught with probability {T}/{T} = 1")
         assert f"revealing {td['rows_revealed']} of its 150 rows" in g and "No full replay is possible" in g
         assert "poisoned" in g
-        rc2, doc2, err2 = _train(srv.address, tmp_path / "b")
+        rc2, _, err2 = _train(srv.address, tmp_path / "b")
         assert rc2 == 3, err2
         p = verifier("train", "--server", srv.address, "--trainer-data", "iris", "--out", str(tmp_path / "x.json"),
                      "--model-out", str(tmp_path / "x.m.json"))  # human output

@@ -13,7 +13,6 @@ from protocol.keys import parse_public_hex
 
 from .checks import receive_cap
 from .cli import CliError
-from .client import SessionAborted, SessionIncomplete
 from .cli_train import (
     _config,
     _key_trust,
@@ -25,6 +24,7 @@ from .cli_train import (
     connect,
     exit_code,
 )
+from .client import SessionAborted, SessionIncomplete
 from .trainer_data_client import fetch_card, run_trainer_data_session
 
 
@@ -56,8 +56,8 @@ def cmd_train_trainer_data(args) -> int:
         probe.close()
     if pinned is not None and card.trainer_key != pinned:
         raise CliError(f"the trainer at {args.server} has key {card.trainer_key.hex()}, not the pinned {pinned.hex()}")
-    notes = [f"dataset {card.name!r}: {card.num_rows} rows x {card.num_features} features, target {card.target!r}, "
-             f"committed for {', '.join(card.models)} at frac_bits {card.frac_bits}, root {card.data_root.hex()}"]
+    notes = [(f"dataset {card.name!r}: {card.num_rows} rows x {card.num_features} features, target {card.target!r}, "
+              f"committed for {', '.join(card.models)} at frac_bits {card.frac_bits}, root {card.data_root.hex()}")]
     if args.frac_bits != card.frac_bits:
         notes.append(f"--frac-bits {args.frac_bits} replaced by the dataset's {card.frac_bits}")
     args.model, num_classes = _model_for(args, card)
