@@ -87,6 +87,14 @@ class DataCard:
     data_root: bytes
     rows_per_leaf: int = 1
     leaf_encoding: str = LEAF_ENCODING
+    # the SNARK of training on these rows (docs/SNARK.md section 8): the blinded Poseidon commitment to the same
+    # rows (32 bytes, big-endian field element) and the K it packs values with; b"" and 0 when not offered
+    zk_commitment: bytes = b""
+    zk_weight_bits: int = 0
+
+    @property
+    def zk_commitment_int(self) -> int | None:
+        return int.from_bytes(self.zk_commitment, "big") if self.zk_commitment else None
 
     def statement(self) -> Statement:
         return Statement(CARD_KIND, CARD_SESSION, {
@@ -95,14 +103,16 @@ class DataCard:
             "feature_names": canonical_json(list(self.feature_names)), "target": self.target,
             "models": ",".join(self.models), "frac_bits": self.frac_bits,
             "standardization": canonical_json(self.standardization), "leaf_encoding": self.leaf_encoding,
-            "rows_per_leaf": self.rows_per_leaf, "data_root": self.data_root})
+            "rows_per_leaf": self.rows_per_leaf, "data_root": self.data_root, "zk_commitment": self.zk_commitment,
+            "zk_weight_bits": self.zk_weight_bits})
 
     def to_dict(self) -> dict:
         return {"name": self.name, "num_rows": self.num_rows, "num_features": self.num_features,
                 "feature_names": list(self.feature_names), "target": self.target, "models": list(self.models),
                 "frac_bits": self.frac_bits, "standardization": self.standardization,
                 "data_root": self.data_root.hex(), "rows_per_leaf": self.rows_per_leaf,
-                "leaf_encoding": self.leaf_encoding}
+                "leaf_encoding": self.leaf_encoding, "zk_commitment": self.zk_commitment.hex(),
+                "zk_weight_bits": self.zk_weight_bits}
 
 
 def _json_field(raw: bytes, what: str):
@@ -141,8 +151,13 @@ def open_card(public_key: bytes, data: bytes, signature: bytes) -> DataCard:
         raise TranscriptFormatError(f"the data card's standardization: {e}") from None
     if len(parsed.mean) != d or not all(math.isfinite(v) for v in parsed.mean):
         raise TranscriptFormatError("the data card's standardization does not match its features")
+    zk, zk_k = f["zk_commitment"], f["zk_weight_bits"]
+    from .snark.field import R
+
+    if (zk or zk_k) and (len(zk) != 32 or int.from_bytes(zk, "big") >= R or not 2 <= zk_k <= 64):
+        raise TranscriptFormatError("the data card's zk commitment is not a field element with its weight bits")
     return DataCard(bytes(public_key), f["name"], n, d, names, f["target"], models, f["frac_bits"], stdz,
-                    f["data_root"], f["rows_per_leaf"], f["leaf_encoding"])
+                    f["data_root"], f["rows_per_leaf"], f["leaf_encoding"], zk, zk_k)
 
 
 def card_hash(data: bytes) -> bytes:

@@ -200,15 +200,16 @@ class SessionManager:
             s.lock.release()
             raise
 
-    def _admit_size(self, s: Session, total: int, d: int, rows_per_leaf: int) -> int:
-        """The session's size within the limits; reserves (and returns) the memory it needs."""
+    def _admit_size(self, s: Session, total: int, d: int, rows_per_leaf: int, snark_check: bool = True) -> int:
+        """The session's size within the limits; reserves (and returns) the memory it needs. ``snark_check``:
+        the size of the client-data SNARK circuit (a trainer-data session checks its own circuit)."""
         if total < s.cfg.batch_size:
             raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
         T = s.cfg.num_steps(total)
         if T > self.limits.max_steps:
             raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
                                 f"use fewer epochs or a larger batch")
-        if s.proof_kind == "snark":
+        if s.proof_kind == "snark" and snark_check:
             try:
                 snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
             except ValueError as e:
@@ -279,7 +280,12 @@ class SessionManager:
             if not 0 < total <= self.limits.max_key_bytes:
                 raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
                                     f"{self.limits.max_key_bytes} bytes")
-            check_key_header(bytes(first), total, s.cfg, *s.shape)
+            if s.trainer_data is not None:  # the private-data circuit (prover/trainer_data_snark.py)
+                from .trainer_data_snark import check_key_header as check_private_header
+
+                check_private_header(bytes(first), s)
+            else:
+                check_key_header(bytes(first), total, s.cfg, *s.shape)
             need = (KEY_FACTOR + 1) * total
             self.admission.reserve(need, f"a proving key of {total} bytes")
             s.reserved += need
@@ -360,6 +366,10 @@ class SessionManager:
         except TranscriptFormatError as e:
             raise InputError(str(e)) from None
         self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+        if s.trainer_data is not None:  # subversion zero knowledge: refuse a malformed key before proving with it
+            from .trainer_data_snark import accept_key
+
+            accept_key(s, pk)
         s.pk = pk
         s.state = State.KEY_RECEIVED
         return snark_session.vk_hash(pk.vk)

@@ -22,7 +22,10 @@ from protocol.fileio import write_atomic
 from protocol.merkle import MerkleTree
 from protocol.statements import Statement, sign
 from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, salted_tree
+from protocol.snark.zk_session import new_blinding
 from protocol.training import MODELS
+
+from . import trainer_data_snark as zk_snark
 
 log = logging.getLogger("vtrain.prover.trainer_data")
 
@@ -33,7 +36,7 @@ SALT_FILE_FORMAT = "vtrain-salts/1"
 def add_arguments(parser) -> None:
     parser.add_argument("--dataset-model", action="append", default=[], metavar="NAME=KIND",
                         help="the model kind a --dataset is committed for (linear, logistic, softmax; default: "
-                             "from its target: text or two values -> logistic/softmax, few integers -> softmax, "
+                             "from its target: text or two values -> logistic/softmax, few integers (<= 32, <= rows/8) -> softmax, "
                              "else linear)")
     parser.add_argument("--dataset-frac-bits", type=int, default=DEFAULT_FRAC_BITS,
                         help="fixed-point fraction bits of the committed rows (default %(default)s)")
@@ -45,11 +48,11 @@ def add_arguments(parser) -> None:
 
 def suited_model(table: Table) -> str:
     """The model kind a dataset's target suits: text labels or two values -> a classifier, a few integer values
-    (at most 32) -> softmax, anything else -> linear regression."""
+    (at most 32, and at most one per 8 rows) -> softmax, anything else -> linear regression."""
     labels = class_labels(table.y)
     if table.y.dtype == object or len(labels) <= 2:
         return "logistic" if len(labels) == 2 else "softmax"
-    if all(isinstance(v, int) for v in labels) and len(labels) <= 32:
+    if all(isinstance(v, int) for v in labels) and len(labels) <= min(32, table.y.shape[0] // 8):
         return "softmax"
     return "linear"
 
@@ -62,6 +65,7 @@ class CommittedDataset:
     Y: np.ndarray
     salts: bytes
     tree: MerkleTree
+    zk_blinding: int | None = None  # the Poseidon commitment's blinding (secret), when the SNARK is offered
 
     def salt(self, i: int) -> bytes:
         return self.salts[SALT_BYTES * i:SALT_BYTES * (i + 1)]
@@ -124,13 +128,18 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
         reuse = old.get("rows_sha256") == digest and len(old.get("salts", "")) == 2 * SALT_BYTES * rows.shape[0]
         salts = bytes.fromhex(old["salts"]) if reuse else fresh_salts(rows.shape[0])
         tree = salted_tree(rows, salts)
-        card = DataCard(public_key, name, rows.shape[0], rows.shape[1] - 1, list(table.feature_names), table.target,
-                        (model,), frac_bits, stdz.to_dict(), tree.root)
-        signed = sign(key, card.statement())
         X, Y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, -1])
+        blinding, zk = None, (b"", 0)
+        if zk_snark.offered(model, *X.shape):  # beside the root: the Poseidon commitment the SNARK opens
+            blinding = int(old["zk_blinding"]) if reuse and "zk_blinding" in old else new_blinding()
+            zk = (zk_snark.zk_commitment(X, Y, blinding), zk_snark.ZK_WEIGHT_BITS)
+        card = DataCard(public_key, name, rows.shape[0], rows.shape[1] - 1, list(table.feature_names), table.target,
+                        (model,), frac_bits, stdz.to_dict(), tree.root, zk_commitment=zk[0], zk_weight_bits=zk[1])
+        signed = sign(key, card.statement())
         X.flags.writeable = Y.flags.writeable = False
-        out[name] = CommittedDataset(card, signed, X, Y, salts, tree)
-        keep[name] = {"rows_sha256": digest, "salts": salts.hex(), "data_root": tree.root.hex()}
+        out[name] = CommittedDataset(card, signed, X, Y, salts, tree, blinding)
+        keep[name] = {"rows_sha256": digest, "salts": salts.hex(), "data_root": tree.root.hex(),
+                      **({"zk_blinding": str(blinding)} if blinding is not None else {})}
         log.info("dataset %s committed for %s: %d rows x %d features, root %s (%s salts)", name, model,
                  rows.shape[0], rows.shape[1] - 1, tree.root.hex(), "kept" if reuse else "fresh")
     if salt_file:
@@ -149,8 +158,6 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         m._expect(s, State.OPENED, "UseTrainerData")
         c = m.trainer_data.get(name)
         card = c.card
-        if s.proof_kind != "spot":
-            raise InputError("trainer-owned data is verified by spot check in this release; use proof kind 'spot'")
         if s.cfg.model not in card.models:
             raise InputError(f"dataset {name!r} is committed for {', '.join(card.models)} (its target encoding), "
                              f"not {s.cfg.model}")
@@ -161,7 +168,9 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         if max(int(np.abs(c.X).max(initial=0)), int(np.abs(c.Y).max(initial=0))) >= bound:
             raise InputError(f"dataset {name!r} has values outside the {s.cfg.weight_bits}-bit range of the session")
         m._check_declared(card.num_features, card.num_rows)
-        m._admit_size(s, card.num_rows, card.num_features, 1)
+        if s.proof_kind == "snark":
+            zk_snark.check_session(m.limits, s, c)
+        m._admit_size(s, card.num_rows, card.num_features, 1, snark_check=False)
         s.X, s.Y, s.data_tree, s.rows_per_leaf = c.X, c.Y, c.tree, 1
         s.shape, s.trainer_data = (card.num_rows, card.num_features), c
         data, sig = sign(m.key, Statement("data", s.session_id, {

@@ -297,7 +297,7 @@ def _spot(tr: dict) -> Verdict:
             raise checks.Incomplete(f"{checks.INCOMPLETE}: no proof was received")
         raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded")), replay=trainer_data is None))
     if proof_kind == "snark":
-        return _snark(tr, pub, sid, model, sched, extras)
+        return _snark(tr, pub, sid, model, sched, extras, trainer_data)
     with _unsigned("the spot-check openings"):
         if tx.get(tr, "proof.kind", str) != "spot":
             raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on 'spot'")
@@ -365,7 +365,9 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 
 
-def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str) -> Verdict:
+def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str, card=None) -> Verdict:
+    """``card``: the trainer's data card (trainer-owned data, docs/PROTOCOL.md section 12): the zero-knowledge
+    circuit, whose public inputs end with the card's Poseidon commitment."""
     from protocol.snark import snarkjs_io
     from protocol.snark.errors import SnarkFormatError
 
@@ -385,10 +387,16 @@ def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str
         st = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="snark", session_id=sid)
         expect_fields(st, {"vk_hash": snark_session.vk_hash(vk), "proof_hash": snark_session.proof_hash(proof)})
         binding = snark_session.session_binding(tx.get_signed(tr, "statements.session")[0])
-        if list(public) != snark_session.public_inputs(model, [int(v) for v in sched.initial_state()], binding):
-            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding)")
+        theta0 = [int(v) for v in sched.initial_state()]
+        expected = (snark_session.public_inputs(model, theta0, binding) if card is None else
+                    trainer_data_checks.private_public(model, theta0, binding, card))
+        if list(public) != expected:
+            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding"
+                                  + (", data commitment)" if card is not None else ")"))
     check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
-                theta0=[int(v) for v in sched.initial_state()],
-                session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras)
-    return Verdict(VERIFIED, "snark", "", None,
-                   snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)) + _fixed_note(randomness_mode(tr)))
+                theta0=theta0, session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras,
+                expected_public=expected)
+    constraints = tx.get(tr, "proof.constraints", int)
+    text = (snark_guarantee(sched.num_steps, constraints) if card is None else
+            trainer_data_checks.snark_guarantee(sched.num_steps, constraints, card))
+    return Verdict(VERIFIED, "snark", "", None, text + _fixed_note(randomness_mode(tr)))

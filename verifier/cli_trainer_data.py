@@ -40,8 +40,6 @@ def _model_for(args, card) -> tuple[str, int]:
 def cmd_train_trainer_data(args) -> int:
     if args.data:
         raise InputError("give --data (your rows) or --trainer-data NAME (the trainer's), not both")
-    if args.proof != "spot":
-        raise InputError("--trainer-data sessions are verified by spot check in this release (--proof spot)")
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
@@ -62,6 +60,13 @@ def cmd_train_trainer_data(args) -> int:
         notes.append(f"--frac-bits {args.frac_bits} replaced by the dataset's {card.frac_bits}")
     args.model, num_classes = _model_for(args, card)
     args.frac_bits = card.frac_bits
+    if args.proof == "snark":
+        if not card.zk_commitment:
+            raise InputError(f"dataset {card.name!r} is not offered with a SNARK (its card carries no Poseidon "
+                             f"commitment: linear datasets of a few thousand values are); use --proof spot")
+        if args.weight_bits != card.zk_weight_bits:
+            notes.append(f"--weight-bits {args.weight_bits} replaced by the SNARK commitment's {card.zk_weight_bits}")
+        args.weight_bits = card.zk_weight_bits
     cfg = _config(args, num_classes)
     if card.num_rows < cfg.batch_size:
         raise InputError(f"dataset {card.name!r} has {card.num_rows} rows, fewer than one batch of {cfg.batch_size}")
@@ -75,6 +80,7 @@ def cmd_train_trainer_data(args) -> int:
     try:
         tr, verdict = run_trainer_data_session(
             channel, card, signed, cfg, spot_checks=args.spot_checks, seeds=seeds, server_label=args.server,
+            proof_kind=args.proof,
             progress=progress, timeout=args.timeout, status=None if args.json else _status,
             retries=max(0, args.retries), accept_key=accept_key, timings=timings)
     except SessionIncomplete as e:
@@ -99,9 +105,12 @@ def cmd_train_trainer_data(args) -> int:
               "randomness": seeds.randomness,
               "num_steps": len(tr.get("state_leaves", "")) // 64 - 1 if "state_leaves" in tr else None,
               "seconds": {k: round(v, 3) for k, v in timings.items()}, "config": cfg.to_dict(),
-              "proof_kind": "spot", "model_kind": cfg.model, "notes": notes,
+              "proof_kind": args.proof, "model_kind": cfg.model, "notes": notes,
               "trainer_data": {**card.to_dict(), "rows_revealed": revealed,
                                "fraction_revealed": revealed / card.num_rows}}
+    if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
+        result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
+        result["snark"]["proof_bytes"] = 192
     _report(args, result)
     return exit_code(verdict.status)
 

@@ -309,8 +309,13 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_randomness(pub, rand_signed, sid, data_root=data_root, training_seed=seeds.training_seed,
                             audit_commitment=commitment, spot_checks=spot_checks)
 
-    snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap) \
-        if kind == "snark" else None
+    snark_state = None
+    if kind == "snark" and rows is None:  # the trainer's own data: the zero-knowledge circuit
+        from .trainer_data_client import snark_setup
+
+        snark_state = snark_setup(stub, call, tr, cfg, sid, seeds, status, msg_cap)
+    elif kind == "snark":
+        snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
 
     T = cfg.num_steps(n)
     final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status)
@@ -348,8 +353,14 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         snark_state["statement"] = [bytes(resp.snark_statement.statement).hex(),
                                     bytes(resp.snark_statement.signature).hex()]
         theta0 = snark_state.pop("theta0")
-        snark_state["public"] = snarkjs_io.public_to_json(snark_session.public_inputs(
-            tr["model"], theta0, snark_session.session_binding(session_signed[0])))
+        binding = snark_session.session_binding(session_signed[0])
+        if rows is None:
+            from .trainer_data_client import private_public
+
+            public = private_public(tr, tr["model"], theta0, binding)
+        else:
+            public = snark_session.public_inputs(tr["model"], theta0, binding)
+        snark_state["public"] = snarkjs_io.public_to_json(public)
         tr["proof"] = snark_state
     else:
         tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings],

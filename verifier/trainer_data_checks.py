@@ -33,6 +33,26 @@ def check_card(tr: dict, pub: bytes, cfg: TrainConfig) -> DataCard:
     return card
 
 
+def private_public(model, theta0, binding: int, card: DataCard) -> list[int]:
+    """The zero-knowledge circuit's public inputs: (model, theta_0, binding, the card's Poseidon commitment)."""
+    from protocol.errors import VerificationError
+    from protocol.snark.zk_circuit import encode_private_public
+
+    if card.zk_commitment_int is None:
+        raise VerificationError("the data card offers no SNARK commitment, yet the session was proved by SNARK")
+    return encode_private_public([int(v) for v in model], [int(v) for v in theta0], binding, card.zk_commitment_int)
+
+
+def snark_guarantee(T: int, constraints: int, card: DataCard) -> str:
+    return (f"SNARK (Groth16 over BLS12-381, {constraints} constraints, zero knowledge): all {T} steps of the agreed "
+            f"linear-regression training on the trainer's rows committed in its signed data card (Poseidon "
+            f"commitment {card.zk_commitment.hex()[:16]}..., beside the root {card.data_root.hex()[:16]}...), with "
+            f"the batch order and initial state from your seed, were computed bit-exactly, ending in the returned "
+            f"model; the proof reveals nothing about the rows beyond that commitment and is bound to this session. "
+            f"Soundness rests on your own setup (designated verifier). The trainer chose its data: a poisoned "
+            f"committed dataset passes this proof.")
+
+
 def salted_data_leaf(r: dict, j: int, block, step: int) -> bytes:
     """The salted leaf of an opened row (one row per leaf; check_spot has checked the row against its leaf)."""
     salt = r.get("salt")

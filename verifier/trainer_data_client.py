@@ -47,16 +47,57 @@ def fetch_card(channel: grpc.Channel, name: str, timeout: float | None) -> tuple
 
 
 def run_trainer_data_session(channel: grpc.Channel, card: DataCard, signed: tuple[bytes, bytes], cfg: TrainConfig,
-                             *, spot_checks: int, seeds: ClientSeeds, server_label: str = "", **kw):
+                             *, spot_checks: int, seeds: ClientSeeds, server_label: str = "", proof_kind: str = "spot",
+                             **kw):
     """Returns (transcript, verdict) like client.run_session; ``kw`` as for client.drive_session. The session
     must be with the key that signed the card (``trainer_key`` is that key)."""
     cfg.validate()
     meta = {"source": f"trainer:{card.name}", "feature_names": list(card.feature_names), "target": card.target,
             "standardization": card.standardization, "randomness": seeds.randomness}
-    base = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": "spot",
+    if proof_kind == "snark" and not card.zk_commitment:
+        raise SessionAborted(f"dataset {card.name!r} is not offered with a SNARK (its card carries no Poseidon "
+                             f"commitment); use --proof spot")
+    base = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
             "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
             "num_rows": card.num_rows, "num_features": card.num_features, "data_root": card.data_root.hex(),
             "rows_per_leaf": 1, "trainer_data": {"name": card.name, "card": [x.hex() for x in signed]},
             "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
             "spot_checks": spot_checks, "statements": {}}
     return drive_session(channel, base, None, cfg, seeds, spot_checks=spot_checks, trainer_key=card.trainer_key, **kw)
+
+
+def snark_setup(stub, call, tr: dict, cfg: TrainConfig, sid: bytes, seeds: ClientSeeds, status, msg_cap: int) -> dict:
+    """Proof kind snark on the trainer's data: build the private-data circuit from public information (sizes,
+    the seed's batches; docs/SNARK.md section 8), run the setup with the powers of tau (so the trainer can check
+    the key before it proves), send the proving key, keep the verifying key."""
+    import time
+
+    from protocol import convert as cv
+    from protocol.prg import SeedContext
+    from protocol.snark import keys_io, snarkjs_io, zk_session
+    from protocol.snark import session as snark_session
+    from protocol.training import Schedule
+
+    n, d = tr["num_rows"], tr["num_features"]
+    sched = Schedule(SeedContext(sid, bytes.fromhex(tr["data_root"]), seeds.training_seed), cfg, n, d)
+    batches = [sched.batch(t).tolist() for t in range(1, sched.num_steps + 1)]
+    t0 = time.perf_counter()
+    cs, pk, vk = zk_session.client_setup(n, d, batches, cfg)
+    setup_s = time.perf_counter() - t0
+    key = keys_io.pk_to_bytes(pk)
+    status(f"SNARK setup (private data, {cs.n_constraints} constraints) done in {setup_s:.1f} s; sending the proving "
+           f"key ({len(key) / 1e6:.1f} MB)")
+    resp = call(stub.UploadProvingKey, cv.key_to_chunks(sid, key, max(1 << 16, min(1 << 22, msg_cap // 2))))
+    if bytes(resp.vk_hash) != snark_session.vk_hash(vk):
+        raise VerificationError("the trainer read a different verifying key from the proving key it received")
+    return {"kind": "snark", "vk": snarkjs_io.vk_to_json(vk), "constraints": cs.n_constraints,
+            "setup_seconds": round(setup_s, 3), "proving_key_bytes": len(key),
+            "theta0": [int(v) for v in sched.initial_state()]}
+
+
+def private_public(tr: dict, model, theta0, binding: int) -> list[int]:
+    """The private-data circuit's public inputs: (model, theta_0, binding, the card's Poseidon commitment)."""
+    from . import trainer_data_checks
+
+    card = open_card(bytes.fromhex(tr["trainer_key"]), *(bytes.fromhex(x) for x in tr["trainer_data"]["card"]))
+    return trainer_data_checks.private_public(model, theta0, binding, card)
