@@ -264,3 +264,76 @@ def test_client_checks_the_card_and_the_root_each_session_signs(signing_key):
     finally:
         ch.close()
         server.stop(0).wait(10)
+
+
+# -- proof kind snark on the trainer's data (prover/trainer_data_snark.py) ------------------------------------------
+
+def _tiny_table():
+    from protocol.dataset import parse_csv
+
+    rng = np.random.default_rng(11)
+    rows = "\n".join(f"{a:.3f},{b:.3f},{2 * a - b + 0.1 * e:.3f}" for a, b, e in rng.normal(size=(32, 3)))
+    return parse_csv("a,b,y\n" + rows + "\n", "y", "tiny")
+
+
+def test_a_subverted_proving_key_is_refused_over_grpc_before_proving(signing_key):
+    """The trainer checks the client's key (subversion zero knowledge) when it arrives and answers a key whose
+    L-query was shifted (the classic way to make C leak the witness) with INVALID_ARGUMENT, naming the check;
+    nothing is trained or proved."""
+    import dataclasses
+
+    import grpc
+
+    from protocol import convert
+    from protocol.snark import keys_io, zk_session
+    from protocol.snark.curve import G1_GEN, g1_add
+    from protocol.wire import trainer_pb2 as pb
+    from protocol.wire import trainer_pb2_grpc as pb_grpc
+    from prover.server import build_server
+
+    server, port, m = build_server(signing_key)
+    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=None, recommit=False)
+    m.trainer_data = commit_all(signing_key, public_bytes(signing_key), {"tiny": _tiny_table()}, args)
+    card = m.trainer_data.get("tiny").card
+    assert card.models == ("linear",) and len(card.zk_commitment) == 32 and card.zk_weight_bits == 32
+    server.start()
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = pb_grpc.TrainerStub(ch)
+        cfg = TrainConfig(model="linear", epochs=1, batch_size=16, lr_num=51, lr_shift=10)
+        sid = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=os.urandom(32),
+                                                     proof_kind="snark"), timeout=30).session_id
+        stub.UseTrainerData(pb.UseTrainerDataRequest(session_id=sid, dataset="tiny"), timeout=30)
+        seed = os.urandom(32)
+        stub.CommitRandomness(pb.CommitRandomnessRequest(session_id=sid, training_seed=seed,
+                                                         audit_commitment=bytes(32), spot_checks=1), timeout=30)
+        sched = Schedule(SeedContext(sid, card.data_root, seed), cfg, 32, 2)
+        batches = [sched.batch(t).tolist() for t in range(1, sched.num_steps + 1)]
+        _, pk, _ = zk_session.client_setup(32, 2, batches, cfg)
+        bad = dataclasses.replace(pk, l_query=(g1_add(pk.l_query[0], G1_GEN),) + tuple(pk.l_query[1:]))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.UploadProvingKey(convert.key_to_chunks(sid, keys_io.pk_to_bytes(bad), 1 << 20), timeout=300)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "refuses this proving key" in err.value.details() and "check:" in err.value.details()
+        plain = dataclasses.replace(pk, tau_powers_1=(), tau_2=None, tau_n_2=None)  # no powers: cannot be checked
+        with pytest.raises(grpc.RpcError, match="no powers of tau"):
+            stub.UploadProvingKey(convert.key_to_chunks(sid, keys_io.pk_to_bytes(plain), 1 << 20), timeout=60)
+        with pytest.raises(grpc.RpcError) as err:  # nothing was accepted: training still waits for a key
+            list(stub.Train(pb.TrainRequest(session_id=sid), timeout=30))
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        ch.close()
+        server.stop(0).wait(10)
+
+
+def test_snark_refusals_at_use_trainer_data(signing_key):
+    from protocol.errors import InputError
+
+    m = _manager(signing_key)  # iris: softmax, no SNARK offered
+    assert m.trainer_data.get("iris").card.zk_commitment == b""
+    args = types.SimpleNamespace(dataset_model=["dia=linear"], dataset_frac_bits=16, salt_file=None, recommit=False)
+    m.trainer_data = commit_all(signing_key, public_bytes(signing_key), {"dia": load_table("builtin:diabetes")}, args)
+    assert m.trainer_data.get("dia").card.zk_commitment == b""  # 442 x 11 values: over ZK_MAX_VALUES
+    s, _, _ = m.open_session(TrainConfig(model="linear", batch_size=32), os.urandom(32), "snark")
+    with pytest.raises(InputError, match="not offered with a SNARK"):
+        use_trainer_data(m, s.session_id, "dia")

@@ -118,3 +118,27 @@ def test_bad_requests_get_clear_errors(key, tmp_path):
                      "--model-out", str(tmp_path / "m.json"))
         assert p.returncode == 2 and "lists no dataset 'iris' (it lists: none)" in p.stderr, p.stderr
         assert "Traceback" not in p.stderr
+
+
+def test_snark_session_on_the_trainers_data_is_verified(key, tmp_path):
+    """--proof snark: the Poseidon commitment in the signed card, the client's setup with powers of tau, the
+    trainer's key check and zero-knowledge proof: VERIFIED (snark), exit 0, live and offline; export-snarkjs."""
+    src = (Path(__file__).resolve().parents[1] / "protocol" / "data" / "diabetes.csv").read_text().splitlines()
+    (tmp_path / "tiny.csv").write_text("\n".join(",".join(r.split(",")[:2] + [r.split(",")[-1]]) for r in src[:33])
+                                       + "\n")
+    with ProverProcess(key, "--dataset", f"tiny={tmp_path / 'tiny.csv'}", "--target", "progression",
+                       "--dataset-model", "tiny=linear") as srv:
+        rc, doc, err = _train(srv.address, tmp_path, "--proof", "snark", "--lr", "0.05", name="tiny")
+    assert rc == 0 and doc["status"] == "verified" and doc["check"] == "snark", (doc, err)
+    assert "zero knowledge" in doc["guarantee"] and "poisoned" in doc["guarantee"]
+    assert doc["snark"]["constraints"] > 0 and len(doc["trainer_data"]["zk_commitment"]) == 64
+    assert doc["trainer_data"]["zk_commitment"][:16] in doc["guarantee"]
+    p = verifier("audit", str(tmp_path / "t.json"))
+    assert p.returncode == 0 and "VERIFIED (snark)" in p.stdout, p.stdout
+    rc, out, _ = verifier_json("export-snarkjs", str(tmp_path / "t.json"), "--out", str(tmp_path / "sj"))
+    assert rc == 0 and out["files"] == ["verification_key.json", "proof.json", "public.json"]
+    tr, _ = tx.load(str(tmp_path / "t.json"))
+    assert json.loads((tmp_path / "sj" / "public.json").read_text()) == tr["proof"]["public"]
+    assert int(tr["proof"]["public"][-1]) == int(doc["trainer_data"]["zk_commitment"], 16)  # the card's commitment
+    p = verifier("export-snarkjs", str(tmp_path / "t.json"), "--out", str(tmp_path / "sj2"), "--data", str(tmp_path / "tiny.csv"))
+    assert p.returncode == 2 and "trainer's own rows" in p.stderr
