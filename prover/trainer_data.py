@@ -20,9 +20,9 @@ from protocol.dataset import Table, class_labels, fit_standardization, quantized
 from protocol.errors import InputError
 from protocol.fileio import write_atomic
 from protocol.merkle import MerkleTree
+from protocol.snark.zk_session import new_blinding
 from protocol.statements import Statement, sign
 from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, salted_tree
-from protocol.snark.zk_session import new_blinding
 from protocol.training import MODELS
 
 from . import trainer_data_snark as zk_snark

@@ -14,9 +14,8 @@ import numpy as np
 from protocol.errors import InputError, VerificationError
 from protocol.merkle import model_hash
 from protocol.prg import SeedContext
-from protocol.snark import groth16, snarkjs_io
+from protocol.snark import groth16, snarkjs_io, zk_session
 from protocol.snark import session as snark_session
-from protocol.snark import zk_session
 from protocol.snark.errors import ProvingKeyRejected
 from protocol.snark.key_check import check_proving_key, project_proof
 from protocol.snark.poseidon import commit
