@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from protocol.cli_help import Parser, add_version
 from protocol.errors import InputError
 from prover.cli import _split_listen  # the same HOST:PORT rules as the trainer
 
@@ -16,15 +17,16 @@ from .service import ADVERSARIES, build_dealer_server
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtrain-dealer", description="The dealer of two-party secure training "
-                                "(trusted not to collude with either party; sees no data and no outputs).")
+    p = Parser(prog="vtrain-dealer", description="The dealer of two-party secure training "
+               "(trusted not to collude with either party; sees no data and no outputs).")
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the Dealer gRPC service")
     s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 picks a free port; default %(default)s)")
-    s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key)")
-    s.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    s.add_argument("--adversary", choices=ADVERSARIES, help="a cheating dealer, for demos and tests")
-    s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key; default: no TLS)")
+    s.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none, no TLS)")
+    s.add_argument("--adversary", choices=ADVERSARIES, help="a cheating dealer, for demos and tests (default: honest)")
+    s.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     return p
 
 

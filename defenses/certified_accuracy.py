@@ -7,12 +7,13 @@ guarantee is for ||delta||_2 < R, and R is already rounded down, see defenses/sm
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import textwrap
 
 import numpy as np
 
 from defenses.smoothing import ABSTAIN
+from protocol.fileio import write_atomic
 
 
 def _check(labels_pred, radii, y_true, abstain_value: int):
@@ -39,17 +40,28 @@ def certified_accuracy_table(labels_pred, radii, y_true, radii_grid, abstain_val
     return [{"radius": float(r), "certified_accuracy": float(np.mean(correct & (radii >= r)))} for r in grid]
 
 
-def plot_certified_accuracy(curves: dict, path, abstain_value: int = ABSTAIN, title: str | None = None) -> None:
-    """Write a PNG of certified accuracy vs radius, one step curve per sigma.
+TITLE_WIDTH = 70  # characters per title line: fits a 6-inch figure at 10 pt
 
-    curves: {sigma: (radii, y_pred, y_true)}. The PNG is written atomically (temp file + os.replace).
+
+def plot_certified_accuracy(curves: dict, path, abstain_value: int = ABSTAIN, title: str | None = None) -> None:
+    """Write a PNG of certified accuracy vs radius, one step curve per sigma (:func:`certified_accuracy_figure`).
+    Written atomically (protocol/fileio.py: missing folders are created)."""
+    buf = io.BytesIO()
+    certified_accuracy_figure(curves, abstain_value, title).savefig(buf, format="png", dpi=120)
+    write_atomic(path, buf.getvalue())
+
+
+def certified_accuracy_figure(curves: dict, abstain_value: int = ABSTAIN, title: str | None = None):
+    """A matplotlib Figure of certified accuracy vs radius, one step curve per sigma.
+
+    curves: {sigma: (radii, y_pred, y_true)}.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if not curves:
         raise ValueError("curves must map at least one sigma to (radii, y_pred, y_true)")
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     r_max = 0.0
@@ -66,16 +78,7 @@ def plot_certified_accuracy(curves: dict, path, abstain_value: int = ABSTAIN, ti
     ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("radius (L2)")
     ax.set_ylabel("certified accuracy")
-    ax.set_title(title or "Randomized smoothing: certified accuracy")
+    ax.set_title(textwrap.fill(title or "Randomized smoothing: certified accuracy", TITLE_WIDTH), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return fig

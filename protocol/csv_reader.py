@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -126,12 +127,14 @@ def read_header(source: _Source, opts: ReadOptions) -> tuple[list[str], str]:
     return header, delim
 
 
-def read_columns(source: _Source, target: str | None, opts: ReadOptions, require_target: bool = True) -> Columns:
+def read_columns(source: _Source, target: str | None, opts: ReadOptions, require_target: bool = True,
+                 progress=None) -> Columns:
+    """``progress(done, total)``, when given, follows the bytes pandas has read of a file."""
     opts = opts.validated()
     header, delim = read_header(source, opts)
     tcol = _target_index(header, target, source.label, require_target, opts)
     fcols = _feature_indices(header, tcol, opts, source.label)
-    df = _pandas_read(source, delim, header)
+    df = _pandas_read(source, delim, header, progress=progress)
     n = df.shape[0]
     if n == 0:
         raise InputError(f"{source.label}: no data rows after the header")
@@ -213,12 +216,45 @@ def _feature_indices(header, tcol, opts: ReadOptions, label) -> list[int]:
     return [header.index(h) for h in names]
 
 
-def _pandas_read(source: _Source, delim: str, header: list[str], text_column: str | None = None):
+class _Counted(io.RawIOBase):
+    """A binary file that reports the bytes read so far to ``progress(done, total)`` (pandas reads it in
+    large blocks, so the callback costs nothing measurable)."""
+
+    def __init__(self, path: str, progress):
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close(), which pandas' reader calls
+        self._total = os.fstat(self._fh.fileno()).st_size
+        self._done, self._progress = 0, progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        k = self._fh.readinto(b)
+        self._done += k or 0
+        self._progress(self._done, self._total)
+        return k
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _pandas_read(source: _Source, delim: str, header: list[str], text_column: str | None = None, progress=None):
     """The body, parsed by pandas (types inferred per column); with ``text_column`` only that column, as text."""
     import pandas as pd
 
     width = len(header)
-    src = source.open() if source.path is None else source.path  # a path: pandas decodes in C (faster)
+    if source.path is None:
+        src = source.open()
+        if progress is not None:  # an in-memory (bundled) table: small, read at once
+            progress(0, len(source.text))
+    elif progress is None:
+        src = source.path  # a path: pandas decodes in C (faster)
+    else:
+        try:
+            src = io.BufferedReader(_Counted(source.path, progress), buffer_size=1 << 20)
+        except OSError as e:
+            raise InputError(f"cannot read data file {source.label}: {e.strerror}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas would drop the extra fields
@@ -246,6 +282,8 @@ def _pandas_read(source: _Source, delim: str, header: list[str], text_column: st
     finally:
         if not isinstance(src, str):
             src.close()
+        if progress is not None and source.path is None:
+            progress(len(source.text), len(source.text))
 
 
 def _numeric_dtype(dtype) -> bool:

@@ -107,14 +107,20 @@ def _source(spec: str) -> _Source:
     return _Source(spec, None, spec)
 
 
+def builtin_bytes(spec: str) -> bytes:
+    """The bytes of a ``builtin:NAME`` table (an unknown name is an InputError naming the choices)."""
+    return _source(spec).text.encode()
+
+
 def default_target(spec: str) -> str | None:
     if spec.startswith("builtin:"):
         return BUILTIN.get(spec.split(":", 1)[1])
     return None
 
 
-def _table(source: _Source, target: str | None, require_target: bool, options: ReadOptions | None) -> Table:
-    c = read_columns(source, target, options or ReadOptions(), require_target)
+def _table(source: _Source, target: str | None, require_target: bool, options: ReadOptions | None,
+           progress=None) -> Table:
+    c = read_columns(source, target, options or ReadOptions(), require_target, progress)
     y = c.y if c.y is not None else np.zeros(c.X.shape[0])
     return Table(c.feature_names, c.target, c.X, y, source.label, c.notes, c.header)
 
@@ -126,9 +132,10 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
 
 
 def load_table(spec: str, target: str | None = None, require_target: bool = True,
-               options: ReadOptions | None = None) -> Table:
-    """``builtin:NAME`` or a CSV path -> Table."""
-    return _table(_source(spec), target if target is not None else default_target(spec), require_target, options)
+               options: ReadOptions | None = None, progress=None) -> Table:
+    """``builtin:NAME`` or a CSV path -> Table. ``progress(done, total)``, when given, follows the bytes read."""
+    return _table(_source(spec), target if target is not None else default_target(spec), require_target, options,
+                  progress)
 
 
 def table_header(spec: str, options: ReadOptions | None = None) -> list[str]:

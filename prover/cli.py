@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from protocol.cli_help import Parser, add_version
 from protocol.errors import InputError
 from protocol.keys import generate_key_file, load_private_key, public_bytes
 
@@ -17,7 +18,8 @@ from .session import Limits
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vtrain-prover", description="The trainer (prover) side of vtrain.")
+    p = Parser(prog="vtrain-prover", description="The trainer (prover) side of vtrain.")
+    add_version(p)
     sub = p.add_subparsers(dest="command", required=True)
     k = sub.add_parser("keygen", help="create an Ed25519 trainer key (PEM, mode 0600) and print its public key")
     k.add_argument("--out", required=True, help="path of the new private key file")
@@ -25,16 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the Trainer gRPC service")
     s.add_argument("--key", required=True, help="trainer private key (from keygen)")
     s.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0 picks a free port; default %(default)s)")
-    s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key)")
-    s.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key; default: no TLS)")
+    s.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none, no TLS)")
     d = Limits()
-    s.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes)
-    s.add_argument("--max-rows", type=int, default=d.max_rows)
-    s.add_argument("--max-features", type=int, default=d.max_features)
-    s.add_argument("--max-steps", type=int, default=d.max_steps)
-    s.add_argument("--max-sessions", type=int, default=d.max_sessions)
+    s.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes,
+                   help="largest gRPC message sent or received, bytes")
+    s.add_argument("--max-rows", type=int, default=d.max_rows, help="most data rows per session")
+    s.add_argument("--max-features", type=int, default=d.max_features, help="most feature columns per session")
+    s.add_argument("--max-steps", type=int, default=d.max_steps,
+                   help="most training steps per session (epochs x rows / batch size)")
+    s.add_argument("--max-sessions", type=int, default=d.max_sessions, help="sessions held at the same time")
     s.add_argument("--idle-timeout", type=int, default=d.idle_timeout_seconds, help="seconds before an idle session expires")
-    s.add_argument("--max-spot-checks", type=int, default=d.max_spot_checks)
+    s.add_argument("--max-spot-checks", type=int, default=d.max_spot_checks,
+                   help="most steps a client may challenge in the spot check")
     s.add_argument("--max-constraints", type=int, default=d.max_constraints, help="largest SNARK circuit to prove")
     s.add_argument("--max-data-bytes", type=int, default=d.max_data_bytes, help="largest dataset held per session")
     # admission control and memory (prover/admission.py; README "Limits")
@@ -53,9 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                         "RESOURCE_EXHAUSTED and a retry hint (default %(default)s = 8 GiB)")
     s.add_argument("--workers", type=int, default=4, help="threads for training, proving and upload finishing")
     s.add_argument("--json-logs", action="store_true", help="one JSON object per log line on stderr")
-    s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests): "
+    s.add_argument("--adversary", help="run a named cheating strategy (for demos and tests; default: honest): "
                    + ", ".join(sorted(set(STRATEGIES) - {"honest"})) + ", signature-backdoor, ball-backdoor")
-    s.add_argument("-v", "--verbose", action="store_true")
+    s.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     from . import datasets
 
     datasets.add_arguments(s)

@@ -25,8 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dealer", action="append", default=[], metavar="HOST:PORT",
                         help="dealers this trainer accepts for two-party training (repeatable); without it the "
                              "client's choice is accepted, so the trainer's privacy rests on the client's dealer")
-    parser.add_argument("--dealer-tls-ca", help="PEM CA certificate: connect to the dealer with TLS")
-    parser.add_argument("--mpc-adversary", help="a cheating two-party trainer, for demos and tests: "
+    parser.add_argument("--dealer-tls-ca", help="PEM CA certificate: connect to the dealer with TLS (default: plaintext)")
+    parser.add_argument("--mpc-adversary", help="a cheating two-party trainer, for demos and tests (default: honest): "
                         "bad-share, bad-triple, bad-truncation, skip-step, early-output")
 
 

@@ -137,15 +137,16 @@ def _unsigned(what: str):
 
 
 def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded: bool = True,
-                      live: bool = False) -> Verdict:
+                      live: bool = False, progress=None) -> Verdict:
     """Raises TranscriptFormatError on a malformed transcript (checked against the schema of
     protocol/transcript.py before anything else) and InputError for data that is not the session's; returns
-    a Verdict otherwise. ``live``: the recording client's own view (see transcript_verdict)."""
+    a Verdict otherwise. ``live``: the recording client's own view (see transcript_verdict).
+    ``progress(t, T)``: optional callback during the full replay."""
     tx.validate(tr)
     if rows is not None:
         check_given_data(tr, rows)
     v = transcript_verdict(tr, compare_recorded, live)
-    return v if rows is None or v.status == INCOMPLETE else with_replay(v, tr, rows)
+    return v if rows is None or v.status == INCOMPLETE else with_replay(v, tr, rows, progress)
 
 
 def transcript_verdict(tr: dict, compare_recorded: bool = True, live: bool = False) -> Verdict:
@@ -192,7 +193,7 @@ def _cut_off(tr: dict, kind: str, detail: str) -> Verdict:
                    + (f" ({detail})" if detail else "") + "; what it holds is signed by the trainer and checks")
 
 
-def with_replay(v: Verdict, tr: dict, rows: np.ndarray) -> Verdict:
+def with_replay(v: Verdict, tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     """Combine the transcript verdict with the full replay (docs/PROTOCOL.md section 8): a replay that passes
     turns spot-checked (or no-proof) into verified; a replay that fails names the first divergent step, which
     is never later than a failed challenged step; a rejection the replay cannot explain (a bad opening of
@@ -200,7 +201,7 @@ def with_replay(v: Verdict, tr: dict, rows: np.ndarray) -> Verdict:
     if v.status == ALTERED or (v.status == REJECTED and v.step is None and v.check != "no-proof"):
         return v
     try:
-        replayed = _replay(tr, rows)
+        replayed = _replay(tr, rows, progress)
     except VerificationError as e:
         return rejected_verdict("replay", e)
     return replayed if v.status != REJECTED or v.check == "no-proof" else v
@@ -353,7 +354,7 @@ def _rows_per_leaf(tr: dict) -> int:
     return R
 
 
-def _replay(tr: dict, rows: np.ndarray) -> Verdict:
+def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     sid, _pub, cfg = _context(tr)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     data_root = tx.get_hex(tr, "data_root", 32)
@@ -361,7 +362,7 @@ def _replay(tr: dict, rows: np.ndarray) -> Verdict:
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = tx.split_leaves(tx.get(tr, "state_leaves", str))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras)
+    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress)
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 
 

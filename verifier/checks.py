@@ -222,9 +222,9 @@ def _fits_i64(values) -> bool:
 
 
 def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: TrainConfig,
-           extras_json: str = "") -> None:
+           extras_json: str = "", progress=None) -> None:
     """Full replay: recompute every state and compare with the committed leaves; the first difference is
-    the step named. Raises StepMismatch with self-contained evidence."""
+    the step named. Raises StepMismatch with self-contained evidence. ``progress(t, T)``: optional callback."""
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
@@ -233,7 +233,10 @@ def replay(rows: np.ndarray, leaves: list[bytes], model, sched: Schedule, cfg: T
     tree = MerkleTree(leaves)
     theta = sched.initial_state()
     check_initial_state(leaves, sched)
+    every = max(1, sched.num_steps // 500)
     for t in range(1, sched.num_steps + 1):
+        if progress is not None and (t % every == 0 or t == sched.num_steps):
+            progress(t, sched.num_steps)
         prev = theta
         theta, _ = stepper.step(theta, sched.batch(t), t)
         if state_leaf(t, theta) != leaves[t]:

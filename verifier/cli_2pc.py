@@ -40,14 +40,16 @@ def add_parser(sub) -> None:
     t.add_argument("--epochs", type=int, default=2, help="default %(default)s")
     t.add_argument("--batch-size", type=int, default=32, help="a power of two (default %(default)s)")
     t.add_argument("--lr", type=float, default=0.02, help="rounded to a multiple of 2^-lr_shift (default %(default)s)")
-    t.add_argument("--lr-shift", type=int, default=10)
-    t.add_argument("--l2", type=float, default=0.0)
-    t.add_argument("--frac-bits", type=int, default=16)
-    t.add_argument("--weight-bits", type=int, default=32)
+    t.add_argument("--lr-shift", type=int, default=10,
+                   help="learning-rate resolution: the rate is an integer multiple of 2^-LR_SHIFT")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty, rounded to a multiple of 2^-frac_bits")
+    t.add_argument("--frac-bits", type=int, default=16, help="fixed point: fractional bits of every value")
+    t.add_argument("--weight-bits", type=int, default=32,
+                   help="fixed point: values must stay below 2^(WEIGHT_BITS-1)")
     t.add_argument("--reveal", choices=("both", "client"), default="both",
                    help="who learns the model: both parties (default) or the client only")
-    t.add_argument("--tls-ca", help="PEM CA certificate: connect to the trainer with TLS")
-    t.add_argument("--dealer-tls-ca", help="PEM CA certificate: connect to the dealer with TLS")
+    t.add_argument("--tls-ca", help="PEM CA certificate: connect to the trainer with TLS (default: plaintext)")
+    t.add_argument("--dealer-tls-ca", help="PEM CA certificate: connect to the dealer with TLS (default: plaintext)")
     t.add_argument("--timeout", type=float, default=600.0, help="seconds of silence before giving up (default %(default)s)")
     t.add_argument("--model-out", required=True, help="model JSON path")
     t.add_argument("--json", action="store_true", help="machine-readable result on stdout")

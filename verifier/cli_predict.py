@@ -26,7 +26,7 @@ from protocol import model_file
 from protocol.csv_reader import ReadOptions, split_names
 from protocol.dataset import class_indices, load_table, numeric_target, table_header
 from protocol.errors import InputError
-from protocol.fileio import write_atomic
+from protocol.fileio import ensure_parent, write_atomic
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 DEFENSES = ("auto", "none", "smoothing", "oblivious")  # = defenses.fallback.DEFENSES (imported lazily: scipy)
@@ -45,31 +45,36 @@ def add_parsers(sub) -> None:
     p.add_argument("--transcript", help="the model's transcript (default: the path the model file records); a "
                    "model counts as verified only if its transcript audits and every step was checked")
     _smoothing_args(p, sigma_help="smoothing noise in standardized units (default %(default)s)")
-    p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious mitigation")
+    p.add_argument("--clean-data", help="labelled clean CSV (or builtin:NAME); required by oblivious "
+                   "mitigation (default: none)")
     p.add_argument("--eps", type=float, help="oblivious: a clean row counts as an error when |model - label| > "
                    "EPS (target units; default: the target's standard deviation)")
     p.add_argument("--lines", type=int, default=15, help="oblivious: random lines per row (default %(default)s)")
     p.add_argument("--body", choices=("box", "ball"), default="box",
                    help="oblivious: sampling body from the clean data (default %(default)s)")
-    p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units)")
+    p.add_argument("--grid", type=float, help="oblivious: round outputs canonically to this step (target units; "
+                   "default: no rounding)")
     p.add_argument("--max-failure", type=float, default=0.01, help="oblivious: refuse unless each mitigated row is "
                    "within its error bound except with at most this probability (default %(default)s)")
     p.add_argument("--coverage-alpha", type=float, default=0.01, help="oblivious: level of the test that the clean "
                    "rows are a uniform sample of the sampling body (default %(default)s)")
     p.add_argument("--candidates", type=int, default=4, help="oblivious: nodes drawn per line; the two with the "
                    "smallest error amplification are queried (default %(default)s; 2 = no choice)")
-    p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json")
+    p.add_argument("--out", help="write the rows here: CSV, or JSON when the name ends with .json (missing "
+                   "folders are created; default: CSV on stdout)")
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     _table_args(p)
 
     c = sub.add_parser("certify", help="certified accuracy of the smoothed classifier on labelled data")
-    c.add_argument("--model", required=True)
+    c.add_argument("--model", required=True, help="model JSON of a logistic model")
     c.add_argument("--data", required=True, help="labelled PATH.csv or builtin:NAME")
     c.add_argument("--target", help="label column (default: the model's target)")
     _smoothing_args(c, sigma_help="noise level(s) in standardized units, comma-separated (default %(default)s)",
                     sigma_type=str)
+    c.add_argument("--transcript", help="the model's transcript (default: the path the model file records); the "
+                   "plot and JSON call the model verified only if its transcript audits and every step was checked")
     c.add_argument("--radii", default=DEFAULT_RADII, help="radii of the table, comma-separated (default %(default)s)")
-    c.add_argument("--plot", help="write a PNG of certified accuracy vs radius")
+    c.add_argument("--plot", help="write a PNG of certified accuracy vs radius (missing folders are created; default: no plot)")
     c.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     _table_args(c)
 
@@ -78,7 +83,8 @@ def _table_args(p) -> None:
     from .cli import add_table_args
 
     add_table_args(p, select=False)
-    p.add_argument("--drop", help="comma-separated columns of --data to ignore (columns the model does not know)")
+    p.add_argument("--drop", help="comma-separated columns of --data to ignore, columns the model does not know "
+                   "(default: none)")
 
 
 def _smoothing_args(p, sigma_help: str, sigma_type=float) -> None:
@@ -111,6 +117,8 @@ def cmd_predict(args) -> int:
                               candidates=args.candidates,
                               seed=args.seed).validated()
     model = model_file.load(args.model)
+    if args.out:
+        ensure_parent(args.out)  # refused before the defense runs, not after
     target = args.target or model.target
     from .model_trust import assess
 
@@ -125,7 +133,7 @@ def cmd_predict(args) -> int:
                              "reason": trust.reason},
             "defense": decision.defense, "reason": decision.reason}
     print(f"defense: {decision.defense} -- {decision.reason}", file=sys.stderr)
-    bar = _ProgressBar(X.shape[0], enabled=decision.defense == "smoothing" and not args.json)
+    bar = _ProgressBar(X.shape[0], enabled=decision.defense != "none" and not args.json, desc=decision.defense)
     try:
         result = run_defense(model, X, decision, options, clean, progress=bar.update)
     except MitigationRefused as e:
@@ -280,8 +288,10 @@ def _summary(result) -> dict:
 def _summary_line(defense: str, s: dict) -> str:
     line = f"{s['rows']} rows"
     if defense == "smoothing":
-        line += (f": {s['certified']} certified (median radius {s['median_radius']:.3g}, standardized L2), "
-                 f"{s['abstained']} ABSTAIN, {s['changed_vs_model']} differ from the model's own answer")
+        # what smoothing changed against the model's own answers: abstentions and certified label flips
+        line = (f"smoothing changed {s['abstained'] + s['changed_vs_model']} of {s['rows']} answers: "
+                f"{s['abstained']} ABSTAIN, {s['changed_vs_model']} certified with another label than the model's; "
+                f"{s['certified']} rows certified, median certified radius {s['median_radius']:.3g} (standardized L2)")
         acc = s.get("clean_accuracy_of_model")
         if acc is not None:
             line += f"; model accuracy on the clean data {acc:.3f}"
@@ -345,13 +355,15 @@ def cmd_certify(args) -> int:
     for s in sigmas:
         replace(base, sigma=s).validated()
     model = model_file.load(args.model)
+    if args.plot:
+        ensure_parent(args.plot)  # refused before certifying, not after
     if not model.is_classifier:
         raise InputError(f"certify needs a classifier (logistic or softmax model); {args.model} is a {model.kind} "
                          f"model")
     X, y = labelled_rows(args.data, model, args.target or model.target, args)
     rng = np.random.default_rng(args.seed)
     table, curves, per_sigma = [], {}, []
-    bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json)
+    bar = _ProgressBar(X.shape[0] * len(sigmas), enabled=not args.json, desc="certify")
     try:
         for s in sigmas:
             labels, radius, _ = certify_rows(model, X, s, replace(base, sigma=s), rng,
@@ -362,14 +374,21 @@ def cmd_certify(args) -> int:
                               "accuracy_of_smoothed": float(np.mean(labels == y))})
     finally:
         bar.close()
+    # The model file's own status is never believed (verifier/model_trust.py): the plot and JSON say what
+    # its transcript shows.
+    from .model_trust import assess
+
+    trust = assess(model, args.model, args.transcript)
+    trust_word = "verified" if trust.verified else "unverified"
     if args.plot:
         try:
-            plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {model.verification.get('status', '?')} "
-                                    f"{model.kind} model, {X.shape[0]} rows (radius: standardized L2)")
+            plot_certified_accuracy(curves, args.plot, title=f"certified accuracy, {trust_word} {model.kind} model, "
+                                    f"{X.shape[0]} rows (radius: standardized L2)")
         except OSError as e:
             raise InputError(f"cannot write --plot {args.plot}: {e.strerror or e}") from None
     doc = {"status": "ok", "command": "certify", "model": args.model, "data": args.data, "rows": int(X.shape[0]),
-           "verification": {k: model.verification.get(k) for k in ("status", "check", "reason")},
+           "verification": {"verified": trust.verified, "check": trust.check, "reason": trust.reason,
+                            "model_file_says": model.verification.get("status")},
            "n0": args.n0, "n": args.n, "alpha": args.alpha, "seed": args.seed,
            "units": "standardized L2 (z = (x - mean) / std)", "table": table, "per_sigma": per_sigma,
            "clean_accuracy_of_model": float(np.mean(np.asarray(model.predict(X)) == y)), "plot": args.plot}
@@ -397,20 +416,8 @@ def _float_list(text: str, flag: str, positive: bool) -> list[float]:
     return vals
 
 
-class _ProgressBar:
-    """tqdm on stderr, only when stderr is a terminal; ``update(k)`` is a no-op otherwise."""
+def _ProgressBar(total: int, enabled: bool, desc: str):
+    """Rows done by a defense: a bar on stderr only when it is a terminal (verifier/progress.py)."""
+    from .progress import Bar
 
-    def __init__(self, total: int, enabled: bool):
-        self._bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="row", file=sys.stderr, leave=False)
-
-    def update(self, k: int) -> None:
-        if self._bar is not None:
-            self._bar.update(k)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+    return Bar(desc, total, "row", enabled and sys.stderr.isatty())

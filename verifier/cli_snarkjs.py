@@ -9,7 +9,7 @@ from pathlib import Path
 from protocol import transcript as tx
 from protocol.dataset import Standardization, load_table, quantized_rows
 from protocol.errors import InputError, TranscriptFormatError
-from protocol.fileio import write_atomic
+from protocol.fileio import ensure_folder, write_atomic
 from protocol.prg import SeedContext
 from protocol.snark import session as snark_session
 from protocol.snark import snarkjs_io
@@ -26,7 +26,7 @@ def cmd_export(args) -> int:
         raise InputError("this SNARK is of training on the trainer's own rows: there is no data of yours to build the "
                          "witness from (export without --data: the proof files)")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out, "--out folder")
     files = {"verification_key.json": tx.get(tr, "proof.vk", dict), "proof.json": tx.get(tr, "proof.proof", dict),
              "public.json": tx.get(tr, "proof.public", list)}
     for name, obj in files.items():

@@ -15,9 +15,12 @@ from protocol import transcript as tx
 from protocol.csv_reader import ReadOptions
 from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows, resolve_model
 from protocol.errors import InputError, TranscriptFormatError
+from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
 from protocol.training import TrainConfig
+from protocol.wire import trainer_pb2 as pb
+from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import attest
 from .audit import (
@@ -33,6 +36,8 @@ from .audit import (
 from .checks import receive_cap
 from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError, table_options
 from .client import ClientSeeds, SessionAborted, SessionIncomplete, open_channel, preflight, run_session
+from .preflight import TableShape, check_limits, peek_shape, small_table_batch
+from .progress import Progress, progress_enabled
 from .trust_store import TrustStore
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
@@ -42,21 +47,26 @@ DEFAULTS = {"logistic": {"epochs": 30, "batch_size": 16, "lr": 0.2, "l2": 0.01},
             "softmax": {"epochs": 60, "batch_size": 16, "lr": 0.2, "l2": 0.01}}
 
 
-def _config(args, num_classes: int = 0) -> TrainConfig:
-    for name, value in DEFAULTS[args.model].items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    lr_num = dyadic(args.lr, args.lr_shift, "--lr")
+def _config(args, model: str | None = None, num_classes: int = 0) -> TrainConfig:
+    """The training config: the flags given, the defaults of ``model`` (default: --model) for the rest. ``args``
+    is not changed, so the defaults can follow the model the table turns out to need (logistic -> softmax)."""
+    model = model or args.model
+    v = {name: getattr(args, name) if getattr(args, name) is not None else default
+         for name, default in DEFAULTS[model].items()}
+    lr_num = dyadic(v["lr"], args.lr_shift, "--lr")
     if lr_num < 1:
-        raise InputError(f"--lr {args.lr} rounds to 0 at resolution 2^-{args.lr_shift}; raise it or --lr-shift")
-    l2_num = dyadic(args.l2, args.frac_bits, "--l2")
-    return TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr_num=lr_num,
+        raise InputError(f"--lr {v['lr']} rounds to 0 at resolution 2^-{args.lr_shift}; raise it or --lr-shift")
+    l2_num = dyadic(v["l2"], args.frac_bits, "--l2")
+    return TrainConfig(model=model, epochs=v["epochs"], batch_size=v["batch_size"], lr_num=lr_num,
                        lr_shift=args.lr_shift, l2_num=l2_num, frac_bits=args.frac_bits, weight_bits=args.weight_bits,
                        checkpoint_interval=args.checkpoint_interval, num_classes=num_classes).validate()
 
 
 def _status(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)  # above any progress bar, which is redrawn below it
+    sys.stderr.flush()
 
 
 def _progress_bar(enabled: bool):
@@ -80,18 +90,6 @@ def _progress_bar(enabled: bool):
     return update, close
 
 
-def _table_and_config(args):
-    """Read the table, pick the model (logistic on more than two classes -> softmax) and the config."""
-    table = load_table(args.data, args.target, options=table_options(args))
-    model, num_classes, note = resolve_model(args.model, table)
-    if args.proof == "snark" and model != "linear":
-        raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "
-                         f"step); a {model} model is verified with --proof spot")
-    args.model = model
-    notes = list(table.notes) + ([note] if note else [])
-    return table, _config(args, num_classes), notes
-
-
 def _seeds(args) -> ClientSeeds:
     if args.seed is not None:
         raise InputError("--seed was removed: a seed the user types would let a trainer that learns it predict the "
@@ -110,26 +108,38 @@ def _seeds(args) -> ClientSeeds:
 
 
 def cmd_train(args) -> int:
-    if args.trainer_data:  # the trainer's own dataset (docs/PROTOCOL.md section 11)
+    if args.trainer_data:  # the trainer's own dataset (docs/PROTOCOL.md section 12)
         from .cli_trainer_data import cmd_train_trainer_data
 
         return cmd_train_trainer_data(args)
     if not args.data or not args.model:
         raise InputError("train needs --data and --model (or --trainer-data NAME for a dataset the trainer holds)")
-    table, cfg, notes = _table_and_config(args)
-    if not args.json:
-        for n in notes:
-            _status(f"note: {n}")
+    opts = table_options(args)
+    shape = peek_shape(args.data, opts)  # rows and columns from a byte scan: limits before the real work
+    notes = _small_table_default(args, shape)
+    # As requested (softmax: at least 2 classes until the labels are read); the exact config follows the full load.
+    cfg = _config(args, num_classes=2 if args.model == "softmax" else 0)
     if not 1 <= args.spot_checks <= 100_000:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
     seeds = _seeds(args)
-    stdz = fit_standardization(table, cfg.model)
-    if table.X.shape[0] < cfg.batch_size:
-        raise InputError(f"{table.X.shape[0]} rows are fewer than one batch of {cfg.batch_size}")
+    check_limits(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
+    for path in (args.out, args.model_out):
+        ensure_parent(path)  # an unwritable output is refused before the session, not after it
     accept_key, key_trust = _key_trust(args, pinned)
-    channel = connect(args, receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks))
-    progress, close_bar = _progress_bar(sys.stderr.isatty() and not args.json)
+    channel = connect(args)  # GetInfo only; the session's channel gets the session's caps
+    ui = Progress(progress_enabled(args))
+    try:
+        table, stdz, cfg, load_notes = _load_within_limits(args, channel, cfg, shape, opts, ui)
+    finally:
+        channel.close()
+    notes += load_notes
+    if not args.json:
+        for n in load_notes:
+            _status(f"note: {n}")
+    cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
+    channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
+    progress, close_bar = _progress_bar(ui.enabled)
     timings: dict = {}
     t0 = time.perf_counter()
     try:
@@ -137,7 +147,7 @@ def cmd_train(args) -> int:
                                   trainer_key=pinned, server_label=args.server, progress=progress,
                                   timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
                                   status=None if args.json else _status, retries=max(0, args.retries),
-                                  accept_key=accept_key, timings=timings)
+                                  accept_key=accept_key, timings=timings, ui=ui)
     except SessionIncomplete as e:
         close_bar()
         tx.save(args.out, e.transcript)
@@ -153,7 +163,8 @@ def cmd_train(args) -> int:
     final, attestation = verdict, None
     if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
-        final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits))
+        with ui.callback("replay", unit="step") as replaying:
+            final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits), replaying)
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
             attestation = attest.attest(tr, final)
@@ -187,14 +198,18 @@ def _key_trust(args, pinned):
     return accept_key, key_trust
 
 
+def _tls_ca(args) -> bytes | None:
+    if not args.tls_ca:
+        return None
+    try:
+        return Path(args.tls_ca).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
+
+
 def connect(args, receive_limit: int | None = None) -> grpc.Channel:
     """Preflight the address, open the channel (TLS with --tls-ca) and wait for it; CliError when it fails."""
-    tls_ca = None
-    if args.tls_ca:
-        try:
-            tls_ca = Path(args.tls_ca).read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
+    tls_ca = _tls_ca(args)
     try:
         preflight(args.server, args.timeout)
     except SessionAborted as e:
@@ -229,6 +244,49 @@ def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict
                            extras=_shipped_extras(tr), table_columns=table_columns)
     doc["transcript"] = os.path.relpath(os.path.abspath(transcript_path), os.path.dirname(os.path.abspath(path)))
     model_file.save(path, doc)
+
+
+def _small_table_default(args, shape: TableShape) -> list[str]:
+    """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
+    default = DEFAULTS[args.model]["batch_size"]
+    batch = small_table_batch(shape.rows, default) if args.batch_size is None else None
+    if batch is None:
+        return []
+    args.batch_size = batch  # an explicit setting from here on (a softmax switch keeps it)
+    note = (f"{shape.rows} rows are fewer than one batch of {default} (the {args.model} default): using "
+            f"--batch-size {batch} ({shape.rows // batch} steps per epoch)")
+    if not args.json:
+        print(f"note: {note}", file=sys.stderr)
+    return [note]
+
+
+def _plan(args) -> dict:
+    return {"spot_checks": args.spot_checks, "proof_kind": args.proof, "max_constraints": args.max_constraints}
+
+
+def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, opts, ui: Progress):
+    """GetInfo, the limit check on the counted shape, then the full load, the model the table needs (logistic
+    on more than two classes -> softmax) and the check on the exact shape: all before the upload.
+    -> (table, standardization, exact config, notes)."""
+    try:
+        info = pb_grpc.TrainerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=args.timeout)
+    except grpc.RpcError as e:
+        raise CliError(f"the session with {args.server} failed: {e.code().name}: {e.details()}") from None
+    plan = _plan(args)
+    check_limits(info.limits, cfg, shape, **plan)
+    with ui.callback("loading", percent=True) as loading:
+        table = load_table(args.data, args.target, options=opts, progress=loading)
+    model, num_classes, note = resolve_model(args.model, table)
+    if args.proof == "snark" and model != "linear":
+        raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "
+                         f"step); a {model} model is verified with --proof spot")
+    args.model = model
+    cfg = _config(args, model, num_classes)
+    exact = TableShape(table.X.shape[0], table.X.shape[1])
+    check_limits(info.limits, cfg, exact, **plan)
+    if exact.rows < cfg.batch_size:
+        raise InputError(f"{exact.rows} rows are fewer than one batch of {cfg.batch_size}")
+    return table, fit_standardization(table, cfg.model), cfg, list(table.notes) + ([note] if note else [])
 
 
 def _shipped_extras(tr: dict) -> dict:
@@ -270,7 +328,11 @@ def _report(args, result: dict) -> None:
 def cmd_audit(args) -> int:
     if args.model_out and not args.data:
         raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
-    tr, digest = tx.load(args.transcript)
+    if args.model_out:
+        ensure_parent(args.model_out)  # refused before the replay, not after it
+    ui = Progress(progress_enabled(args))
+    with ui.bar("reading the transcript"):
+        tr, digest = tx.load(args.transcript)
     tx.validate(tr)  # before anything reads a field: "malformed transcript: FIELD ...", exit 2
     if args.data and "trainer_data" in tr:
         raise InputError(f"this session trained on the trainer's own dataset {tr['trainer_data'].get('name')!r}: its "
@@ -284,7 +346,8 @@ def cmd_audit(args) -> int:
         return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
                                  f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
                                  "guarantee": "", "evidence": {}}, digest, signer)
-    v = _transcript_verdict(tr)
+    with ui.bar("checking signatures and openings"):
+        v = _transcript_verdict(tr)
     if v.status in (ALTERED, INCOMPLETE) or not args.data:
         return _audit_out(args, v.to_dict(), digest, signer)
     rows = None
@@ -297,13 +360,15 @@ def cmd_audit(args) -> int:
             raise TranscriptFormatError(str(e)) from None
         opts = ReadOptions(delimiter=args.delimiter, features=tuple(meta.get("feature_names") or ()) or None,
                            drop_missing=args.drop_missing)
-        table = load_table(args.data, args.target or meta.get("target"), options=opts)
+        with ui.callback("loading", percent=True) as loading:
+            table = load_table(args.data, args.target or meta.get("target"), options=opts, progress=loading)
         if table.feature_names != meta.get("feature_names"):
             raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
                              f"{meta.get('feature_names', [])[:4]}...")
         rows = quantized_rows(table, stdz, cfg.frac_bits)
         check_given_data(tr, rows)  # the user's input error (exit 2), never a verdict about the trainer
-    v = with_replay(v, tr, rows)
+    with ui.callback("replay", unit="step") as replaying:
+        v = with_replay(v, tr, rows, replaying)
     attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
     res = v.to_dict()
     if args.model_out and v.status == VERIFIED:

@@ -4,11 +4,11 @@ it revealed counted; no full replay is possible."""
 
 from __future__ import annotations
 
-import sys
 import time
 
 from protocol import transcript as tx
 from protocol.errors import InputError
+from protocol.fileio import ensure_parent
 from protocol.keys import parse_public_hex
 
 from .checks import receive_cap
@@ -25,6 +25,7 @@ from .cli_train import (
     exit_code,
 )
 from .client import SessionAborted, SessionIncomplete
+from .progress import Progress, progress_enabled
 from .trainer_data_client import fetch_card, run_trainer_data_session
 
 
@@ -44,6 +45,8 @@ def cmd_train_trainer_data(args) -> int:
         raise InputError("--spot-checks must be between 1 and 100000")
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
     seeds = _seeds(args)
+    for path in (args.out, args.model_out):
+        ensure_parent(path)  # an unwritable output is refused before the session, not after it
     accept_key, key_trust = _key_trust(args, pinned)
     probe = connect(args)
     try:
@@ -58,7 +61,7 @@ def cmd_train_trainer_data(args) -> int:
               f"committed for {', '.join(card.models)} at frac_bits {card.frac_bits}, root {card.data_root.hex()}")]
     if args.frac_bits != card.frac_bits:
         notes.append(f"--frac-bits {args.frac_bits} replaced by the dataset's {card.frac_bits}")
-    args.model, num_classes = _model_for(args, card)
+    model, num_classes = _model_for(args, card)
     args.frac_bits = card.frac_bits
     if args.proof == "snark":
         if not card.zk_commitment:
@@ -67,14 +70,15 @@ def cmd_train_trainer_data(args) -> int:
         if args.weight_bits != card.zk_weight_bits:
             notes.append(f"--weight-bits {args.weight_bits} replaced by the SNARK commitment's {card.zk_weight_bits}")
         args.weight_bits = card.zk_weight_bits
-    cfg = _config(args, num_classes)
+    cfg = _config(args, model, num_classes)
     if card.num_rows < cfg.batch_size:
         raise InputError(f"dataset {card.name!r} has {card.num_rows} rows, fewer than one batch of {cfg.batch_size}")
     if not args.json:
         for n in notes:
             _status(f"note: {n}")
     channel = connect(args, receive_cap(card.num_rows, card.num_features, cfg, args.spot_checks))
-    progress, close_bar = _progress_bar(sys.stderr.isatty() and not args.json)
+    ui = Progress(progress_enabled(args))
+    progress, close_bar = _progress_bar(ui.enabled)
     timings: dict = {}
     t0 = time.perf_counter()
     try:
@@ -82,7 +86,7 @@ def cmd_train_trainer_data(args) -> int:
             channel, card, signed, cfg, spot_checks=args.spot_checks, seeds=seeds, server_label=args.server,
             proof_kind=args.proof,
             progress=progress, timeout=args.timeout, status=None if args.json else _status,
-            retries=max(0, args.retries), accept_key=accept_key, timings=timings)
+            retries=max(0, args.retries), accept_key=accept_key, timings=timings, ui=ui)
     except SessionIncomplete as e:
         close_bar()
         tx.save(args.out, e.transcript)

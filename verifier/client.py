@@ -31,6 +31,7 @@ from protocol.wire import trainer_pb2_grpc as pb_grpc
 
 from . import checks
 from .audit import Verdict, rejected_verdict, verify_transcript
+from .progress import SILENT, Progress
 
 
 class SessionAborted(Exception):
@@ -154,12 +155,14 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 spot_checks: int, seeds: ClientSeeds, trainer_key: bytes | None = None, server_label: str = "",
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
-                retries: int = 0, accept_key=None, timings: dict | None = None) -> tuple[dict, Verdict]:
+                retries: int = 0, accept_key=None, timings: dict | None = None,
+                ui: Progress = SILENT) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
 
     ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
     it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
-    the full replay (verify_transcript with the rows).
+    the full replay (verify_transcript with the rows). ``ui`` shows the upload, the SNARK setup and the
+    trainer's proving as progress bars (verifier/progress.py).
 
     ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
     training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
@@ -188,13 +191,13 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
     return drive_session(channel, base, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key,
                          progress=progress, rows_per_chunk=rows_per_chunk, timeout=timeout, status=status,
-                         retries=retries, accept_key=accept_key, timings=timings)
+                         retries=retries, accept_key=accept_key, timings=timings, ui=ui)
 
 
 def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, seeds: ClientSeeds, *, spot_checks: int,
                   trainer_key: bytes | None = None, progress=None, rows_per_chunk: int | None = None,
                   timeout: float | None = None, status=None, retries: int = 0, accept_key=None,
-                  timings: dict | None = None) -> tuple[dict, Verdict]:
+                  timings: dict | None = None, ui: Progress = SILENT) -> tuple[dict, Verdict]:
     """Commit the client record ``base`` (through the client nonce), run the session (``rows``: the client's rows
     to upload, or None for the trainer's own dataset named in ``base["trainer_data"]``), retrying a busy trainer
     as run_session describes; returns (transcript, verdict)."""
@@ -207,7 +210,7 @@ def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, see
         tr = copy.deepcopy(base)
         try:
             _flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key)
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key, ui=ui)
         except SessionIncomplete as e:
             if "session_id" not in tr:
                 raise SessionAborted(str(e)) from None
@@ -238,7 +241,7 @@ def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, see
 
 
 def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
-          accept_key):
+          accept_key, ui=SILENT):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -285,12 +288,14 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
 
     data_root = bytes.fromhex(tr["data_root"])
     try:
-        if rows is None:  # the trainer's own dataset (docs/PROTOCOL.md section 11)
+        if rows is None:  # the trainer's own dataset (docs/PROTOCOL.md section 12)
             resp = call(stub.UseTrainerData, pb.UseTrainerDataRequest(session_id=sid, dataset=tr["trainer_data"]["name"]))
             data_signed = convert.signed_from_proto(resp.data_statement)
             tr["statements"]["data"] = [x.hex() for x in data_signed]
         else:
-            data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr)
+            with ui.bar("uploading", total=n, unit="row") as bar:
+                data_signed = upload_rows(stub, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
+                                          bar)
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
@@ -310,15 +315,17 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                             audit_commitment=commitment, spot_checks=spot_checks)
 
     snark_state = None
-    if kind == "snark" and rows is None:  # the trainer's own data: the zero-knowledge circuit
-        from .trainer_data_client import snark_setup
+    if kind == "snark":
+        with ui.bar("SNARK setup", unit="s"):
+            if rows is None:  # the trainer's own data: the zero-knowledge circuit
+                from .trainer_data_client import snark_setup
 
-        snark_state = snark_setup(stub, call, tr, cfg, sid, seeds, status, msg_cap)
-    elif kind == "snark":
-        snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
+                snark_state = snark_setup(stub, call, tr, cfg, sid, seeds, status, msg_cap)
+            else:
+                snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
 
     T = cfg.num_steps(n)
-    final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status)
+    final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui)
     if stream_error is not None:
         tr["stream_error"] = stream_error
         raise VerificationError(checks.incomplete_reason(stream_error))
@@ -430,7 +437,7 @@ def _events(call, idle: float | None):
         call.cancel()
 
 
-def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
+def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Progress = SILENT):
     """Consume the Train stream within the session's caps: at most T+1 state leaves (kept as 32 bytes each),
     at most floor(T/C) checkpoints, at most one final result, each message within the channel's receive cap.
     Returns (final or None, stream_error or None); the recorded leaves and checkpoints are in ``tr``."""
@@ -440,6 +447,7 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
     max_cps = T // cfg.checkpoint_interval
     tr["statements"]["checkpoints"] = cps
     call = stub.Train(pb.TrainRequest(session_id=sid))
+    proving = None
     try:
         for ev in _events(call, timeout):
             which = ev.WhichOneof("event")
@@ -462,6 +470,7 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
                     error = f"sent more than the {max_cps} checkpoint statements of {T} steps every {cfg.checkpoint_interval}"
             elif which == "progress" and ev.progress.phase == "proving":
                 status("the trainer is proving" if ev.progress.step == 0 else "the trainer finished its proof")
+                proving = _proving_bar(ui, proving, ev.progress.step == 0)
             elif which == "progress" and progress is not None:
                 progress(min(ev.progress.step, T), T, ev.progress.epoch, ev.progress.loss)
             elif which == "final":
@@ -485,21 +494,38 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status):
                                                               f"{T + 1} state commitments)"), tr) from None
         else:
             raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+    finally:
+        _proving_bar(ui, proving, False)
     tr["state_leaves"] = leaves.hex()
     return final, error
 
 
 def upload_rows(stub, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
-                tr: dict) -> tuple[bytes, bytes]:
+                tr: dict, bar=None) -> tuple[bytes, bytes]:
     """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows. The client's own data
     root was computed before the session (the client record commits to it). Returns the signed data statement
     and records it in ``tr``."""
     d = rows.shape[1] - 1
     per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    resp = call(stub.UploadData, convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf))
+    chunks = convert.rows_to_chunks(sid, rows, per_chunk, rows_per_leaf)
+    resp = call(stub.UploadData, chunks if bar is None else _counted(chunks, bar))
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     return data_signed
+
+
+def _counted(chunks, bar):
+    """Pass the upload's chunks through, advancing ``bar`` by the rows each one carries."""
+    for chunk in chunks:
+        yield chunk
+        bar.update(chunk.num_rows)
+
+
+def _proving_bar(ui: Progress, bar, start: bool):
+    """The trainer's proof has no known length: an elapsed-time bar between its start and end events."""
+    if bar is not None:
+        bar.close()
+    return ui.bar("trainer proving", unit="s") if start else None
 
 
 def _check_limits(lim, n: int, d: int, steps: int) -> None:
