@@ -158,7 +158,8 @@ def card_example():
 
     return DataCard(bytes([1]) * 32, "bc", 569, 2, ["a", "b"], "y", ("logistic",), 16,
                     {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0, "target_mean": 0.0, "target_std": 1.0,
-                     "labels": [0, 1], "target_kind": "binary"}, DATA_ROOT)
+                     "labels": [0, 1], "target_kind": "binary"}, DATA_ROOT, zk_commitment=bytes([0x11]) * 32,
+                    zk_weight_bits=32)
 
 
 def trainer_data_vectors() -> dict:
