@@ -4,15 +4,14 @@ the size and key-header checks, the subversion-zero-knowledge check of the clien
 secret rows are used, and the proof.
 
 Hooks: prover/trainer_data.py (commit, UseTrainerData), prover/session.py (key header, key kept),
-prover/proving.py (prove).
+prover/proving.py (the proof, verified and signed there).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from protocol.errors import InputError, VerificationError
-from protocol.merkle import model_hash
+from protocol.errors import InputError
 from protocol.prg import SeedContext
 from protocol.snark import groth16, snarkjs_io, zk_session
 from protocol.snark import session as snark_session
@@ -20,11 +19,9 @@ from protocol.snark.errors import ProvingKeyRejected
 from protocol.snark.key_check import check_proving_key, project_proof
 from protocol.snark.poseidon import commit
 from protocol.snark.zk_circuit import build_private_circuit, constraint_breakdown
-from protocol.statements import Statement, sign
 from protocol.training import Schedule
 
 from .session_state import LimitExceeded
-from .trainer import ProgressEvent
 
 ZK_MAX_VALUES = 4096  # the Poseidon commitment is computed at start-up for linear datasets of at most this many values
 ZK_WEIGHT_BITS = 32  # K of the commitment's packing (the session's weight_bits must be this)
@@ -92,34 +89,20 @@ def accept_key(s, pk) -> None:
     """Before the secret rows touch any group operation: the key must be well formed for this session's circuit
     (docs/SNARK.md section 8.4). Raises KeyRefused."""
     batches, _ = schedule_of(s)
-    cs = zk_session.circuit(*s.shape, batches, s.cfg)
     try:
-        check_proving_key(pk, cs)
+        check_proving_key(pk, zk_session.circuit(*s.shape, batches, s.cfg))
     except ProvingKeyRejected as e:
         raise KeyRefused(f"the trainer refuses this proving key: it is not well formed, so proving its private "
                          f"data with it could leak the data ({e}); run the setup again with a vtrain client") from None
-    s.snark["r1cs"] = cs
 
 
-def prove(key, s):
-    """Prove the session's training on the committed rows with fresh blinding (a generator of progress
-    events; the proof and its signed statement end up in ``s.snark``)."""
-    yield ProgressEvent(0, 1, 0, float("nan"), phase="proving")
+def private_proof(s) -> tuple[list[int], object]:
+    """The session's zero-knowledge proof on the committed rows, with fresh blinding (r, s) and projected onto the
+    prime-order subgroups: (public inputs, proof). prover/proving.py verifies it under the client's key and
+    signs it."""
     c = s.trainer_data
     batches, theta0 = schedule_of(s)
     binding = snark_session.session_binding(s.session_statement)
     cs, witness, public = build_private_circuit(*s.shape, batches, s.cfg, X=c.X.tolist(), Y=c.Y.tolist(),
                                                 theta0=theta0, binding=binding, blinding=c.zk_blinding)
-    proof = project_proof(groth16.prove_random(s.pk, cs, witness))  # the key was checked when it arrived
-    try:
-        groth16.verify(s.pk.vk, public, proof)
-    except VerificationError as e:
-        raise InputError(f"the proving key the client sent does not yield proofs that verify under its own "
-                         f"verifying key ({e}); run the setup again") from None
-    rec = s.record["result"]
-    data, sig = sign(key, Statement("snark", s.session_id, {
-        "vk_hash": snark_session.vk_hash(s.pk.vk), "proof_hash": snark_session.proof_hash(proof),
-        "model_hash": model_hash(rec.final_model, rec.extras_json)}))
-    s.snark = {"proof": snarkjs_io.proof_to_bytes(proof), "statement": data, "signature": sig}
-    s.pk = None
-    yield ProgressEvent(1, 1, 0, float("nan"), phase="proving")
+    return public, project_proof(groth16.prove_random(s.pk, cs, witness))  # the key was checked on arrival
