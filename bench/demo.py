@@ -7,8 +7,9 @@
    default train rejects it at the last step; `predict` mitigates the rejected model;
 4. an edited transcript (two opened rows swapped, integrity digest recomputed, as anyone can): `audit`
    refuses it as ALTERED (exit 2) and does not blame the trainer;
-5. a small SNARK session; a two-party secure training session (dealer, trainer, client) and a cheating
-   trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
+5. a small SNARK session; a session on the trainer's own dataset (docs/PROTOCOL.md section 12: two clients see
+   the same signed root, the spot verdict counts the rows revealed, `swap-rows` is rejected); a two-party
+   secure training session (dealer, trainer, client) and a cheating trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
 The demo keeps its trust store, client key and attestations in demo-out/config (XDG_CONFIG_HOME), not in
 the user's configuration.
 """
@@ -139,6 +140,7 @@ def main() -> int:
     finally:
         snark.stop()
 
+    summary += trainer_owned_session(pub)
     summary += two_party_session()
 
     print("\nSummary")
@@ -146,6 +148,41 @@ def main() -> int:
         print(f"  {what:46s} {outcome}")
     print(f"files in {OUT}/")
     return 0
+
+
+def trainer_owned_session(pub: str) -> list[tuple[str, str]]:
+    """The trainer's own breast-cancer rows (committed once, salted); the client supplies only the randomness.
+    Two sessions sign the same root; K = 100 >= T = 70 challenges every step, so `swap-rows` is caught surely."""
+    out = []
+    for adversary, expect in ((None, 3), ("swap-rows", 1)):
+        extra = ["--adversary", adversary] if adversary else []
+        srv = Server(OUT / "trainer.pem", "--dataset", "bc=builtin:breast_cancer", "--salt-file",
+                     str(OUT / "trainer.salts.json"), *extra)
+        try:
+            roots = []
+            for k in range(1 if adversary else 2):
+                name = f"owned.{adversary or 'honest'}.{k}"
+                p = run("vtrain-verifier", "train", "--server", srv.address, "--trainer-data", "bc", "--epochs", "2",
+                        "--spot-checks", "100" if adversary else "8", "--trainer-key", pub,
+                        "--out", str(OUT / f"{name}.transcript.json"), "--model-out", str(OUT / f"{name}.model.json"),
+                        "--json", expect=expect)
+                doc = json.loads(p.stdout)
+                td = doc.get("trainer_data", {})
+                roots.append(td.get("data_root", "")[:16])
+                what = (f"trainer-owned data, {adversary} trainer" if adversary else
+                        f"trainer-owned data, honest session {k + 1}")
+                out.append((what, (f"{doc['status'].upper()} (exit {p.returncode}), {td.get('rows_revealed')} of "
+                                   f"{td.get('num_rows')} rows revealed, root {roots[-1]}...")))
+                print(f"  {doc['status'].upper()}: {doc.get('guarantee') or doc.get('reason')}")
+            if not adversary:
+                if len(set(roots)) != 1:
+                    raise SystemExit("demo: two sessions on the same dataset signed different roots")
+                p = run("vtrain-verifier", "audit", str(OUT / "owned.honest.0.transcript.json"), "--trainer-key", pub,
+                        expect=3)
+                out.append(("trainer-owned data, offline audit", _word(p)))
+        finally:
+            srv.stop()
+    return out
 
 
 def two_party_session() -> list[tuple[str, str]]:

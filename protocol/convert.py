@@ -52,8 +52,8 @@ def opening_to_proto(op: dict) -> pb.StepOpening:
         proof_before=merkle_proof_to_proto(t - 1, op["proof_before"]),
         proof_after=merkle_proof_to_proto(t, op["proof_after"]),
         rows=[pb.RowOpening(index=i, values=[int(v) for v in vals], proof=merkle_proof_to_proto(j, proof),
-                            leaf_rows=[int(v) for v in np.asarray(leaf).reshape(-1)])
-              for i, vals, j, proof, leaf in op["rows"]])
+                            leaf_rows=[int(v) for v in np.asarray(leaf).reshape(-1)], salt=bytes(salt[0]) if salt else b"")
+              for i, vals, j, proof, leaf, *salt in op["rows"]])
 
 
 def opening_from_proto(msg: pb.StepOpening) -> dict:
@@ -66,7 +66,8 @@ def opening_from_proto(msg: pb.StepOpening) -> dict:
         "proof_after": {"index": int(msg.proof_after.index), "siblings": [bytes(s).hex() for s in msg.proof_after.siblings]},
         "rows": [{"index": int(r.index), "values": [int(v) for v in r.values],
                   "proof": [bytes(s).hex() for s in r.proof.siblings], "proof_index": int(r.proof.index),
-                  "leaf_rows": _split_rows([int(v) for v in r.leaf_rows], len(r.values))}
+                  "leaf_rows": _split_rows([int(v) for v in r.leaf_rows], len(r.values)),
+                  **({"salt": bytes(r.salt).hex()} if r.salt else {})}  # trainer-owned data (salted leaves)
                  for r in msg.rows],
     }
 

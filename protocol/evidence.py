@@ -64,7 +64,7 @@ def openings_encoding(openings) -> bytes:
     """u32(count) || per opening, in transcript order: u64(step) || int_vector(state_before) ||
     int_vector(state_after) || proof(proof_before) || proof(proof_after) || u32(#rows) || per row:
     u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) || siblings ||
-    u32(#leaf_rows) || int_vector(leaf_row) per row of the row's data leaf;
+    u32(#leaf_rows) || int_vector(leaf_row) per row of the row's data leaf [|| lp(salt), trainer-owned data only];
     proof(p) = u64(p.index) || u32(#siblings) || siblings (32 raw bytes each)."""
     if not isinstance(openings, list):
         raise TranscriptFormatError("malformed transcript: proof.openings must be a list")
@@ -83,7 +83,18 @@ def openings_encoding(openings) -> bytes:
                       _u64(r.get("proof_index"), f"{w} row {j} proof_index"),
                       _siblings(r.get("proof"), f"{w} row {j} proof"),
                       _leaf_rows(r.get("leaf_rows"), f"{w} row {j} leaf_rows")]
+            if "salt" in r:  # trainer-owned data (docs/PROTOCOL.md section 11): u32(len) || salt
+                parts.append(enc.lp(_hex_bytes(r["salt"], f"{w} row {j} salt")))
     return b"".join(parts)
+
+
+def _hex_bytes(h, what: str) -> bytes:
+    if not isinstance(h, str) or len(h) % 2 or h != h.lower():
+        raise TranscriptFormatError(f"malformed transcript: {what} must be lower-case hex")
+    try:
+        return bytes.fromhex(h)
+    except ValueError:
+        raise TranscriptFormatError(f"malformed transcript: {what} is not hex") from None
 
 
 def _leaf_rows(rows, what: str) -> bytes:
@@ -103,14 +114,18 @@ def client_record(tr: dict) -> dict:
     """The client's own choices, committed through the client nonce before the trainer picks anything:
     the metadata (data source, feature names, target, standardization, how the randomness was made), the
     server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves) and the data's size,
-    both seeds and K. Not the data root: the client hashes its rows while sending them, and the trainer's data
-    statement binds the root before the training seed is revealed (docs/PROTOCOL.md §5)."""
+    both seeds and K; for a session on the trainer's own data, the signed data card it chose (which holds the
+    dataset's root). Not the client's own data root: the client hashes its rows while sending them, and the
+    trainer's data statement binds the root before the training seed is revealed (docs/PROTOCOL.md §5)."""
     try:
-        return {"metadata": tr["client"]["metadata"], "server": tr["server"],
+        rec = {"metadata": tr["client"]["metadata"], "server": tr["server"],
                 "rows_per_leaf": tr["rows_per_leaf"],
                 "num_rows": tr["num_rows"], "num_features": tr["num_features"],
                 "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],
                 "spot_checks": tr["spot_checks"]}
+        if "trainer_data" in tr:
+            rec["trainer_data"] = tr["trainer_data"]
+        return rec
     except (KeyError, TypeError) as e:
         raise TranscriptFormatError(f"malformed transcript: the client record lacks {e}") from None
 

@@ -15,6 +15,7 @@ TAGS = frozenset(
     {
         "merkle/leaf/data",
         "merkle/leaf/state",
+        "merkle/leaf/salted-data",
         "merkle/node",
         "prg/init",
         "prg/shuffle",

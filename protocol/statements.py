@@ -38,6 +38,13 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "snark": (("vk_hash", "b32"), ("proof_hash", "b32"), ("model_hash", "b32")),
     # the spot-check answer: protocol.evidence.openings_hash(audit_seed, openings)
     "openings": (("audit_seed", "b32"), ("openings_hash", "b32")),
+    # a standing statement (session id empty): the public data card of a trainer-owned dataset, with the root of
+    # its hiding commitment (protocol/trainer_data.py, docs/PROTOCOL.md section 11)
+    "data-card": (("protocol_version", "text"), ("trainer_key", "b32"), ("name", "text"), ("num_rows", "u64"),
+                  ("num_features", "u32"), ("feature_names", "bytes"), ("target", "text"), ("models", "text"),
+                  ("frac_bits", "u32"), ("standardization", "bytes"), ("leaf_encoding", "text"),
+                  ("rows_per_leaf", "u32"), ("data_root", "b32"), ("zk_commitment", "bytes"),
+                  ("zk_weight_bits", "u32")),
     # not a trainer statement: the client's own record of a full replay, signed with its local key
     # (verifier/attest.py); never verified under a trainer key
     "attestation": (("transcript_digest", "b32"), ("model_hash", "b32"), ("data_root", "b32"),

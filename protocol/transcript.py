@@ -269,7 +269,7 @@ MERKLE_PROOF = {"index": U64, "siblings": _List(_Hex())}
 OPENING = {"step": U64, "state_before": _List(I64), "state_after": _List(I64), "proof_before": MERKLE_PROOF,
            "proof_after": MERKLE_PROOF,
            "rows": _List({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64,
-                          "leaf_rows": _List(_List(I64))})}
+                          "leaf_rows": _List(_List(I64)), "salt": _Opt(_Hex())})}
 SCHEMA = {
     "format": _Str(FORMAT),
     "server": _Str(),
@@ -291,6 +291,7 @@ SCHEMA = {
     "num_features": U32,
     "data_root": _Hex(32),
     "rows_per_leaf": _Opt(U32),
+    "trainer_data": _Opt({"name": _Str(), "card": SIGNED}),  # docs/PROTOCOL.md section 11
     "training_seed": _Hex(32),
     "audit_seed": _Hex(32),
     "audit_commitment": _Opt(_Hex(32)),

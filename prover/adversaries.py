@@ -334,9 +334,42 @@ def _brute_force_master(training_seed: bytes, max_len: int = 2) -> bytes | None:
     return None
 
 
+# -- trainer-owned data (docs/PROTOCOL.md section 11): `reorder` and `jump` above apply as they are ---------------
+
+class SwapRows(Honest):
+    """Commits its dataset, then trains on one row that is not in it: row ``n // 2`` is replaced by a fabricated
+    row (every value v becomes -v - 1). Its openings show the committed rows, so a challenged step whose batch
+    holds that row does not replay; the other steps are honest (caught with probability 1 - C(T-m, K)/C(T, K),
+    m = the steps whose batch holds the row, about one per epoch)."""
+
+    name = "swap-rows"
+
+    @staticmethod
+    def swapped_row(n: int) -> int:
+        return n // 2
+
+    def prepare(self, X, Y):
+        k = self.swapped_row(X.shape[0])
+        X2, Y2 = X.copy(), Y.copy()
+        X2[k] = -X2[k] - 1
+        return X2, Y2
+
+
+class BadSalt(Honest):
+    """Trains honestly on its committed dataset, but opens every row with a salt that is not the committed one
+    (one bit flipped): no opened row is in the committed data, at every challenged step."""
+
+    name = "bad-salt"
+
+    def openings(self, openings):
+        for op in openings:
+            op["rows"] = [(*r[:5], bytes([r[5][0] ^ 1]) + bytes(r[5][1:])) if len(r) > 5 else r for r in op["rows"]]
+        return openings
+
+
 STRATEGIES = {cls.name: cls for cls in (Honest, WrongLR, SkipStep, Reorder, Poison, SwapModel, AllSteps,
                                         NoProofOffered, Jump, Remember, BadStateLength, LeafFlood, DeepExtras,
-                                        GarbageProof, Slow)}
+                                        GarbageProof, Slow, SwapRows, BadSalt)}
 
 
 def get_strategy(name: str | None) -> Honest:

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import datasets
 
     datasets.add_arguments(s)
+    from . import trainer_data
+
+    trainer_data.add_arguments(s)
     return p
 
 
@@ -127,7 +130,11 @@ def serve(args) -> int:
         raise InputError(str(e)) from e
     from . import datasets
 
-    datasets.attach(server, args)
+    served = datasets.attach(server, args)
+    if served is not None:  # sessions on the trainer's own data: commit each dataset once (docs/PROTOCOL.md §11)
+        from .trainer_data import commit_all
+
+        server.manager.trainer_data = commit_all(key, public_bytes(key), served.tables, args)
     server.start()
     shown = f"[{host}]" if ":" in host else host
     print(f"listening on {shown}:{bound}", flush=True)

@@ -18,8 +18,9 @@ log = logging.getLogger("vtrain.prover.datasets")
 def add_arguments(parser) -> None:
     """The serve flags for trainer-owned data and two-party training."""
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
-                        help="a dataset of the trainer's own (CSV or builtin:NAME), repeatable; enables two-party "
-                             "training (vtrain-verifier train-2pc --trainer-data NAME)")
+                        help="a dataset of the trainer's own (CSV or builtin:NAME), repeatable: committed (hiding) "
+                             "and listed with a signed data card for sessions on it (vtrain-verifier train "
+                             "--trainer-data NAME), and enables two-party training (train-2pc --trainer-data NAME)")
     parser.add_argument("--target", help="target column of the --dataset files (default for builtin data: its label)")
     parser.add_argument("--dealer", action="append", default=[], metavar="HOST:PORT",
                         help="dealers this trainer accepts for two-party training (repeatable); without it the "
@@ -56,10 +57,11 @@ class Datasets:
         return t
 
 
-def attach(server, args) -> None:
-    """Add the two-party training service to a trainer's server (before it starts) when datasets are given."""
+def attach(server, args) -> Datasets | None:
+    """Add the two-party training service to a trainer's server (before it starts) when datasets are given;
+    returns the datasets (None without any)."""
     if not args.dataset:
-        return
+        return None
     from pathlib import Path
 
     from .mpc_servicer import add_two_party_service
@@ -70,5 +72,6 @@ def attach(server, args) -> None:
             tls_ca = Path(args.dealer_tls_ca).read_bytes()
         except OSError as e:
             raise InputError(f"cannot read --dealer-tls-ca: {e}") from e
-    add_two_party_service(server, Datasets.from_specs(args.dataset, args.target), args.dealer, args.mpc_adversary,
-                          tls_ca)
+    served = Datasets.from_specs(args.dataset, args.target)
+    add_two_party_service(server, served, args.dealer, args.mpc_adversary, tls_ca)
+    return served

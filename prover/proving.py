@@ -41,6 +41,10 @@ def spot_openings(key, s: Session, audit_seed: bytes):
             rows.append((i, block[i - lo], i // R, s.data_tree.proof(i // R), block))
         openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                          "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t), "rows": rows})
+    if s.trainer_data is not None:  # salted leaves: each opened row comes with its salt (prover/trainer_data.py)
+        from .trainer_data import add_salts
+
+        openings = add_salts(openings, s.trainer_data)
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
     # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
     messages = [convert.opening_to_proto(op) for op in openings]
@@ -53,11 +57,16 @@ def spot_openings(key, s: Session, audit_seed: bytes):
 def prove_snark(key, s: Session, ctx: SeedContext):
     """Build this session's circuit with the honest witness and prove it with the client's key (a generator of
     progress events; the proof and its signed statement end up in ``s.snark``)."""
-    sched = Schedule(ctx, s.cfg, s.X.shape[0], s.X.shape[1])
     yield ProgressEvent(0, 1, 0, float("nan"), phase="proving")
-    cs, witness, public = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
-                                              snark_session.session_binding(s.session_statement))
-    proof = groth16.prove_random(s.pk, cs, witness)
+    if s.trainer_data is not None:  # the zero-knowledge proof on the trainer's own rows
+        from .trainer_data_snark import private_proof
+
+        public, proof = private_proof(s)
+    else:
+        sched = Schedule(ctx, s.cfg, s.X.shape[0], s.X.shape[1])
+        cs, witness, public = snark_session.build(s.X, s.Y, sched, s.cfg, [int(v) for v in sched.initial_state()],
+                                                  snark_session.session_binding(s.session_statement))
+        proof = groth16.prove_random(s.pk, cs, witness)
     try:
         groth16.verify(s.pk.vk, public, proof)  # never send a proof that does not verify under the client's key
     except VerificationError as e:

@@ -110,7 +110,9 @@ class TrainerServicer(pb_grpc.TrainerServicer):
         info = self.m.info()
         return pb.GetInfoResponse(protocol_version=info["protocol_version"], trainer_public_key=info["public_key"],
                                   models=info["models"], proof_kinds=info["proof_kinds"],
-                                  limits=convert.limits_to_proto(info["limits"]))
+                                  limits=convert.limits_to_proto(info["limits"]),
+                                  datasets=[pb.DataCard(name=name, card=convert.signed_to_proto(data, sig))
+                                            for name, data, sig in info.get("datasets", [])])
 
     @mapped
     async def OpenSession(self, request, context):
@@ -143,6 +145,13 @@ class TrainerServicer(pb_grpc.TrainerServicer):
                     await asyncio.wait([pending])
                 up.close()
             log.debug("upload of %d rows in %.3f s", up.s.shape[0], time.perf_counter() - t0)
+        return pb.UploadDataResponse(data_statement=convert.signed_to_proto(data, sig))
+
+    @mapped
+    async def UseTrainerData(self, request, context):
+        from .trainer_data import use_trainer_data
+
+        data, sig = await self._work(use_trainer_data, self.m, bytes(request.session_id), request.dataset)
         return pb.UploadDataResponse(data_statement=convert.signed_to_proto(data, sig))
 
     @mapped

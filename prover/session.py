@@ -53,6 +53,7 @@ class SessionManager:
         self._sessions: dict[bytes, Session] = {}
         self._lock = threading.Lock()
         self.admission = Admission(limits)
+        self.trainer_data = None  # prover.trainer_data.TrainerDatasets when serving datasets of its own
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _expire(self) -> None:
@@ -139,7 +140,8 @@ class SessionManager:
     # -- handlers ----------------------------------------------------------------------------------
     def info(self) -> dict:
         return {"protocol_version": PROTOCOL_VERSION, "public_key": self.public_key, "models": list(MODELS),
-                "proof_kinds": list(PROOF_KINDS), "limits": self.limits}
+                "proof_kinds": list(PROOF_KINDS), "limits": self.limits,
+                "datasets": self.trainer_data.cards() if self.trainer_data is not None else []}
 
     def open_session(self, cfg: TrainConfig, client_nonce: bytes, proof_kind: str,
                      peer: str = "local") -> tuple[Session, bytes, bytes]:
@@ -192,27 +194,33 @@ class SessionManager:
             self._expect(s, State.OPENED, "UploadData")
             self._check_declared(d, total)
             DataReceiver.check_leaf_size(d, rows_per_leaf)
-            if total < s.cfg.batch_size:
-                raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
-            T = s.cfg.num_steps(total)
-            if T > self.limits.max_steps:
-                raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
-                                    f"use fewer epochs or a larger batch")
-            if s.proof_kind == "snark":
-                try:
-                    snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
-                except ValueError as e:
-                    raise LimitExceeded(str(e)) from None
-            P = s.cfg.num_params(d)
-            if (T + 1) * P > self.limits.max_state_values:
-                raise LimitExceeded(f"{T + 1} states of {P} parameters exceed the server's state memory limit")
-            need = data_reservation(total, d, T, rows_per_leaf, P)
-            self.admission.reserve(need, f"a session of {total} rows x {d} features, {T} steps")
-            s.reserved += need
+            need = self._admit_size(s, total, d, rows_per_leaf)
             return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1)), need)
         except BaseException:
             s.lock.release()
             raise
+
+    def _admit_size(self, s: Session, total: int, d: int, rows_per_leaf: int, snark_check: bool = True) -> int:
+        """The session's size within the limits; reserves (and returns) the memory it needs. ``snark_check``:
+        the size of the client-data SNARK circuit (a trainer-data session checks its own circuit)."""
+        if total < s.cfg.batch_size:
+            raise InputError(f"{total} rows are fewer than one batch of {s.cfg.batch_size}")
+        T = s.cfg.num_steps(total)
+        if T > self.limits.max_steps:
+            raise LimitExceeded(f"{T} training steps exceed the server limit of {self.limits.max_steps}; "
+                                f"use fewer epochs or a larger batch")
+        if s.proof_kind == "snark" and snark_check:
+            try:
+                snark_session.check_size(s.cfg, total, d, self.limits.max_constraints)
+            except ValueError as e:
+                raise LimitExceeded(str(e)) from None
+        P = s.cfg.num_params(d)
+        if (T + 1) * P > self.limits.max_state_values:
+            raise LimitExceeded(f"{T + 1} states of {P} parameters exceed the server's state memory limit")
+        need = data_reservation(total, d, T, rows_per_leaf, P)
+        self.admission.reserve(need, f"a session of {total} rows x {d} features, {T} steps")
+        s.reserved += need
+        return need
 
     def _check_declared(self, d: int, total: int) -> None:
         lim = self.limits
@@ -272,7 +280,12 @@ class SessionManager:
             if not 0 < total <= self.limits.max_key_bytes:
                 raise LimitExceeded(f"a proving key of {total} bytes is over the limit of "
                                     f"{self.limits.max_key_bytes} bytes")
-            check_key_header(bytes(first), total, s.cfg, *s.shape)
+            if s.trainer_data is not None:  # the private-data circuit (prover/trainer_data_snark.py)
+                from .trainer_data_snark import check_key_header as check_private_header
+
+                check_private_header(bytes(first), s)
+            else:
+                check_key_header(bytes(first), total, s.cfg, *s.shape)
             need = (KEY_FACTOR + 1) * total
             self.admission.reserve(need, f"a proving key of {total} bytes")
             s.reserved += need
@@ -353,6 +366,10 @@ class SessionManager:
         except TranscriptFormatError as e:
             raise InputError(str(e)) from None
         self._expect(s, State.RANDOMNESS_COMMITTED, "UploadProvingKey")
+        if s.trainer_data is not None:  # subversion zero knowledge: refuse a malformed key before proving with it
+            from .trainer_data_snark import accept_key
+
+            accept_key(s, pk)
         s.pk = pk
         s.state = State.KEY_RECEIVED
         return snark_session.vk_hash(pk.vk)

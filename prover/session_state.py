@@ -101,3 +101,4 @@ class Session:
     stored: object = None  # upload.StoredRows until training lays the rows out as X, Y
     shape: tuple = (0, 0)  # (n, d) once the data is committed
     ended: str = ""  # why the session ended (set once, when its resources are released)
+    trainer_data: object = None  # prover.trainer_data.CommittedDataset: the session trains on the trainer's data

@@ -164,7 +164,7 @@ _HEADER = len(keys_io.MAGIC) + 12 + 4
 
 def key_header(first: bytes) -> tuple[int, int, int, bytes]:
     """(n_wires, n_constraints, domain, vk bytes) from the first chunk, which must carry the header and vk."""
-    if len(first) < _HEADER or first[:len(keys_io.MAGIC)] != keys_io.MAGIC:
+    if len(first) < _HEADER or first[:len(keys_io.MAGIC)] not in (keys_io.MAGIC, keys_io.MAGIC_POWERS):
         raise InputError("not a proving key: the first chunk must start with the key's header (magic, sizes, verifying key)")
     n_wires, n_constraints, domain = struct.unpack(">III", first[len(keys_io.MAGIC):len(keys_io.MAGIC) + 12])
     (vk_len,) = struct.unpack(">I", first[_HEADER - 4:_HEADER])

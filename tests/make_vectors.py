@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protocol import merkle
 from protocol.fixedpoint import exp_exact, exp_table, quantize, sigmoid_exact, sigmoid_table
+from protocol.keys import public_bytes
 from protocol.prg import (
     KeyStream,
     SeedContext,
@@ -147,7 +148,39 @@ def statement_examples() -> list[Statement]:
         Statement("openings", sid, {"audit_seed": AUDIT_SEED, "openings_hash": bytes([11]) * 32}),
         Statement("attestation", sid, {"transcript_digest": bytes([12]) * 32, "model_hash": bytes([13]) * 32,
                                        "data_root": DATA_ROOT, "num_steps": 1050, "result": "rejected at step 7"}),
+        # (a real data card has an empty session id: trainer_data_vectors)
+        Statement("data-card", sid, card_example().statement().fields),
     ]
+
+
+def card_example():
+    from protocol.trainer_data import DataCard
+
+    return DataCard(bytes([1]) * 32, "bc", 569, 2, ["a", "b"], "y", ("logistic",), 16,
+                    {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0, "target_mean": 0.0, "target_std": 1.0,
+                     "labels": [0, 1], "target_kind": "binary"}, DATA_ROOT, zk_commitment=bytes([0x11]) * 32,
+                    zk_weight_bits=32)
+
+
+def trainer_data_vectors() -> dict:
+    """Salted data leaves and a signed data card (docs/PROTOCOL.md section 11)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.trainer_data import salted_leaves
+
+    rows = merkle_rows(9)
+    salts = b"".join(bytes([i]) * 32 for i in range(9))
+    leaves = salted_leaves(rows, salts)
+    key = Ed25519PrivateKey.from_private_bytes(SIGNING_KEY_SEED)
+    card = card_example()
+    card = type(card)(**{**card.__dict__, "trainer_key": public_bytes(key)})
+    data, sig = sign(key, card.statement())
+    return {"description": "salted data leaves: row i (i = 0..8) as in merkle.json, salt_i = 32 bytes of value i; "
+                           "leaf_i = SHA-256(tag('merkle/leaf/salted-data') || 0x00 || u64(i) || salt_i || row_i); "
+                           "the data card of card_example() in make_vectors.py, signed with the statements key",
+            "salted_leaf_0": leaves[:32].hex(), "salted_leaf_8": leaves[-32:].hex(),
+            "salted_root_9": merkle.MerkleTree(leaves).root.hex(),
+            "card_statement": data.hex(), "card_signature": sig.hex(), "public_key": public_bytes(key).hex()}
 
 
 OPENINGS_EXAMPLE = [{"step": 3, "state_before": [1, -2, 3], "state_after": [4, -5, 2**62],
@@ -237,7 +270,8 @@ def training_vectors() -> dict:
 
 
 BUILDERS = {"fixedpoint": fixedpoint_vectors, "prg": prg_vectors, "merkle": merkle_vectors,
-            "statements": statement_vectors, "training": training_vectors, "evidence": evidence_vectors}
+            "statements": statement_vectors, "training": training_vectors, "evidence": evidence_vectors,
+            "trainer_data": trainer_data_vectors}
 
 
 def render(obj: dict) -> str:

@@ -37,7 +37,7 @@ from protocol.state_leaves import Leaves, scan
 from protocol.statements import Statement, expect_fields, verify
 from protocol.training import Schedule, TrainConfig
 
-from . import checks
+from . import checks, trainer_data_checks
 
 VERIFIED, SPOT_CHECKED, REJECTED, ALTERED = "verified", "spot-checked", "rejected", "altered"
 INCOMPLETE = "incomplete"  # the session was cut off: no verdict (exit 2)
@@ -67,12 +67,14 @@ class Verdict:
         return self.status == VERIFIED
 
 
-def no_proof_reason(error: str) -> str:
+def no_proof_reason(error: str, replay: bool = True) -> str:
+    how = ("`vtrain-verifier audit --data` replays every committed step" if replay else
+           "the rows are the trainer's own, so no replay by the client is possible")
     return (f"the trainer gave no proof ({error}); the model is unverified (this is not evidence that the trainer "
-            f"cheated; `vtrain-verifier audit --data` replays every committed step)")
+            f"cheated; {how})")
 
 
-def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
+def spot_guarantee(T: int, K: int, randomness: str = "os", replay_note: str | None = None) -> str:
     k = min(K, T)
     m = max(1, math.ceil(T / 100))
     p = checks.detection_probability(T, k, m)
@@ -86,8 +88,8 @@ def spot_guarantee(T: int, K: int, randomness: str = "os") -> str:
                  f"with probability {1 - k / T:.1%}.")
     text = (f"{first} A trainer that deviated on m of the {T} steps is caught with probability "
             f"1 - C({T}-m, {k})/C({T}, {k}) (>= {p_floor}% for m = {m}). Checked exactly: the signatures, the initial "
-            f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; run "
-            f"`vtrain-verifier audit --data` for the full replay.")
+            f"state from your seed, the final model (= the last committed state) and the {k} challenged steps; "
+            + (replay_note or "run `vtrain-verifier audit --data` for the full replay."))
     return text + _fixed_note(randomness)
 
 
@@ -254,6 +256,10 @@ def _spot(tr: dict) -> Verdict:
         expect_fields(data, {"data_root": data_root})  # recording client knows it sent other rows
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
                       rows_per_leaf=R)
+    trainer_data = None  # the trainer's own dataset (docs/PROTOCOL.md section 11): its signed card, checked here
+    if "trainer_data" in tr:
+        with _unsigned("the data card"):
+            trainer_data = trainer_data_checks.check_card(tr, pub, cfg)
     _require(statements, "randomness", "the trainer's randomness statement")
     commitment = tx.get_hex(tr, "audit_commitment", 32)
     with _unsigned("the randomness statement"):
@@ -293,9 +299,9 @@ def _spot(tr: dict) -> Verdict:
     if "proof" not in tr:
         if "incomplete" in tr:
             raise checks.Incomplete(f"{checks.INCOMPLETE}: no proof was received")
-        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded"))))
+        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded")), replay=trainer_data is None))
     if proof_kind == "snark":
-        return _snark(tr, pub, sid, model, sched, extras)
+        return _snark(tr, pub, sid, model, sched, extras, trainer_data)
     with _unsigned("the spot-check openings"):
         if tx.get(tr, "proof.kind", str) != "spot":
             raise BindingMismatch(f"the proof is of kind {tr['proof'].get('kind')!r}, the session agreed on 'spot'")
@@ -307,11 +313,14 @@ def _spot(tr: dict) -> Verdict:
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
-                          rows_per_leaf=R)
+                          rows_per_leaf=R, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
             raise
         raise TranscriptFormatError(f"malformed spot-check opening: {e!r}") from None
+    if trainer_data is not None:
+        return Verdict(SPOT_CHECKED, "spot", "", None, trainer_data_checks.guarantee(T, K, randomness_mode(tr),
+                                                                                      openings, n))
     return Verdict(SPOT_CHECKED, "spot", "", None, spot_guarantee(T, K, randomness_mode(tr)))
 
 
@@ -360,7 +369,9 @@ def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 
 
-def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str) -> Verdict:
+def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str, card=None) -> Verdict:
+    """``card``: the trainer's data card (trainer-owned data, docs/PROTOCOL.md section 12): the zero-knowledge
+    circuit, whose public inputs end with the card's Poseidon commitment."""
     from protocol.snark import snarkjs_io
     from protocol.snark.errors import SnarkFormatError
 
@@ -380,10 +391,16 @@ def _snark(tr: dict, pub: bytes, sid: bytes, model, sched: Schedule, extras: str
         st = verify(pub, *tx.get_signed(tr, "proof.statement"), kind="snark", session_id=sid)
         expect_fields(st, {"vk_hash": snark_session.vk_hash(vk), "proof_hash": snark_session.proof_hash(proof)})
         binding = snark_session.session_binding(tx.get_signed(tr, "statements.session")[0])
-        if list(public) != snark_session.public_inputs(model, [int(v) for v in sched.initial_state()], binding):
-            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding)")
+        theta0 = [int(v) for v in sched.initial_state()]
+        expected = (snark_session.public_inputs(model, theta0, binding) if card is None else
+                    trainer_data_checks.private_public(model, theta0, binding, card))
+        if list(public) != expected:
+            raise BindingMismatch("the recorded public inputs are not (model, initial state, session binding"
+                                  + (", data commitment)" if card is not None else ")"))
     check_snark(pub, tx.get_signed(tr, "proof.statement"), sid, vk=vk, proof=proof, public=public, model=model,
-                theta0=[int(v) for v in sched.initial_state()],
-                session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras)
-    return Verdict(VERIFIED, "snark", "", None,
-                   snark_guarantee(sched.num_steps, tx.get(tr, "proof.constraints", int)) + _fixed_note(randomness_mode(tr)))
+                theta0=theta0, session_statement=tx.get_signed(tr, "statements.session")[0], extras_json=extras,
+                expected_public=expected)
+    constraints = tx.get(tr, "proof.constraints", int)
+    text = (snark_guarantee(sched.num_steps, constraints) if card is None else
+            trainer_data_checks.snark_guarantee(sched.num_steps, constraints, card))
+    return Verdict(VERIFIED, "snark", "", None, text + _fixed_note(randomness_mode(tr)))

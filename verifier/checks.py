@@ -148,11 +148,13 @@ def check_final_model(leaves, model, extras_json: str = "") -> None:
 
 def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_seed: bytes, spot_checks: int,
                num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig,
-               rows_per_leaf: int = 1) -> list[int]:
+               rows_per_leaf: int = 1, data_leaf=None) -> list[int]:
     """Check the openings of the challenged steps; returns the challenged steps.
 
     For each challenged step t: states t-1 and t are in the committed state tree, the batch rows are the
-    seed-derived ones and are in the committed data tree, and replaying step t on them gives state t."""
+    seed-derived ones and are in the committed data tree, and replaying step t on them gives state t.
+    ``data_leaf(row_opening, leaf_index, leaf_rows)``: the leaf hash of another leaf encoding (trainer-owned data:
+    verifier/trainer_data_checks.py); the default is the client's block leaf."""
     steps = challenge_steps(sid, state_root, audit_seed, spot_checks, num_steps)
     if [op["step"] for op in openings] != steps:
         raise VerificationError(f"the trainer opened steps {[op['step'] for op in openings][:8]}..., "
@@ -188,7 +190,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                     or any(not isinstance(b, list) or len(b) != row_width or not _fits_i64(b) for b in block)
                     or [int(v) for v in block[i - j * R]] != [int(v) for v in vals]):
                 raise MerkleProofInvalid(f"step {t}: row {i} has a malformed opening", step=t)
-            leaf = data_block_leaf(j, block)
+            leaf = data_block_leaf(j, block) if data_leaf is None else data_leaf(r, j, block, t)
             _included(leaf, j, n_leaves, r["proof"], data_root,
                       f"step {t}: row {i} is not in the committed data", t)
             rows.append(vals)

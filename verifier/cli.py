@@ -27,11 +27,16 @@ def _parser() -> Parser:
 
     t = sub.add_parser("train", help="train a model on a remote prover and verify it")
     t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover")
-    t.add_argument("--data", required=True, help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits")
+    t.add_argument("--data", help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits (default: none; "
+                   "required unless --trainer-data)")
+    t.add_argument("--trainer-data", metavar="NAME", help="train on a dataset the trainer holds (listed with its "
+                   "signed data card by the trainer): spot-checked against its hiding commitment, rows stay with "
+                   "the trainer; instead of --data (default: none, --data is used)")
     t.add_argument("--target", help="target column (default for builtin data: its label column)")
-    t.add_argument("--model", required=True, choices=("linear", "logistic", "softmax"),
+    t.add_argument("--model", choices=("linear", "logistic", "softmax"),
                    help="linear regression (squared loss), logistic regression (binary; picks softmax when the "
-                        "target has more than two classes) or softmax (multinomial)")
+                        "target has more than two classes) or softmax (multinomial); with --trainer-data, default: "
+                        "the kind the dataset is committed for")
     t.add_argument("--epochs", type=int, help="default: logistic 30, softmax 60, linear 20")
     t.add_argument("--batch-size", type=int, help="a power of two (default: logistic 16, linear 32; a table "
                    "with fewer rows gets the largest power of two <= rows/4)")

@@ -22,6 +22,9 @@ def cmd_export(args) -> int:
     tr, _ = tx.load(args.transcript)
     if tr.get("proof_kind") != "snark" or not isinstance(tr.get("proof"), dict) or "proof" not in tr["proof"]:
         raise InputError(f"{args.transcript} holds no SNARK proof (proof kind {tr.get('proof_kind')!r})")
+    if args.data and "trainer_data" in tr:
+        raise InputError("this SNARK is of training on the trainer's own rows: there is no data of yours to build the "
+                         "witness from (export without --data: the proof files)")
     out = Path(args.out)
     ensure_folder(out, "--out folder")
     files = {"verification_key.json": tx.get(tr, "proof.vk", dict), "proof.json": tx.get(tr, "proof.proof", dict),

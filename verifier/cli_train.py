@@ -108,6 +108,12 @@ def _seeds(args) -> ClientSeeds:
 
 
 def cmd_train(args) -> int:
+    if args.trainer_data:  # the trainer's own dataset (docs/PROTOCOL.md section 12)
+        from .cli_trainer_data import cmd_train_trainer_data
+
+        return cmd_train_trainer_data(args)
+    if not args.data or not args.model:
+        raise InputError("train needs --data and --model (or --trainer-data NAME for a dataset the trainer holds)")
     opts = table_options(args)
     shape = peek_shape(args.data, opts)  # rows and columns from a byte scan: limits before the real work
     notes = _small_table_default(args, shape)
@@ -120,30 +126,8 @@ def cmd_train(args) -> int:
     check_limits(None, cfg, shape, **_plan(args))  # what the client can tell alone, before connecting
     for path in (args.out, args.model_out):
         ensure_parent(path)  # an unwritable output is refused before the session, not after it
-    tls_ca = None
-    if args.tls_ca:
-        try:
-            tls_ca = Path(args.tls_ca).read_bytes()
-        except OSError as e:
-            raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
-    store = TrustStore(args.trust_store)
-    key_trust = {}
-
-    def accept_key(pub: bytes) -> None:
-        key_trust["how"] = store.check_session_key(args.server, pub, pinned)
-
-    try:
-        preflight(args.server, args.timeout)
-    except SessionAborted as e:
-        raise CliError(str(e)) from None
-    channel = open_channel(args.server, tls_ca)  # GetInfo only; the session's channel gets the session's caps
-    try:
-        grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 15))
-    except grpc.FutureTimeoutError:
-        channel.close()
-        raise CliError(f"{args.server} accepts connections, but no gRPC session came up within "
-                       f"{min(args.timeout, 15):g} s: a TLS mismatch (--tls-ca for a TLS trainer, none for a plain one) "
-                       f"or not a vtrain-prover") from None
+    accept_key, key_trust = _key_trust(args, pinned)
+    channel = connect(args)  # GetInfo only; the session's channel gets the session's caps
     ui = Progress(progress_enabled(args))
     try:
         table, stdz, cfg, load_notes = _load_within_limits(args, channel, cfg, shape, opts, ui)
@@ -154,7 +138,7 @@ def cmd_train(args) -> int:
         for n in load_notes:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
-    channel = open_channel(args.server, tls_ca, max_receive=cap)
+    channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
     progress, close_bar = _progress_bar(ui.enabled)
     timings: dict = {}
     t0 = time.perf_counter()
@@ -201,6 +185,44 @@ def cmd_train(args) -> int:
         result["snark"]["proof_bytes"] = 192
     _report(args, result)
     return exit_code(final.status)
+
+
+def _key_trust(args, pinned):
+    """(accept_key for run_session, the dict it fills with how the trainer key was trusted)."""
+    store = TrustStore(args.trust_store)
+    key_trust: dict = {}
+
+    def accept_key(pub: bytes) -> None:
+        key_trust["how"] = store.check_session_key(args.server, pub, pinned)
+
+    return accept_key, key_trust
+
+
+def _tls_ca(args) -> bytes | None:
+    if not args.tls_ca:
+        return None
+    try:
+        return Path(args.tls_ca).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read --tls-ca {args.tls_ca}: {e.strerror}") from e
+
+
+def connect(args, receive_limit: int | None = None) -> grpc.Channel:
+    """Preflight the address, open the channel (TLS with --tls-ca) and wait for it; CliError when it fails."""
+    tls_ca = _tls_ca(args)
+    try:
+        preflight(args.server, args.timeout)
+    except SessionAborted as e:
+        raise CliError(str(e)) from None
+    channel = open_channel(args.server, tls_ca, max_receive=receive_limit)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=min(args.timeout, 15))
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise CliError(f"{args.server} accepts connections, but no gRPC session came up within "
+                       f"{min(args.timeout, 15):g} s: a TLS mismatch (--tls-ca for a TLS trainer, none for a plain one) "
+                       f"or not a vtrain-prover") from None
+    return channel
 
 
 def exit_code(status: str) -> int:
@@ -293,7 +315,9 @@ def _report(args, result: dict) -> None:
     secs = result["seconds"]
     parts = [f"session (upload, training, proof) {secs.get('session', 0):.2f} s",
              f"spot check {secs.get('spot_check', 0):.2f} s"]
-    parts.append(f"full replay {secs['replay']:.2f} s" if "replay" in secs else "full replay skipped (--no-replay)")
+    parts.append(f"full replay {secs['replay']:.2f} s" if "replay" in secs else
+                 "no full replay (the rows are the trainer's)" if result.get("trainer_data") else
+                 "full replay skipped (--no-replay)")
     print("time: " + ", ".join(parts), file=sys.stderr)
     if result["status"] != VERIFIED and result.get("model"):
         print(f"the model was saved to {result['model']} ({result['status']}); `vtrain-verifier predict` will apply "
@@ -310,6 +334,10 @@ def cmd_audit(args) -> int:
     with ui.bar("reading the transcript"):
         tr, digest = tx.load(args.transcript)
     tx.validate(tr)  # before anything reads a field: "malformed transcript: FIELD ...", exit 2
+    if args.data and "trainer_data" in tr:
+        raise InputError(f"this session trained on the trainer's own dataset {tr['trainer_data'].get('name')!r}: its "
+                         f"rows stay with the trainer, so there is nothing of yours to replay (audit it without --data: "
+                         f"the spot verdict)")
     key_hex = tx.get(tr, "trainer_key", str)
     pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
     trust, addresses = TrustStore(args.trust_store).trust_of(key_hex, pinned)

@@ -189,6 +189,19 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                   "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
                   "spot_checks": spot_checks, "statements": {}}
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
+    return drive_session(channel, base, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key,
+                         progress=progress, rows_per_chunk=rows_per_chunk, timeout=timeout, status=status,
+                         retries=retries, accept_key=accept_key, timings=timings, ui=ui)
+
+
+def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, seeds: ClientSeeds, *, spot_checks: int,
+                  trainer_key: bytes | None = None, progress=None, rows_per_chunk: int | None = None,
+                  timeout: float | None = None, status=None, retries: int = 0, accept_key=None,
+                  timings: dict | None = None, ui: Progress = SILENT) -> tuple[dict, Verdict]:
+    """Commit the client record ``base`` (through the client nonce), run the session (``rows``: the client's rows
+    to upload, or None for the trainer's own dataset named in ``base["trainer_data"]``), retrying a busy trainer
+    as run_session describes; returns (transcript, verdict)."""
+    proof_kind = base["proof_kind"]
     record = {**client_record(base), "config": base["config"], "proof_kind": proof_kind}
     base["client_nonce"] = client_binding(record, seeds.nonce_secret).hex()
     status = status or (lambda msg: None)
@@ -274,9 +287,14 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
                          proof_kind=kind)
 
     try:
-        with ui.bar("uploading", total=n, unit="row") as bar:
-            data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
-                                      bar)
+        if rows is None:  # the trainer's own dataset (docs/PROTOCOL.md section 12)
+            resp = call(stub.UseTrainerData, pb.UseTrainerDataRequest(session_id=sid, dataset=tr["trainer_data"]["name"]))
+            data_signed = convert.signed_from_proto(resp.data_statement)
+            tr["statements"]["data"] = [x.hex() for x in data_signed]
+        else:
+            with ui.bar("uploading", total=n, unit="row") as bar:
+                data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
+                                          bar)
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
@@ -286,6 +304,9 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     data_root = bytes.fromhex(tr["data_root"])
     checks.check_data(pub, data_signed, sid, data_root=_signed_root(data_signed, data_root), num_rows=n,
                       num_features=d, rows_per_leaf=tr["rows_per_leaf"])
+    if _signed_root(data_signed, data_root) != data_root and rows is None:
+        raise VerificationError(f"the trainer's signed data root {_signed_root(data_signed, data_root).hex()} is not "
+                                f"the root of the data card this client chose ({data_root.hex()})")
     if _signed_root(data_signed, data_root) != data_root:
         raise VerificationError(
             f"the trainer's signed data root {_signed_root(data_signed, data_root).hex()} is not the root of the rows "
@@ -305,7 +326,12 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     snark_state = None
     if kind == "snark":
         with ui.bar("SNARK setup", unit="s"):
-            snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
+            if rows is None:  # the trainer's own data: the zero-knowledge circuit
+                from .trainer_data_client import snark_setup
+
+                snark_state = snark_setup(stub, call, tr, cfg, sid, seeds, status, msg_cap)
+            else:
+                snark_state = _snark_setup(stub, call, tr, rows, cfg, sid, session_signed[0], seeds, status, msg_cap)
 
     T = cfg.num_steps(n)
     final, stream_error = _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui)
@@ -343,8 +369,14 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         snark_state["statement"] = [bytes(resp.snark_statement.statement).hex(),
                                     bytes(resp.snark_statement.signature).hex()]
         theta0 = snark_state.pop("theta0")
-        snark_state["public"] = snarkjs_io.public_to_json(snark_session.public_inputs(
-            tr["model"], theta0, snark_session.session_binding(session_signed[0])))
+        binding = snark_session.session_binding(session_signed[0])
+        if rows is None:
+            from .trainer_data_client import private_public
+
+            public = private_public(tr, tr["model"], theta0, binding)
+        else:
+            public = snark_session.public_inputs(tr["model"], theta0, binding)
+        snark_state["public"] = snarkjs_io.public_to_json(public)
         tr["proof"] = snark_state
     else:
         tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings],

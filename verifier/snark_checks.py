@@ -12,12 +12,14 @@ from protocol.statements import expect_fields, verify
 
 
 def check_snark(pub: bytes, signed, sid: bytes, *, vk: VerifyingKey, proof: Proof, public: list[int], model,
-                theta0, session_statement: bytes, extras_json: str = "") -> None:
-    """Raises VerificationError (or a SNARK subclass naming the failed check)."""
+                theta0, session_statement: bytes, extras_json: str = "", expected_public=None) -> None:
+    """Raises VerificationError (or a SNARK subclass naming the failed check). ``expected_public``: the public
+    inputs of another circuit of the session (trainer-owned data: verifier/trainer_data_checks.py)."""
     st = verify(pub, *signed, kind="snark", session_id=sid)
     expect_fields(st, {"vk_hash": snark_session.vk_hash(vk), "proof_hash": snark_session.proof_hash(proof),
                        "model_hash": model_hash(model, extras_json)})
-    expected = snark_session.public_inputs(model, theta0, snark_session.session_binding(session_statement))
+    expected = expected_public or snark_session.public_inputs(model, theta0,
+                                                              snark_session.session_binding(session_statement))
     if list(public) != expected:
         raise BindingMismatch("the SNARK's public inputs are not (returned model, seed-derived initial state, "
                               "session binding)")

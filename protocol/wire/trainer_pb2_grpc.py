@@ -49,6 +49,11 @@ class TrainerStub:
                 request_serializer=vtrain_dot_v1_dot_trainer__pb2.DataChunk.SerializeToString,
                 response_deserializer=vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.FromString,
                 _registered_method=True)
+        self.UseTrainerData = channel.unary_unary(
+                '/vtrain.v1.Trainer/UseTrainerData',
+                request_serializer=vtrain_dot_v1_dot_trainer__pb2.UseTrainerDataRequest.SerializeToString,
+                response_deserializer=vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.FromString,
+                _registered_method=True)
         self.CommitRandomness = channel.unary_unary(
                 '/vtrain.v1.Trainer/CommitRandomness',
                 request_serializer=vtrain_dot_v1_dot_trainer__pb2.CommitRandomnessRequest.SerializeToString,
@@ -95,6 +100,14 @@ class TrainerServicer:
 
     def UploadData(self, request_iterator, context):
         """3. Quantized rows in chunks -> signed data commitment (Merkle root over rows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UseTrainerData(self, request, context):
+        """3'. Trainer-owned data (docs/PROTOCOL.md section 11), instead of UploadData: the session uses a dataset the
+        trainer holds, committed (hiding, salted leaves) in the data card GetInfo lists -> the signed data statement.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +164,11 @@ def add_TrainerServicer_to_server(servicer, server):
             'UploadData': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadData,
                     request_deserializer=vtrain_dot_v1_dot_trainer__pb2.DataChunk.FromString,
+                    response_serializer=vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.SerializeToString,
+            ),
+            'UseTrainerData': grpc.unary_unary_rpc_method_handler(
+                    servicer.UseTrainerData,
+                    request_deserializer=vtrain_dot_v1_dot_trainer__pb2.UseTrainerDataRequest.FromString,
                     response_serializer=vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.SerializeToString,
             ),
             'CommitRandomness': grpc.unary_unary_rpc_method_handler(
@@ -259,6 +277,33 @@ class Trainer:
             target,
             '/vtrain.v1.Trainer/UploadData',
             vtrain_dot_v1_dot_trainer__pb2.DataChunk.SerializeToString,
+            vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UseTrainerData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vtrain.v1.Trainer/UseTrainerData',
+            vtrain_dot_v1_dot_trainer__pb2.UseTrainerDataRequest.SerializeToString,
             vtrain_dot_v1_dot_trainer__pb2.UploadDataResponse.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,80 @@
+"""Checks of a session on the trainer's own data (docs/PROTOCOL.md section 11): the signed data card against
+the session, the salted data leaves of the opened rows, and the verdict's wording. Pure, no I/O; used live by
+the client and offline by the audit."""
+
+from __future__ import annotations
+
+from protocol import transcript as tx
+from protocol.errors import BindingMismatch, MerkleProofInvalid
+from protocol.trainer_data import SALT_BYTES, DataCard, open_card, salted_leaf
+from protocol.training import TrainConfig
+
+
+def check_card(tr: dict, pub: bytes, cfg: TrainConfig) -> DataCard:
+    """The recorded card is signed by the session's trainer and describes exactly what the client committed to
+    in its record (root, size, features, target, standardization) and the agreed config (model, frac_bits)."""
+    name = tx.get(tr, "trainer_data.name", str)
+    card = open_card(pub, *tx.get_signed(tr, "trainer_data.card"))
+    meta = tx.get(tr, "client.metadata", dict)
+    expected = {"name": (card.name, name), "data root": (card.data_root, tx.get_hex(tr, "data_root", 32)),
+                "row count": (card.num_rows, tx.get(tr, "num_rows", int)),
+                "feature count": (card.num_features, tx.get(tr, "num_features", int)),
+                "rows per leaf": (card.rows_per_leaf, tx.get(tr, "rows_per_leaf", int)),
+                "feature names": (list(card.feature_names), meta.get("feature_names")),
+                "target": (card.target, meta.get("target")),
+                "standardization": (card.standardization, meta.get("standardization")),
+                "fraction bits": (card.frac_bits, cfg.frac_bits)}
+    for what, (signed, recorded) in expected.items():
+        if signed != recorded:
+            raise BindingMismatch(f"the data card's {what} is not the session's")
+    if cfg.model not in card.models:
+        raise BindingMismatch(f"the data card commits the dataset for {', '.join(card.models)}, the session trained "
+                              f"{cfg.model}")
+    return card
+
+
+def private_public(model, theta0, binding: int, card: DataCard) -> list[int]:
+    """The zero-knowledge circuit's public inputs: (model, theta_0, binding, the card's Poseidon commitment)."""
+    from protocol.errors import VerificationError
+    from protocol.snark.zk_circuit import encode_private_public
+
+    if card.zk_commitment_int is None:
+        raise VerificationError("the data card offers no SNARK commitment, yet the session was proved by SNARK")
+    return encode_private_public([int(v) for v in model], [int(v) for v in theta0], binding, card.zk_commitment_int)
+
+
+def snark_guarantee(T: int, constraints: int, card: DataCard) -> str:
+    return (f"SNARK (Groth16 over BLS12-381, {constraints} constraints, zero knowledge): all {T} steps of the agreed "
+            f"linear-regression training on the trainer's rows committed in its signed data card (Poseidon "
+            f"commitment {card.zk_commitment.hex()[:16]}..., beside the root {card.data_root.hex()[:16]}...), with "
+            f"the batch order and initial state from your seed, were computed bit-exactly, ending in the returned "
+            f"model; the proof reveals nothing about the rows beyond that commitment and is bound to this session. "
+            f"Soundness rests on your own setup (designated verifier). The trainer chose its data: a poisoned "
+            f"committed dataset passes this proof.")
+
+
+def salted_data_leaf(r: dict, j: int, block, step: int) -> bytes:
+    """The salted leaf of an opened row (one row per leaf; check_spot has checked the row against its leaf)."""
+    salt = r.get("salt")
+    if not isinstance(salt, str) or len(salt) != 2 * SALT_BYTES:
+        raise MerkleProofInvalid(f"step {step}: row {r.get('index')} is opened without its {SALT_BYTES}-byte salt",
+                                 step=step)
+    return salted_leaf(j, tx.strict_hex(salt, "a salt"), block[0])
+
+
+def revealed_rows(openings: list[dict]) -> int:
+    """Distinct committed rows the openings revealed."""
+    return len({int(r["index"]) for op in openings for r in op["rows"]})
+
+
+def guarantee(T: int, K: int, randomness: str, openings: list[dict], n: int) -> str:
+    """The spot verdict's text for a session on the trainer's data: the single-step probability first (as for
+    every spot check), then what was revealed and what no check here covers."""
+    from .audit import spot_guarantee
+
+    r = revealed_rows(openings)
+    note = (f"the batch rows of the challenged steps were opened against the trainer's hiding data commitment (the "
+            f"root in its signed data card), revealing {r} of its {n} rows ({r / n:.1%}). No full replay is possible: "
+            f"the rows are the trainer's and stay with it. The trainer chose its data: a poisoned committed dataset "
+            f"passes every check of training.")
+    return spot_guarantee(T, K, randomness, replay_note=note)
