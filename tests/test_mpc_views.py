@@ -67,6 +67,9 @@ def _classes(seen, plan):
         elif label.endswith("/P"):
             B = plan.batch_size  # r - M, rho_M (uniform), then the layer-1 range checks (0 when honest)
             uniform += [int(v) * 16 // P for v in vals[:2 * B]]
+        elif label.endswith("/F"):
+            d = plan.d  # w - V, rho_V (uniform), then the previous step's check values (0 when honest)
+            uniform += [int(v) * 16 // P for v in vals[:2 * d]]
         else:
             uniform += [int(v) * 16 // P for v in vals]
     return {"uniform": np.bincount(uniform, minlength=16), "trunc": np.bincount(trunc, minlength=16),
