@@ -142,8 +142,10 @@ def _check(s, audit_seed, K, openings):
 
 def _json(openings):
     from protocol import convert
+    from protocol.wire import trainer_pb2 as pb
 
-    return [convert.opening_from_proto(convert.opening_to_proto(op)) for op in openings]
+    return [convert.opening_from_proto(op if isinstance(op, pb.StepOpening) else convert.opening_to_proto(op))
+            for op in openings]
 
 
 def test_honest_openings_check_and_count_revealed_rows(signing_key):

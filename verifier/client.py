@@ -305,7 +305,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     checks.check_data(pub, data_signed, sid, data_root=_signed_root(data_signed, data_root), num_rows=n,
                       num_features=d, rows_per_leaf=tr["rows_per_leaf"])
     if _signed_root(data_signed, data_root) != data_root and rows is None:
-        raise VerificationError(f"the trainer's signed data root {_signed_root(data_signed, data_root).hex()} is not "
+        raise VerificationError(f"the trainer's signed data_root {_signed_root(data_signed, data_root).hex()} is not "
                                 f"the root of the data card this client chose ({data_root.hex()})")
     if _signed_root(data_signed, data_root) != data_root:
         raise VerificationError(
