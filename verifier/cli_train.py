@@ -80,7 +80,8 @@ def _progress_bar(enabled: bool):
         if bar["bar"] is None:
             bar["bar"] = tqdm(total=total, unit="step", desc="training", file=sys.stderr, leave=False)
         bar["bar"].n = step
-        bar["bar"].set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
+        shown = {"loss": f"{loss:.4f}"} if loss == loss else {}  # NaN: no loss sent (the trainer's own data)
+        bar["bar"].set_postfix(epoch=epoch, **shown, refresh=False)
         bar["bar"].refresh()
 
     def close():
