@@ -161,6 +161,9 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         if s.cfg.model not in card.models:
             raise InputError(f"dataset {name!r} is committed for {', '.join(card.models)} (its target encoding), "
                              f"not {s.cfg.model}")
+        labels = card.standardization.get("labels")
+        if s.cfg.model == "softmax" and labels and s.cfg.num_classes != len(labels):
+            raise InputError(f"dataset {name!r} has {len(labels)} classes, the session asks {s.cfg.num_classes}")
         if s.cfg.frac_bits != card.frac_bits:
             raise InputError(f"dataset {name!r} is committed at frac_bits {card.frac_bits}, the session asks "
                              f"{s.cfg.frac_bits}")

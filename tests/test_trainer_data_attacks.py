@@ -227,3 +227,118 @@ def test_salts_are_fresh_per_row_and_per_commitment(signing_key):
 
     row = [*X[i].tolist(), int(Y[i])]
     assert salted_leaf(i, a.salt(i), row) != salted_leaf(j, a.salt(j), row)
+
+
+# -- 3. someone editing the transcript afterwards (real processes) ---------------------------------------------------
+
+
+def _forged_card(key_path, tr) -> list[str]:
+    """A card the trainer really signed (same key) for the same dataset under another commitment (new salts)."""
+    import dataclasses
+
+    from protocol.keys import load_private_key
+    from protocol.statements import sign
+    from protocol.trainer_data import open_card
+
+    key = load_private_key(str(key_path))
+    card = open_card(public_bytes(key), *(bytes.fromhex(x) for x in tr["trainer_data"]["card"]))
+    other = dataclasses.replace(card, data_root=os.urandom(32))
+    return [x.hex() for x in sign(key, other.statement())]
+
+
+def test_edited_trainer_data_transcripts_are_altered_never_accepted(tmp_path):
+    """One honest session over the wire (K = 2 of T = 9), then edits a third party could make. The honest one is
+    SPOT-CHECKED (exit 3) with exactly the distinct rows of the challenged batches counted; every edit gives
+    ALTERED (exit 2) or REJECTED (exit 1), never SPOT-CHECKED or VERIFIED."""
+    from procs import ProverProcess, make_key, verifier, verifier_json
+
+    from protocol import transcript as tx
+
+    key, _ = make_key(tmp_path)
+    with ProverProcess(key, "--dataset", "iris=builtin:iris") as srv:
+        out = tmp_path / "t.json"
+        rc, doc, err = verifier_json("train", "--server", srv.address, "--trainer-data", "iris", "--epochs", "1",
+                                     "--batch-size", "16", "--spot-checks", "2", "--out", str(out),
+                                     "--model-out", str(tmp_path / "m.json"))
+        out2 = tmp_path / "t2.json"
+        rc2, _, err2 = verifier_json("train", "--server", srv.address, "--trainer-data", "iris", "--epochs", "1",
+                                     "--batch-size", "16", "--spot-checks", "2", "--out", str(out2),
+                                     "--model-out", str(tmp_path / "m2.json"))
+    assert rc == 3 and rc2 == 3 and doc["status"] == "spot-checked", (doc, err, err2)
+    tr, _ = tx.load(str(out))
+    # the count is the number of distinct rows of the challenged batches, recomputed from the seed here
+    sid, root = bytes.fromhex(tr["session_id"]), bytes.fromhex(tr["data_root"])
+    from protocol.statements import Statement
+
+    state_root = Statement.decode(bytes.fromhex(tr["statements"]["final"][0])).fields["state_root"]
+    cfg = TrainConfig.from_dict(tr["config"])
+    sched = Schedule(SeedContext(sid, root, bytes.fromhex(tr["training_seed"])), cfg, 150, 4)
+    steps = challenge_steps(sid, state_root, bytes.fromhex(tr["audit_seed"]), 2, sched.num_steps)
+    truth = len({int(i) for t in steps for i in sched.batch(t)})
+    td = doc["trainer_data"]
+    assert td["rows_revealed"] == truth and td["fraction_revealed"] == truth / 150
+    assert f"revealing {truth} of its 150 rows ({truth / 150:.1%})" in doc["guarantee"]
+    assert doc["guarantee"].startswith("a single changed step would have been caught with probability only 2/9")
+
+    other, _ = tx.load(str(out2))
+    edits = {
+        "no trainer_data": lambda t: t.pop("trainer_data"),
+        "another card of the trainer": lambda t: t["trainer_data"].__setitem__("card", _forged_card(key, t)),
+        "dataset renamed": lambda t: t["trainer_data"].__setitem__("name", "iris2"),
+        "salt dropped": lambda t: t["proof"]["openings"][0]["rows"][0].pop("salt"),
+        "salt changed": lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
+            "salt", other["proof"]["openings"][0]["rows"][0]["salt"]),
+        "openings of another session": lambda t: t.__setitem__("proof", other["proof"]),
+        "proof kind snark": lambda t: t.__setitem__("proof_kind", "snark"),
+        "standardization": lambda t: t["client"]["metadata"]["standardization"]["mean"].__setitem__(0, 0.0),
+        "row count": lambda t: t.__setitem__("num_rows", 128),
+    }
+    for what, edit in edits.items():
+        t = copy.deepcopy(tr)
+        edit(t)
+        path = tmp_path / "e.json"
+        tx.save(str(path), t)
+        p = verifier("audit", str(path))
+        assert p.returncode in (1, 2) and "SPOT-CHECKED" not in p.stdout and "VERIFIED" not in p.stdout, (
+            what, p.returncode, p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr, (what, p.stderr)
+    # the verdict field of the file is never believed: audit recomputes it
+    t = copy.deepcopy(tr)
+    t["verdict"]["status"] = "verified"
+    tx.save(str(tmp_path / "v.json"), t)
+    p = verifier("audit", str(tmp_path / "v.json"))
+    assert p.returncode in (2, 3) and "VERIFIED" not in p.stdout, (p.returncode, p.stdout)
+
+
+def test_a_tree_of_more_rows_cannot_pass_for_the_cards_row_count():
+    """A trainer that commits 2n salted rows but signs n in the card (and draws batches from n): the inclusion
+    proofs of its real tree do not verify for a tree of n leaves, for any row."""
+    from protocol.merkle import MerkleTree
+    from protocol.trainer_data import fresh_salts, salted_leaves
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(-1000, 1000, size=(300, 5))
+    big = MerkleTree(salted_leaves(rows, fresh_salts(300)))
+    proof = big.proof(0)
+    as_hex = (lambda p: [h.hex() for h in p]) if isinstance(proof, list) else (lambda p: [h.hex() for h in p.siblings])
+    for i in range(0, 150, 7):
+        leaf = big.leaf(i)
+        checks._included(leaf, i, 300, as_hex(big.proof(i)), big.root, "not in", 1)  # the honest size passes
+        with pytest.raises(MerkleProofInvalid):
+            checks._included(leaf, i, 150, as_hex(big.proof(i)), big.root, "not in", 1)
+
+
+def test_a_softmax_session_with_another_class_count_is_refused(signing_key):
+    """A client that asks softmax with fewer classes than the dataset's labels would get a model trained on
+    targets it cannot encode (label 2 of 2 classes is no class): refused at UseTrainerData, with the count."""
+    from protocol.dataset import load_table
+    from protocol.errors import InputError
+
+    m = SessionManager(signing_key, public_bytes(signing_key), Limits())
+    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=None, recommit=False)
+    m.trainer_data = commit_all(signing_key, public_bytes(signing_key), {"iris": load_table("builtin:iris")}, args)
+    for nc in (2, 4):
+        cfg = TrainConfig(model="softmax", num_classes=nc, epochs=1, batch_size=16, lr_num=204, lr_shift=10)
+        s, _, _ = m.open_session(cfg, os.urandom(32), "spot")
+        with pytest.raises(InputError, match="has 3 classes, the session asks"):
+            use_trainer_data(m, s.session_id, "iris")
