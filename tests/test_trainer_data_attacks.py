@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from protocol.dataset import Standardization, parse_csv, quantized_rows
-from protocol.errors import MerkleProofInvalid, VerificationError
+from protocol.errors import InputError, MerkleProofInvalid, VerificationError
 from protocol.keys import public_bytes
 from protocol.merkle import state_leaf
 from protocol.prg import SeedContext, challenge_steps
 from protocol.training import Schedule, TrainConfig, step_exact
 from prover import adversaries
 from prover.proving import spot_openings
-from prover.session import Limits, SessionManager
+from prover.session import LimitExceeded, Limits, SessionManager
 from prover.trainer import LeavesEvent, ProgressEvent
 from prover.trainer_data import commit_all, use_trainer_data
 from verifier import checks
@@ -84,13 +84,12 @@ def test_one_session_cannot_reveal_the_whole_private_dataset(signing_key):
     cfg = TrainConfig(model="linear", epochs=1, batch_size=8, lr_num=102, lr_shift=10, frac_bits=16)
     try:
         s, _ = _session(m, cfg, K=4096)  # T = 4: every step challenged
-    except Exception:  # a refusal (any clear InputError / LimitExceeded) is the defence
+    except (InputError, LimitExceeded):  # a clear refusal is the defence
         return
     audit = os.urandom(32)
     s.spot_checks = 4096
-    from prover.session import State  # noqa: F401  (the session is TRAINED)
-
     from protocol import convert
+    from prover.session import State  # noqa: F401  (the session is TRAINED)
     ops = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in spot_openings(signing_key, s, audit)[0]]
     assert revealed_rows(ops) < 32, "one session revealed every row of the trainer's private dataset"
 
@@ -332,7 +331,6 @@ def test_a_softmax_session_with_another_class_count_is_refused(signing_key):
     """A client that asks softmax with fewer classes than the dataset's labels would get a model trained on
     targets it cannot encode (label 2 of 2 classes is no class): refused at UseTrainerData, with the count."""
     from protocol.dataset import load_table
-    from protocol.errors import InputError
 
     m = SessionManager(signing_key, public_bytes(signing_key), Limits())
     args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=None, recommit=False)
