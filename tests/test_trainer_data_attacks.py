@@ -301,6 +301,12 @@ def test_edited_trainer_data_transcripts_are_altered_never_accepted(tmp_path):
         assert p.returncode in (1, 2) and "SPOT-CHECKED" not in p.stdout and "VERIFIED" not in p.stdout, (
             what, p.returncode, p.stdout, p.stderr)
         assert "Traceback" not in p.stderr, (what, p.stderr)
+    # the model file of this session: never 'verified' (spot only), and no advice to replay what cannot be
+    from protocol import model_file
+    from verifier import model_trust
+
+    a = model_trust.assess(model_file.load(str(tmp_path / "m.json")), str(tmp_path / "m.json"))
+    assert not a.verified and a.check == "spot" and "--data" not in a.reason and "trainer's own rows" in a.reason, a
     # the verdict field of the file is never believed: audit recomputes it
     t = copy.deepcopy(tr)
     t["verdict"]["status"] = "verified"
