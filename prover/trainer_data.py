@@ -31,6 +31,7 @@ log = logging.getLogger("vtrain.prover.trainer_data")
 
 DEFAULT_FRAC_BITS = 16  # the client's default (vtrain-verifier train --frac-bits)
 SALT_FILE_FORMAT = "vtrain-salts/1"
+MAX_NAME = 256  # characters of a dataset name in UseTrainerData
 
 
 def add_arguments(parser) -> None:
@@ -79,6 +80,8 @@ class TrainerDatasets:
         return [(name, *c.signed) for name, c in sorted(self.committed.items())]
 
     def get(self, name: str) -> CommittedDataset:
+        if len(name) > MAX_NAME:  # the name is echoed in the error: keep it within gRPC's status size
+            raise InputError(f"a dataset name is at most {MAX_NAME} characters, got {len(name)}")
         c = self.committed.get(name)
         if c is None:
             have = ", ".join(sorted(self.committed)) or "none"

@@ -346,3 +346,18 @@ def test_a_softmax_session_with_another_class_count_is_refused(signing_key):
         s, _, _ = m.open_session(cfg, os.urandom(32), "spot")
         with pytest.raises(InputError, match="has 3 classes, the session asks"):
             use_trainer_data(m, s.session_id, "iris")
+
+
+def test_a_huge_dataset_name_gets_a_short_clear_error(signing_key):
+    """UseTrainerData echoes an unknown name: a 3 MB name must not turn into an unreadable transport error
+    (gRPC refuses status details over 16 KiB)."""
+    from protocol.dataset import load_table
+
+    m = SessionManager(signing_key, public_bytes(signing_key), Limits())
+    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=None, recommit=False)
+    m.trainer_data = commit_all(signing_key, public_bytes(signing_key), {"iris": load_table("builtin:iris")}, args)
+    cfg = TrainConfig(model="softmax", num_classes=3, epochs=1, batch_size=16, lr_num=204, lr_shift=10)
+    s, _, _ = m.open_session(cfg, os.urandom(32), "spot")
+    with pytest.raises(InputError) as e:
+        use_trainer_data(m, s.session_id, "x" * 3_000_000)
+    assert len(str(e.value)) < 1000 and "at most 256 characters" in str(e.value)
