@@ -361,3 +361,10 @@ def test_a_huge_dataset_name_gets_a_short_clear_error(signing_key):
     with pytest.raises(InputError) as e:
         use_trainer_data(m, s.session_id, "x" * 3_000_000)
     assert len(str(e.value)) < 1000 and "at most 256 characters" in str(e.value)
+
+
+def test_the_revealed_fraction_never_rounds_a_partial_reveal_to_none_or_all():
+    from verifier.trainer_data_checks import _percent
+
+    assert _percent(1, 5000) == "<0.1%" and _percent(4999, 5000) == ">99.9%"
+    assert _percent(0, 5000) == "0.0%" and _percent(5000, 5000) == "100.0%" and _percent(16, 150) == "10.7%"

@@ -67,6 +67,14 @@ def revealed_rows(openings: list[dict]) -> int:
     return len({int(r["index"]) for op in openings for r in op["rows"]})
 
 
+def _percent(r: int, n: int) -> str:
+    """r/n as a percentage that never rounds a partial reveal to 0.0 % or 100.0 %."""
+    text = f"{r / n:.1%}"
+    if 0 < r < n and text in ("0.0%", "100.0%"):
+        return "<0.1%" if r / n < 0.5 else ">99.9%"
+    return text
+
+
 def guarantee(T: int, K: int, randomness: str, openings: list[dict], n: int) -> str:
     """The spot verdict's text for a session on the trainer's data: the single-step probability first (as for
     every spot check), then what was revealed and what no check here covers."""
@@ -74,7 +82,7 @@ def guarantee(T: int, K: int, randomness: str, openings: list[dict], n: int) -> 
 
     r = revealed_rows(openings)
     note = (f"the batch rows of the challenged steps were opened against the trainer's hiding data commitment (the "
-            f"root in its signed data card), revealing {r} of its {n} rows ({r / n:.1%}). No full replay is possible: "
+            f"root in its signed data card), revealing {r} of its {n} rows ({_percent(r, n)}). No full replay is possible: "
             f"the rows are the trainer's and stay with it. The trainer chose its data: a poisoned committed dataset "
             f"passes every check of training.")
     return spot_guarantee(T, K, randomness, replay_note=note)
