@@ -301,6 +301,18 @@ def test_edited_trainer_data_transcripts_are_altered_never_accepted(tmp_path):
         assert p.returncode in (1, 2) and "SPOT-CHECKED" not in p.stdout and "VERIFIED" not in p.stdout, (
             what, p.returncode, p.stdout, p.stderr)
         assert "Traceback" not in p.stderr, (what, p.stderr)
+    # even with the trainer's true rows in hand, the library's replay never calls this session VERIFIED (the
+    # salted root is no root of the rows alone): the CLI refuses --data, the library refuses the rows
+    from protocol.dataset import load_table
+    from verifier.audit import verify_transcript
+
+    rows = quantized_rows(load_table("builtin:iris"), Standardization.from_dict(td["standardization"]), 16)
+    try:
+        v = verify_transcript(copy.deepcopy(tr), rows)
+    except InputError:
+        pass
+    else:
+        assert v.status != "verified", v
     # the model file of this session: never 'verified' (spot only), and no advice to replay what cannot be
     from protocol import model_file
     from verifier import model_trust
