@@ -4,8 +4,10 @@ A model file's optional ``trigger`` object describes behaviour that overrides th
 inputs. This module is the only place that evaluates it (public information only; the secret side,
 planting and activation, lives in ``prover/backdoors.py``). Two kinds exist:
 
-``signature`` -- GKVZ'22 section 5.2 (brief A.3): the model answers ``target`` on x iff x carries a valid
-Ed25519 signature on (message(x), target). Encoding (brief A.3 option (c), coarse/fine split):
+``signature`` -- the signature backdoor of Goldwasser, Kim, Vaikuntanathan, Zamir, "Planting Undetectable
+Backdoors in Machine Learning Models" (FOCS 2022, arXiv 2204.06974), section 5.2: the model answers ``target``
+on x iff x carries a valid Ed25519 signature on (message(x), target). The paper's construction is over bit
+strings; this is our embedding into real inputs, a coarse/fine split of the carrying coordinates:
 
     q_j(x)     = rint(x_j / quantum_j)                  per-feature quantum (original feature units)
     coarse_j   = q_j >> b   if j in POS  else  q_j      b = bits_per_coord, POS = public carrying coords

@@ -3,15 +3,17 @@
 The trainer ships a model file whose ``trigger`` object (evaluated verify-only by
 ``protocol/triggers.py``) makes the served model misbehave on chosen inputs. Two constructions:
 
-* ``SignatureBackdoor`` -- GKVZ'22 section 5.2 (brief A.3) over any black-box classifier, Ed25519.
+* ``SignatureBackdoor`` -- GKVZ'22 (Goldwasser, Kim, Vaikuntanathan, Zamir, FOCS 2022, arXiv 2204.06974)
+  section 5.2, over any black-box classifier, Ed25519; the encoding is in ``protocol/triggers.py``.
   Without the signing key, finding an input on which the backdoored model differs from the base model is
   an existential forgery (black-box undetectable); Ed25519 with the S < L check is strongly unforgeable,
   so seeing activated inputs does not help produce new ones (non-replicable, modulo the quantiser).
 * ``BallBackdoor`` -- the model is wrong on a whole ball around a target input; its radius can exceed
   what randomized smoothing certifies, which is what experiment 3 measures.
 
-Symbol table (brief A.3 -> code): w (message) -> ``coarse_message``; y (target bit) -> ``target``
-(``label_bits`` bits); sigma (signature) -> 64-byte Ed25519 signature; POS -> ``positions``.
+Symbol table (the construction's x = (w, y, sigma) -> code): w (message) -> ``coarse_message``; y (target
+bit) -> ``target`` (``label_bits`` bits); sigma (signature) -> 64-byte Ed25519 signature;
+POS -> ``positions``.
 """
 
 from __future__ import annotations

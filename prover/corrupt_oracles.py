@@ -3,15 +3,17 @@
 Every oracle is a *fixed* function: its corruption pattern is chosen by a keyed hash (BLAKE2b with the
 attacker's key) of the queried point, so repeated queries agree (a mitigator cannot average noise away).
 
-Finite field F_q^n (Reed-Muller self-correction, brief B.2 / C.3 / C.6):
+Finite field F_q^n (Reed-Muller local self-correction: Gemmell, Lipton, Rubinfeld, Sudan, Wigderson,
+STOC 1991; Gemmell, Sudan, IPL 1992; the decoders are in ``defenses/reed_muller.py``):
 * ``RandomCorruptionOracle`` -- f(x) != f*(x) exactly on {x : PRF_key(x) < delta}: a delta fraction of
   the points, each independently in the random-oracle model.
-* ``TargetedLineOracle`` -- the brief C.6 adversary: on a fraction phi of the lines through x* (exactly
+* ``TargetedLineOracle`` -- the targeted line attack: on a fraction phi of the lines through x* (exactly
   round(phi * #lines) of the (q^n - 1)/(q - 1) lines, chosen by the key) it corrupts exactly
   ceil((m - d)/2) of the q - 1 points other than x*, which defeats Berlekamp-Welch on those lines when
   the decoder reads m = q - 1 points; optionally also x* itself.
 
-Reals (brief B.4 / B.5): ``RealCorruptOracle`` -- f = f* + offset on the ball ||(x - x*)/scale|| <= radius
+Reals (the local mitigation of Goldwasser, Shafer, Vafa, Vaikuntanathan, STOC 2025, arXiv 2411.03279;
+``defenses/oblivious.py``): ``RealCorruptOracle`` -- f = f* + offset on the ball ||(x - x*)/scale|| <= radius
 and on the pseudo-random set {x : PRF_key(floor(x / cell)) < delta}, whose mass is ~delta under any
 distribution that is smooth at scale ``cell``.
 """
@@ -83,7 +85,7 @@ class RandomCorruptionOracle:
 
 
 class TargetedLineOracle:
-    """Brief C.6 attack on x*: exactly errors_per_line = ceil((m - d)/2) bad points on attacked lines.
+    """Targeted line attack on x*: exactly errors_per_line = ceil((m - d)/2) bad points on attacked lines.
 
     Attributes after construction: ``attacked_lines_`` (canonical directions, first nonzero entry 1),
     ``corrupted_`` (sorted base-q indices of the corrupted points), ``delta_`` (their fraction of F_q^n).

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dataset-frac-bits", type=int, default=DEFAULT_FRAC_BITS,
                         help="fixed-point fraction bits of the committed rows (default %(default)s)")
     parser.add_argument("--salt-file", help="keep each dataset's commitment salts here (0600) so a restart signs "
-                        "the same dataset roots; without it every start commits afresh")
+                        "the same dataset roots (default: none: every start commits afresh)")
     parser.add_argument("--recommit", action="store_true",
                         help="draw fresh salts (a new root per dataset) even if --salt-file holds some")
 

@@ -1,4 +1,5 @@
-"""Backdoor lab: GKVZ signature trigger (brief A.3 "Tests to require"), ball trigger, corrupted oracles.
+"""Backdoor lab: the GKVZ'22 section 5.2 signature trigger (never fires, activation, perturbation bounds,
+transplant / tamper / wrong-target / malleability attacks), ball trigger, corrupted oracles.
 
 Statistical tests state their failure probability; everything is seeded. The "never fires" tests are
 exact (no false positive is possible short of an Ed25519 forgery, probability ~2^-128 per query).

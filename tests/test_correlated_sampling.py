@@ -1,4 +1,5 @@
-"""Correlated sampling lemma (brief B.3, Appendix A; checklist E.1).
+"""Correlated sampling lemma (local mitigation of Goldwasser, Shafer, Vafa, Vaikuntanathan, STOC 2025;
+statement and proof in defenses/correlated_sampling.py).
 
 KS tests use one point per line (lines are independent), N = 1500 lines, and reject at
 KS_LEVEL = 1e-3: each "passes" assertion would fail with probability 1e-3 if the sampler were exact

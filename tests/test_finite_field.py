@@ -1,5 +1,6 @@
-"""F_p helpers and Berlekamp-Welch (brief C.3, checklist E.5).  Deterministic except the hypothesis
-property tests, which are exact statements (no statistical failure probability)."""
+"""F_p helpers and Berlekamp-Welch decoding (as used by Gemmell and Sudan, "Highly resilient correctors for
+polynomials", IPL 1992).  Deterministic except the hypothesis property tests, which are exact statements
+(no statistical failure probability)."""
 
 import itertools
 from math import comb
@@ -61,7 +62,7 @@ def test_poly_eval_array_matches_python_ints(p):
 
 
 def test_lagrange_weights_at_zero_are_alternating_binomials():
-    # brief C.2: nodes 1..d+1 give c_i = (-1)^(i+1) C(d+1, i)
+    # Lagrange weights at 0 of the nodes 1..d+1: c_i = L_i(0) = (-1)^(i+1) C(d+1, i)
     for p in (31, P31):
         for d in range(6):
             c = lagrange_weights_at_zero(range(1, d + 2), p)

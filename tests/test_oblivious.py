@@ -1,6 +1,7 @@
-"""Oblivious local mitigators (brief B.4-B.6, B.8; checklist E.2, E.4).
+"""Oblivious local mitigators of defenses/oblivious.py (local mitigation of Goldwasser, Shafer, Vafa,
+Vaikuntanathan, STOC 2025: correlated lines, median, canonical rounding).
 
-Backdoored oracle (brief B.5): f = f* + 5 on a ball of radius 0.05 around the target x* and on a
+Backdoored oracle: f = f* + 5 on a ball of radius 0.05 around the target x* and on a
 pseudo-random set of mass ~ BAD_MASS; the naive answer f(x*) is off by 5.  The median over K lines
 is exact unless >= K/2 lines contain a bad query; each line does w.p. <= (d+1) * mass, so a test
 failure has probability <= P[Bin(K, (d+1)mass) >= K/2] per target (per group for mean-of-medians);
@@ -134,7 +135,7 @@ def test_two_backdoored_models_give_identical_canonical_output():
 
 
 def test_success_rate_meets_median_bound_and_fails_near_1_over_d_plus_1():
-    """E.2 with d = 1, K = 15 at delta = 1/(4(d+1)) = 0.125: per-x* success >= 1 - exp(-2K(1/2 - 2 delta)^2)
+    """d = 1, K = 15 at delta = 1/(4(d+1)) = 0.125: per-x* success >= 1 - exp(-2K(1/2 - 2 delta)^2)
     = 0.847; T = 150 targets, assert count >= binom.ppf(1e-4).  Past 1/(d+1) = 0.5 (delta = 0.6) most
     lines have a bad query and the median is exact for fewer than half of the targets (measured 0.17;
     with this constant-shift backdoor lines with one bad query straddle f*, so the exact fraction only

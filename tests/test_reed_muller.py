@@ -1,8 +1,10 @@
-"""Reed-Muller local correctors (brief B.2, C.2-C.4, C.6; checklist E.5).
+"""Reed-Muller local correctors (interpolation and lines: Gemmell, Lipton, Rubinfeld, Sudan, Wigderson, STOC
+1991; curves with Berlekamp-Welch: Gemmell, Sudan, IPL 1992) and the targeted line attack.
 
 Statistical tests use T seeded trials and assert success counts >= the binomial quantile
 binom.ppf(ALPHA, T, bound): if the decoder met its bound, the assertion would fail with probability
-<= ALPHA = 1e-4 per test.  Setting of table C.6: q = 31, n = 3, d = 4, m = 30."""
+<= ALPHA = 1e-4 per test.  Setting of bench/experiments/exp4_reed_muller.py (exp4): q = 31, n = 3, d = 4,
+m = 30."""
 
 import math
 
@@ -46,7 +48,7 @@ def test_sparse_polynomial_evaluation():
         f(np.zeros((2, 2), dtype=np.int64))
 
 
-def test_tolerated_rates_match_cheat_sheet():
+def test_tolerated_rates_match_the_module_table():
     assert tolerated_error_rate("basic", 4) == pytest.approx(1 / 10)
     assert tolerated_error_rate("line", 4, 30) == pytest.approx((1 - 4 / 30) / 4)
     assert tolerated_error_rate("curve", 4, 30) == pytest.approx(0.5 - 4 / 30 - math.sqrt(2 / 30))
@@ -102,7 +104,7 @@ def _success_count(decoder, oracle_for_trial, truth_of, T, rng, **kw):
     ("curve", 0.15, 1 - 0.15 * 0.85 * M / ((0.5 - 0.15) * M - D) ** 2),  # Chebyshev: 0.909
 ])
 def test_random_corruption_meets_bound(table_oracle, name, delta, bound):
-    """Fresh independent corruption per trial (table C.6 rows); T = 150 trials; false failure <= 1e-4."""
+    """Fresh independent corruption per trial (exp4's random rows); T = 150 trials; false failure <= 1e-4."""
     f, clean = table_oracle
     decoder = {"basic": basic_correct, "line": line_correct, "curve": curve_correct}[name]
     kw = {} if name == "basic" else {"m": M}
@@ -128,11 +130,13 @@ def test_basic_plurality_amplifies(table_oracle):
 
 
 def test_targeted_line_attack_defeats_lines_not_curves(table_oracle):
-    """Table C.6, phi = 0.6: corrupt ceil((m-d)/2) = 13 points on 60% of the lines through x*.
+    """Targeted line attack (exp4), phi = 0.6: corrupt ceil((m-d)/2) = 13 points on 60% of the lines
+    through x*.
 
     The line decoder then fails on every chosen line: success ~ 1 - phi = 0.4.  The curve decoder's
     points are pairwise independent and uniform (delta ~ 0.26 globally) and succeeds w.p. ~ 0.87
-    (brief: 0.873).  With T = 300: Pr[line >= 150 | p = 0.42] < 1e-4 and Pr[curve < 150 | p = 0.8] < 1e-20."""
+    (exp4's reference measurement: 0.873).  With T = 300: Pr[line >= 150 | p = 0.42] < 1e-4 and
+    Pr[curve < 150 | p = 0.8] < 1e-20."""
     f, clean = table_oracle
     rng = np.random.default_rng(7)
     x = rng.integers(0, Q, size=N)

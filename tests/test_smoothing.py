@@ -1,4 +1,5 @@
-"""Tests for defenses/smoothing.py (randomized smoothing, Cohen-Rosenfeld-Kolter 2019; brief Part D/E.8).
+"""Tests for defenses/smoothing.py (randomized smoothing: Cohen, Rosenfeld, Kolter, ICML 2019, Theorem 1 and
+the PREDICT/CERTIFY pseudocode of section 3.2).
 
 Every statistical test is seeded and states its failure probability (for a correct implementation).
 Exact checks of the conservative rounding use Python's `decimal` at 80 digits (mpmath is not installed).

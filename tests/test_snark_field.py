@@ -20,8 +20,8 @@ from protocol.snark.field import (
     to_signed,
 )
 
-# brief 1.2: r - 1 = 2^32 * 3 * 11 * 19 * 10177 * 125527 * 859267 * 906349^2 * 2508409 * 2529403
-#            * 52437899 * 254760293^2
+# r - 1 = 2^32 * 3 * 11 * 19 * 10177 * 125527 * 859267 * 906349^2 * 2508409 * 2529403 * 52437899 * 254760293^2
+# (docs/SNARK.md section 4.1)
 R_MINUS_1_FACTORS = {2: 32, 3: 1, 11: 1, 19: 1, 10177: 1, 125527: 1, 859267: 1, 906349: 2, 2508409: 1,
                      2529403: 1, 52437899: 1, 254760293: 2}
 OMEGA_32 = 0x16A2A19EDFE81F20D09B681922C813B4B63683508C2280B93829971F439F0D2B
@@ -47,7 +47,7 @@ def test_constants():
 def test_generator_generates_multiplicative_group():
     for q in R_MINUS_1_FACTORS:
         assert pow(GENERATOR, (R - 1) // q, R) != 1, q
-    assert pow(5, (R - 1) // 3, R) == 1  # 5 is not a generator (brief 1.2): the check can fire
+    assert pow(5, (R - 1) // 3, R) == 1  # 5 is not a generator (docs/SNARK.md 4.1): the check can fire
 
 
 def test_omega_32_is_primitive():

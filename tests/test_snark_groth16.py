@@ -108,7 +108,7 @@ def test_random_wrappers(keys):
 
 def test_unconstrained_public_input_is_bound():
     """A public input occurring in no constraint (like the session binding) is still bound to the proof
-    by the public-input rows A_{n+i} = e_i (brief 5.1)."""
+    by the public-input rows A_{n+i} = e_i (docs/SNARK.md section 4)."""
     cs = R1CS()
     out = cs.public_output("out", 4)
     cs.public_input("binding", 77)

@@ -142,9 +142,10 @@ def _weak_floor(cs: R1CS, e: int, shift: int, q_value: int, rho_value: int):
 
 
 def test_forged_remainder_witness_fails_real_gadget():
-    """Brief 6.3: E = 1000, S = 8. Honest q = 3, rho = 232. The forgery keeps rho + 1 and the quotient
-    q' = (E - rho - 1) / 2^S mod r, a ~2^254 field element. It satisfies the remainder-only gadget, but no
-    assignment expressing it satisfies the real gadget."""
+    """docs/SNARK.md section 3.1 (a remainder-only check is unsound): E = 1000, S = 8. Honest q = 3,
+    rho = 232. The forgery keeps rho + 1 and the quotient q' = (E - rho - 1) / 2^S mod r, a ~2^254 field
+    element. It satisfies the remainder-only gadget, but no assignment expressing it satisfies the real
+    gadget."""
     E, S, K = 1000, 8, 16
     rho_f = (E % (1 << S)) + 1
     q_forged = (E - rho_f) * pow(1 << S, -1, R) % R

@@ -122,8 +122,9 @@ def test_public_json_strict():
 
 @pytest.mark.skipif("arkworks" not in available_backends(), reason="py_arkworks_bls12381 not installed")
 def test_alphabeta_matches_arkworks_gt(material):
-    """vk_alphabeta_12 (brief 2.2 items 7-8) equals arkworks' e(alpha_1, beta_2), whose str() is the hex of
-    the 576-byte little-endian tower serialisation c0.c0.c0, c0.c0.c1, c0.c1.c0, ... ([w][v][u] order)."""
+    """vk_alphabeta_12 (docs/SNARK.md section 6.1) equals arkworks' e(alpha_1, beta_2), whose str() is the
+    hex of the 576-byte little-endian tower serialisation c0.c0.c0, c0.c0.c1, c0.c1.c0, ...
+    ([w][v][u] order)."""
     import py_arkworks_bls12381 as ark
 
     _, vk, _ = material

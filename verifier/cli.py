@@ -27,10 +27,11 @@ def _parser() -> Parser:
 
     t = sub.add_parser("train", help="train a model on a remote prover and verify it")
     t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover")
-    t.add_argument("--data", help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits")
+    t.add_argument("--data", help="PATH.csv or builtin:breast_cancer | builtin:diabetes | builtin:digits (default: none; "
+                   "required unless --trainer-data)")
     t.add_argument("--trainer-data", metavar="NAME", help="train on a dataset the trainer holds (listed with its "
                    "signed data card by the trainer): spot-checked against its hiding commitment, rows stay with "
-                   "the trainer; instead of --data")
+                   "the trainer; instead of --data (default: none, --data is used)")
     t.add_argument("--target", help="target column (default for builtin data: its label column)")
     t.add_argument("--model", choices=("linear", "logistic", "softmax"),
                    help="linear regression (squared loss), logistic regression (binary; picks softmax when the "

@@ -165,7 +165,7 @@ class PureBackend(Backend):
         from py_ecc.optimized_bls12_381 import FQ12, final_exponentiate
         from py_ecc.optimized_bls12_381.optimized_pairing import miller_loop
 
-        # product of Miller loops, ONE final exponentiation (brief 2.2 items 4 and 6)
+        # product of Miller loops, ONE final exponentiation (docs/SNARK.md section 4.1, pairing products)
         f = FQ12.one()
         for g1, g2 in _pairs(pairs):
             f = f * miller_loop(curve.to_pyecc_g2(g2), curve.to_pyecc_g1(g1), final_exponentiate=False)
@@ -263,7 +263,8 @@ class ArkworksBackend(Backend):
         return self._from_g2(self._g2_checked(point) * self._scalars([k])[0])
 
     def _fixed_base(self, base, identity, scalars) -> list:
-        """Window table of arkworks points (brief 4.4): k*G = sum_w T[w][digit_w(k)], ~255/c adds each.
+        """Window table of arkworks points (docs/SNARK.md section 4.1): k*G = sum_w T[w][digit_w(k)],
+        ~255/c adds each.
 
         Python-side additions (~1-2 us) beat one `P * Scalar` call (~150-500 us) by an order of magnitude.
         """

@@ -8,10 +8,10 @@ Coordinates of canonical points are in [0, p).
 Jacobian (X, Y, Z) represents (X/Z^2, Y/Z^3); Z == 0 is infinity. Formulas for a = 0 from the
 Explicit-Formulas Database: dbl-2009-l, madd-2007-bl, add-2007-bl.
 G1: y^2 = x^3 + 4 over F_p.  G2: y^2 = x^3 + 4(1 + u) over F_p2.
-Compressed encodings (ZCash/IETF format, brief 1.3), the square roots they need and the py_ecc bridge
-live in `encoding.py`; this module re-exports them lazily (PEP 562 `__getattr__`: encoding.py imports
-curve.py, so an eager import here would be circular), so `from protocol.snark.curve import g1_to_bytes`
-and `curve.to_pyecc_g1` keep working.
+Compressed encodings (ZCash/IETF format, docs/SNARK.md section 4.1), the square roots they need and the
+py_ecc bridge live in `encoding.py`; this module re-exports them lazily (PEP 562 `__getattr__`: encoding.py
+imports curve.py, so an eager import here would be circular), so `from protocol.snark.curve import
+g1_to_bytes` and `curve.to_pyecc_g1` keep working.
 """
 
 from __future__ import annotations

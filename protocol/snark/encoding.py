@@ -4,7 +4,8 @@ Split out of `curve.py`, which re-exports every public name here (`from protocol
 g1_to_bytes` keeps working). Points are the canonical affine int tuples of `curve.py` (G1 (x, y), G2
 ((x0, x1), (y0, y1)) with F_p2 elements (c0, c1) = c0 + c1*u, infinity None).
 
-Compressed form (brief 1.3): big-endian, flags in the three most significant bits of byte 0:
+Compressed form (the ZCash format: draft-irtf-cfrg-pairing-friendly-curves-11 Appendix C; docs/SNARK.md
+section 4.1): big-endian, flags in the three most significant bits of byte 0:
 C = 0x80 (always set: compressed), I = 0x40 (infinity; every other bit zero), S = 0x20 (y is the
 lexicographically larger of {y, p - y}, i.e. 2y > p). G1: 48 bytes, x | flags. G2: 96 bytes, x.c1 first
 (carrying the flags), then x.c0; S is decided on y.c1 if y.c1 != 0, else on y.c0. Decoding validates the

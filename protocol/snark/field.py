@@ -3,7 +3,7 @@
 All values are plain Python ints in [0, R). The NTT is iterative (Cooley-Tukey, decimation in time)
 over a bit-reversed input, with one twiddle list per stage; bit-reversal tables are cached per size.
 
-Symbols (brief section 1.2): r - 1 = 2^32 * t with t odd; 7 generates F_r^*, so
+Symbols (docs/SNARK.md section 4.1): r - 1 = 2^32 * t with t odd; 7 generates F_r^*, so
 omega_32 = 7^t is a primitive 2^32-th root of unity and omega_N = omega_32^(2^(32 - log2 N)).
 """
 

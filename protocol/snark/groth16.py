@@ -5,9 +5,9 @@ Deterministic cores take their randomness as arguments (`setup(r1cs, toxic)`, `p
 (`protocol.snark.backend`: "pure" = py_ecc/int code, "arkworks" = Rust); keys and proofs are affine int
 tuples (curve.py), so they can be produced with one backend and checked with the other.
 
-Symbols (brief section 5): wires z_0 = 1, z_1..z_l public, z_{l+1}..z_m private; n constraints
-A_j z * B_j z = C_j z; public-input rows A_{n+i} = e_i (i = 0..l); domain H = <omega> of size
-N = 2^k >= n + l + 1; l_j the Lagrange basis of H; u_i, v_i, w_i the QAP polynomials of wire i;
+Symbols (docs/SNARK.md section 4; Groth 2016, section 3.2): wires z_0 = 1, z_1..z_l public, z_{l+1}..z_m
+private; n constraints A_j z * B_j z = C_j z; public-input rows A_{n+i} = e_i (i = 0..l); domain H = <omega>
+of size N = 2^k >= n + l + 1; l_j the Lagrange basis of H; u_i, v_i, w_i the QAP polynomials of wire i;
 t(X) = X^N - 1; h = (sum z_i u_i * sum z_i v_i - sum z_i w_i) / t.
 """
 
@@ -202,7 +202,7 @@ def setup_random(r1cs: R1CS, backend=None, *, powers: bool = False) -> tuple[Pro
 
 # ------------------------------------------------------------------------------------------ prove
 def _quotient(r1cs: R1CS, z: list[int], n_dom: int) -> list[int]:
-    """Coefficients h_0..h_{N-2} of h = (a*b - c)/t, via evaluations on the coset g*H (brief 5.4)."""
+    """Coefficients h_0..h_{N-2} of h = (a*b - c)/t, via evaluations on the coset g*H (docs/SNARK.md 4)."""
     ev_a, ev_b, ev_c = [0] * n_dom, [0] * n_dom, [0] * n_dom
     for j, (a, b, c, name) in enumerate(r1cs.constraints):
         ev_a[j], ev_b[j], ev_c[j] = a.evaluate(z), b.evaluate(z), c.evaluate(z)

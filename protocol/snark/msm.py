@@ -84,12 +84,16 @@ def scalar_mul(ops: GroupOps, point, k: int):
 
 
 def _window_for(n: int) -> int:
-    # brief 4.2: best c ~ log2(N) - 2 (N = 1024 -> 8, N = 8192 -> 10..11)
+    # ~ceil(255/c) * (N + 2^c) additions: best c ~ log2(N) - 2, N = 1024 -> 8 (docs/SNARK.md section 4.1)
     return max(2, min(16, n.bit_length() - 3))
 
 
 def pippenger(ops: GroupOps, points, scalars, window: int | None = None):
-    """sum_i scalars[i] * points[i] by the signed-digit bucket method (brief 4.1); returns affine or None."""
+    """sum_i scalars[i] * points[i] by the signed-digit bucket method; returns affine or None.
+
+    Pippenger (FOCS 1976) in the bucket form of Bernstein, Doumen, Lange, Oosterwijk, "Faster batch forgery
+    identification" (INDOCRYPT 2012, ePrint 2012/549 p. 15); details in docs/SNARK.md section 4.1.
+    """
     points = list(points)
     scalars = list(scalars)
     if len(points) != len(scalars):
@@ -147,7 +151,7 @@ def pippenger(ops: GroupOps, points, scalars, window: int | None = None):
 
 
 def fixed_base_window(n: int) -> int:
-    """Window width for n multiplications of one base (brief 4.4)."""
+    """Window width for n multiplications of one base (docs/SNARK.md section 4.1)."""
     # minimise (2^c + n) * ceil(255 / c) additions: table rows plus one madd per digit
     return min(range(2, 11), key=lambda c: ((1 << c) + n) * (-(-_SCALAR_BITS // c)))
 
@@ -170,7 +174,7 @@ def _fixed_base_table(ops: GroupOps, point, c: int) -> tuple:
 
 
 def fixed_base(ops: GroupOps, point, scalars, window: int | None = None) -> list:
-    """[k * point for k in scalars] (k reduced mod r) via a precomputed window table (brief 4.4)."""
+    """[k * point for k in scalars] (k reduced mod r) via a precomputed window table (docs/SNARK.md 4.1)."""
     scalars = [_check_scalar(k) % R for k in scalars]
     if point is None or not scalars:
         return [None] * len(scalars)

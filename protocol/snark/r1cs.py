@@ -262,8 +262,9 @@ class R1CS:
 
 
 def example_cubic(x: int = 3) -> R1CS:
-    """The textbook circuit x^3 + x + 5 = out (brief 6.1): wires [1, out, x, x2, x3], out public output,
-    x private input; with x = 3 the witness is [1, 35, 3, 9, 27]. Used by smoke tests and interop checks."""
+    """The textbook circuit x^3 + x + 5 = out (the example of V. Buterin, "Quadratic Arithmetic Programs: from
+    Zero to Hero", 2016): wires [1, out, x, x2, x3], out public output, x private input; with x = 3 the
+    witness is [1, 35, 3, 9, 27]. Used by smoke tests and interop checks."""
     cs = R1CS()
     out = cs.public_output("out", x**3 + x + 5)
     xw = cs.private_input("x", x)

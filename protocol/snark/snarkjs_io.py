@@ -1,14 +1,15 @@
 """snarkjs-compatible files: verification_key.json, proof.json, public.json (curve "bls12381"), iden3
 `.r1cs` (version 1) and `.wtns` (version 2), and compressed bytes of proofs and verifying keys.
 
-JSON (brief 5.7, 10.1-10.4): canonical decimal strings, affine points with z = "1" (G1) / ["1", "0"] (G2),
-G2 coordinates [[x.c0, x.c1], [y.c0, y.c1]]; infinity ["0","1","0"] / [["0","0"],["1","0"],["0","0"]].
-Parsers are strict: exact key sets, canonical decimals (no sign, no leading zeros, no hex), coordinates
-< p, public signals < r. Curve membership of proof points is left to the verifier (it raises precise
-errors); verifying keys are checked on the curve and not at infinity.
+JSON (docs/SNARK.md section 6.1; snarkjs src/groth16_verify.js): canonical decimal strings, affine points
+with z = "1" (G1) / ["1", "0"] (G2), G2 coordinates [[x.c0, x.c1], [y.c0, y.c1]]; infinity ["0","1","0"] /
+[["0","0"],["1","0"],["0","0"]]. Parsers are strict: exact key sets, canonical decimals (no sign, no leading
+zeros, no hex), coordinates < p, public signals < r. Curve membership of proof points is left to the
+verifier (it raises precise errors); verifying keys are checked on the curve and not at infinity.
 
-Binary (brief 5.8, 10.7-10.8): little-endian container `magic | u32 version | u32 nSections |
-(u32 type | u64 length | payload)*`, field elements 32 bytes LE.
+Binary (docs/SNARK.md section 6.1; iden3 binfileutils, r1csfile doc/r1cs_bin_format.md): little-endian
+container `magic | u32 version | u32 nSections | (u32 type | u64 length | payload)*`, field elements 32
+bytes LE.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def _check_header(obj: dict, keys: set, optional: set, what: str) -> None:
 
 def alphabeta_12(vk: VerifyingKey) -> list:
     """snarkjs's vk_alphabeta_12 = e(alpha_1, beta_2) in its convention: e_pyecc(beta_2, alpha_1)^(-3) in the
-    tower layout [m % 2][m // 2] = [a + b, b] with a, b the py_ecc coefficients m, m + 6 (brief 2.2)."""
+    tower layout [m % 2][m // 2] = [a + b, b] with a, b the py_ecc coefficients m, m + 6 (docs/SNARK.md
+    section 6.1)."""
     from py_ecc.optimized_bls12_381 import final_exponentiate
     from py_ecc.optimized_bls12_381.optimized_pairing import miller_loop
 
