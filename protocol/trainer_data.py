@@ -52,6 +52,35 @@ def salted_leaf(index: int, salt: bytes, row) -> bytes:
     return hashlib.sha256(_PREFIX + enc.u64(index) + bytes(salt) + raw).digest()
 
 
+STATE_LEAF_ENCODING = "salted-state/v1"  # hiding state leaves of trainer-data sessions (below)
+_STATE_PREFIX = leaf_prefix("salted-state")
+
+
+def state_salt(secret: bytes, step: int) -> bytes:
+    """salt_t = HMAC-SHA256(secret, tag("state-salt") || u64(t)): the per-step salt of a trainer-data session's
+    state leaf t; ``secret`` is 32 bytes from the OS CSPRNG, fresh per session, never sent (docs/PROTOCOL.md
+    section 12, "Hiding state leaves"). Only the salts of opened states are revealed."""
+    import hmac
+
+    from .hashing import tag_bytes
+
+    return hmac.new(bytes(secret), tag_bytes("state-salt") + enc.u64(step), hashlib.sha256).digest()
+
+
+def hiding_state_leaf(step: int, num_steps: int, salt: bytes | None, theta) -> bytes:
+    """State leaf t of a trainer-data session: the plain leaf of section 4 for the public states (t = 0, derived
+    from the client's seed; t = T, the returned model), otherwise
+    SHA-256(tag("merkle/leaf/salted-state") || 0x00 || u64(t) || salt_t || theta_t)."""
+    from .merkle import state_leaf
+
+    if step in (0, num_steps):
+        return state_leaf(step, theta)
+    if salt is None or len(salt) != SALT_BYTES:
+        raise ValueError(f"state leaf {step} needs a {SALT_BYTES}-byte salt")
+    raw = np.ascontiguousarray(np.asarray(theta, dtype=np.int64), dtype="<i8").tobytes()
+    return hashlib.sha256(_STATE_PREFIX + enc.u64(step) + bytes(salt) + raw).digest()
+
+
 def salted_leaves(rows: np.ndarray, salts: bytes) -> bytes:
     """The concatenated 32-byte leaves of int64 rows (n, d+1) under ``salts`` (n * SALT_BYTES bytes)."""
     n = rows.shape[0]

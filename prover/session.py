@@ -318,8 +318,14 @@ class SessionManager:
                 s.strategy.observe({"session_id": s.session_id, "data_root": s.data_tree.root,
                                     "training_seed": s.training_seed, "audit_commitment": s.audit_commitment,
                                     "spot_checks": s.spot_checks, "num_steps": s.cfg.num_steps(s.X.shape[0])})
+                leaf_fn = None
+                if s.trainer_data is not None:  # hiding state leaves (docs/PROTOCOL.md section 12)
+                    from .trainer_data import state_leaf_fn
+
+                    leaf_fn = state_leaf_fn(s, s.cfg.num_steps(s.X.shape[0]))
                 events = s.strategy.stream(run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y,
-                                                        cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record))
+                                                        cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record,
+                                                        leaf_fn=leaf_fn))
                 if s.trainer_data is not None:  # the display loss is a function of private, unopened rows
                     events = _without_loss(events)
                 yield from events

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from protocol.fileio import write_atomic
 from protocol.merkle import MerkleTree
 from protocol.snark.zk_session import new_blinding
 from protocol.statements import Statement, sign
-from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, salted_tree
+from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, hiding_state_leaf, salted_tree, state_salt
 from protocol.training import MODELS
 
 from . import trainer_data_snark as zk_snark
@@ -179,6 +180,7 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         m._admit_size(s, card.num_rows, card.num_features, 1, snark_check=False)
         s.X, s.Y, s.data_tree, s.rows_per_leaf = c.X, c.Y, c.tree, 1
         s.shape, s.trainer_data = (card.num_rows, card.num_features), c
+        s.state_secret = secrets.token_bytes(32)  # hiding state leaves (protocol/trainer_data.py state_salt)
         data, sig = sign(m.key, Statement("data", s.session_id, {
             "data_root": c.tree.root, "num_rows": card.num_rows, "num_features": card.num_features,
             "rows_per_leaf": 1}))
@@ -187,8 +189,18 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         return data, sig
 
 
-def add_salts(openings: list[dict], c: CommittedDataset) -> list[dict]:
-    """Each opened row (index, values, leaf index, proof, leaf rows) gets its salt as a sixth element."""
+def add_salts(openings: list[dict], c: CommittedDataset, state_secret: bytes, num_steps: int) -> list[dict]:
+    """Each opened row (index, values, leaf index, proof, leaf rows) gets its salt as a sixth element; each
+    opening the salts of its two states' hiding leaves (empty for the public states 0 and T)."""
+    salt = lambda t: b"" if t in (0, num_steps) else state_salt(state_secret, t)
     for op in openings:
         op["rows"] = [(*r, c.salt(int(r[0]))) for r in op["rows"]]
+        op["salt_before"], op["salt_after"] = salt(op["step"] - 1), salt(op["step"])
     return openings
+
+
+def state_leaf_fn(s, num_steps: int):
+    """The leaf function of a trainer-data session's states (hiding leaves, protocol/trainer_data.py)."""
+    secret = s.state_secret
+    return lambda t, theta: hiding_state_leaf(t, num_steps, None if t in (0, num_steps) else state_salt(secret, t),
+                                              theta)

@@ -35,7 +35,7 @@ from prover.proving import spot_openings
 from prover.session import Limits, SessionManager
 from prover.trainer_data import commit_all, suited_model, use_trainer_data
 from verifier import checks
-from verifier.trainer_data_checks import guarantee, revealed_rows, salted_data_leaf
+from verifier.trainer_data_checks import guarantee, hiding_state_leaf_of, revealed_rows, salted_data_leaf
 
 
 def test_salted_leaves_known_answers():
@@ -137,7 +137,8 @@ def _check(s, audit_seed, K, openings):
     sched = Schedule(SeedContext(s.session_id, s.data_tree.root, s.training_seed), s.cfg, *rec.X.shape)
     return checks.check_spot(openings, sid=s.session_id, state_root=rec.tree.root, audit_seed=audit_seed,
                              spot_checks=K, num_steps=T, data_root=s.data_tree.root, num_rows=rec.X.shape[0],
-                             sched=sched, cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf)
+                             sched=sched, cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf,
+                             state_leaf_of=hiding_state_leaf_of(T))
 
 
 def _json(openings):
@@ -228,7 +229,17 @@ def test_swap_rows_detection_probability_is_the_stated_one(signing_key):
 def test_states_and_final_model_of_a_trainer_data_session_are_committed(signing_key):
     s = _trained(_manager(signing_key))
     rec = s.record["result"]
-    assert MerkleTree([state_leaf(t, rec.states[t]) for t in range(rec.states.shape[0])]).root == rec.tree.root
+    from protocol.trainer_data import hiding_state_leaf, state_salt
+
+    T = rec.states.shape[0] - 1
+    assert len(s.state_secret) == 32 and any(s.state_secret)
+    leaves = [hiding_state_leaf(t, T, None if t in (0, T) else state_salt(s.state_secret, t), rec.states[t])
+              for t in range(T + 1)]
+    assert MerkleTree(leaves).root == rec.tree.root
+    # the public states 0 and T keep their plain leaves (the client checks them against its seed and the model);
+    # every other leaf is hiding: not the plain hash of its state
+    assert leaves[0] == state_leaf(0, rec.states[0]) and leaves[T] == state_leaf(T, rec.states[T])
+    assert all(leaves[t] != state_leaf(t, rec.states[t]) for t in range(1, T))
 
 
 def test_client_checks_the_card_and_the_root_each_session_signs(signing_key):

@@ -26,7 +26,7 @@ from prover.session import LimitExceeded, Limits, SessionManager
 from prover.trainer import LeavesEvent, ProgressEvent
 from prover.trainer_data import commit_all, use_trainer_data
 from verifier import checks
-from verifier.trainer_data_checks import revealed_rows, salted_data_leaf
+from verifier.trainer_data_checks import hiding_state_leaf_of, revealed_rows, salted_data_leaf
 
 # -- helpers: a trainer serving a small private table in process -------------------------------------------------
 
@@ -117,23 +117,18 @@ def _dictionary_attack(m, s, leaves) -> int:
     return sum(truth[i] == row for i, row in recovered.items())
 
 
-@pytest.mark.xfail(strict=True, reason="state leaves are unsalted hashes of the per-step states: with theta_0 "
-                   "(from the seed), the public batch indices and the published standardization, a client tests "
-                   "guessed rows against leaf t and walks the chain; on low-entropy data it recovers EVERY row, "
-                   "while the spot verdict says 'revealing r of its n rows' (and the SNARK mode, which streams the "
-                   "same leaves, says 'reveals nothing about the rows'). Fix needs hiding state leaves (protocol "
-                   "change): a salt per state leaf opened with the challenged steps")
 def test_state_leaves_do_not_let_a_client_test_guessed_rows(signing_key):
+    """With theta_0 (from the seed), the public batch indices and the published standardization, a client could
+    test guessed rows against unsalted state leaves and walk the chain; the hiding leaves (a per-step salt,
+    docs/PROTOCOL.md section 12) stop it: no guess matches any leaf."""
     m = _manager(signing_key, _binary_table(n=32))
     s, events = _session(m, LINEAR_B1, K=1)
     right = _dictionary_attack(m, s, _leaves(events))
     assert right < 16, f"the client recovered {right} of 32 private rows from the state hashes (1 row opened)"
 
 
-@pytest.mark.xfail(strict=True, reason="proof kind snark streams the same unsalted state leaves before proving, so "
-                   "the dictionary attack above recovers every row while the verdict says the proof 'reveals nothing "
-                   "about the rows beyond that commitment' (true of the proof, not of the session)")
 def test_a_snark_session_streams_no_state_leaves_a_client_can_test(signing_key):
+    """Proof kind snark streams the same (hiding) state leaves before proving: no guess tests against them."""
     from prover.session import State
 
     m = _manager(signing_key, _binary_table(n=32))
@@ -200,7 +195,8 @@ def _spot_check(s, ops, audit, K):
     sched = Schedule(SeedContext(s.session_id, s.data_tree.root, s.training_seed), s.cfg, *rec.X.shape)
     return checks.check_spot(ops, sid=s.session_id, state_root=rec.tree.root, audit_seed=audit, spot_checks=K,
                              num_steps=T, data_root=s.data_tree.root, num_rows=rec.X.shape[0], sched=sched,
-                             cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf)
+                             cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf,
+                             state_leaf_of=hiding_state_leaf_of(T))
 
 
 def _honest_openings(signing_key, cfg, K):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, MerkleProofInvalid
-from protocol.trainer_data import SALT_BYTES, DataCard, open_card, salted_leaf
+from protocol.trainer_data import SALT_BYTES, DataCard, hiding_state_leaf, open_card, salted_leaf
 from protocol.training import TrainConfig
 
 
@@ -60,6 +60,23 @@ def salted_data_leaf(r: dict, j: int, block, step: int) -> bytes:
         raise MerkleProofInvalid(f"step {step}: row {r.get('index')} is opened without its {SALT_BYTES}-byte salt",
                                  step=step)
     return salted_leaf(j, tx.strict_hex(salt, "a salt"), block[0])
+
+
+def hiding_state_leaf_of(num_steps: int):
+    """check_spot's state leaf for a trainer-data session: the opened state with the salt the opening carries
+    (none for the public states 0 and T, a 32-byte one otherwise); a missing or wrong salt fails inclusion."""
+    def leaf(op: dict, label: str, idx: int, state) -> bytes:
+        t, salt = op["step"], op.get(f"salt_{label}")
+        if idx in (0, num_steps):
+            if salt:
+                raise MerkleProofInvalid(f"step {t}: the public state {idx} is opened with a salt (its leaf has none)",
+                                         step=t)
+            return hiding_state_leaf(idx, num_steps, None, state)
+        if not isinstance(salt, str) or len(salt) != 2 * SALT_BYTES:
+            raise MerkleProofInvalid(f"step {t}: the state {label} the step is opened without its {SALT_BYTES}-byte "
+                                     f"salt (its leaf is hiding)", step=t)
+        return hiding_state_leaf(idx, num_steps, tx.strict_hex(salt, "a state salt"), state)
+    return leaf
 
 
 def revealed_rows(openings: list[dict]) -> int:
