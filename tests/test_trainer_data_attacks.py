@@ -231,6 +231,26 @@ def test_a_salt_of_another_row_or_length_is_refused(signing_key):
             _spot_check(s, bad, audit, 1)
 
 
+def test_a_state_opened_with_a_wrong_missing_or_extra_salt_is_refused(signing_key):
+    """A trainer opening a hiding state leaf with another salt (or none), or a public state (0 or T) with one:
+    the state is not in the committed state tree (rejected, the step named)."""
+    cfg = TrainConfig(model="linear", epochs=1, batch_size=8, lr_num=102, lr_shift=10, frac_bits=16)
+    s, ops, audit = _honest_openings(signing_key, cfg, K=4)  # T = 4: every step opened
+    T = 4
+    for k, op in enumerate(ops):
+        for label, idx in (("before", op["step"] - 1), ("after", op["step"])):
+            public = idx in (0, T)
+            assert bool(op.get(f"salt_{label}")) != public, (op["step"], label)
+            for salt in ([os.urandom(32).hex()] if public else
+                         [os.urandom(32).hex(), "", op[f"salt_{label}"][:-2], None]):
+                bad = copy.deepcopy(ops)
+                bad[k][f"salt_{label}"] = salt
+                if salt is None:
+                    bad[k].pop(f"salt_{label}")
+                with pytest.raises(MerkleProofInvalid, match=f"step {op['step']}"):
+                    _spot_check(s, bad, audit, 4)
+
+
 def test_salts_are_fresh_per_row_and_per_commitment(signing_key):
     """The hiding rests on 32 fresh OS-random bytes per row: no two equal, none zero, new on recommit."""
     a = _manager(signing_key, _binary_table(n=32)).trainer_data.get("private")
@@ -264,6 +284,11 @@ def _forged_card(key_path, tr) -> list[str]:
     card = open_card(public_bytes(key), *(bytes.fromhex(x) for x in tr["trainer_data"]["card"]))
     other = dataclasses.replace(card, data_root=os.urandom(32))
     return [x.hex() for x in sign(key, other.statement())]
+
+
+def _salted_opening(t) -> dict:
+    """The first opening whose state after carries a salt (every step but T: its state is hiding)."""
+    return next(op for op in t["proof"]["openings"] if op.get("salt_after"))
 
 
 def test_edited_trainer_data_transcripts_are_altered_never_accepted(tmp_path):
@@ -308,6 +333,10 @@ def test_edited_trainer_data_transcripts_are_altered_never_accepted(tmp_path):
         "salt dropped": lambda t: t["proof"]["openings"][0]["rows"][0].pop("salt"),
         "salt changed": lambda t: t["proof"]["openings"][0]["rows"][0].__setitem__(
             "salt", other["proof"]["openings"][0]["rows"][0]["salt"]),
+        "state salt changed": lambda t: _salted_opening(t).__setitem__("salt_after", os.urandom(32).hex()),
+        "state salt of another step": lambda t: _salted_opening(t).__setitem__(
+            "salt_after", _salted_opening(t)["salt_before"] or other["proof"]["openings"][0]["salt_after"]),
+        "state salts dropped": lambda t: [_salted_opening(t).pop(k) for k in ("salt_before", "salt_after")],
         "openings of another session": lambda t: t.__setitem__("proof", other["proof"]),
         "proof kind snark": lambda t: t.__setitem__("proof_kind", "snark"),
         "standardization": lambda t: t["client"]["metadata"]["standardization"]["mean"].__setitem__(0, 0.0),
