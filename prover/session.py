@@ -244,6 +244,10 @@ class SessionManager:
                 raise InputError("training seed and audit commitment must be 32 bytes each")
             if not 1 <= spot_checks <= self.limits.max_spot_checks:
                 raise InputError(f"spot checks must be between 1 and {self.limits.max_spot_checks}")
+            if s.trainer_data is not None:  # the trainer's disclosure cap (docs/PROTOCOL.md section 12)
+                from .trainer_data import check_reveal
+
+                check_reveal(s, spot_checks)
             s.training_seed, s.audit_commitment, s.spot_checks = bytes(training_seed), bytes(audit_commitment), spot_checks
             data, sig = sign(self.key, Statement("randomness", s.session_id, {
                 "data_root": s.data_tree.root, "training_seed": s.training_seed,

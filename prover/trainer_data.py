@@ -23,10 +23,20 @@ from protocol.fileio import write_atomic
 from protocol.merkle import MerkleTree
 from protocol.snark.zk_session import new_blinding
 from protocol.statements import Statement, sign
-from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, hiding_state_leaf, salted_tree, state_salt
+from protocol.trainer_data import (
+    DEFAULT_MAX_REVEAL_PPM,
+    DEFAULT_MIN_BATCH,
+    SALT_BYTES,
+    DataCard,
+    fresh_salts,
+    hiding_state_leaf,
+    salted_tree,
+    state_salt,
+)
 from protocol.training import MODELS
 
 from . import trainer_data_snark as zk_snark
+from .session_state import LimitExceeded
 
 log = logging.getLogger("vtrain.prover.trainer_data")
 
@@ -44,8 +54,45 @@ def add_arguments(parser) -> None:
                         help="fixed-point fraction bits of the committed rows (default %(default)s)")
     parser.add_argument("--salt-file", help="keep each dataset's commitment salts here (0600) so a restart signs "
                         "the same dataset roots (default: none: every start commits afresh)")
+    parser.add_argument("--max-reveal", type=_fraction, default=DEFAULT_MAX_REVEAL_PPM / 1e6, metavar="FRACTION",
+                        help="the largest fraction of a dataset's rows one spot-checked session may open: "
+                             "min(K, T) * B <= FRACTION * n, checked when the client commits K (default %(default)s; "
+                             "published in the data card)")
+    parser.add_argument("--min-batch-private", type=int, default=DEFAULT_MIN_BATCH, metavar="B",
+                        help="the smallest batch size a session on a --dataset may use: opened states around an "
+                             "unopened step reveal that step's batch-average update (default %(default)s; published "
+                             "in the data card)")
     parser.add_argument("--recommit", action="store_true",
                         help="draw fresh salts (a new root per dataset) even if --salt-file holds some")
+
+
+def _fraction(text: str) -> float:
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text!r}")
+    return v
+
+
+def check_reveal(s, spot_checks: int) -> None:
+    """CommitRandomness on a trainer-data session (before any randomness is used): the rows a spot check opens,
+    min(K, T) * B, stay within the card's cap (docs/PROTOCOL.md section 12, "Disclosure limits")."""
+    if s.proof_kind != "spot":
+        return  # a SNARK opens no row
+    card = s.trainer_data.card
+    n, B = card.num_rows, s.cfg.batch_size
+    K = min(spot_checks, s.cfg.num_steps(n))
+    if K * B * 1_000_000 > card.max_reveal_ppm * n:
+        fits = card.max_spot_checks(B)
+        advice = (f"ask --spot-checks {fits} or fewer" if fits else
+                  f"even one step's batch of {B} rows exceeds it: use a smaller --batch-size")
+        raise LimitExceeded(f"this trainer opens at most {card.max_reveal_ppm / 1e4:g}% of dataset {card.name!r} "
+                            f"({card.num_rows} rows) per session; {K} spot checks of batch {B} would open {K * B} "
+                            f"rows ({K * B / n:.1%}): {advice}")
 
 
 def suited_model(table: Table) -> str:
@@ -122,6 +169,10 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
     frac_bits = getattr(args, "dataset_frac_bits", DEFAULT_FRAC_BITS)
     salt_file = getattr(args, "salt_file", None)
     stored = {} if getattr(args, "recommit", False) else _load_salts(salt_file)
+    max_reveal = round(1e6 * getattr(args, "max_reveal", DEFAULT_MAX_REVEAL_PPM / 1e6))
+    min_batch = getattr(args, "min_batch_private", DEFAULT_MIN_BATCH)
+    if not 0 < max_reveal <= 1_000_000 or min_batch < 1:
+        raise InputError("--max-reveal must be in (0, 1] and --min-batch-private at least 1")
     out, keep = {}, {}
     for name, table in tables.items():
         model = models.get(name) or suited_model(table)
@@ -138,7 +189,8 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
             blinding = int(old["zk_blinding"]) if reuse and "zk_blinding" in old else new_blinding()
             zk = (zk_snark.zk_commitment(X, Y, blinding), zk_snark.ZK_WEIGHT_BITS)
         card = DataCard(public_key, name, rows.shape[0], rows.shape[1] - 1, list(table.feature_names), table.target,
-                        (model,), frac_bits, stdz.to_dict(), tree.root, zk_commitment=zk[0], zk_weight_bits=zk[1])
+                        (model,), frac_bits, stdz.to_dict(), tree.root, zk_commitment=zk[0], zk_weight_bits=zk[1],
+                        max_reveal_ppm=max_reveal, min_batch=min_batch)
         signed = sign(key, card.statement())
         X.flags.writeable = Y.flags.writeable = False
         out[name] = CommittedDataset(card, signed, X, Y, salts, tree, blinding)
@@ -168,6 +220,10 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         labels = card.standardization.get("labels")
         if s.cfg.model == "softmax" and labels and s.cfg.num_classes != len(labels):
             raise InputError(f"dataset {name!r} has {len(labels)} classes, the session asks {s.cfg.num_classes}")
+        if s.cfg.batch_size < card.min_batch:
+            raise InputError(f"dataset {name!r} is served for batch sizes of at least {card.min_batch}: a batch of "
+                             f"{s.cfg.batch_size} makes the opened states around an unopened step reveal that step's "
+                             f"average update over too few private rows; use --batch-size {card.min_batch} or more")
         if s.cfg.frac_bits != card.frac_bits:
             raise InputError(f"dataset {name!r} is committed at frac_bits {card.frac_bits}, the session asks "
                              f"{s.cfg.frac_bits}")
