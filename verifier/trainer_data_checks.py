@@ -84,6 +84,17 @@ def revealed_rows(openings: list[dict]) -> int:
     return len({int(r["index"]) for op in openings for r in op["rows"]})
 
 
+def exposed_updates(openings: list[dict], num_steps: int) -> int:
+    """Unopened steps whose update theta_t - theta_{t-1} is determined by states the client holds (theta_0 from
+    its seed, theta_T the model, both states of every opened step): for such a step the client learns the
+    batch-average update of its B private rows (with B = 1, the row up to scale)."""
+    known = {0, num_steps}
+    opened = {int(op["step"]) for op in openings}
+    for t in opened:
+        known |= {t - 1, t}
+    return sum(1 for t in range(1, num_steps + 1) if t not in opened and t - 1 in known and t in known)
+
+
 def _percent(r: int, n: int) -> str:
     """r/n as a percentage that never rounds a partial reveal to 0.0 % or 100.0 %."""
     text = f"{r / n:.1%}"
@@ -97,9 +108,11 @@ def guarantee(T: int, K: int, randomness: str, openings: list[dict], n: int) -> 
     every spot check), then what was revealed and what no check here covers."""
     from .audit import spot_guarantee
 
-    r = revealed_rows(openings)
+    r, u = revealed_rows(openings), exposed_updates(openings, T)
     note = (f"the batch rows of the challenged steps were opened against the trainer's hiding data commitment (the "
-            f"root in its signed data card), revealing {r} of its {n} rows ({_percent(r, n)}). No full replay is possible: "
+            f"root in its signed data card), revealing {r} of its {n} rows ({_percent(r, n)}), and the batch-average "
+            f"updates of {u} further steps (unopened steps between opened or public states; a longer run of "
+            f"unopened steps reveals only the sum of its updates). No full replay is possible: "
             f"the rows are the trainer's and stay with it. The trainer chose its data: a poisoned committed dataset "
             f"passes every check of training.")
     return spot_guarantee(T, K, randomness, replay_note=note)
