@@ -86,7 +86,7 @@ def check_reveal(s, spot_checks: int) -> None:
     card = s.trainer_data.card
     n, B = card.num_rows, s.cfg.batch_size
     K = min(spot_checks, s.cfg.num_steps(n))
-    if K * B * 1_000_000 > card.max_reveal_ppm * n:
+    if min(K * B, n) * 1_000_000 > card.max_reveal_ppm * n:  # (never more than the n distinct rows)
         fits = card.max_spot_checks(B)
         advice = (f"ask --spot-checks {fits} or fewer" if fits else
                   f"even one step's batch of {B} rows exceeds it: use a smaller --batch-size")

@@ -57,6 +57,28 @@ def test_card_known_answer_and_parse():
     assert (card.name, card.num_rows, card.models, card.standardization, card.data_root) == \
         (ex.name, ex.num_rows, ex.models, ex.standardization, ex.data_root)
     assert Statement.decode(bytes.fromhex(v["card_statement"])).session_id == b""  # a card belongs to no session
+    assert (card.max_reveal_ppm, card.min_batch) == (250_000, 8)  # the disclosure limits are signed
+
+
+def test_hiding_state_leaf_known_answer():
+    import hashlib
+    import hmac
+
+    from protocol.hashing import tag_bytes
+    from protocol.merkle import state_leaf
+    from protocol.trainer_data import hiding_state_leaf, state_salt
+
+    v = load_vectors("trainer_data")
+    secret, theta = bytes([0x5A]) * 32, np.array([3, -3, 2**30], dtype=np.int64)
+    salt = state_salt(secret, 3)
+    assert salt.hex() == v["state_salt_3"]
+    assert salt == hmac.new(secret, tag_bytes("state-salt") + (3).to_bytes(8, "big"), hashlib.sha256).digest()
+    assert hiding_state_leaf(3, 8, salt, theta).hex() == v["hiding_state_leaf_3"]
+    assert hiding_state_leaf(3, 8, salt, theta) != state_leaf(3, theta)
+    assert hiding_state_leaf(0, 8, None, theta) == state_leaf(0, theta)  # public states: plain leaves
+    assert hiding_state_leaf(8, 8, None, theta) == state_leaf(8, theta)
+    with pytest.raises(ValueError):
+        hiding_state_leaf(3, 8, None, theta)
 
 
 def test_commitment_hides_and_binds():
@@ -117,7 +139,8 @@ CFG = TrainConfig(model="softmax", num_classes=3, epochs=4, batch_size=16, lr_nu
 
 def _manager(key, strategy="honest", salt_file=None, recommit=False):
     m = SessionManager(key, public_bytes(key), Limits(), strategy_factory=lambda: adversaries.get_strategy(strategy))
-    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=salt_file, recommit=recommit)
+    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=salt_file, recommit=recommit,
+                                 max_reveal=1.0)  # K >= T below: every step opened (the cap is tested elsewhere)
     m.trainer_data = commit_all(key, public_bytes(key), {"iris": load_table("builtin:iris")}, args)
     return m
 

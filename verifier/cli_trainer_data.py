@@ -75,7 +75,8 @@ def cmd_train_trainer_data(args) -> int:
         raise InputError(f"dataset {card.name!r} is served for batch sizes of at least {card.min_batch}; use "
                          f"--batch-size {card.min_batch} or more")
     fits = card.max_spot_checks(cfg.batch_size)
-    if args.proof == "spot" and min(args.spot_checks, cfg.num_steps(card.num_rows)) > fits:
+    if args.proof == "spot" and card.max_reveal_ppm < 1_000_000 and min(args.spot_checks,
+                                                                          cfg.num_steps(card.num_rows)) > fits:
         raise InputError(f"dataset {card.name!r}: the trainer opens at most {card.max_reveal_ppm / 1e4:g}% of its "
                          f"{card.num_rows} rows per session; " + (f"use --spot-checks {fits} or fewer" if fits else
                          f"even one batch of {cfg.batch_size} rows exceeds that: use a smaller --batch-size"))
