@@ -48,7 +48,8 @@ def snark_guarantee(T: int, constraints: int, card: DataCard) -> str:
             f"linear-regression training on the trainer's rows committed in its signed data card (Poseidon "
             f"commitment {card.zk_commitment.hex()[:16]}..., beside the root {card.data_root.hex()[:16]}...), with "
             f"the batch order and initial state from your seed, were computed bit-exactly, ending in the returned "
-            f"model; the proof reveals nothing about the rows beyond that commitment and is bound to this session. "
+            f"model; the proof reveals nothing about the rows beyond that commitment (the streamed state commitments "
+            f"are hiding; the model itself, as any trained model, depends on the rows) and is bound to this session. "
             f"Soundness rests on your own setup (designated verifier). The trainer chose its data: a poisoned "
             f"committed dataset passes this proof.")
 
