@@ -113,7 +113,7 @@ def test_bad_requests_get_clear_errors(key, tmp_path):
                      "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
         assert p.returncode == 2 and "not both" in p.stderr, p.stderr
         # the trainer's disclosure limits, from its signed card, refused before any session opens
-        rc, doc, err = _train(srv.address, tmp_path)  # K = 64 >= T: every batch, all 150 rows
+        rc, _, err = _train(srv.address, tmp_path)  # K = 64 >= T: every batch, all 150 rows
         assert rc == 2 and "opens at most 25% of its 150 rows per session; use --spot-checks 2 or fewer" in err, err
         p = verifier("train", "--server", srv.address, "--trainer-data", "iris", "--batch-size", "4",
                      "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
