@@ -155,7 +155,8 @@ def trainer_owned_session(pub: str) -> list[tuple[str, str]]:
     Two sessions sign the same root; K = 100 >= T = 70 challenges every step, so `swap-rows` is caught surely."""
     out = []
     for adversary, expect in ((None, 3), ("swap-rows", 1)):
-        extra = ["--adversary", adversary] if adversary else []
+        # (the adversary's server lifts the per-session reveal cap so that K >= T can challenge every step)
+        extra = ["--adversary", adversary, "--max-reveal", "1"] if adversary else []
         srv = Server(OUT / "trainer.pem", "--dataset", "bc=builtin:breast_cancer", "--salt-file",
                      str(OUT / "trainer.salts.json"), *extra)
         try:

@@ -53,7 +53,8 @@ def opening_to_proto(op: dict) -> pb.StepOpening:
         proof_after=merkle_proof_to_proto(t, op["proof_after"]),
         rows=[pb.RowOpening(index=i, values=[int(v) for v in vals], proof=merkle_proof_to_proto(j, proof),
                             leaf_rows=[int(v) for v in np.asarray(leaf).reshape(-1)], salt=bytes(salt[0]) if salt else b"")
-              for i, vals, j, proof, leaf, *salt in op["rows"]])
+              for i, vals, j, proof, leaf, *salt in op["rows"]],
+        salt_before=bytes(op.get("salt_before") or b""), salt_after=bytes(op.get("salt_after") or b""))
 
 
 def opening_from_proto(msg: pb.StepOpening) -> dict:
@@ -69,6 +70,9 @@ def opening_from_proto(msg: pb.StepOpening) -> dict:
                   "leaf_rows": _split_rows([int(v) for v in r.leaf_rows], len(r.values)),
                   **({"salt": bytes(r.salt).hex()} if r.salt else {})}  # trainer-owned data (salted leaves)
                  for r in msg.rows],
+        # trainer-owned data (hiding state leaves): both salts, present when either is
+        **({"salt_before": bytes(msg.salt_before).hex(), "salt_after": bytes(msg.salt_after).hex()}
+           if msg.salt_before or msg.salt_after else {}),
     }
 
 

@@ -62,7 +62,8 @@ def _proof(p, what: str) -> bytes:
 
 def openings_encoding(openings) -> bytes:
     """u32(count) || per opening, in transcript order: u64(step) || int_vector(state_before) ||
-    int_vector(state_after) || proof(proof_before) || proof(proof_after) || u32(#rows) || per row:
+    int_vector(state_after) || proof(proof_before) || proof(proof_after) [|| lp(salt_before) || lp(salt_after),
+    trainer-owned data only, when the opening carries state salts] || u32(#rows) || per row:
     u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) || siblings ||
     u32(#leaf_rows) || int_vector(leaf_row) per row of the row's data leaf [|| lp(salt), trainer-owned data only];
     proof(p) = u64(p.index) || u32(#siblings) || siblings (32 raw bytes each)."""
@@ -75,7 +76,11 @@ def openings_encoding(openings) -> bytes:
             raise TranscriptFormatError(f"malformed transcript: {w} must be an object with a list of rows")
         parts += [_u64(op.get("step"), f"{w}.step"), _ints(op.get("state_before"), f"{w}.state_before"),
                   _ints(op.get("state_after"), f"{w}.state_after"), _proof(op.get("proof_before"), f"{w}.proof_before"),
-                  _proof(op.get("proof_after"), f"{w}.proof_after"), enc.u32(len(op["rows"]))]
+                  _proof(op.get("proof_after"), f"{w}.proof_after")]
+        if "salt_before" in op or "salt_after" in op:  # hiding state leaves (docs/PROTOCOL.md section 12)
+            parts += [enc.lp(_hex_bytes(op.get("salt_before"), f"{w}.salt_before")),
+                      enc.lp(_hex_bytes(op.get("salt_after"), f"{w}.salt_after"))]
+        parts.append(enc.u32(len(op["rows"])))
         for j, r in enumerate(op["rows"]):
             if not isinstance(r, dict):
                 raise TranscriptFormatError(f"malformed transcript: {w} row {j} must be an object")

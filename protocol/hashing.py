@@ -16,6 +16,8 @@ TAGS = frozenset(
         "merkle/leaf/data",
         "merkle/leaf/state",
         "merkle/leaf/salted-data",
+        "merkle/leaf/salted-state",
+        "state-salt",
         "merkle/node",
         "prg/init",
         "prg/shuffle",

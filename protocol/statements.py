@@ -44,7 +44,7 @@ SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
                   ("num_features", "u32"), ("feature_names", "bytes"), ("target", "text"), ("models", "text"),
                   ("frac_bits", "u32"), ("standardization", "bytes"), ("leaf_encoding", "text"),
                   ("rows_per_leaf", "u32"), ("data_root", "b32"), ("zk_commitment", "bytes"),
-                  ("zk_weight_bits", "u32")),
+                  ("zk_weight_bits", "u32"), ("max_reveal_ppm", "u32"), ("min_batch", "u32")),
     # not a trainer statement: the client's own record of a full replay, signed with its local key
     # (verifier/attest.py); never verified under a trainer key
     "attestation": (("transcript_digest", "b32"), ("model_hash", "b32"), ("data_root", "b32"),

@@ -35,6 +35,8 @@ from .training import MODELS
 
 SALT_BYTES = 32
 LEAF_ENCODING = "salted-sha256/v1"  # the leaf above; a card with another encoding is refused
+DEFAULT_MAX_REVEAL_PPM = 250_000  # a quarter of the rows per session
+DEFAULT_MIN_BATCH = 8
 CARD_KIND = "data-card"
 CARD_SESSION = b""  # a card belongs to no session
 _PREFIX = leaf_prefix("salted-data")
@@ -50,6 +52,35 @@ def salted_leaf(index: int, salt: bytes, row) -> bytes:
         raise ValueError(f"a salt is {SALT_BYTES} bytes, got {len(salt)}")
     raw = np.ascontiguousarray(np.asarray(row, dtype=np.int64), dtype="<i8").tobytes()
     return hashlib.sha256(_PREFIX + enc.u64(index) + bytes(salt) + raw).digest()
+
+
+STATE_LEAF_ENCODING = "salted-state/v1"  # hiding state leaves of trainer-data sessions (below)
+_STATE_PREFIX = leaf_prefix("salted-state")
+
+
+def state_salt(secret: bytes, step: int) -> bytes:
+    """salt_t = HMAC-SHA256(secret, tag("state-salt") || u64(t)): the per-step salt of a trainer-data session's
+    state leaf t; ``secret`` is 32 bytes from the OS CSPRNG, fresh per session, never sent (docs/PROTOCOL.md
+    section 12, "Hiding state leaves"). Only the salts of opened states are revealed."""
+    import hmac
+
+    from .hashing import tag_bytes
+
+    return hmac.new(bytes(secret), tag_bytes("state-salt") + enc.u64(step), hashlib.sha256).digest()
+
+
+def hiding_state_leaf(step: int, num_steps: int, salt: bytes | None, theta) -> bytes:
+    """State leaf t of a trainer-data session: the plain leaf of section 4 for the public states (t = 0, derived
+    from the client's seed; t = T, the returned model), otherwise
+    SHA-256(tag("merkle/leaf/salted-state") || 0x00 || u64(t) || salt_t || theta_t)."""
+    from .merkle import state_leaf
+
+    if step in (0, num_steps):
+        return state_leaf(step, theta)
+    if salt is None or len(salt) != SALT_BYTES:
+        raise ValueError(f"state leaf {step} needs a {SALT_BYTES}-byte salt")
+    raw = np.ascontiguousarray(np.asarray(theta, dtype=np.int64), dtype="<i8").tobytes()
+    return hashlib.sha256(_STATE_PREFIX + enc.u64(step) + bytes(salt) + raw).digest()
 
 
 def salted_leaves(rows: np.ndarray, salts: bytes) -> bytes:
@@ -91,6 +122,14 @@ class DataCard:
     # rows (32 bytes, big-endian field element) and the K it packs values with; b"" and 0 when not offered
     zk_commitment: bytes = b""
     zk_weight_bits: int = 0
+    # the trainer's disclosure policy (docs/PROTOCOL.md section 12, "Disclosure limits"): a spot check may open at
+    # most max_reveal_ppm / 10^6 of the rows (min(K, T) * B <= that fraction of n), and B >= min_batch
+    max_reveal_ppm: int = DEFAULT_MAX_REVEAL_PPM
+    min_batch: int = DEFAULT_MIN_BATCH
+
+    def max_spot_checks(self, batch_size: int) -> int:
+        """The largest K whose openings stay within the cap (0: this batch size alone exceeds it)."""
+        return self.max_reveal_ppm * self.num_rows // (1_000_000 * batch_size)
 
     @property
     def zk_commitment_int(self) -> int | None:
@@ -104,7 +143,8 @@ class DataCard:
             "models": ",".join(self.models), "frac_bits": self.frac_bits,
             "standardization": canonical_json(self.standardization), "leaf_encoding": self.leaf_encoding,
             "rows_per_leaf": self.rows_per_leaf, "data_root": self.data_root, "zk_commitment": self.zk_commitment,
-            "zk_weight_bits": self.zk_weight_bits})
+            "zk_weight_bits": self.zk_weight_bits, "max_reveal_ppm": self.max_reveal_ppm,
+            "min_batch": self.min_batch})
 
     def to_dict(self) -> dict:
         return {"name": self.name, "num_rows": self.num_rows, "num_features": self.num_features,
@@ -112,7 +152,8 @@ class DataCard:
                 "frac_bits": self.frac_bits, "standardization": self.standardization,
                 "data_root": self.data_root.hex(), "rows_per_leaf": self.rows_per_leaf,
                 "leaf_encoding": self.leaf_encoding, "zk_commitment": self.zk_commitment.hex(),
-                "zk_weight_bits": self.zk_weight_bits}
+                "zk_weight_bits": self.zk_weight_bits, "max_reveal": self.max_reveal_ppm / 1e6,
+                "min_batch": self.min_batch}
 
 
 def _json_field(raw: bytes, what: str):
@@ -154,10 +195,13 @@ def open_card(public_key: bytes, data: bytes, signature: bytes) -> DataCard:
     zk, zk_k = f["zk_commitment"], f["zk_weight_bits"]
     from .snark.field import R
 
+    if f["max_reveal_ppm"] > 1_000_000 or f["min_batch"] < 1:
+        raise TranscriptFormatError("the data card's disclosure limits are out of range")
     if (zk or zk_k) and (len(zk) != 32 or int.from_bytes(zk, "big") >= R or not 2 <= zk_k <= 64):
         raise TranscriptFormatError("the data card's zk commitment is not a field element with its weight bits")
     return DataCard(bytes(public_key), f["name"], n, d, names, f["target"], models, f["frac_bits"], stdz,
-                    f["data_root"], f["rows_per_leaf"], f["leaf_encoding"], zk, zk_k)
+                    f["data_root"], f["rows_per_leaf"], f["leaf_encoding"], zk, zk_k, f["max_reveal_ppm"],
+                    f["min_batch"])
 
 
 def card_hash(data: bytes) -> bytes:

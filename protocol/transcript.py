@@ -269,7 +269,8 @@ MERKLE_PROOF = {"index": U64, "siblings": _List(_Hex())}
 OPENING = {"step": U64, "state_before": _List(I64), "state_after": _List(I64), "proof_before": MERKLE_PROOF,
            "proof_after": MERKLE_PROOF,
            "rows": _List({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64,
-                          "leaf_rows": _List(_List(I64)), "salt": _Opt(_Hex())})}
+                          "leaf_rows": _List(_List(I64)), "salt": _Opt(_Hex())}),
+           "salt_before": _Opt(_Hex()), "salt_after": _Opt(_Hex())}
 SCHEMA = {
     "format": _Str(FORMAT),
     "server": _Str(),

@@ -44,7 +44,7 @@ def spot_openings(key, s: Session, audit_seed: bytes):
     if s.trainer_data is not None:  # salted leaves: each opened row comes with its salt (prover/trainer_data.py)
         from .trainer_data import add_salts
 
-        openings = add_salts(openings, s.trainer_data)
+        openings = add_salts(openings, s.trainer_data, s.state_secret, T)
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
     # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
     messages = [convert.opening_to_proto(op) for op in openings]

@@ -9,6 +9,7 @@ Groth16) are built in prover/proving.py; the upload streams in prover/upload.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import secrets
 import threading
@@ -37,7 +38,7 @@ from .session_state import (  # the servicer, CLI and tests import these from he
     State,
     UnknownSession,
 )
-from .trainer import run_training
+from .trainer import ProgressEvent, run_training
 from .upload import KEY_FACTOR, DataReceiver, DataUpload, KeyUpload, check_key_header, data_reservation
 
 log = logging.getLogger("vtrain.prover")
@@ -243,6 +244,10 @@ class SessionManager:
                 raise InputError("training seed and audit commitment must be 32 bytes each")
             if not 1 <= spot_checks <= self.limits.max_spot_checks:
                 raise InputError(f"spot checks must be between 1 and {self.limits.max_spot_checks}")
+            if s.trainer_data is not None:  # the trainer's disclosure cap (docs/PROTOCOL.md section 12)
+                from .trainer_data import check_reveal
+
+                check_reveal(s, spot_checks)
             s.training_seed, s.audit_commitment, s.spot_checks = bytes(training_seed), bytes(audit_commitment), spot_checks
             data, sig = sign(self.key, Statement("randomness", s.session_id, {
                 "data_root": s.data_tree.root, "training_seed": s.training_seed,
@@ -317,8 +322,17 @@ class SessionManager:
                 s.strategy.observe({"session_id": s.session_id, "data_root": s.data_tree.root,
                                     "training_seed": s.training_seed, "audit_commitment": s.audit_commitment,
                                     "spot_checks": s.spot_checks, "num_steps": s.cfg.num_steps(s.X.shape[0])})
-                yield from s.strategy.stream(run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y,
-                                                          cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record))
+                leaf_fn = None
+                if s.trainer_data is not None:  # hiding state leaves (docs/PROTOCOL.md section 12)
+                    from .trainer_data import state_leaf_fn
+
+                    leaf_fn = state_leaf_fn(s, s.cfg.num_steps(s.X.shape[0]))
+                events = s.strategy.stream(run_training(key=self.key, session_id=s.session_id, X=s.X, Y=s.Y,
+                                                        cfg=s.cfg, ctx=ctx, strategy=s.strategy, record=s.record,
+                                                        leaf_fn=leaf_fn))
+                if s.trainer_data is not None:  # the display loss is a function of private, unopened rows
+                    events = _without_loss(events)
+                yield from events
                 if s.proof_kind == "snark":
                     yield from prove_snark(self.key, s, ctx)
                 completed = True
@@ -373,3 +387,10 @@ class SessionManager:
         s.pk = pk
         s.state = State.KEY_RECEIVED
         return snark_session.vk_hash(pk.vk)
+
+
+def _without_loss(events):
+    """Trainer-owned data (docs/PROTOCOL.md section 12): Progress events with the batch loss replaced by NaN (with
+    B = 1 it is the squared residual of one row the client never opened)."""
+    for ev in events:
+        yield dataclasses.replace(ev, loss=float("nan")) if isinstance(ev, ProgressEvent) else ev

@@ -102,3 +102,4 @@ class Session:
     shape: tuple = (0, 0)  # (n, d) once the data is committed
     ended: str = ""  # why the session ended (set once, when its resources are released)
     trainer_data: object = None  # prover.trainer_data.CommittedDataset: the session trains on the trainer's data
+    state_secret: bytes = b""  # trainer data: the per-session secret of the state-leaf salts (never sent)

@@ -62,8 +62,10 @@ class TrainingRecord:
 
 
 def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, ctx: SeedContext,
-                 strategy, progress_every: float = 0.2, record: dict):
-    """Generator of events. On completion ``record['result']`` holds a TrainingRecord."""
+                 strategy, progress_every: float = 0.2, record: dict, leaf_fn=None):
+    """Generator of events. On completion ``record['result']`` holds a TrainingRecord. ``leaf_fn(t, theta)``: the
+    state leaf (default ``state_leaf``; trainer-owned data: the hiding leaves of docs/PROTOCOL.md section 12)."""
+    state_leaf_of = leaf_fn or state_leaf
     n, d = X.shape
     sched = Schedule(ctx, cfg, n, d)
     T = sched.num_steps
@@ -72,7 +74,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     states = np.empty((T + 1, cfg.num_params(d)), dtype=np.int64)  # compact: (T+1) x P int64, no Python ints
     theta = sched.initial_state()
     states[0] = theta
-    leaves = bytearray(state_leaf(0, theta))  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects
+    leaves = bytearray(state_leaf_of(0, theta))  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects
     frontier = MerkleFrontier()
     frontier.append(bytes(leaves))
     sent = 0
@@ -82,7 +84,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
         idx = strategy.batch(t, sched.batch(t), T)
         theta, r = strategy.step(stepper, theta, idx, t, T)
         states[t] = theta
-        leaf = state_leaf(t, theta)
+        leaf = state_leaf_of(t, theta)
         leaves += leaf
         frontier.append(leaf)
         if t % cfg.checkpoint_interval == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,15 +23,26 @@ from protocol.fileio import write_atomic
 from protocol.merkle import MerkleTree
 from protocol.snark.zk_session import new_blinding
 from protocol.statements import Statement, sign
-from protocol.trainer_data import SALT_BYTES, DataCard, fresh_salts, salted_tree
+from protocol.trainer_data import (
+    DEFAULT_MAX_REVEAL_PPM,
+    DEFAULT_MIN_BATCH,
+    SALT_BYTES,
+    DataCard,
+    fresh_salts,
+    hiding_state_leaf,
+    salted_tree,
+    state_salt,
+)
 from protocol.training import MODELS
 
 from . import trainer_data_snark as zk_snark
+from .session_state import LimitExceeded
 
 log = logging.getLogger("vtrain.prover.trainer_data")
 
 DEFAULT_FRAC_BITS = 16  # the client's default (vtrain-verifier train --frac-bits)
 SALT_FILE_FORMAT = "vtrain-salts/1"
+MAX_NAME = 256  # characters of a dataset name in UseTrainerData
 
 
 def add_arguments(parser) -> None:
@@ -42,8 +54,45 @@ def add_arguments(parser) -> None:
                         help="fixed-point fraction bits of the committed rows (default %(default)s)")
     parser.add_argument("--salt-file", help="keep each dataset's commitment salts here (0600) so a restart signs "
                         "the same dataset roots (default: none: every start commits afresh)")
+    parser.add_argument("--max-reveal", type=_fraction, default=DEFAULT_MAX_REVEAL_PPM / 1e6, metavar="FRACTION",
+                        help="the largest fraction of a dataset's rows one spot-checked session may open: "
+                             "min(K, T) * B <= FRACTION * n, checked when the client commits K (default %(default)s; "
+                             "published in the data card)")
+    parser.add_argument("--min-batch-private", type=int, default=DEFAULT_MIN_BATCH, metavar="B",
+                        help="the smallest batch size a session on a --dataset may use: opened states around an "
+                             "unopened step reveal that step's batch-average update (default %(default)s; published "
+                             "in the data card)")
     parser.add_argument("--recommit", action="store_true",
                         help="draw fresh salts (a new root per dataset) even if --salt-file holds some")
+
+
+def _fraction(text: str) -> float:
+    import argparse
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text!r}")
+    return v
+
+
+def check_reveal(s, spot_checks: int) -> None:
+    """CommitRandomness on a trainer-data session (before any randomness is used): the rows a spot check opens,
+    min(K, T) * B, stay within the card's cap (docs/PROTOCOL.md section 12, "Disclosure limits")."""
+    if s.proof_kind != "spot":
+        return  # a SNARK opens no row
+    card = s.trainer_data.card
+    n, B = card.num_rows, s.cfg.batch_size
+    K = min(spot_checks, s.cfg.num_steps(n))
+    if min(K * B, n) * 1_000_000 > card.max_reveal_ppm * n:  # (never more than the n distinct rows)
+        fits = card.max_spot_checks(B)
+        advice = (f"ask --spot-checks {fits} or fewer" if fits else
+                  f"even one step's batch of {B} rows exceeds it: use a smaller --batch-size")
+        raise LimitExceeded(f"this trainer opens at most {card.max_reveal_ppm / 1e4:g}% of dataset {card.name!r} "
+                            f"({card.num_rows} rows) per session; {K} spot checks of batch {B} would open {K * B} "
+                            f"rows ({K * B / n:.1%}): {advice}")
 
 
 def suited_model(table: Table) -> str:
@@ -79,6 +128,8 @@ class TrainerDatasets:
         return [(name, *c.signed) for name, c in sorted(self.committed.items())]
 
     def get(self, name: str) -> CommittedDataset:
+        if len(name) > MAX_NAME:  # the name is echoed in the error: keep it within gRPC's status size
+            raise InputError(f"a dataset name is at most {MAX_NAME} characters, got {len(name)}")
         c = self.committed.get(name)
         if c is None:
             have = ", ".join(sorted(self.committed)) or "none"
@@ -118,6 +169,10 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
     frac_bits = getattr(args, "dataset_frac_bits", DEFAULT_FRAC_BITS)
     salt_file = getattr(args, "salt_file", None)
     stored = {} if getattr(args, "recommit", False) else _load_salts(salt_file)
+    max_reveal = round(1e6 * getattr(args, "max_reveal", DEFAULT_MAX_REVEAL_PPM / 1e6))
+    min_batch = getattr(args, "min_batch_private", DEFAULT_MIN_BATCH)
+    if not 0 < max_reveal <= 1_000_000 or min_batch < 1:
+        raise InputError("--max-reveal must be in (0, 1] and --min-batch-private at least 1")
     out, keep = {}, {}
     for name, table in tables.items():
         model = models.get(name) or suited_model(table)
@@ -134,7 +189,8 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
             blinding = int(old["zk_blinding"]) if reuse and "zk_blinding" in old else new_blinding()
             zk = (zk_snark.zk_commitment(X, Y, blinding), zk_snark.ZK_WEIGHT_BITS)
         card = DataCard(public_key, name, rows.shape[0], rows.shape[1] - 1, list(table.feature_names), table.target,
-                        (model,), frac_bits, stdz.to_dict(), tree.root, zk_commitment=zk[0], zk_weight_bits=zk[1])
+                        (model,), frac_bits, stdz.to_dict(), tree.root, zk_commitment=zk[0], zk_weight_bits=zk[1],
+                        max_reveal_ppm=max_reveal, min_batch=min_batch)
         signed = sign(key, card.statement())
         X.flags.writeable = Y.flags.writeable = False
         out[name] = CommittedDataset(card, signed, X, Y, salts, tree, blinding)
@@ -161,6 +217,13 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         if s.cfg.model not in card.models:
             raise InputError(f"dataset {name!r} is committed for {', '.join(card.models)} (its target encoding), "
                              f"not {s.cfg.model}")
+        labels = card.standardization.get("labels")
+        if s.cfg.model == "softmax" and labels and s.cfg.num_classes != len(labels):
+            raise InputError(f"dataset {name!r} has {len(labels)} classes, the session asks {s.cfg.num_classes}")
+        if s.cfg.batch_size < card.min_batch:
+            raise InputError(f"dataset {name!r} is served for batch sizes of at least {card.min_batch}: a batch of "
+                             f"{s.cfg.batch_size} makes the opened states around an unopened step reveal that step's "
+                             f"average update over too few private rows; use --batch-size {card.min_batch} or more")
         if s.cfg.frac_bits != card.frac_bits:
             raise InputError(f"dataset {name!r} is committed at frac_bits {card.frac_bits}, the session asks "
                              f"{s.cfg.frac_bits}")
@@ -173,6 +236,7 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         m._admit_size(s, card.num_rows, card.num_features, 1, snark_check=False)
         s.X, s.Y, s.data_tree, s.rows_per_leaf = c.X, c.Y, c.tree, 1
         s.shape, s.trainer_data = (card.num_rows, card.num_features), c
+        s.state_secret = secrets.token_bytes(32)  # hiding state leaves (protocol/trainer_data.py state_salt)
         data, sig = sign(m.key, Statement("data", s.session_id, {
             "data_root": c.tree.root, "num_rows": card.num_rows, "num_features": card.num_features,
             "rows_per_leaf": 1}))
@@ -181,8 +245,18 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         return data, sig
 
 
-def add_salts(openings: list[dict], c: CommittedDataset) -> list[dict]:
-    """Each opened row (index, values, leaf index, proof, leaf rows) gets its salt as a sixth element."""
+def add_salts(openings: list[dict], c: CommittedDataset, state_secret: bytes, num_steps: int) -> list[dict]:
+    """Each opened row (index, values, leaf index, proof, leaf rows) gets its salt as a sixth element; each
+    opening the salts of its two states' hiding leaves (empty for the public states 0 and T)."""
+    salt = lambda t: b"" if t in (0, num_steps) else state_salt(state_secret, t)
     for op in openings:
         op["rows"] = [(*r, c.salt(int(r[0]))) for r in op["rows"]]
+        op["salt_before"], op["salt_after"] = salt(op["step"] - 1), salt(op["step"])
     return openings
+
+
+def state_leaf_fn(s, num_steps: int):
+    """The leaf function of a trainer-data session's states (hiding leaves, protocol/trainer_data.py)."""
+    secret = s.state_secret
+    return lambda t, theta: hiding_state_leaf(t, num_steps, None if t in (0, num_steps) else state_salt(secret, t),
+                                              theta)

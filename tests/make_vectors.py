@@ -175,9 +175,17 @@ def trainer_data_vectors() -> dict:
     card = card_example()
     card = type(card)(**{**card.__dict__, "trainer_key": public_bytes(key)})
     data, sig = sign(key, card.statement())
+    from protocol.trainer_data import hiding_state_leaf, state_salt
+
+    secret, theta = bytes([0x5A]) * 32, np.array([3, -3, 2**30], dtype=np.int64)
     return {"description": "salted data leaves: row i (i = 0..8) as in merkle.json, salt_i = 32 bytes of value i; "
                            "leaf_i = SHA-256(tag('merkle/leaf/salted-data') || 0x00 || u64(i) || salt_i || row_i); "
-                           "the data card of card_example() in make_vectors.py, signed with the statements key",
+                           "the data card of card_example() in make_vectors.py, signed with the statements key; "
+                           "hiding state leaf 3 of T = 8 over theta = (3, -3, 2^30) with secret = 32 bytes 0x5a: "
+                           "state_salt_3 = HMAC-SHA256(secret, tag('state-salt') || u64(3)), state_leaf_3 = "
+                           "SHA-256(tag('merkle/leaf/salted-state') || 0x00 || u64(3) || salt_3 || theta)",
+            "state_salt_3": state_salt(secret, 3).hex(),
+            "hiding_state_leaf_3": hiding_state_leaf(3, 8, state_salt(secret, 3), theta).hex(),
             "salted_leaf_0": leaves[:32].hex(), "salted_leaf_8": leaves[-32:].hex(),
             "salted_root_9": merkle.MerkleTree(leaves).root.hex(),
             "card_statement": data.hex(), "card_signature": sig.hex(), "public_key": public_bytes(key).hex()}

@@ -35,7 +35,7 @@ from prover.proving import spot_openings
 from prover.session import Limits, SessionManager
 from prover.trainer_data import commit_all, suited_model, use_trainer_data
 from verifier import checks
-from verifier.trainer_data_checks import guarantee, revealed_rows, salted_data_leaf
+from verifier.trainer_data_checks import guarantee, hiding_state_leaf_of, revealed_rows, salted_data_leaf
 
 
 def test_salted_leaves_known_answers():
@@ -57,6 +57,28 @@ def test_card_known_answer_and_parse():
     assert (card.name, card.num_rows, card.models, card.standardization, card.data_root) == \
         (ex.name, ex.num_rows, ex.models, ex.standardization, ex.data_root)
     assert Statement.decode(bytes.fromhex(v["card_statement"])).session_id == b""  # a card belongs to no session
+    assert (card.max_reveal_ppm, card.min_batch) == (250_000, 8)  # the disclosure limits are signed
+
+
+def test_hiding_state_leaf_known_answer():
+    import hashlib
+    import hmac
+
+    from protocol.hashing import tag_bytes
+    from protocol.merkle import state_leaf
+    from protocol.trainer_data import hiding_state_leaf, state_salt
+
+    v = load_vectors("trainer_data")
+    secret, theta = bytes([0x5A]) * 32, np.array([3, -3, 2**30], dtype=np.int64)
+    salt = state_salt(secret, 3)
+    assert salt.hex() == v["state_salt_3"]
+    assert salt == hmac.new(secret, tag_bytes("state-salt") + (3).to_bytes(8, "big"), hashlib.sha256).digest()
+    assert hiding_state_leaf(3, 8, salt, theta).hex() == v["hiding_state_leaf_3"]
+    assert hiding_state_leaf(3, 8, salt, theta) != state_leaf(3, theta)
+    assert hiding_state_leaf(0, 8, None, theta) == state_leaf(0, theta)  # public states: plain leaves
+    assert hiding_state_leaf(8, 8, None, theta) == state_leaf(8, theta)
+    with pytest.raises(ValueError):
+        hiding_state_leaf(3, 8, None, theta)
 
 
 def test_commitment_hides_and_binds():
@@ -117,7 +139,8 @@ CFG = TrainConfig(model="softmax", num_classes=3, epochs=4, batch_size=16, lr_nu
 
 def _manager(key, strategy="honest", salt_file=None, recommit=False):
     m = SessionManager(key, public_bytes(key), Limits(), strategy_factory=lambda: adversaries.get_strategy(strategy))
-    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=salt_file, recommit=recommit)
+    args = types.SimpleNamespace(dataset_model=[], dataset_frac_bits=16, salt_file=salt_file, recommit=recommit,
+                                 max_reveal=1.0)  # K >= T below: every step opened (the cap is tested elsewhere)
     m.trainer_data = commit_all(key, public_bytes(key), {"iris": load_table("builtin:iris")}, args)
     return m
 
@@ -137,7 +160,8 @@ def _check(s, audit_seed, K, openings):
     sched = Schedule(SeedContext(s.session_id, s.data_tree.root, s.training_seed), s.cfg, *rec.X.shape)
     return checks.check_spot(openings, sid=s.session_id, state_root=rec.tree.root, audit_seed=audit_seed,
                              spot_checks=K, num_steps=T, data_root=s.data_tree.root, num_rows=rec.X.shape[0],
-                             sched=sched, cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf)
+                             sched=sched, cfg=s.cfg, rows_per_leaf=1, data_leaf=salted_data_leaf,
+                             state_leaf_of=hiding_state_leaf_of(T))
 
 
 def _json(openings):
@@ -230,7 +254,17 @@ def test_swap_rows_detection_probability_is_the_stated_one(signing_key):
 def test_states_and_final_model_of_a_trainer_data_session_are_committed(signing_key):
     s = _trained(_manager(signing_key))
     rec = s.record["result"]
-    assert MerkleTree([state_leaf(t, rec.states[t]) for t in range(rec.states.shape[0])]).root == rec.tree.root
+    from protocol.trainer_data import hiding_state_leaf, state_salt
+
+    T = rec.states.shape[0] - 1
+    assert len(s.state_secret) == 32 and any(s.state_secret)
+    leaves = [hiding_state_leaf(t, T, None if t in (0, T) else state_salt(s.state_secret, t), rec.states[t])
+              for t in range(T + 1)]
+    assert MerkleTree(leaves).root == rec.tree.root
+    # the public states 0 and T keep their plain leaves (the client checks them against its seed and the model);
+    # every other leaf is hiding: not the plain hash of its state
+    assert leaves[0] == state_leaf(0, rec.states[0]) and leaves[T] == state_leaf(T, rec.states[T])
+    assert all(leaves[t] != state_leaf(t, rec.states[t]) for t in range(1, T))
 
 
 def test_client_checks_the_card_and_the_root_each_session_signs(signing_key):

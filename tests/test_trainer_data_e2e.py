@@ -36,7 +36,7 @@ def _data_root(path: Path) -> str:
 
 def test_honest_session_is_spot_checked_with_rows_revealed_and_one_root(key, tmp_path):
     (tmp_path / "b").mkdir()
-    with ProverProcess(key, "--dataset", "iris=builtin:iris", "--dataset", "dia=builtin:diabetes") as srv:
+    with ProverProcess(key, "--dataset", "iris=builtin:iris", "--dataset", "dia=builtin:diabetes", "--max-reveal", "1") as srv:
         rc, doc, err = _train(srv.address, tmp_path)
         assert rc == 3 and doc["status"] == "spot-checked", (doc, err)
         td = doc["trainer_data"]
@@ -73,7 +73,7 @@ def test_honest_session_is_spot_checked_with_rows_revealed_and_one_root(key, tmp
 
 def test_edited_card_in_a_transcript_is_altered(key, tmp_path):
     with ProverProcess(key, "--dataset", "iris=builtin:iris") as srv:
-        rc, _, err = _train(srv.address, tmp_path)
+        rc, _, err = _train(srv.address, tmp_path, "--spot-checks", "2")  # within the default cap (2 x 16 of 150)
         assert rc == 3, err
     tr, _ = tx.load(str(tmp_path / "t.json"))
     card = bytearray(bytes.fromhex(tr["trainer_data"]["card"][0]))
@@ -91,7 +91,7 @@ def test_edited_card_in_a_transcript_is_altered(key, tmp_path):
     ("bad-salt", "is not in the committed data"),
 ])
 def test_adversaries_of_this_mode_are_rejected(key, tmp_path, adversary, where):
-    with ProverProcess(key, "--dataset", "iris=builtin:iris", "--adversary", adversary) as srv:
+    with ProverProcess(key, "--dataset", "iris=builtin:iris", "--adversary", adversary, "--max-reveal", "1") as srv:
         rc, doc, err = _train(srv.address, tmp_path)
     assert rc == 1 and doc["status"] == "rejected" and where in doc["reason"], (adversary, doc, err)
     assert doc["step"] is not None
@@ -112,6 +112,12 @@ def test_bad_requests_get_clear_errors(key, tmp_path):
         p = verifier("train", "--server", srv.address, "--trainer-data", "iris", "--data", "builtin:iris",
                      "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
         assert p.returncode == 2 and "not both" in p.stderr, p.stderr
+        # the trainer's disclosure limits, from its signed card, refused before any session opens
+        rc, _, err = _train(srv.address, tmp_path)  # K = 64 >= T: every batch, all 150 rows
+        assert rc == 2 and "opens at most 25% of its 150 rows per session; use --spot-checks 2 or fewer" in err, err
+        p = verifier("train", "--server", srv.address, "--trainer-data", "iris", "--batch-size", "4",
+                     "--out", str(tmp_path / "t.json"), "--model-out", str(tmp_path / "m.json"))
+        assert p.returncode == 2 and "batch sizes of at least 8" in p.stderr, p.stderr
         assert not (tmp_path / "t.json").exists()
     with ProverProcess(key) as srv:  # a trainer without datasets
         p = verifier("train", "--server", srv.address, "--trainer-data", "iris", "--out", str(tmp_path / "t.json"),

@@ -313,7 +313,8 @@ def _spot(tr: dict) -> Verdict:
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
-                          rows_per_leaf=R, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None)
+                          rows_per_leaf=R, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None,
+                          state_leaf_of=trainer_data_checks.hiding_state_leaf_of(T) if trainer_data else None)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
             raise

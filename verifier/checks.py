@@ -148,13 +148,14 @@ def check_final_model(leaves, model, extras_json: str = "") -> None:
 
 def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_seed: bytes, spot_checks: int,
                num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig,
-               rows_per_leaf: int = 1, data_leaf=None) -> list[int]:
+               rows_per_leaf: int = 1, data_leaf=None, state_leaf_of=None) -> list[int]:
     """Check the openings of the challenged steps; returns the challenged steps.
 
     For each challenged step t: states t-1 and t are in the committed state tree, the batch rows are the
     seed-derived ones and are in the committed data tree, and replaying step t on them gives state t.
     ``data_leaf(row_opening, leaf_index, leaf_rows)``: the leaf hash of another leaf encoding (trainer-owned data:
-    verifier/trainer_data_checks.py); the default is the client's block leaf."""
+    verifier/trainer_data_checks.py); the default is the client's block leaf. ``state_leaf_of(opening, label, index,
+    state)``: the leaf hash of another state-leaf encoding (trainer-owned data: the hiding leaves)."""
     steps = challenge_steps(sid, state_root, audit_seed, spot_checks, num_steps)
     if [op["step"] for op in openings] != steps:
         raise VerificationError(f"the trainer opened steps {[op['step'] for op in openings][:8]}..., "
@@ -171,7 +172,8 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
             if len(state) != width:
                 raise MerkleProofInvalid(f"step {t}: the opened state {label} the step has {len(state)} values, the "
                                          f"model has {width}", step=t)
-            leaf = state_leaf(idx, np.asarray(state, dtype=np.int64))
+            leaf = (state_leaf(idx, np.asarray(state, dtype=np.int64)) if state_leaf_of is None
+                    else state_leaf_of(op, label, idx, state))
             _included(leaf, idx, size, proof["siblings"], state_root,
                       f"step {t}: the state {label} the step is not in the committed state tree", t)
         if [r["index"] for r in op["rows"]] != batches[t]:

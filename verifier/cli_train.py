@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -80,7 +81,8 @@ def _progress_bar(enabled: bool):
         if bar["bar"] is None:
             bar["bar"] = tqdm(total=total, unit="step", desc="training", file=sys.stderr, leave=False)
         bar["bar"].n = step
-        bar["bar"].set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
+        shown = {"loss": f"{loss:.4f}"} if not math.isnan(loss) else {}  # NaN: no loss sent (the trainer's own data)
+        bar["bar"].set_postfix(epoch=epoch, **shown, refresh=False)
         bar["bar"].refresh()
 
     def close():

@@ -71,6 +71,15 @@ def cmd_train_trainer_data(args) -> int:
             notes.append(f"--weight-bits {args.weight_bits} replaced by the SNARK commitment's {card.zk_weight_bits}")
         args.weight_bits = card.zk_weight_bits
     cfg = _config(args, model, num_classes)
+    if cfg.batch_size < card.min_batch:  # the trainer's disclosure limits, signed in its card (PROTOCOL.md 12)
+        raise InputError(f"dataset {card.name!r} is served for batch sizes of at least {card.min_batch}; use "
+                         f"--batch-size {card.min_batch} or more")
+    fits = card.max_spot_checks(cfg.batch_size)
+    if args.proof == "spot" and card.max_reveal_ppm < 1_000_000 and min(args.spot_checks,
+                                                                          cfg.num_steps(card.num_rows)) > fits:
+        raise InputError(f"dataset {card.name!r}: the trainer opens at most {card.max_reveal_ppm / 1e4:g}% of its "
+                         f"{card.num_rows} rows per session; " + (f"use --spot-checks {fits} or fewer" if fits else
+                         f"even one batch of {cfg.batch_size} rows exceeds that: use a smaller --batch-size"))
     if card.num_rows < cfg.batch_size:
         raise InputError(f"dataset {card.name!r} has {card.num_rows} rows, fewer than one batch of {cfg.batch_size}")
     if not args.json:
@@ -111,12 +120,22 @@ def cmd_train_trainer_data(args) -> int:
               "seconds": {k: round(v, 3) for k, v in timings.items()}, "config": cfg.to_dict(),
               "proof_kind": args.proof, "model_kind": cfg.model, "notes": notes,
               "trainer_data": {**card.to_dict(), "rows_revealed": revealed,
-                               "fraction_revealed": revealed / card.num_rows}}
+                               "fraction_revealed": revealed / card.num_rows,
+                               "updates_revealed": _exposed(tr, cfg.num_steps(card.num_rows))}}
     if args.proof == "snark" and isinstance(tr.get("proof"), dict) and "constraints" in tr["proof"]:
         result["snark"] = {k: tr["proof"].get(k) for k in ("constraints", "setup_seconds", "proving_key_bytes")}
         result["snark"]["proof_bytes"] = 192
     _report(args, result)
     return exit_code(verdict.status)
+
+
+def _exposed(tr: dict, T: int) -> int:
+    proof = tr.get("proof")
+    if not isinstance(proof, dict) or proof.get("kind") != "spot":
+        return 1 if T == 1 else 0  # only theta_0 and the model: with T = 1 they determine the one update
+    from .trainer_data_checks import exposed_updates
+
+    return exposed_updates(proof.get("openings", []), T)
 
 
 def _revealed(tr: dict) -> int:

@@ -82,9 +82,10 @@ def assess(model, model_path: str, given_transcript: str | None = None) -> Asses
     if results:
         return Assessment(True, "replay", f"this client replayed all steps of its transcript and every state matched "
                                           f"(attested by client key {attest.fingerprint(pub)})")
+    how = ("no full replay is possible: it trained on the trainer's own rows (docs/PROTOCOL.md section 12)"
+           if "trainer_data" in tr else "run `vtrain-verifier audit TRANSCRIPT --data ...` to replay it in full")
     return Assessment(False, "spot", "its transcript is only SPOT-CHECKED (a model changed in a single step passes "
-                                     "with high probability); run `vtrain-verifier audit TRANSCRIPT --data ...` to "
-                                     "replay it in full")
+                                     f"with high probability); {how}")
 
 
 def _model_mismatch(model, tr: dict) -> str:
