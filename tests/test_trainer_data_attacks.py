@@ -96,8 +96,7 @@ def test_one_session_cannot_reveal_the_whole_private_dataset(signing_key):
     s, _ = _session(m, cfg, K=1)  # within the cap
     from protocol import convert
 
-    ops = [convert.opening_from_proto(convert.opening_to_proto(op))
-           for op in spot_openings(signing_key, s, os.urandom(32))[0]]
+    ops = [convert.opening_from_proto(op) for op in spot_openings(signing_key, s, os.urandom(32))[0]]
     assert revealed_rows(ops) <= 8, "one session revealed more rows than the trainer's cap"
 
 
@@ -175,7 +174,7 @@ def test_opened_states_around_unopened_steps_are_counted_and_batches_are_large(s
     else:
         pytest.skip("no session with step 2 challenged and step 1 not")
     from protocol import convert
-    ops = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in spot_openings(signing_key, s, audit)[0]]
+    ops = [convert.opening_from_proto(op) for op in spot_openings(signing_key, s, audit)[0]]
     sched = Schedule(SeedContext(s.session_id, c.card.data_root, s.training_seed), s.cfg, *c.X.shape)
     theta0 = np.array(sched.initial_state(), dtype=float)
     theta1 = np.array(next(op for op in ops if op["step"] == 2)["state_before"], dtype=float)
@@ -227,7 +226,7 @@ def _honest_openings(signing_key, cfg, K):
     s, _ = _session(m, cfg, K)
     audit = os.urandom(32)
     from protocol import convert
-    ops = [convert.opening_from_proto(convert.opening_to_proto(op)) for op in spot_openings(signing_key, s, audit)[0]]
+    ops = [convert.opening_from_proto(op) for op in spot_openings(signing_key, s, audit)[0]]
     _spot_check(s, ops, audit, K)  # honest: passes
     return s, ops, audit
 
