@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -153,7 +154,24 @@ def serve(args) -> int:
     release_stalls()  # a stalled `--adversary slow` stream must not keep the process alive
     server.stop(grace=2).wait()
     log.info("stopped")
+    _exit_if_workers_are_stuck(log)
     return 0
+
+
+def _exit_if_workers_are_stuck(log) -> None:
+    """A synchronous handler thread (e.g. a two-party session whose client aborted) can still wait for a
+    request read that the stopped event loop will never complete; the interpreter would join it at exit and
+    `serve` would hang after "stopped". Everything the server owns is closed by now, so exit at once."""
+    pool = [t for t in threading.enumerate() if t.name.startswith(("vtrain-sync", "vtrain-work"))]
+    for t in pool:  # the interpreter joins executor threads at exit, daemon or not
+        t.join(timeout=0.5)
+    stuck = [t for t in pool if t.is_alive()]
+    if stuck:
+        log.info("%d handler thread(s) still blocked on a finished call; exiting without waiting", len(stuck))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def main(argv=None) -> int:

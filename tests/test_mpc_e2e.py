@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,19 @@ def test_each_cheating_trainer_is_detected_and_no_model_is_written(setup, name):
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert doc["status"] == "aborted" and doc["reason"]
     assert not out.exists()
+
+
+def test_the_trainer_stops_promptly_after_an_aborted_session(setup):
+    """`serve` exits on SIGTERM after a two-party session the client aborted (the handler thread of that
+    session used to wait for a read the stopped server never completes, and the process hung at exit)."""
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary",
+                       "bad-share") as prover:
+        p, doc, _ = _train(tmp, prover, dealer, a)
+        assert p.returncode == 1 and doc["status"] == "aborted", (p.stdout, p.stderr)
+        t0 = time.monotonic()
+        code = prover.stop()
+    assert code == 0 and time.monotonic() - t0 < 12, (code, time.monotonic() - t0)
 
 
 def test_a_cheating_dealer_is_detected(setup):
