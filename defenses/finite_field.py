@@ -1,11 +1,12 @@
-"""Prime-field F_p arithmetic for Reed-Muller self-correction (brief Part C).
+"""Prime-field F_p arithmetic for Reed-Muller self-correction (Gemmell, Lipton, Rubinfeld, Sudan,
+Wigderson, STOC 1991; Gemmell, Sudan, IPL 1992).
 
 Elements are Python ints or numpy arrays holding representatives in [0, p).  For p < 2^31 every
 product of two reduced elements is < 2^62, so numpy ``int64`` arithmetic is exact provided each
 product is reduced before the next addition; larger primes fall back to ``object`` arrays of Python
 ints (same code, slower).  Polynomials are coefficient lists, lowest degree first.
 
-Symbols follow brief C.3: nodes ``a_i``, received values ``b_i``, degree bound ``d``, error
+Symbols of the Berlekamp-Welch decoder (as used by Gemmell-Sudan 1992): nodes ``a_i``, received values ``b_i``, degree bound ``d``, error
 locator ``E`` (monic, degree ``e``), ``Q = P * E`` of degree ``<= e + d``.
 """
 
@@ -218,7 +219,7 @@ def solve_mod(A, b, p: int) -> np.ndarray:
 def berlekamp_welch(a: Sequence[int], b: Sequence[int], d: int, p: int, e: int | None = None) -> list[int]:
     """Decode a Reed-Solomon word: the polynomial P, deg P <= d, with P(a_i) = b_i for all but <= e i.
 
-    Brief C.3.  Unknowns: monic E(x) = x^e + E_{e-1}x^{e-1} + ... + E_0 and Q(x) = Q_0 + ... + Q_{e+d}
+    Berlekamp-Welch, as in Gemmell-Sudan 1992.  Unknowns: monic E(x) = x^e + E_{e-1}x^{e-1} + ... + E_0 and Q(x) = Q_0 + ... + Q_{e+d}
     x^{e+d}; equations Q(a_i) - b_i E(a_i) = 0 (m of them, 2e+d+1 unknowns).  Any solution gives
     P = Q / E when at most e values are wrong.  Accept iff the remainder is 0, deg P <= d and P
     disagrees with at most e of the b_i; otherwise raise :class:`DecodingError`.

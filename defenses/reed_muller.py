@@ -1,4 +1,5 @@
-"""Reed-Muller local self-correctors over F_p^n (brief B.2, C.2-C.4, cheat-sheet B.8).
+"""Reed-Muller local self-correctors over F_p^n (interpolation corrector: GLRSW,
+STOC 1991; lines with Berlekamp-Welch decoding; degree-2 curves: Gemmell, Sudan, IPL 1992).
 
 A black-box ``oracle`` maps an ``(k, n)`` int array of points of F_p^n to ``k`` values in [0, p); it is
 assumed to agree with a polynomial f* of total degree <= d except on a fraction ``delta`` of F_p^n.
@@ -62,7 +63,7 @@ class CorrectionResult:
 
 
 def tolerated_error_rate(method: str, d: int, m: int | None = None) -> float:
-    """Cheat-sheet B.8 tolerance: 'basic' 1/(2(d+1)); 'line' (1-d/m)/4; 'curve' 1/2 - d/m - sqrt(2/m)."""
+    """Tolerated rate (per-trial failure < 1/2 by union / Markov / Chebyshev bounds): 'basic' 1/(2(d+1)); 'line' (1-d/m)/4; 'curve' 1/2 - d/m - sqrt(2/m)."""
     if method == "basic":
         return 1.0 / (2 * (d + 1))
     if m is None:
@@ -155,7 +156,7 @@ def _random_vectors(rng, p, shape, dt) -> np.ndarray:
 
 
 def basic_correct(oracle, x, p: int, d: int, n_repeats: int = 1, random_state=None) -> CorrectionResult:
-    """Brief B.2 / C.2: per trial query x + i v (i = 1..d+1), output sum_i c_i f(x + i v), c_i = L_i(0).
+    """Interpolation corrector (GLRSW'91): per trial query x + i v (i = 1..d+1), output sum_i c_i f(x + i v), c_i = L_i(0).
 
     Plurality over ``n_repeats`` trials.  Exact when all d+1 queries are correct; each trial errs
     with probability <= (d+1) delta.  Requires p >= d + 2.
@@ -193,7 +194,7 @@ def _check_m(m, p, lowest):
 
 
 def line_correct(oracle, x, p: int, d: int, m: int, n_repeats: int = 1, random_state=None) -> CorrectionResult:
-    """Brief C.3: query x + t v for t = 1..m on a random line, Berlekamp-Welch (degree d), output P(0).
+    """Line corrector (GLRSW'91) with Berlekamp-Welch decoding: query x + t v for t = 1..m on a random line, Berlekamp-Welch (degree d), output P(0).
 
     Unique-decoding radius floor((m - d - 1)/2); by Markov a trial fails w.p. <= 2 delta m/(m - d).
     Trials that fail to decode are dropped; plurality over the rest (ABSTAIN if none decoded).
@@ -210,7 +211,7 @@ def line_correct(oracle, x, p: int, d: int, m: int, n_repeats: int = 1, random_s
 
 
 def curve_correct(oracle, x, p: int, d: int, m: int, n_repeats: int = 1, random_state=None) -> CorrectionResult:
-    """Brief C.4: query C(t) = x + t v1 + t^2 v2, t = 1..m; f*(C(t)) has degree <= 2d; BW; output P(0).
+    """Curve corrector (Gemmell-Sudan 1992): query C(t) = x + t v1 + t^2 v2, t = 1..m; f*(C(t)) has degree <= 2d; BW; output P(0).
 
     Distinct nonzero t give pairwise independent uniform points, so by Chebyshev a trial fails w.p.
     <= delta(1 - delta) m / ((1/2 - delta) m - d)^2.  Needs m >= 2d + 1.
@@ -262,7 +263,7 @@ def random_corruption(oracle: TableOracle, delta: float, random_state=None) -> T
 
 
 def targeted_line_attack(oracle: TableOracle, x_star, phi: float, n_corrupt: int, random_state=None):
-    """Brief C.6: on a fraction ``phi`` of the lines through x*, corrupt ``n_corrupt`` of the p - 1 points
+    """Targeted line attack (shows line_correct's Markov bound is tight): on a fraction ``phi`` of the lines through x*, corrupt ``n_corrupt`` of the p - 1 points
     (x* itself untouched).  With n_corrupt = ceil((m - d)/2) and m = p - 1 this defeats every line
     decoder that picks a corrupted line.  Returns (corrupted oracle, global error fraction)."""
     rng = np.random.default_rng(random_state)

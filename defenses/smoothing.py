@@ -17,12 +17,12 @@ Symbol table (paper -> code):
     R                      radius
     ABSTAIN                abstain value (``ABSTAIN`` = -1, or 0 when -1 is a class label; see below)
 
-Choices (brief Part D):
+Choices (Cohen, Rosenfeld, Kolter, ICML 2019: the PREDICT/CERTIFY pseudocode of section 3.2):
 * CERTIFY certifies only if pABar > 1/2 (the paper's box); at pABar <= 1/2 it abstains with radius 0.
 * The selection sample (n0 draws) and the estimation sample (n draws) use disjoint noise.
 * PREDICT's test is the two-sided exact binomial test ``scipy.stats.binomtest(nA, nA + nB, 0.5).pvalue``.
 * Abstention: with ``labels=None`` classes are 0..C-1 and the abstain value is ``ABSTAIN = -1``. With
-  explicit ``labels`` the abstain value is -1 unless -1 is a label (the lecture's +-1 case), then 0 (the
+  explicit ``labels`` the abstain value is -1 unless -1 is a label (the +-1 labels of binary classification), then 0 (the
   value of sgn "no decision"); if both are labels, pass ``abstain_value=``. It is never a class label.
 
 Conservative rounding (a radius is never overstated by floating point):

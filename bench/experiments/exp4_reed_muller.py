@@ -5,8 +5,8 @@ Setting: q = 31, n = 3, d = 4, m = 30.  One trial = one decode (K = 1) at a unif
 * Targeted line attack: on a fraction phi of the lines through x*, ceil((m-d)/2) = 13 of the 30
   points are wrong; a fresh (x*, attack) pair every 10 trials.
 Columns: success rate with a 95% Wilson interval, the proven bound (union / Markov /
-Chebyshev), the earlier measured value ("brief" column) and a two-proportion z-test p-value against it (the brief
-also used 400 trials): p < 0.01 flags a disagreement.
+Chebyshev), the earlier measured value ("reference" column) and a two-proportion z-test p-value against it (the
+reference also used 400 trials): p < 0.01 flags a disagreement.
 Outputs (atomic): OUT/exp4_reed_muller.{md,json,png}.
 """
 
@@ -35,9 +35,9 @@ from protocol.fileio import write_atomic
 Q, N, D, M = 31, 3, 4, 30
 DECODERS = {"basic": basic_correct, "line": line_correct, "curve": curve_correct}
 # earlier independent measurement (400 trials each): delta -> (basic, line, curve); phi -> (basic, line, curve)
-BRIEF_RANDOM = {0.02: (0.912, 1.000, 1.000), 1 / 15: (0.703, 1.000, 1.000), 0.15: (0.435, 1.000, 0.995),
+REFERENCE_RANDOM = {0.02: (0.912, 1.000, 1.000), 1 / 15: (0.703, 1.000, 1.000), 0.15: (0.435, 1.000, 0.995),
                 0.25: (0.258, 0.970, 0.907), 0.35: (0.138, 0.792, 0.525)}
-BRIEF_TARGETED = {0.3: (0.727, 0.730, 0.997), 0.6: (0.427, 0.360, 0.873), 1.0: (0.170, 0.000, 0.150)}
+REFERENCE_TARGETED = {0.3: (0.727, 0.730, 0.997), 0.6: (0.427, 0.360, 0.873), 1.0: (0.170, 0.000, 0.150)}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -76,7 +76,7 @@ def run_random(f, clean, deltas, trials, rng):
             truth = int(f(x[None])[0])
             for name in DECODERS:
                 ok[name] += _decode_ok(name, bad, x, truth, rng)
-        rows.append(("random", delta, delta, ok, bounds(delta), BRIEF_RANDOM.get(delta)))
+        rows.append(("random", delta, delta, ok, bounds(delta), REFERENCE_RANDOM.get(delta)))
     return rows
 
 
@@ -92,33 +92,33 @@ def run_targeted(f, clean, phis, trials, rng, per_attack=10):
             for name in DECODERS:
                 ok[name] += _decode_ok(name, attacked, x, truth, rng)
         delta = float(np.mean(deltas))
-        rows.append(("targeted", phi, delta, ok, bounds(delta), BRIEF_TARGETED.get(phi)))
+        rows.append(("targeted", phi, delta, ok, bounds(delta), REFERENCE_TARGETED.get(phi)))
     return rows
 
 
 def to_records(rows, trials):
     recs = []
-    for kind, param, delta, ok, bnd, brief in rows:
+    for kind, param, delta, ok, bnd, ref in rows:
         for j, name in enumerate(DECODERS):
             lo, hi = wilson(ok[name], trials)
             rec = {"attack": kind, "param": param, "delta": delta, "decoder": name, "success": ok[name] / trials,
                    "ci95": [lo, hi], "bound": bnd[name], "trials": trials}
-            if brief is not None:
-                rec["brief"] = brief[j]
-                rec["p_vs_brief"] = two_proportion_p(ok[name], trials, brief[j], 400)
+            if ref is not None:
+                rec["reference"] = ref[j]
+                rec["p_vs_reference"] = two_proportion_p(ok[name], trials, ref[j], 400)
             recs.append(rec)
     return recs
 
 
 def markdown(recs) -> str:
     lines = ["# Exp 4: Reed-Muller local decoding (q = 31, n = 3, d = 4, m = 30; K = 1)", "",
-             "| attack | delta / phi | global delta | decoder | success | 95% CI | bound >= | brief | p vs brief |",
+             "| attack | delta / phi | global delta | decoder | success | 95% CI | bound >= | reference | p vs reference |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
-        brief = f"{r['brief']:.3f}" if "brief" in r else "-"
-        pv = f"{r['p_vs_brief']:.3g}" + (" **differs**" if r["p_vs_brief"] < 0.01 else "") if "brief" in r else "-"
+        ref = f"{r['reference']:.3f}" if "reference" in r else "-"
+        pv = f"{r['p_vs_reference']:.3g}" + (" **differs**" if r["p_vs_reference"] < 0.01 else "") if "reference" in r else "-"
         lines.append(f"| {r['attack']} | {r['param']:.3f} | {r['delta']:.3f} | {r['decoder']} | {r['success']:.3f} "
-                     f"| [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {r['bound']:.3f} | {brief} | {pv} |")
+                     f"| [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {r['bound']:.3f} | {ref} | {pv} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     f = SparsePolynomial.random(N, D, Q, n_terms=20, random_state=rng)
     clean = TableOracle.from_polynomial(f)
-    rows = run_random(f, clean, list(BRIEF_RANDOM), trials, rng) + run_targeted(f, clean, list(BRIEF_TARGETED),
+    rows = run_random(f, clean, list(REFERENCE_RANDOM), trials, rng) + run_targeted(f, clean, list(REFERENCE_TARGETED),
                                                                                  trials, rng)
     recs = to_records(rows, trials)
     out = Path(args.out)
