@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -141,27 +142,10 @@ def cmd_train(args) -> int:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
-    progress, close_bar = _progress_bar(ui.enabled)
-    timings: dict = {}
-    t0 = time.perf_counter()
-    try:
-        tr, verdict = run_session(channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds,
-                                  trainer_key=pinned, server_label=args.server, progress=progress,
-                                  timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-                                  status=None if args.json else _status, retries=max(0, args.retries),
-                                  accept_key=accept_key, timings=timings, ui=ui)
-    except SessionIncomplete as e:
-        close_bar()
-        tx.save(args.out, e.transcript)
-        raise CliError(f"the session with {args.server} did not finish: {e}. The partial transcript (incomplete, "
-                       f"no verdict; what the trainer signed so far) was saved to {args.out}") from None
-    except SessionAborted as e:
-        raise CliError(f"the session with {args.server} failed: {e}") from None
-    finally:
-        close_bar()
-        channel.close()
-    timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
-    digest = tx.save(args.out, tr)
+    tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
+        run_session, channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
+        server_label=args.server, timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
+        status=None if args.json else _status, retries=max(0, args.retries), accept_key=accept_key, ui=ui))
     final, attestation = verdict, None
     if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
@@ -226,6 +210,29 @@ def connect(args, receive_limit: int | None = None) -> grpc.Channel:
                        f"or not a vtrain-prover") from None
     return channel
 
+
+
+def drive_session(args, channel, ui: Progress, session):
+    """Run ``session(progress=..., timings=...)`` on ``channel`` with the training bar, save the transcript
+    (the partial one, then CliError, when the trainer disappears) and close the channel.
+    -> (transcript, verdict, timings, transcript digest)."""
+    progress, close_bar = _progress_bar(ui.enabled)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    try:
+        tr, verdict = session(progress=progress, timings=timings)
+    except SessionIncomplete as e:
+        close_bar()
+        tx.save(args.out, e.transcript)
+        raise CliError(f"the session with {args.server} did not finish: {e}. The partial transcript (incomplete, "
+                       f"no verdict; what the trainer signed so far) was saved to {args.out}") from None
+    except SessionAborted as e:
+        raise CliError(f"the session with {args.server} failed: {e}") from None
+    finally:
+        close_bar()
+        channel.close()
+    timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
+    return tr, verdict, timings, tx.save(args.out, tr)
 
 def exit_code(status: str) -> int:
     return {VERIFIED: EXIT_OK, SPOT_CHECKED: EXIT_SPOT_CHECKED, ALTERED: EXIT_ERROR, INCOMPLETE: EXIT_ERROR}.get(

@@ -4,9 +4,8 @@ it revealed counted; no full replay is possible."""
 
 from __future__ import annotations
 
-import time
+from functools import partial
 
-from protocol import transcript as tx
 from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.keys import parse_public_hex
@@ -16,15 +15,15 @@ from .cli import CliError
 from .cli_train import (
     _config,
     _key_trust,
-    _progress_bar,
     _report,
     _seeds,
     _status,
     _write_model,
     connect,
+    drive_session,
     exit_code,
 )
-from .client import SessionAborted, SessionIncomplete
+from .client import SessionAborted
 from .progress import Progress, progress_enabled
 from .trainer_data_client import fetch_card, run_trainer_data_session
 
@@ -87,27 +86,10 @@ def cmd_train_trainer_data(args) -> int:
             _status(f"note: {n}")
     channel = connect(args, receive_cap(card.num_rows, card.num_features, cfg, args.spot_checks))
     ui = Progress(progress_enabled(args))
-    progress, close_bar = _progress_bar(ui.enabled)
-    timings: dict = {}
-    t0 = time.perf_counter()
-    try:
-        tr, verdict = run_trainer_data_session(
-            channel, card, signed, cfg, spot_checks=args.spot_checks, seeds=seeds, server_label=args.server,
-            proof_kind=args.proof,
-            progress=progress, timeout=args.timeout, status=None if args.json else _status,
-            retries=max(0, args.retries), accept_key=accept_key, timings=timings, ui=ui)
-    except SessionIncomplete as e:
-        close_bar()
-        tx.save(args.out, e.transcript)
-        raise CliError(f"the session with {args.server} did not finish: {e}. The partial transcript (incomplete, "
-                       f"no verdict; what the trainer signed so far) was saved to {args.out}") from None
-    except SessionAborted as e:
-        raise CliError(f"the session with {args.server} failed: {e}") from None
-    finally:
-        close_bar()
-        channel.close()
-    timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
-    digest = tx.save(args.out, tr)
+    tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
+        run_trainer_data_session, channel, card, signed, cfg, spot_checks=args.spot_checks, seeds=seeds,
+        server_label=args.server, proof_kind=args.proof, timeout=args.timeout, status=None if args.json else _status,
+        retries=max(0, args.retries), accept_key=accept_key, ui=ui))
     if "model" in tr:
         _write_model(args.model_out, tr, args.out, digest, verdict, None)
     revealed = _revealed(tr)
