@@ -51,23 +51,32 @@ class Admission:
     # -- sessions ---------------------------------------------------------------------------------
     def admit_session(self, peer: str) -> None:
         lim = self.limits
-        with self._lock:
-            total = sum(self.sessions.values())
-            if total >= lim.max_sessions:
-                raise Overloaded(f"the trainer has {total} open sessions (limit {lim.max_sessions})",
-                                 retry_after=2.0)
-            if self.sessions[peer] >= lim.max_sessions_per_peer:
-                raise Overloaded(f"your address {peer} already holds {self.sessions[peer]} open sessions (limit "
-                                 f"{lim.max_sessions_per_peer} per client); close finished sessions",
-                                 retry_after=2.0)
-            self.sessions[peer] += 1
+        self._take(self.sessions, peer, lim.max_sessions, lim.max_sessions_per_peer, 2.0,
+                   lambda n: f"the trainer has {n} open sessions (limit {lim.max_sessions})",
+                   lambda n: f"your address {peer} already holds {n} open sessions (limit "
+                             f"{lim.max_sessions_per_peer} per client); close finished sessions")
 
     def release_session(self, peer: str, reserved: int) -> None:
         with self._lock:
-            self.sessions[peer] -= 1
-            if self.sessions[peer] <= 0:
-                del self.sessions[peer]
+            self._give(self.sessions, peer)
             self.reserved -= reserved
+
+    def _take(self, counts: Counter, peer: str, total_limit: int, peer_limit: int, retry_after: float,
+              total_msg, peer_msg) -> None:
+        """One slot of ``counts`` for ``peer`` within the global and per-client limits, or Overloaded."""
+        with self._lock:
+            total = sum(counts.values())
+            if total >= total_limit:
+                raise Overloaded(total_msg(total), retry_after=retry_after)
+            if counts[peer] >= peer_limit:
+                raise Overloaded(peer_msg(counts[peer]), retry_after=retry_after)
+            counts[peer] += 1
+
+    @staticmethod
+    def _give(counts: Counter, peer: str) -> None:  # (caller holds the lock)
+        counts[peer] -= 1
+        if counts[peer] <= 0:
+            del counts[peer]
 
     # -- memory -----------------------------------------------------------------------------------
     def reserve(self, nbytes: int, what: str) -> None:
@@ -92,21 +101,14 @@ class Admission:
 
     def _enter_stream(self, peer: str) -> None:
         lim = self.limits
-        with self._lock:
-            total = sum(self.streams.values())
-            if total >= lim.max_streams:
-                raise Overloaded(f"the trainer is receiving {total} uploads (limit {lim.max_streams})",
-                                 retry_after=1.0)
-            if self.streams[peer] >= lim.max_streams_per_peer:
-                raise Overloaded(f"your address {peer} already has {self.streams[peer]} uploads in progress (limit "
-                                 f"{lim.max_streams_per_peer} per client)", retry_after=1.0)
-            self.streams[peer] += 1
+        self._take(self.streams, peer, lim.max_streams, lim.max_streams_per_peer, 1.0,
+                   lambda n: f"the trainer is receiving {n} uploads (limit {lim.max_streams})",
+                   lambda n: f"your address {peer} already has {n} uploads in progress (limit "
+                             f"{lim.max_streams_per_peer} per client)")
 
     def _exit_stream(self, peer: str) -> None:
         with self._lock:
-            self.streams[peer] -= 1
-            if self.streams[peer] <= 0:
-                del self.streams[peer]
+            self._give(self.streams, peer)
 
     def snapshot(self) -> dict:
         with self._lock:
