@@ -302,14 +302,15 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
             pass
         raise
     data_root = bytes.fromhex(tr["data_root"])
-    checks.check_data(pub, data_signed, sid, data_root=_signed_root(data_signed, data_root), num_rows=n,
-                      num_features=d, rows_per_leaf=tr["rows_per_leaf"])
-    if _signed_root(data_signed, data_root) != data_root and rows is None:
-        raise VerificationError(f"the trainer's signed data_root {_signed_root(data_signed, data_root).hex()} is not "
-                                f"the root of the data card this client chose ({data_root.hex()})")
-    if _signed_root(data_signed, data_root) != data_root:
+    signed_root = _signed_root(data_signed, data_root)
+    checks.check_data(pub, data_signed, sid, data_root=signed_root, num_rows=n, num_features=d,
+                      rows_per_leaf=tr["rows_per_leaf"])
+    if signed_root != data_root and rows is None:
+        raise VerificationError(f"the trainer's signed data_root {signed_root.hex()} is not the root of the data card "
+                                f"this client chose ({data_root.hex()})")
+    if signed_root != data_root:
         raise VerificationError(
-            f"the trainer's signed data root {_signed_root(data_signed, data_root).hex()} is not the root of the rows "
+            f"the trainer's signed data root {signed_root.hex()} is not the root of the rows "
             f"this client sent ({data_root.hex()}): it committed to other data. The root is not part of the "
             f"client's committed record (docs/PROTOCOL.md §5), so a third party cannot attribute this to the "
             f"trainer; the recording client can")
