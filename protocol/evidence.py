@@ -118,13 +118,14 @@ def openings_hash(audit_seed: bytes, openings) -> bytes:
 def client_record(tr: dict) -> dict:
     """The client's own choices, committed through the client nonce before the trainer picks anything:
     the metadata (data source, feature names, target, standardization, how the randomness was made), the
-    server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves) and the data's size,
+    server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves), the width of its values
+    (``value_bytes``, protocol/row_encoding.py) and the data's size,
     both seeds and K; for a session on the trainer's own data, the signed data card it chose (which holds the
     dataset's root). Not the client's own data root: the client hashes its rows while sending them, and the
     trainer's data statement binds the root before the training seed is revealed (docs/PROTOCOL.md §5)."""
     try:
         rec = {"metadata": tr["client"]["metadata"], "server": tr["server"],
-                "rows_per_leaf": tr["rows_per_leaf"],
+                "rows_per_leaf": tr["rows_per_leaf"], "value_bytes": tr["value_bytes"],
                 "num_rows": tr["num_rows"], "num_features": tr["num_features"],
                 "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],
                 "spot_checks": tr["spot_checks"]}

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from . import canonical_json
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tag_bytes, tagged_hash
@@ -23,7 +24,8 @@ FORMAT = "vtrain-transcript/2"
 
 
 def dumps(obj: dict) -> str:
-    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    # = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n", faster
+    return canonical_json.dumps(obj) + "\n"
 
 
 def integrity(obj: dict) -> str:
@@ -292,6 +294,7 @@ SCHEMA = {
     "num_features": U32,
     "data_root": _Hex(32),
     "rows_per_leaf": _Opt(U32),
+    "value_bytes": _Opt(U32),  # bytes per data value (docs/PROTOCOL.md section 4)
     "trainer_data": _Opt({"name": _Str(), "card": SIGNED}),  # docs/PROTOCOL.md section 11
     "training_seed": _Hex(32),
     "audit_seed": _Hex(32),

@@ -141,16 +141,18 @@ def cmd_train(args) -> int:
         for n in load_notes:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
+    rows = quantized_rows(table, stdz, cfg.frac_bits)  # once: uploaded, then replayed
+    table.X = table.y = None  # the float table is not needed again: only the rows stay in memory
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
     tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
-        run_session, channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
+        run_session, channel, table, stdz, cfg, rows=rows, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
         server_label=args.server, timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
         status=None if args.json else _status, retries=max(0, args.retries), accept_key=accept_key, ui=ui))
     final, attestation = verdict, None
     if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
         with ui.callback("replay", unit="step") as replaying:
-            final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits), replaying)
+            final = with_replay(verdict, tr, rows, replaying)
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
             attestation = attest.attest(tr, final)
