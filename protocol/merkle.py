@@ -124,26 +124,28 @@ class DataCommitter:
         self._blob = bytearray()  # the leaf hashes, 32 bytes each (no Python object per leaf)
         self._pending = bytearray()
         self._base = hashlib.sha256(data_leaf_prefix(value_bytes))
-        # the tree's inner nodes, hashed as the leaves arrive (a table committed from row 0 only)
-        self.frontier = MerkleFrontier() if first_row == 0 else None
+        self._whole = first_row == 0  # a root only for a table committed from row 0
+        self._tree: MerkleTree | None = None
 
     def _hash(self, block) -> None:
         h = self._base.copy()
         h.update(self.next_leaf.to_bytes(8, "big"))
         h.update(block)
-        leaf = h.digest()
-        self._blob += leaf
-        if self.frontier is not None:
-            self.frontier.append(leaf)
+        self._blob += h.digest()
         self.next_leaf += 1
 
     def root(self) -> bytes:
         """The data root of everything added (call ``finish`` first)."""
-        return self.frontier.root()
+        return self.tree().root
 
-    def tree(self) -> DeferredTree:
-        """The data tree (call ``finish`` first): its root now, its levels when a proof is first asked for."""
-        return DeferredTree(bytes(self._blob), self.root())
+    def tree(self) -> MerkleTree:
+        """The data tree (call ``finish`` first), built once from the leaves, level by level (half the Python work
+        per node of a frontier kept up to date per leaf)."""
+        if not self._whole:
+            raise ValueError("a committer started past row 0 has no root")
+        if self._tree is None:
+            self._tree = MerkleTree(bytes(self._blob))
+        return self._tree
 
     @property
     def leaves(self) -> list[bytes]:

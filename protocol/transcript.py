@@ -46,10 +46,23 @@ def integrity(obj: dict) -> str:
 
 
 def save(path: str, obj: dict) -> str:
-    obj = {**obj, "integrity": integrity(obj)}
-    text = dumps(obj)
-    write_atomic(path, text)
+    write_atomic(path, text := saved_text(obj))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def saved_text(obj: dict) -> str:
+    """``dumps({**obj, "integrity": integrity(obj)})``, encoding the transcript once: the integrity line is
+    inserted into the text of the body (a top-level key is the only line starting with one space and a quote)."""
+    body = {k: v for k, v in obj.items() if k != "integrity"}
+    if isinstance(body.get("state_leaves"), StreamedHex) or not body:
+        return dumps({**obj, "integrity": integrity(obj)})
+    text = dumps(body)
+    line = f' "integrity": "{tagged_hash("transcript", text.encode()).hex()}"'
+    later = sorted(k for k in body if k > "integrity")
+    if later:
+        at = text.index("\n " + json.dumps(later[0]) + ": ") + 1
+        return text[:at] + line + ",\n" + text[at:]
+    return text[:-3] + ",\n" + line + "\n}\n"  # text ends with "\n}\n"
 
 
 MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep

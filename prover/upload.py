@@ -5,8 +5,8 @@ limits and the session's memory is reserved (admission.Admission.reserve) before
 is range-checked and hashed into data leaves as it arrives (in the work pool, while the next chunk is being
 received) and kept as received (w bytes per value): no copy. At the end the rows' own width must be w (the
 canonical encoding, protocol/row_encoding.py). Training lays the rows out once (``StoredRows.arrays``: features
-X (n, d) and target Y, contiguous int64) and drops the chunks. What a session keeps after its upload is its
-rows plus the leaf tree (32 bytes per ~4 KiB leaf, twice): about 1.02x the data as sent.
+X (n, d) in the value width, target Y int64) and drops the chunks. What a session keeps after its upload is its
+rows plus the leaf tree (32 bytes per ~4 KiB leaf, about twice): about 1.02x the data as sent.
 
 ``KeyReceiver``: the proving key's header (first chunk) must describe exactly this session's circuit
 (constraints, domain, public inputs) and the declared total must be the size that header implies, before
@@ -21,7 +21,7 @@ import numpy as np
 
 from protocol import row_encoding
 from protocol.errors import InputError, TranscriptFormatError
-from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, DeferredTree
+from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, MerkleTree
 from protocol.snark import keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 
@@ -49,8 +49,9 @@ class StoredRows:
         self.chunks, self.n, self.d, self.w = chunks, n, d, value_bytes
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(X (n, d), Y (n,)) contiguous int64; the chunks are released as they are copied."""
-        X = np.empty((self.n, self.d), dtype=np.int64)
+        """(X (n, d) in the upload's value width, native order; Y (n,) int64), contiguous; the chunks are released
+        as they are copied. Narrow X is exact (sign-extended wherever it is used) and half the memory of int64."""
+        X = np.empty((self.n, self.d), dtype=np.dtype(f"i{self.w}"))
         Y = np.empty(self.n, dtype=np.int64)
         at = 0
         while self.chunks:
@@ -109,7 +110,7 @@ class DataReceiver:
         """Drop the received rows now (a failed upload)."""
         self.chunks, self.committer = [], None
 
-    def finish(self) -> tuple[DeferredTree, StoredRows]:
+    def finish(self) -> tuple[MerkleTree, StoredRows]:
         if self.got != self.n:
             raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
         need = row_encoding.minimal_value_bytes(self.lo, self.hi)

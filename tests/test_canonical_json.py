@@ -55,3 +55,13 @@ def test_unserializable_values_raise_type_error_like_json(bad):
         _ref(bad)
     with pytest.raises(TypeError):
         dumps(bad)
+
+
+@pytest.mark.parametrize("obj", [{"format": "f", "z": [1, {"a": "integrity"}], "a": {}},
+                                 {"a": 1, "b": "x\n \"integrity\": 1"}, {"zz": 1}, {"a": [1]},
+                                 {"integrity": "old", "model": [1, 2], "format": "f"}])
+def test_saved_text_is_the_canonical_text_with_its_integrity(obj):
+    """transcript.save encodes once and inserts the integrity line: the same bytes as encoding twice."""
+    from protocol import transcript as tx
+
+    assert tx.saved_text(obj) == tx.dumps({**obj, "integrity": tx.integrity(obj)})
