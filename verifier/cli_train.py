@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from protocol import model_file
+from protocol import model_file, row_encoding
 from protocol import transcript as tx
 from protocol.csv_reader import ReadOptions
 from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows, resolve_model
@@ -142,7 +142,8 @@ def cmd_train(args) -> int:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
     rows = quantized_rows(table, stdz, cfg.frac_bits)  # once: uploaded, then replayed
-    table.X = table.y = None  # the float table is not needed again: only the rows stay in memory
+    table.X = table.y = None  # the float table is not needed again: only the rows stay in memory,
+    rows = row_encoding.pack(rows, row_encoding.table_value_bytes(rows))  # at their canonical width
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
     tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
         run_session, channel, table, stdz, cfg, rows=rows, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
