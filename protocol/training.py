@@ -251,9 +251,11 @@ class FastStepper:
         """``lean``: keep X and Y as given (e.g. views into the rows) and convert each batch to float64 when it
         is used, instead of holding contiguous and float64 copies of the data (the audit's bounded memory:
         the data once, at a few microseconds per step)."""
-        convert = np.asarray if lean else np.ascontiguousarray
-        self.X = convert(X, dtype=np.int64)
-        self.Y = convert(Y, dtype=np.int64)
+        if lean:  # int32 rows (protocol/csv_chunks.py) stay int32: every use widens a batch or goes through int64
+            self.X, self.Y = (a if a.dtype in (np.int32, np.int64) else np.asarray(a, dtype=np.int64)
+                              for a in (np.asarray(X), np.asarray(Y)))
+        else:
+            self.X, self.Y = np.ascontiguousarray(X, dtype=np.int64), np.ascontiguousarray(Y, dtype=np.int64)
         self.cfg = cfg
         self.Xf = None if lean else self.X.astype(np.float64)
         self.xmax = max(int(self.X.max()), -int(self.X.min())) if self.X.size else 0

@@ -249,7 +249,7 @@ def _spot(tr: dict) -> Verdict:
     # trainer's statements are what it signed: a disagreement is a rejection.
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
-    R = _rows_per_leaf(tr)
+    R = rows_per_leaf(tr)
     _require(statements, "data", "the trainer's data commitment")
     with _unsigned("the data statement"):  # the root is the client's own, outside its committed record (§5):
         data = verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)  # only the
@@ -337,6 +337,11 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
     if rows.shape != (n, d + 1):
         raise InputError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
                          f"committed {n} x {d}: give the session's data file")
+    check_given_root(tr, data_root_of(rows, rows_per_leaf(tr)))
+
+
+def check_given_root(tr: dict, given: bytes) -> None:
+    """``given``: the data root of the user's rows (computed as they were read: protocol/csv_chunks.py)."""
     roots = [tr["data_root"]] if "data_root" in tr else []
     try:  # the root the trainer signed (whether the signature holds is the audit's business, not this check's)
         roots.insert(0, Statement.decode(bytes.fromhex(tr["statements"]["data"][0])).fields["data_root"].hex())
@@ -344,14 +349,13 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
         pass
     if not roots:
         raise InputError("the transcript ends before the data commitment: there is nothing to replay against")
-    given = data_root_of(rows, _rows_per_leaf(tr)).hex()
-    if given not in roots:
+    if given.hex() not in roots:
         raise InputError(f"the data given is not the data committed in this session (Merkle root of the given rows "
-                         f"{given}, committed root {roots[0]}): the rows must be exactly the session's, in the "
+                         f"{given.hex()}, committed root {roots[0]}): the rows must be exactly the session's, in the "
                          f"committed order, with the same target column and standardization")
 
 
-def _rows_per_leaf(tr: dict) -> int:
+def rows_per_leaf(tr: dict) -> int:
     R = tx.get(tr, "rows_per_leaf", int)
     if not 1 <= R <= MAX_ROWS_PER_LEAF:
         raise TranscriptFormatError(f"transcript field 'rows_per_leaf' must be in 1..{MAX_ROWS_PER_LEAF}")
