@@ -82,6 +82,8 @@ def _chunks(source, opts, table: ChunkedTable, tcol, fcols, text_target, chunk_r
             reader = pd.read_csv(src, dtype=dtype, chunksize=chunk_rows, **pandas_options(delim, header))
             with reader:
                 for df in reader:
+                    if not df.shape[0]:
+                        continue
                     offset = table.rows
                     table.rows += df.shape[0]
                     X, y, missing = frame_columns(df, source, delim, header, tcol, fcols, offset,
