@@ -50,6 +50,8 @@ class ChunkedTable:
     target: str
     header: list[str]
     delimiter: str
+    feature_columns: list[int]
+    target_column: int | None
     dropped: int = 0
     rows: int = 0  # data rows read so far (kept and dropped)
     notes: list[str] = field(default_factory=list)
@@ -66,7 +68,8 @@ def read_chunks(source: _Source, target: str | None, opts: ReadOptions, require_
     header, delim = read_header(source, opts)
     tcol = _target_index(header, target, source.label, require_target, opts)
     fcols = _feature_indices(header, tcol, opts, source.label)
-    table = ChunkedTable([header[c] for c in fcols], header[tcol] if tcol is not None else "", header, delim)
+    table = ChunkedTable([header[c] for c in fcols], header[tcol] if tcol is not None else "", header, delim, fcols,
+                         tcol)
     return table, _chunks(source, opts, table, tcol, fcols, text_target, chunk_rows, progress)
 
 
@@ -120,7 +123,7 @@ class QuantizedRows:
 
 def read_quantized_rows(spec: str, target: str | None, opts: ReadOptions, stdz, frac_bits: int, num_rows: int,
                         rows_per_leaf: int | None = None, progress=None, compact: bool = True, on_header=None,
-                        chunk_rows: int = CHUNK_ROWS) -> QuantizedRows:
+                        chunk_rows: int = CHUNK_ROWS, expected_roots=()) -> QuantizedRows:
     """Read the table ``spec`` (a path or ``builtin:NAME``) in chunks and quantize it with the given
     standardization (``protocol.dataset.Standardization``; text labels when its labels are text) into a
     preallocated ``num_rows`` x (d + 1) array: the same integers as
@@ -128,19 +131,44 @@ def read_quantized_rows(spec: str, target: str | None, opts: ReadOptions, stdz, 
     InputError that says both counts (the file is still read to the end, to count them). ``rows_per_leaf``:
     also compute the data root. ``compact``: int32 storage when the values fit (see the module docstring).
     ``on_header(table)``: called with the ChunkedTable before any row is read (to refuse the wrong file
-    early)."""
-    from .dataset import Table, _source, target_values
-    from .fixedpoint import quantize
-    from .merkle import DataCommitter
+    early).
+
+    ``expected_roots`` (with ``rows_per_leaf``): the data roots the rows are expected to have (an audit knows
+    the committed one). Then a plain numeric table is first read by numpy (:func:`_plain_chunks`, no pandas
+    in memory); those rows are returned only when their root is an expected one, which pins every integer, so
+    how the text was parsed cannot matter. Anything else (a different root, a row count, a table numpy does not
+    read) is read again by the pandas path above, whose answer (rows or the refusal naming the line) is the
+    one returned."""
+    from .dataset import _source
 
     text_target = stdz.labels is not None and isinstance(stdz.labels[0], str)
-    table, chunks = read_chunks(_source(spec), target, opts, text_target=text_target, chunk_rows=chunk_rows,
+    source = _source(spec)
+    table, chunks = read_chunks(source, target, opts, text_target=text_target, chunk_rows=chunk_rows,
                                 progress=progress)
     if on_header is not None:
         on_header(table)
     d = len(table.feature_names)
     if d != len(stdz.mean):
         raise InputError(f"{spec}: {d} feature columns, the standardization has {len(stdz.mean)}")
+    if expected_roots and rows_per_leaf and not text_target:
+        try:
+            q = _fill(_plain_chunks(source, table, progress), table, stdz, frac_bits, num_rows, rows_per_leaf,
+                      compact, spec)
+            if q.data_root in expected_roots:
+                return q
+            del q
+        except (_NotPlain, RowCountMismatch):
+            pass
+    return _fill(chunks, table, stdz, frac_bits, num_rows, rows_per_leaf, compact, spec)
+
+
+def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows_per_leaf: int | None,
+          compact: bool, spec: str) -> QuantizedRows:
+    from .dataset import Table, target_values
+    from .fixedpoint import quantize
+    from .merkle import DataCommitter
+
+    d = len(table.feature_names)
     rows = np.empty((num_rows, d + 1), dtype=np.int32 if compact else np.int64)
     committer = DataCommitter(d, rows_per_leaf) if rows_per_leaf else None
     filled = 0
@@ -166,6 +194,44 @@ def read_quantized_rows(spec: str, target: str | None, opts: ReadOptions, stdz, 
         committer.finish()
         root = committer.root()
     return QuantizedRows(rows, root, table)
+
+
+class _NotPlain(Exception):
+    """numpy's reader stopped at something only the pandas path reads (or refuses) as the project does."""
+
+
+def _plain_chunks(source: _Source, table: ChunkedTable, progress=None, block_bytes: int = 1 << 20):
+    """Chunks of a plain numeric table (every column a number, no empty cell) by ``numpy.loadtxt`` over
+    blocks of whole lines; raises _NotPlain at anything else (text, an empty cell, a short or long row, a
+    non-finite value, undecodable bytes). Only used when the result is checked against a known data root."""
+    import io
+    import os
+
+    fh = open(source.path, "rb") if source.path is not None else io.BytesIO(source.text.encode())  # noqa: SIM115
+    with fh:
+        total = os.fstat(fh.fileno()).st_size if source.path is not None else len(source.text)
+        fh.readline()  # the header (read and checked by read_header)
+        carry, first = b"", 0
+        while True:
+            block = fh.read(block_bytes)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            data, carry = data[:cut], data[cut:]
+            if data.strip():
+                try:
+                    a = np.loadtxt(io.StringIO(data.decode("utf-8")), delimiter=table.delimiter, comments=None,
+                                   quotechar='"', ndmin=2, dtype=np.float64)
+                except (ValueError, UnicodeDecodeError):
+                    raise _NotPlain from None
+                if a.shape[1] != len(table.header) or not np.isfinite(a).all():
+                    raise _NotPlain
+                y = a[:, table.target_column] if table.target_column is not None else None
+                yield Chunk(first, a[:, table.feature_columns], y)
+                first += a.shape[0]
+            if progress is not None:
+                progress(fh.tell(), total)
+            if not block:
+                return
 
 
 class RowCountMismatch(InputError):

@@ -79,8 +79,8 @@ def test_row_count_mismatch_counts_the_whole_file(tmp_path):
         assert (e.value.got, e.value.expected) == (40, expected)
 
 
-def _chunked(text: str, opts=ReadOptions(), chunk_rows: int = 2, target="y"):
-    table, chunks = read_chunks(_Source(None, text, "f.csv"), target, opts, chunk_rows=chunk_rows)
+def _chunked(text: str, opts: ReadOptions | None = None, chunk_rows: int = 2, target="y"):
+    table, chunks = read_chunks(_Source(None, text, "f.csv"), target, opts or ReadOptions(), chunk_rows=chunk_rows)
     got = list(chunks)
     return table, got
 
@@ -120,3 +120,43 @@ def test_header_errors_come_before_any_row_is_read(tmp_path):
         read_chunks(_Source(None, "a,y\n1,2\n", "f.csv"), "z", ReadOptions())
     with pytest.raises(InputError, match="cannot read data file"):
         read_quantized_rows(str(tmp_path / "missing.csv"), "y", ReadOptions(), Standardization([0.0], [1.0]), 16, 1)
+
+
+def test_numpy_fast_path_only_when_the_root_is_the_expected_one(tmp_path, monkeypatch):
+    """An audit knows the committed root: a plain numeric table is read by numpy (no pandas), and its rows are
+    kept only when their root is the committed one; anything else is read again by the pandas path, whose
+    rows or refusal are the answer."""
+    import protocol.csv_chunks as cc
+
+    plain = []
+    real = cc._plain_chunks
+    monkeypatch.setattr(cc, "_plain_chunks", lambda *a, **k: (plain.append(1), (yield from real(*a, **k)))[1])
+    text = "y,a,b\n" + "".join(f"{i % 3},{i * 0.37:.4f},{(i * 7) % 11}\n" for i in range(200))
+    path = _write(tmp_path, text)
+    t = load_table(path, "y")
+    stdz = fit_standardization(t, "softmax")
+    want = quantized_rows(t, stdz, 16)
+    root = data_root(want, 4)
+    q = read_quantized_rows(path, "y", ReadOptions(), stdz, 16, 200, rows_per_leaf=4, expected_roots={root})
+    assert plain and np.array_equal(q.rows, want) and q.data_root == root  # the target first: columns in place
+    # a root that is not expected: read again by pandas (same rows here), the caller then refuses the root
+    q = read_quantized_rows(path, "y", ReadOptions(), stdz, 16, 200, rows_per_leaf=4, expected_roots={bytes(32)})
+    assert np.array_equal(q.rows, want)
+    # tables numpy does not read as the project does: quoted cells, a dropped text column, blank lines,
+    # an empty cell with --drop-missing: the pandas path reads them, the same rows
+    variants = {"quoted": text.replace(",0.3700,", ',"0.3700",'), "blank": text.replace("\n5,", "\n\n  \n5,"),
+                "text column": "s," + text.replace("\n", "\nq,").removesuffix("q,")}
+    for name, body in variants.items():
+        p = _write(tmp_path, body, f"{name}.csv")
+        opts = ReadOptions(drop=("s",)) if name == "text column" else ReadOptions()
+        q = read_quantized_rows(p, "y", opts, stdz, 16, 200, rows_per_leaf=4, expected_roots={root})
+        assert np.array_equal(q.rows, want) and q.data_root == root, name
+    p = _write(tmp_path, text + "1,,3\n", "missing.csv")
+    q = read_quantized_rows(p, "y", ReadOptions(drop_missing=True), stdz, 16, 200, rows_per_leaf=4,
+                            expected_roots={root})
+    assert np.array_equal(q.rows, want) and q.table.dropped == 1
+    for body, words in ((text + "1,inf,3\n", "'inf' is not finite"), (text + "1,2,3,4\n", "line 202 has 4 fields"),
+                        (text.replace(",0.3700,", ",x,"), "is not a number")):
+        with pytest.raises(InputError, match=words):
+            read_quantized_rows(_write(tmp_path, body, "bad.csv"), "y", ReadOptions(), stdz, 16, 200, rows_per_leaf=4,
+                                expected_roots={root})

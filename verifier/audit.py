@@ -340,13 +340,20 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
     check_given_root(tr, data_root_of(rows, rows_per_leaf(tr)))
 
 
-def check_given_root(tr: dict, given: bytes) -> None:
-    """``given``: the data root of the user's rows (computed as they were read: protocol/csv_chunks.py)."""
+def committed_roots(tr: dict) -> list[str]:
+    """The data roots the user's --data may have: the one the trainer signed (whether the signature holds is
+    the audit's business, not this check's), and the client's record."""
     roots = [tr["data_root"]] if "data_root" in tr else []
-    try:  # the root the trainer signed (whether the signature holds is the audit's business, not this check's)
+    try:
         roots.insert(0, Statement.decode(bytes.fromhex(tr["statements"]["data"][0])).fields["data_root"].hex())
     except (KeyError, ValueError, TranscriptFormatError):
         pass
+    return roots
+
+
+def check_given_root(tr: dict, given: bytes) -> None:
+    """``given``: the data root of the user's rows (computed as they were read: protocol/csv_chunks.py)."""
+    roots = committed_roots(tr)
     if not roots:
         raise InputError("the transcript ends before the data commitment: there is nothing to replay against")
     if given.hex() not in roots:

@@ -26,6 +26,7 @@ from .audit import (
     SPOT_CHECKED,
     VERIFIED,
     check_given_root,
+    committed_roots,
     rows_per_leaf,
     transcript_verdict,
     with_replay,
@@ -137,7 +138,8 @@ def _given_rows(args, tr: dict, progress):
 
     try:
         q = read_quantized_rows(args.data, args.target or meta.get("target"), opts, stdz, cfg.frac_bits, n,
-                                rows_per_leaf=rows_per_leaf(tr), progress=progress, on_header=same_features)
+                                rows_per_leaf=rows_per_leaf(tr), progress=progress, on_header=same_features,
+                                expected_roots={bytes.fromhex(r) for r in committed_roots(tr)})
     except RowCountMismatch as e:
         raise InputError(f"the data given has {e.got} rows x {d} features, the session committed {n} x {d}: give "
                          f"the session's data file") from None
