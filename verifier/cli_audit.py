@@ -79,6 +79,7 @@ def cmd_audit(args) -> int:
     ui = Progress(progress_enabled(args))
     with ui.bar("reading the transcript"):
         tr, digest = tx.load(args.transcript)
+    release_free_memory()  # the parse's temporaries: the rows below are a fresh mapping, not heap reuse
     tx.validate(tr)  # before anything reads a field: "malformed transcript: FIELD ...", exit 2
     if args.data and "trainer_data" in tr:
         raise InputError(f"this session trained on the trainer's own dataset {tr['trainer_data'].get('name')!r}: its "
@@ -96,10 +97,13 @@ def cmd_audit(args) -> int:
         v = _transcript_verdict(tr)
     if v.status in (ALTERED, INCOMPLETE) or not args.data:
         return _audit_out(args, v.to_dict(), digest, signer)
+    release_free_memory()
     with ui.callback("loading", percent=True) as loading:
         rows, columns = _given_rows(args, tr, loading)
+    release_free_memory()
     with ui.callback("replay", unit="step") as replaying:
         v = with_replay(v, tr, rows, replaying)
+    del rows  # not needed again: the attestation below re-hashes the transcript
     attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
     res = v.to_dict()
     if args.model_out and v.status == VERIFIED:
@@ -109,6 +113,18 @@ def cmd_audit(args) -> int:
         res["model"] = None
         res["model_note"] = f"no model written to {args.model_out}: the replay did not verify the transcript's model"
     return _audit_out(args, res, digest, signer)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system between the audit's phases (glibc ``malloc_trim``;
+    nothing elsewhere): the peak RSS is then the live data of one phase, not the sum of every phase's freed
+    temporaries (bench/bench_audit.py, ``audit_rss``)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _given_rows(args, tr: dict, progress):
