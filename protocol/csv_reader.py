@@ -14,7 +14,8 @@ Python; a 1,000,000 x 21 file reads in about 1.5 s on one core, where the ``csv`
 6 s; every column is tokenized so that a row with extra fields is caught, only the columns used are
 converted); the result is one float64 matrix (n x d) and the target column. Exact
 line numbers for an error come from a second, streaming pass with the standard ``csv`` module that runs
-only when something is wrong, and stops at the first offending record.
+only when something is wrong, and stops at the first offending record. The same parser, options and
+refusals read a table chunk by chunk in bounded memory: protocol/csv_chunks.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import math
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,27 +141,10 @@ def read_columns(source: _Source, target: str | None, opts: ReadOptions, require
     if n == 0:
         raise InputError(f"{source.label}: no data rows after the header")
     notes: list[str] = []
-    for c in fcols:
-        if _numeric_dtype(df.dtypes.iloc[c]) is False:
-            _refuse_feature(source, delim, header, c, df.iloc[:, c], opts)
-    X = df.iloc[:, fcols].to_numpy(dtype=np.float64, na_value=np.nan)
-    missing = np.zeros(n, dtype=bool)
-    if not np.isfinite(X).all():  # NaN in a numeric column is an empty cell; +-inf is refused
-        nan = np.isnan(X)
-        inf = np.argwhere(~np.isfinite(X) & ~nan)
-        if inf.size:
-            _refuse_at(source, delim, header, int(inf[0][0]), fcols[int(inf[0][1])], "not finite (NaN/inf)")
-        missing = nan.any(axis=1)
-    y = None
-    if tcol is not None:
-        col = df.iloc[:, tcol]
-        if _numeric_dtype(col.dtype) is False:  # labels: read the column again exactly as written
-            col = _pandas_read(source, delim, header, text_column=header[tcol]).iloc[:, 0]
-        y, na = _target(col)
-        missing |= na
-        if y.dtype != object and (~np.isfinite(y) & ~na).any():
-            _refuse_at(source, delim, header, int(np.flatnonzero(~np.isfinite(y) & ~na)[0]), tcol,
-                       "not finite (NaN/inf)")
+    col = df.iloc[:, tcol] if tcol is not None else None
+    if col is not None and _numeric_dtype(col.dtype) is False:  # labels: read the column again exactly as written
+        col = _pandas_read(source, delim, header, text_column=header[tcol]).iloc[:, 0]
+    X, y, missing = frame_columns(df, source, delim, header, tcol, fcols, target_col=col)
     del df
     if missing.any():
         if not opts.drop_missing:
@@ -172,6 +157,38 @@ def read_columns(source: _Source, target: str | None, opts: ReadOptions, require
         if X.shape[0] == 0:
             raise InputError(f"{source.label}: every row has an empty cell; nothing is left after --drop-missing")
     return Columns([header[c] for c in fcols], X, header[tcol] if tcol is not None else "", y, delim, header, notes)
+
+
+def frame_columns(df, source: _Source, delim: str, header: list[str], tcol: int | None, fcols: list[int],
+                  offset: int = 0, target_col=None, text_target: bool = False):
+    """The chosen columns of one parsed frame (the whole body, or a chunk whose first row is data row
+    ``offset``): -> (X float64 (k, d), y or None, mask of rows with an empty cell). Text in a feature column
+    and non-finite values are refused naming the file's line. ``target_col``: the target column to use instead
+    of df's; ``text_target``: the labels are text (kept as written, stripped), whatever they look like."""
+    for c in fcols:
+        if _numeric_dtype(df.dtypes.iloc[c]) is False:
+            _refuse_feature(source, delim, header, c, df.iloc[:, c], offset)
+    X = df.iloc[:, fcols].to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.zeros(df.shape[0], dtype=bool)
+    if not np.isfinite(X).all():  # NaN in a numeric column is an empty cell; +-inf is refused
+        nan = np.isnan(X)
+        inf = np.argwhere(~np.isfinite(X) & ~nan)
+        if inf.size:
+            _refuse_at(source, delim, header, offset + int(inf[0][0]), fcols[int(inf[0][1])], "not finite (NaN/inf)")
+        missing = nan.any(axis=1)
+    y = None
+    if tcol is not None:
+        col = df.iloc[:, tcol] if target_col is None else target_col
+        if text_target:
+            na = col.isna().to_numpy()
+            y = np.asarray(col.astype(str).where(~na, "").str.strip().to_numpy(), dtype=object)
+        else:
+            y, na = _target(col)
+        missing |= na
+        if y.dtype != object and (~np.isfinite(y) & ~na).any():
+            _refuse_at(source, delim, header, offset + int(np.flatnonzero(~np.isfinite(y) & ~na)[0]), tcol,
+                       "not finite (NaN/inf)")
+    return X, y, missing
 
 
 def _check_header(header: list[str], label: str, delim: str) -> None:
@@ -239,30 +256,31 @@ class _Counted(io.RawIOBase):
         super().close()
 
 
-def _pandas_read(source: _Source, delim: str, header: list[str], text_column: str | None = None, progress=None):
-    """The body, parsed by pandas (types inferred per column); with ``text_column`` only that column, as text."""
-    import pandas as pd
-
-    width = len(header)
+def _pandas_source(source: _Source, progress=None):
+    """What pandas reads: the path itself (decoded in C, fastest), a byte-counting reader when ``progress``
+    follows a file, or the in-memory text."""
     if source.path is None:
-        src = source.open()
         if progress is not None:  # an in-memory (bundled) table: small, read at once
             progress(0, len(source.text))
-    elif progress is None:
-        src = source.path  # a path: pandas decodes in C (faster)
-    else:
-        try:
-            src = io.BufferedReader(_Counted(source.path, progress), buffer_size=1 << 20)
-        except OSError as e:
-            raise InputError(f"cannot read data file {source.label}: {e.strerror}") from None
+        return source.open()
+    if progress is None:
+        return source.path
+    try:
+        return io.BufferedReader(_Counted(source.path, progress), buffer_size=1 << 20)
+    except OSError as e:
+        raise InputError(f"cannot read data file {source.label}: {e.strerror}") from None
+
+
+@contextmanager
+def parse_errors(source: _Source, delim: str, width: int):
+    """pandas' parsing errors (raised while a body, or a chunk of it, is read) as an InputError naming the
+    line: ragged rows, undecodable bytes, unreadable files."""
+    import pandas as pd
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # pandas would drop the extra fields
-            return pd.read_csv(src, sep=delim, header=0, names=header, index_col=False, encoding="utf-8-sig",
-                               usecols=[text_column] if text_column else None,
-                               dtype=str if text_column else None,
-                               keep_default_na=False, na_values=[""], skipinitialspace=True, skip_blank_lines=True,
-                               quotechar='"', engine="c")
+            yield
     except pd.errors.ParserWarning:
         line, fields = next(((ln, f) for ln, f in _records(source, delim) if len(f) > width), (0, []))
         raise InputError(f"{source.label}: line {line} has {len(fields)} fields, the header has {width} "
@@ -279,6 +297,24 @@ def _pandas_read(source: _Source, delim: str, header: list[str], text_column: st
         raise InputError(f"{source.label}: the file is empty (a header row is required)") from None
     except OSError as e:
         raise InputError(f"cannot read data file {source.label}: {e.strerror}") from None
+
+
+def pandas_options(delim: str, header: list[str]) -> dict:
+    """The one set of pandas.read_csv options (so a table read whole and read in chunks parse the same)."""
+    return {"sep": delim, "header": 0, "names": header, "index_col": False, "encoding": "utf-8-sig",
+            "keep_default_na": False, "na_values": [""], "skipinitialspace": True, "skip_blank_lines": True,
+            "quotechar": '"', "engine": "c"}
+
+
+def _pandas_read(source: _Source, delim: str, header: list[str], text_column: str | None = None, progress=None):
+    """The body, parsed by pandas (types inferred per column); with ``text_column`` only that column, as text."""
+    import pandas as pd
+
+    src = _pandas_source(source, progress)
+    try:
+        with parse_errors(source, delim, len(header)):
+            return pd.read_csv(src, usecols=[text_column] if text_column else None,
+                               dtype=str if text_column else None, **pandas_options(delim, header))
     finally:
         if not isinstance(src, str):
             src.close()
@@ -349,7 +385,7 @@ def _refuse_missing(source, delim, header, row: int, cols: list[int]):
                      f"drop the rows with empty cells)")
 
 
-def _refuse_feature(source, delim, header, c: int, col, opts: ReadOptions):
+def _refuse_feature(source, delim, header, c: int, col, offset: int = 0):
     """A feature column with text in it: name the first non-numeric cell and suggest --drop."""
     import pandas as pd
 
@@ -359,8 +395,8 @@ def _refuse_feature(source, delim, header, c: int, col, opts: ReadOptions):
     if not bad.size:
         bad = np.flatnonzero(~np.isfinite(num.to_numpy(dtype=np.float64, na_value=0.0)))
         if bad.size:
-            _refuse_at(source, delim, header, int(bad[0]), c, "not finite (NaN/inf)")
-    row = int(bad[0]) if bad.size else 0
+            _refuse_at(source, delim, header, offset + int(bad[0]), c, "not finite (NaN/inf)")
+    row = offset + (int(bad[0]) if bad.size else 0)
     line, fields = _locate(source, delim, row)
     cell = fields[c] if c < len(fields) else ""
     if _finite_text(cell) is False:

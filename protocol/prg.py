@@ -45,6 +45,13 @@ class KeyStream:
     def words(self, count: int) -> np.ndarray:
         return np.frombuffer(self.read(8 * count), dtype="<u8")
 
+    def words_into(self, out: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+        """Fill ``out`` (uint64) with the next ``len(out)`` words, ``block`` at a time: the same words as
+        ``words(len(out))`` without the two stream-sized byte buffers."""
+        for a in range(0, out.size, block):
+            out[a:a + block] = self.words(min(block, out.size - a))
+        return out
+
 
 def uniform_below(stream: KeyStream, count: int, m: int) -> np.ndarray:
     """``count`` unbiased uniform integers in ``[0, m)`` (``1 <= m <= 2^63``) as int64."""
@@ -89,12 +96,13 @@ class SeedContext:
 def shuffle(ctx: SeedContext, epoch: int, n: int) -> np.ndarray:
     """The epoch's permutation of ``range(n)`` (int64)."""
     attempt = 0
+    keys = np.empty(n, dtype=np.uint64)  # one key array and the permutation: 16 bytes per row at the peak
     while True:
-        keys = KeyStream(ctx.epoch_key(epoch, attempt)).words(n)
+        KeyStream(ctx.epoch_key(epoch, attempt)).words_into(keys)
         perm = np.argsort(keys)  # keys are distinct (checked below), so any sort gives the same order
-        sk = keys[perm]
-        if n < 2 or bool(np.all(sk[1:] != sk[:-1])):
-            return perm.astype(np.int64)
+        keys.sort()
+        if n < 2 or not bool((keys[1:] == keys[:-1]).any()):
+            return perm.astype(np.int64, copy=False)
         attempt += 1  # a tie among 64-bit keys (probability < n^2 / 2^65): redraw
 
 

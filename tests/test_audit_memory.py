@@ -38,3 +38,18 @@ def test_audit_peak_memory_does_not_grow_with_the_steps(tmp_path):
     growth = (peaks[8 * N] - peaks[N]) / 1024  # MiB
     # bounded buffers (1 MiB reads of the state leaves, one block) fill up by 16k steps: a few MiB, then flat
     assert growth < 24, (peaks, f"{growth:.1f} MiB more for {7 * N} more steps")  # was about 100 MiB
+
+
+def test_the_audit_command_imports_no_heavy_module():
+    """The audit's constant (issue #13): `vtrain-verifier audit` builds its parser and loads its code without
+    gRPC, protobuf, scipy, pandas, matplotlib or py_ecc (each costs megabytes; pandas is imported only when a
+    table is not plain numbers, see protocol/csv_chunks.py)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from verifier import cli; cli._parser(); import verifier.cli_audit, protocol.csv_chunks; "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    assert not loaded & {"grpc", "google", "scipy", "pandas", "matplotlib", "py_ecc", "tqdm"}, loaded

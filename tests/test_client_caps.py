@@ -13,7 +13,7 @@ from protocol.training import TrainConfig
 from prover import adversaries
 from prover.server import build_server
 from verifier import checks
-from verifier.cli_train import _shipped_extras
+from verifier.cli_audit import _shipped_extras
 from verifier.client import ClientSeeds, open_channel, run_session
 
 CFG = TrainConfig(model="logistic", epochs=1, batch_size=32, lr_num=205, checkpoint_interval=5)

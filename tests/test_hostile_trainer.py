@@ -157,3 +157,15 @@ def test_audit_with_other_data_is_an_input_error(key, tmp_path):
     tr, _ = tx.load(str(tmp_path / "t.json"))
     assert rc == 2 and doc["status"] == "error" and "committed order" in err and tr["data_root"] in err, (doc, err)
     assert "Traceback" not in err
+    # the streamed read (protocol/csv_chunks.py) refuses every other kind of wrong file the same way: exit 2
+    n = len(lines) - 1
+    cells = lines[400].split(",")
+    cells[0] = str(float(cells[0]) + 1)
+    for name, body, words in (("short", lines[:-1], f"{n - 1} rows x 30 features, the session committed {n} x 30"),
+                              ("long", lines + lines[1:2], f"{n + 1} rows x 30 features"),
+                              ("changed", lines[:400] + [",".join(cells)] + lines[401:], "committed order"),
+                              ("ragged", lines[:300] + [lines[300] + ",1"] + lines[301:], "line 301 has 32 fields")):
+        (tmp_path / f"{name}.csv").write_text("\n".join(body) + "\n")
+        rc, doc, err = verifier_json("audit", str(tmp_path / "t.json"), "--data", str(tmp_path / f"{name}.csv"),
+                                     "--target", "malignant")
+        assert rc == 2 and doc["status"] == "error" and words in err and "Traceback" not in err, (name, doc, err)

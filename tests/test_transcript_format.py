@@ -53,6 +53,19 @@ def test_round_trip_property(obj):
     assert tx.dumps(tx.loads(text)) == text
 
 
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(obj=st.dictionaries(st.text(max_size=6), json_values, max_size=5), data=st.data())
+def test_piecewise_canonical_check_is_dumps_equality(obj, data):
+    """load's canonical check compares the encoder's pieces with the text (no second full copy): it accepts
+    exactly dumps(obj), and refuses any one-character insertion, deletion or change and any truncation."""
+    text = tx.dumps(obj)
+    assert tx.is_canonical(obj, text)
+    i = data.draw(st.integers(0, len(text)))
+    c = data.draw(st.sampled_from([" ", "\n", "0", '"', "a", "}"]))
+    for edited in (text[:i] + c + text[i:], text[:i] + text[i + 1:], text[:i] + c + text[i + 1:], text[:i]):
+        assert tx.is_canonical(obj, edited) == (edited == text)
+
+
 def _variants(text: str) -> dict[str, str]:
     compact = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     unsorted = json.dumps(dict(reversed(list(json.loads(text).items()))), indent=1, ensure_ascii=True) + "\n"

@@ -250,12 +250,12 @@ def _spot(tr: dict) -> Verdict:
     # trainer's statements are what it signed: a disagreement is a rejection.
     checks.check_session(pub, tx.get_signed(tr, "statements.session"), sid, client_nonce=client_nonce,
                          server_nonce=tx.get_hex(tr, "server_nonce", 32), cfg=cfg, proof_kind=proof_kind)
-    R = _rows_per_leaf(tr)
+    R = rows_per_leaf(tr)
     _require(statements, "data", "the trainer's data commitment")
     with _unsigned("the data statement"):  # the root is the client's own, outside its committed record (§5):
         data = verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)  # only the
         expect_fields(data, {"data_root": data_root})  # recording client knows it sent other rows
-    W = _value_bytes(tr)
+    W = value_bytes(tr)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
                       rows_per_leaf=R, value_bytes=W)
     trainer_data = None  # the trainer's own dataset (docs/PROTOCOL.md section 11): its signed card, checked here
@@ -339,32 +339,48 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
     if rows.shape != (n, d + 1):
         raise InputError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
                          f"committed {n} x {d}: give the session's data file")
+    check_given_width(tr, table_value_bytes(rows))
+    check_given_root(tr, data_root_of(rows, rows_per_leaf(tr), value_bytes(tr)))
+
+
+def committed_roots(tr: dict) -> list[str]:
+    """The data roots the user's --data may have: the one the trainer signed (whether the signature holds is
+    the audit's business, not this check's), and the client's record."""
     roots = [tr["data_root"]] if "data_root" in tr else []
-    try:  # the root the trainer signed (whether the signature holds is the audit's business, not this check's)
+    try:
         roots.insert(0, Statement.decode(bytes.fromhex(tr["statements"]["data"][0])).fields["data_root"].hex())
     except (KeyError, ValueError, TranscriptFormatError):
         pass
+    return roots
+
+
+def check_given_root(tr: dict, given: bytes) -> None:
+    """``given``: the data root of the user's rows (computed as they were read: protocol/csv_chunks.py)."""
+    roots = committed_roots(tr)
     if not roots:
         raise InputError("the transcript ends before the data commitment: there is nothing to replay against")
-    W = _value_bytes(tr)
-    if "trainer_data" not in tr and table_value_bytes(rows) != W:
-        raise InputError(f"the data given needs {table_value_bytes(rows)}-byte values, the session committed "
-                         f"{W}-byte values: give the session's data file, with the same standardization")
-    given = data_root_of(rows, _rows_per_leaf(tr), W).hex()
-    if given not in roots:
+    if given.hex() not in roots:
         raise InputError(f"the data given is not the data committed in this session (Merkle root of the given rows "
-                         f"{given}, committed root {roots[0]}): the rows must be exactly the session's, in the "
+                         f"{given.hex()}, committed root {roots[0]}): the rows must be exactly the session's, in the "
                          f"committed order, with the same target column and standardization")
 
 
-def _value_bytes(tr: dict) -> int:
+def value_bytes(tr: dict) -> int:
     W = tx.get(tr, "value_bytes", int)
     if W not in VALUE_BYTES:
         raise TranscriptFormatError(f"transcript field 'value_bytes' must be one of {VALUE_BYTES}")
     return W
 
 
-def _rows_per_leaf(tr: dict) -> int:
+def check_given_width(tr: dict, need: int) -> None:
+    """The user's rows need ``need`` bytes per value (their canonical width): it must be the committed one."""
+    W = value_bytes(tr)
+    if "trainer_data" not in tr and need != W:
+        raise InputError(f"the data given needs {need}-byte values, the session committed {W}-byte values: give "
+                         f"the session's data file, with the same target column and standardization")
+
+
+def rows_per_leaf(tr: dict) -> int:
     R = tx.get(tr, "rows_per_leaf", int)
     if not 1 <= R <= MAX_ROWS_PER_LEAF:
         raise TranscriptFormatError(f"transcript field 'rows_per_leaf' must be in 1..{MAX_ROWS_PER_LEAF}")

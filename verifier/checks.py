@@ -4,9 +4,11 @@ failed. Used both live (by the client) and offline (by the audit)."""
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 
+from protocol import scalar_step
 from protocol.errors import BindingMismatch, MerkleProofInvalid, StepMismatch, VerificationError
 from protocol.merkle import (
     data_block_leaf,
@@ -237,20 +239,31 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
-    stepper = FastStepper(rows[:, :-1], rows[:, -1], cfg, lean=True)  # no copy of the data
-    theta = sched.initial_state()
     check_initial_state(leaves, sched)
+    step, leaf, theta = _stepper(rows, sched, cfg)
     for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
         for j in range(0, len(blob), 32):
             t = first + j // 32
             prev = theta
-            theta, _ = stepper.step(theta, sched.batch(t), t)
-            if state_leaf(t, theta) != blob[j:j + 32]:
+            theta = step(theta, t)
+            if leaf(t, theta) != blob[j:j + 32]:
                 raise _divergence(leaves, sched, t, prev, theta)
         if progress is not None:
             progress(first - 1 + len(blob) // 32, sched.num_steps)
     check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
+
+
+def _stepper(rows: np.ndarray, sched: Schedule, cfg: TrainConfig):
+    """-> (step(theta, t), leaf(t, theta), theta_0): the scalar step on Python ints for small linear and
+    logistic batches (protocol/scalar_step.py), else FastStepper; the same integers either way."""
+    if scalar_step.applies(cfg, sched.d):
+        ss = scalar_step.ScalarStepper(rows, cfg)
+        theta = [int(v) for v in sched.initial_state()]
+        fmt = struct.Struct(f"<{len(theta)}q")
+        return (lambda th, t: ss.step(th, sched.batch(t).tolist(), t)), (lambda t, th: scalar_step.leaf_of(t, th, fmt)), theta
+    fs = FastStepper(rows[:, :-1], rows[:, -1], cfg, lean=True)  # no copy of the data
+    return (lambda th, t: fs.step(th, sched.batch(t), t)[0]), state_leaf, sched.initial_state()
 
 
 def _divergence(leaves: Leaves, sched: Schedule, t: int, prev, theta) -> StepMismatch:

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
 
             return cmd_train(args)
         if args.command == "audit":
-            from .cli_train import cmd_audit
+            from .cli_audit import cmd_audit
 
             return cmd_audit(args)
         if args.command == "train-2pc":

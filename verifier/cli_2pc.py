@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-
 from protocol import model_file
 from protocol.dataset import fit_standardization, load_table, quantize_table
 from protocol.errors import InputError
@@ -90,6 +88,8 @@ def _bar(enabled: bool):
 
 
 def cmd_train_2pc(args) -> int:
+    import grpc  # here, not at the top: `vtrain-verifier audit` and `predict` need no gRPC (their memory)
+
     from dealer.client import DealerPreprocessing
     from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable
     from mpc.plan import Plan

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from functools import partial
@@ -12,11 +11,10 @@ from pathlib import Path
 
 import grpc
 
-from protocol import model_file, row_encoding
+from protocol import row_encoding
 from protocol import transcript as tx
-from protocol.csv_reader import ReadOptions
-from protocol.dataset import Standardization, fit_standardization, load_table, quantized_rows, resolve_model
-from protocol.errors import InputError, TranscriptFormatError
+from protocol.dataset import fit_standardization, load_table, quantized_rows, resolve_model
+from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
@@ -27,16 +25,12 @@ from protocol.wire import trainer_pb2_grpc as pb_grpc
 from . import attest
 from .audit import (
     ALTERED,
-    INCOMPLETE,
-    REJECTED,
-    SPOT_CHECKED,
     VERIFIED,
-    check_given_data,
-    transcript_verdict,
     with_replay,
 )
 from .checks import receive_cap
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED, CliError, table_options
+from .cli import CliError, table_options
+from .cli_audit import _print_verdict, _write_model, exit_code
 from .client import ClientSeeds, SessionAborted, SessionIncomplete, open_channel, preflight, run_session
 from .preflight import TableShape, check_limits, peek_shape, small_table_batch
 from .progress import Progress, progress_enabled
@@ -237,27 +231,6 @@ def drive_session(args, channel, ui: Progress, session):
     timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
     return tr, verdict, timings, tx.save(args.out, tr)
 
-def exit_code(status: str) -> int:
-    return {VERIFIED: EXIT_OK, SPOT_CHECKED: EXIT_SPOT_CHECKED, ALTERED: EXIT_ERROR, INCOMPLETE: EXIT_ERROR}.get(
-        status, EXIT_REJECTED)
-
-
-def _write_model(path: str, tr: dict, transcript_path: str, digest: str, verdict, attestation,
-                 table_columns: list[str] | None = None) -> None:
-    """The model file of a session: the transcript's final model with the session's transform, the verdict
-    (informative only) and this client's replay attestation."""
-    meta = tr["client"]["metadata"]
-    verification = {"status": verdict.status, "check": verdict.check, "reason": verdict.reason or verdict.guarantee}
-    if attestation:
-        verification["attestation"] = attestation
-    doc = model_file.build(kind=tr["config"]["model"], feature_names=meta["feature_names"], target=meta["target"],
-                           stdz=Standardization.from_dict(meta["standardization"]), frac_bits=tr["config"]["frac_bits"],
-                           theta=tr["model"], transcript_sha256=digest, verification=verification,
-                           extras=_shipped_extras(tr), table_columns=table_columns)
-    doc["transcript"] = os.path.relpath(os.path.abspath(transcript_path), os.path.dirname(os.path.abspath(path)))
-    model_file.save(path, doc)
-
-
 def _small_table_default(args, shape: TableShape) -> list[str]:
     """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
     default = DEFAULTS[args.model]["batch_size"]
@@ -301,20 +274,6 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, opts
     return table, fit_standardization(table, cfg.model), cfg, list(table.notes) + ([note] if note else [])
 
 
-def _shipped_extras(tr: dict) -> dict:
-    """What the trainer shipped besides the parameters (kept in the model file, as a real model format would
-    carry it; the verdict already says the model is unverified). Only a valid trigger spec is kept."""
-    if "model_extras" not in tr:
-        return {}
-    from protocol.triggers import validate_trigger_spec
-
-    try:
-        extras = tx.safe_json_loads(tr["model_extras"], "shipped model extras")
-        return {"trigger": validate_trigger_spec(extras["trigger"], tr["num_features"])}
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return {"shipped_extras_ignored": tr["model_extras"][:200]}
-
-
 def _report(args, result: dict) -> None:
     if args.json:
         print(json.dumps(result, indent=1, sort_keys=True))
@@ -335,104 +294,3 @@ def _report(args, result: dict) -> None:
         print(f"the model was saved to {result['model']} ({result['status']}); `vtrain-verifier predict` will apply "
               f"a defense to it")
     print(f"transcript: {result['transcript']} (sha256 {result['transcript_sha256'][:16]}...)")
-
-
-def cmd_audit(args) -> int:
-    if args.model_out and not args.data:
-        raise InputError("--model-out rebuilds the model by replaying the session: it needs --data")
-    if args.model_out:
-        ensure_parent(args.model_out)  # refused before the replay, not after it
-    ui = Progress(progress_enabled(args))
-    with ui.bar("reading the transcript"):
-        tr, digest = tx.load(args.transcript)
-    tx.validate(tr)  # before anything reads a field: "malformed transcript: FIELD ...", exit 2
-    if args.data and "trainer_data" in tr:
-        raise InputError(f"this session trained on the trainer's own dataset {tr['trainer_data'].get('name')!r}: its "
-                         f"rows stay with the trainer, so there is nothing of yours to replay (audit it without --data: "
-                         f"the spot verdict)")
-    key_hex = tx.get(tr, "trainer_key", str)
-    pinned = parse_public_hex(args.trainer_key) if args.trainer_key else None
-    trust, addresses = TrustStore(args.trust_store).trust_of(key_hex, pinned)
-    signer = {"key": key_hex, "trust": trust, "addresses": addresses}
-    if pinned is not None and key_hex != pinned.hex():
-        return _audit_out(args, {"status": REJECTED, "check": "key", "reason": f"the transcript is signed by "
-                                 f"trainer key {key_hex}, not the required key {pinned.hex()}", "step": None,
-                                 "guarantee": "", "evidence": {}}, digest, signer)
-    with ui.bar("checking signatures and openings"):
-        v = _transcript_verdict(tr)
-    if v.status in (ALTERED, INCOMPLETE) or not args.data:
-        return _audit_out(args, v.to_dict(), digest, signer)
-    rows = None
-    if args.data:
-        try:
-            meta = tx.get(tr, "client.metadata", dict)
-            stdz = Standardization.from_dict(tx.get(meta, "standardization", dict))
-            cfg = TrainConfig.from_dict(tx.get(tr, "config", dict))
-        except InputError as e:
-            raise TranscriptFormatError(str(e)) from None
-        opts = ReadOptions(delimiter=args.delimiter, features=tuple(meta.get("feature_names") or ()) or None,
-                           drop_missing=args.drop_missing)
-        with ui.callback("loading", percent=True) as loading:
-            table = load_table(args.data, args.target or meta.get("target"), options=opts, progress=loading)
-        if table.feature_names != meta.get("feature_names"):
-            raise InputError(f"--data has features {table.feature_names[:4]}..., the session used "
-                             f"{meta.get('feature_names', [])[:4]}...")
-        rows = quantized_rows(table, stdz, cfg.frac_bits)
-        columns, table = table.columns, None  # the float table is not needed again: only the rows stay in memory
-        check_given_data(tr, rows)  # the user's input error (exit 2), never a verdict about the trainer
-    with ui.callback("replay", unit="step") as replaying:
-        v = with_replay(v, tr, rows, replaying)
-    attestation = attest.attest(tr, v) if v.check == "replay" else None  # seen by a later `predict` (model_trust)
-    res = v.to_dict()
-    if args.model_out and v.status == VERIFIED:
-        _write_model(args.model_out, tr, args.transcript, digest, v, attestation, columns)
-        res["model"] = args.model_out
-    elif args.model_out:
-        res["model"] = None
-        res["model_note"] = f"no model written to {args.model_out}: the replay did not verify the transcript's model"
-    return _audit_out(args, res, digest, signer)
-
-
-def _transcript_verdict(tr: dict):
-    try:
-        return transcript_verdict(tr)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, (InputError, TranscriptFormatError)):
-            raise
-        raise TranscriptFormatError(f"malformed transcript: {e!r}") from None
-
-
-def _audit_out(args, res: dict, digest: str, signer: dict) -> int:
-    res["transcript_sha256"] = digest
-    res["signer"] = signer
-    if signer["trust"] == "unknown":
-        res["signer_note"] = ("the signer is unauthenticated: this key is neither pinned (--trainer-key) nor in the "
-                              "trust store, and anyone can make a key that signs a consistent transcript")
-    if args.json:
-        print(json.dumps(res, indent=1, sort_keys=True))
-    else:
-        where = f" (trust store: {', '.join(signer['addresses'])})" if signer["addresses"] else ""
-        print(f"signed by trainer key {signer['key']}: {signer['trust'].upper()}{where}")
-        if res.get("signer_note"):
-            print(f"note: {res['signer_note']}")
-        _print_verdict(res)
-        if res["status"] == REJECTED and res.get("evidence"):
-            print("evidence: " + json.dumps(res["evidence"])[:2000])
-        if res.get("model"):
-            print(f"model rebuilt by the replay: {res['model']}")
-        elif res.get("model_note"):
-            print(res["model_note"])
-    return exit_code(res["status"])
-
-
-def _print_verdict(res: dict) -> None:
-    word = res["status"].upper()
-    if res["status"] in (VERIFIED, SPOT_CHECKED):
-        print(f"{word} ({res['check']}): {res['guarantee']}")
-    elif res["status"] == ALTERED:
-        print(f"{word}: {res['reason']}")
-    elif res["status"] == INCOMPLETE:
-        print(f"INCOMPLETE (no verdict): {res['reason']}")
-    else:
-        where = f" [step {res['step']}]" if res.get("step") is not None else ""
-        print(f"{word} ({res['check']}){where}: {res['reason']}")

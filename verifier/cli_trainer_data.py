@@ -12,16 +12,15 @@ from protocol.keys import parse_public_hex
 
 from .checks import receive_cap
 from .cli import CliError
+from .cli_audit import _write_model, exit_code
 from .cli_train import (
     _config,
     _key_trust,
     _report,
     _seeds,
     _status,
-    _write_model,
     connect,
     drive_session,
-    exit_code,
 )
 from .client import SessionAborted
 from .progress import Progress, progress_enabled
