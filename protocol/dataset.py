@@ -256,15 +256,23 @@ def rows_matrix(Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack([Xq, Yq]), dtype=np.int64)
 
 
-def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: int = 1 << 16) -> np.ndarray:
+def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: int = 1 << 16,
+                   compact: bool = False) -> np.ndarray:
     """The rows the client commits to: standardize, quantize, lay out (features then target). Element-wise,
     so computed ``chunk`` rows at a time into the result: the peak is the rows plus one chunk's temporaries
-    (the audit's bounded memory), the same integers as ``rows_matrix(*quantize_table(...))``."""
+    (the audit's bounded memory), the same integers as ``rows_matrix(*quantize_table(...))``. ``compact``:
+    int32 storage while every value fits (half the memory; a value beyond it switches to int64, one copy)."""
     X = np.asarray(table.X)
     if X.ndim != 2 or X.shape[1] != len(stdz.mean):
         return rows_matrix(*quantize_table(table, stdz, frac_bits))  # refused there, with its message
-    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int64)
-    rows[:, -1] = target_values(table, stdz, frac_bits)
+    Y = target_values(table, stdz, frac_bits)
+    small = compact and (Y.size == 0 or (int(Y.min()) >= -(2**31) and int(Y.max()) < 2**31))
+    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int32 if small else np.int64)
+    rows[:, -1] = Y
+    del Y
     for a in range(0, X.shape[0], chunk):
-        rows[a:a + chunk, :-1] = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
+        q = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
+        if rows.dtype == np.int32 and q.size and (int(q.min()) < -(2**31) or int(q.max()) >= 2**31):
+            rows = rows.astype(np.int64)
+        rows[a:a + chunk, :-1] = q
     return rows

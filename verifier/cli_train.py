@@ -13,7 +13,8 @@ import grpc
 
 from protocol import row_encoding
 from protocol import transcript as tx
-from protocol.dataset import fit_standardization, load_table, quantized_rows, resolve_model
+from protocol.chunked_table import load_table_chunked
+from protocol.dataset import fit_standardization, quantized_rows, resolve_model
 from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
@@ -135,7 +136,7 @@ def cmd_train(args) -> int:
         for n in load_notes:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
-    rows = quantized_rows(table, stdz, cfg.frac_bits)  # once: uploaded, then replayed
+    rows = quantized_rows(table, stdz, cfg.frac_bits, compact=True)  # once: uploaded, then replayed
     table.X = table.y = None  # the float table is not needed again: only the rows stay in memory,
     rows = row_encoding.pack(rows, row_encoding.table_value_bytes(rows))  # at their canonical width
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
@@ -260,7 +261,8 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, opts
     plan = _plan(args)
     check_limits(info.limits, cfg, shape, **plan)
     with ui.callback("loading", percent=True) as loading:
-        table = load_table(args.data, args.target, options=opts, progress=loading)
+        # chunk by chunk into one float64 matrix (protocol/chunked_table.py): not pandas' whole frame besides it
+        table = load_table_chunked(args.data, args.target, opts, shape.rows, progress=loading)
     model, num_classes, note = resolve_model(args.model, table)
     if args.proof == "snark" and model != "linear":
         raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "
