@@ -10,6 +10,7 @@ value that does not fit its encoding (a float, a boolean, an integer out of rang
 from __future__ import annotations
 
 import json
+import struct
 
 from . import encoding as enc
 from .errors import TranscriptFormatError
@@ -17,6 +18,9 @@ from .hashing import tagged_hash
 
 RANDOMNESS_OS = "os"  # training seed, audit seed and nonce secret fresh from os.urandom
 RANDOMNESS_FIXED = "fixed-by-user"  # training seed from --insecure-fixed-seed (audit seed still fresh)
+
+
+_INT = frozenset((int,))
 
 
 def _int(v, what: str) -> int:
@@ -35,6 +39,9 @@ def _u64(v, what: str) -> bytes:
 def _ints(vals, what: str) -> bytes:
     if not isinstance(vals, list):
         raise TranscriptFormatError(f"malformed transcript: {what} must be a list of integers")
+    if set(map(type, vals)) <= _INT and (not vals or (enc.I64_MIN <= min(vals) and max(vals) <= enc.I64_MAX)):
+        return enc.u32(len(vals)) + struct.pack(f"<{len(vals)}q", *vals)  # the common case, at C speed (= int_vector;
+        # bool is not ``int`` by type)
     for v in vals:
         if not enc.I64_MIN <= _int(v, what) <= enc.I64_MAX:
             raise TranscriptFormatError(f"malformed transcript: {what} holds an integer outside int64")

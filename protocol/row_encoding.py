@@ -33,7 +33,12 @@ def value_range(w: int) -> tuple[int, int]:
 def fits(values, w: int) -> bool:
     """Every value (Python ints) is a w-byte signed integer (no wrapping)."""
     lo, hi = value_range(w)
+    if len(values) and set(map(type, values)) <= _INT:  # plain ints (the recorded form): min/max at C speed
+        return lo <= min(values) and max(values) < hi
     return all(lo <= int(v) < hi for v in values)
+
+
+_INT = frozenset((int,))
 
 
 def minimal_value_bytes(lo: int, hi: int) -> int:
