@@ -215,10 +215,23 @@ def resolve_model(requested: str, table: Table) -> tuple[str, int, str | None]:
     return "logistic", 0, None
 
 
+def column_std(X: np.ndarray, mean: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """``X.std(axis=0)`` bit for bit (numpy sums axis 0 of a C-ordered matrix row after row, so carrying the
+    running sum into the next chunk keeps the order) without numpy's temporary copy of the whole matrix."""
+    if X.ndim != 2 or not X.shape[0] or not X.flags.c_contiguous:
+        return X.std(axis=0)
+    acc = None
+    for a in range(0, X.shape[0], chunk):
+        sq = X[a:a + chunk] - mean
+        np.multiply(sq, sq, out=sq)
+        acc = np.add.reduce(sq, axis=0) if acc is None else np.add.reduce(np.concatenate([acc[None, :], sq]), axis=0)
+    return np.sqrt(acc / X.shape[0])
+
+
 def fit_standardization(table: Table, model: str) -> Standardization:
     X = table.X
     mean = X.mean(axis=0)
-    std = X.std(axis=0)
+    std = column_std(X, mean)
     notes = []
     const = std == 0
     if const.any():

@@ -44,3 +44,14 @@ def test_compact_rows_are_the_same_integers():
     assert narrow.dtype == np.int32 and np.array_equal(wide, narrow)
     big = quantized_rows(t, stdz, 28, compact=True)  # 8 * 2^28 does not fit int32: int64, same integers
     assert big.dtype == np.int64 and np.array_equal(big, quantized_rows(t, stdz, 28))
+
+
+@pytest.mark.parametrize("n,d,chunk", [(1, 1, 1), (5, 2, 2), (1000, 3, 7), (70_000, 30, 1 << 16), (100_001, 5, 999)])
+def test_column_std_is_numpys_bit_for_bit(n, d, chunk):
+    from protocol.dataset import column_std
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 1e4, size=d) + rng.normal(size=d) * 100
+    assert np.array_equal(column_std(X, X.mean(axis=0), chunk), X.std(axis=0))
+    B = rng.integers(0, 2, (n, d)).astype(float)
+    assert np.array_equal(column_std(B, B.mean(axis=0), chunk), B.std(axis=0))
