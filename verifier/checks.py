@@ -245,7 +245,10 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
         for j in range(0, len(blob), 32):
             t = first + j // 32
             prev = theta
-            theta = step(theta, t)
+            try:
+                theta = step(theta, t)
+            except ArithmeticError as e:  # the honest step cannot be computed: no honest trainer signs past it
+                raise _overflow(leaves, sched, t, prev, e) from None
             if leaf(t, theta) != blob[j:j + 32]:
                 raise _divergence(leaves, sched, t, prev, theta)
         if progress is not None:
@@ -279,6 +282,19 @@ def _divergence(leaves: Leaves, sched: Schedule, t: int, prev, theta) -> StepMis
                             "note": "state_before hashes to the committed leaf t-1; the honest step from it "
                                     "does not hash to the committed leaf t, which the signed state_root "
                                     "includes"})
+
+
+def _overflow(leaves: Leaves, sched: Schedule, t: int, prev, err: ArithmeticError) -> StepMismatch:
+    """The honest replay of step t overflows the fixed-point format (an honest trainer stops there, with an
+    error), yet the trainer committed and signed states up to step T: its claim is false at step t."""
+    return StepMismatch(f"step {t}: the honest replay overflows ({err}), yet the trainer committed states for every "
+                        f"step up to {sched.num_steps}", step=t, evidence={
+                            "step": t, "state_root": scan(leaves).root.hex(),
+                            "state_before": [int(v) for v in prev], "leaf_before": leaves[t - 1].hex(),
+                            "proof_before": [h.hex() for h in inclusion_proof(leaves, t - 1)],
+                            "batch": [int(i) for i in sched.batch(t)], "overflow": str(err),
+                            "note": "state_before hashes to the committed leaf t-1; the honest step from it "
+                                    "overflows, so no honest training reaches the signed state_root"})
 
 
 def detection_probability(num_steps: int, checks: int, bad_steps: int) -> float:
