@@ -124,7 +124,11 @@ def read_header(source: _Source, opts: ReadOptions) -> tuple[list[str], str]:
     if not head.strip():
         raise InputError(f"{source.label}: the file is empty (a header row is required)")
     delim = opts.delimiter or detect_delimiter(head.split("\n", 1)[0])
-    header = [h.strip() for h in next(csv.reader(io.StringIO(head), delimiter=delim))]
+    try:
+        header = [h.strip() for h in next(csv.reader(io.StringIO(head), delimiter=delim))]
+    except csv.Error as e:  # e.g. lines ending in a lone \r: an input error, never a traceback
+        raise InputError(f"{source.label}: the header row cannot be read as CSV ({e}); lines must end in \\n or "
+                         f"\\r\\n") from None
     _check_header(header, source.label, delim)
     return header, delim
 
@@ -356,10 +360,13 @@ def _records(source: _Source, delim: str):
     """(line, fields) for each non-blank data record (blank = every field blank), streaming."""
     with source.open() as fh:
         r = csv.reader(fh, delimiter=delim, skipinitialspace=True)
-        next(r, None)
-        for fields in r:
-            if any(f.strip() for f in fields):
-                yield r.line_num, fields
+        try:
+            next(r, None)
+            for fields in r:
+                if any(f.strip() for f in fields):
+                    yield r.line_num, fields
+        except csv.Error as e:  # e.g. a field over csv's size limit: an input error, never a traceback
+            raise InputError(f"{source.label}: line {r.line_num} cannot be read as CSV ({e})") from None
 
 
 def _locate(source: _Source, delim: str, row: int) -> tuple[int, list[str]]:
