@@ -172,3 +172,22 @@ def test_the_minimal_width_is_the_whole_table_s_not_a_chunk_s():
     s2, _, _ = m.open_session(cfg, b"\x0c" * 32, "spot")
     with pytest.raises(InputError, match="fits in 1 byte"):
         m.upload(iter([(s2.session_id, 3, 8, 1, pack(small[k:k + 1], 2).tobytes(), 1, 2) for k in range(8)]))
+
+
+def test_an_edited_width_in_a_real_transcript_is_altered_never_blamed_on_the_trainer():
+    """Someone editing a saved transcript's ``value_bytes`` (with or without the leaf rows re-encoded): the
+    width is in the client record the trainer signed through the client nonce, so the audit says the file was
+    altered, never that the trainer cheated, and never VERIFIED/spot-checked."""
+    from test_transcript_mutations import record_session
+
+    from verifier.audit import verify_transcript
+
+    tr, v = record_session(None, b"attack-width", 2)
+    assert v.status == "spot-checked"
+    assert verify_transcript(copy.deepcopy(tr)).status == "spot-checked"
+    for w in (1, 2, 4, 8):
+        if w == tr["value_bytes"]:
+            continue
+        bad = copy.deepcopy(tr)
+        bad["value_bytes"] = w
+        assert verify_transcript(bad).status == "altered", w
