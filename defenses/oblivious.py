@@ -29,13 +29,14 @@ b = slack_, Lambda = sum_i |L_i(0)| (error amplification of one line's reconstru
 from __future__ import annotations
 
 import math
-from itertools import combinations
+from itertools import combinations, pairwise
 from numbers import Integral, Real
 
 import numpy as np
 from scipy import stats
 
-from defenses.correlated_sampling import ConvexBody, correlated_lines_batch, line_points
+from defenses.box_lines import Workspace, box_pairs, keep_freed_memory, pair_estimates, strictly_inside
+from defenses.correlated_sampling import Box, ConvexBody, correlated_lines_batch, line_points
 from defenses.coverage import BodyNotCovered, MitigationRefused, coverage_test
 from defenses.finite_field import check_prime
 from defenses.line_guarantee import (
@@ -43,10 +44,18 @@ from defenses.line_guarantee import (
     choose_slack,
     failure_probability,
     line_failure_rate,
+    median_of_lines,
     tolerated_rate,
 )
-from defenses.line_nodes import barycentric_weights_at_zero, best_nodes, best_pair_parameters
+from defenses.line_nodes import (
+    barycentric_weights_at_zero,
+    best_nodes,
+    best_pair_parameters,
+    robust_value_at_zero,
+)
 from defenses.reed_muller import ABSTAIN, basic_correct, curve_correct, line_correct, tolerated_error_rate
+
+CHUNK_VALUES = 1 << 19  # query coordinates per chunk of rows (K m max(n, 8) per row): ~4 MB of points
 
 __all__ = [
     "ABSTAIN",
@@ -87,26 +96,6 @@ def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
 def canonical_round(e, delta: float, offset: float):
     """Canonical rounding: R_s(e) = s + Delta * round((e - s) / Delta); Pr_s[R_s(a) != R_s(b)] = min(1, |a-b|/Delta)."""
     return offset + delta * np.round((np.asarray(e, dtype=float) - offset) / delta)
-
-
-def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
-    """Consensus fit per line: the (d+1)-subset whose interpolant has the most inliers
-    (|residual| <= inlier_tol), then a least-squares refit on its inliers; returns p(0) per line."""
-    t, y = np.atleast_2d(t), np.atleast_2d(y)
-    scale = np.abs(t).max(axis=1, keepdims=True)
-    ts = t / scale  # conditioning: nodes in [-1, 1]
-    S = np.asarray(subsets)  # (n_sub, d+1) column indices
-    V = ts[:, S][..., None] ** np.arange(d + 1)  # (L, n_sub, d+1, d+1)
-    coef = np.linalg.solve(V, y[:, S][..., None])[..., 0]  # (L, n_sub, d+1)
-    pred = np.einsum("lsk,lmk->lsm", coef, ts[..., None] ** np.arange(d + 1))
-    inliers = np.abs(pred - y[:, None, :]) <= np.asarray(inlier_tol, dtype=float).reshape(-1, 1, 1)
-    best = np.argmax(inliers.sum(axis=2), axis=1)
-    out = np.empty(t.shape[0])
-    for ell in range(t.shape[0]):
-        mask = inliers[ell, best[ell]]
-        A = ts[ell, mask, None] ** np.arange(d + 1)
-        out[ell] = np.linalg.lstsq(A, y[ell, mask], rcond=None)[0][0]
-    return out
 
 
 def _check_int(name, value, low):
@@ -265,10 +254,8 @@ class LocalPolynomialMitigator:
     def _line_estimates(self, t, y, rng):
         """(estimates (L,), Lambda (L,)); Lambda = sum |L_i(0)| for interpolation, NaN for the robust fit."""
         d, m = self.degree, self.n_points_
-        if m == 2 and d == 1:  # the line through two points: L_0(0) = t_1/(t_1 - t_0), L_1(0) = -t_0/(t_1 - t_0)
-            t0, t1 = t[:, 0], t[:, 1]
-            gap = t1 - t0
-            return (t1 * y[:, 0] - t0 * y[:, 1]) / gap, (np.abs(t0) + np.abs(t1)) / np.abs(gap)
+        if m == 2 and d == 1:  # the line through two points
+            return pair_estimates(t[:, 0], t[:, 1], y[:, 0], y[:, 1])
         if m == d + 1:
             w = barycentric_weights_at_zero(t)
             return np.einsum("lm,lm->l", w, y), np.abs(w).sum(axis=1)
@@ -279,47 +266,77 @@ class LocalPolynomialMitigator:
         tol = 2.0 * self.eps + 1e-8 * (1.0 + np.abs(y).max(axis=1))
         return robust_value_at_zero(t, y, d, tol, subsets), np.full(t.shape[0], np.nan)
 
-    def _aggregate(self, ests):
-        if self.aggregate == "median":
-            return np.median(ests, axis=1)
-        groups = np.array_split(np.arange(ests.shape[1]), self.n_groups)
-        return np.mean([np.median(ests[:, g], axis=1) for g in groups], axis=0)
+    def _general_lines(self, rows, rng):
+        """(est, Lambda), each (K, Q): any body, degree and decoder (correlated_sampling.correlated_lines_batch)."""
+        (Q, n), K, m = rows.shape, self.n_lines, self.n_points_
+        if self.candidates and self.degree == 1:  # same law as drawing all candidates, fewer draws
+            c = self.candidates
+            D, s = correlated_lines_batch(self.body, rows, 2, K, rng,
+                                          sampler=lambda lo, hi, n_dim, _k, g: best_pair_parameters(lo, hi, n_dim, c, g))
+        else:
+            D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
+            if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
+                s = best_nodes(s, self.degree)
+        y = np.asarray(_model_values(self.model, line_points(rows, D, s).reshape(-1, n)), dtype=float)
+        est, lam = self._line_estimates(s.reshape(Q * K, m), y.reshape(Q * K, m), rng)
+        return est.reshape(Q, K).T, lam.reshape(Q, K).T
+
+    def _box_lines(self, rows, rng, work):
+        """(est, Lambda), each (K, Q): targets strictly inside a box, two-point lines (defenses/box_lines.py, the
+        general route's law in fewer passes)."""
+        Z, s = box_pairs(self.body, rows, self.n_lines, self.candidates or 2, rng, work)
+        y = np.asarray(_model_values(self.model, Z.reshape(rows.shape[1], -1).T), dtype=float)
+        y = y.reshape(2, self.n_lines, rows.shape[0])
+        return pair_estimates(s[0], s[1], y[0], y[1])
+
+    @staticmethod
+    def _aggregate(est, groups):
+        """Median of the K line estimates (axis 0), or the mean of the medians of consecutive groups."""
+        if len(groups) == 1:
+            return median_of_lines(est)
+        bounds = np.cumsum([0, *groups])
+        return np.mean([median_of_lines(est[a:b]) for a, b in pairwise(bounds)], axis=0)
 
     def predict_with_bounds(self, X, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """(e(x*), amplification) per row, before canonical rounding: |e - g(x*)| <= eps * amplification
         except with probability <= failure_probability_ (plus 1 - confidence for delta_upper_ itself).
 
-        All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches.
-        ``progress(k)`` (optional) is called with the number of rows finished after each chunk.
+        All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches; with a box
+        body and two-point lines the targets strictly inside take the batched route, the others the general
+        route after them.  ``progress(k)`` (optional) is called with the number of rows finished after each batch.
         """
         self._check_fitted()
         X = self._check_X(X)
         rng = np.random.default_rng(self.seed_)
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
-        chunk = max(1, (1 << 19) // (K * m * max(n, 8)))
+        chunk = max(1, CHUNK_VALUES // (K * m * max(n, 8)))
         out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
         groups = self._group_sizes()
-        pair_sampler = None
-        if self.candidates and self.degree == 1:  # same law as drawing all candidates, fewer draws
-            c = self.candidates
 
-            def pair_sampler(t_lo, t_hi, n_dim, _k, rng_):
-                return best_pair_parameters(t_lo, t_hi, n_dim, c, rng_)
-        for start in range(0, X.shape[0], chunk):
-            rows = X[start:start + chunk]
-            Q = rows.shape[0]
-            if pair_sampler is not None:  # public coins only: the best-conditioned pair of the candidates
-                D, s = correlated_lines_batch(self.body, rows, 2, K, rng, sampler=pair_sampler)
-            else:
-                D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
-                if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
-                    s = best_nodes(s, self.degree)
-            y = _model_values(self.model, line_points(rows, D, s).reshape(-1, n)).astype(float).reshape(Q * K, m)
-            est, lam = self._line_estimates(s.reshape(Q * K, m), y, rng)
-            out[start:start + Q] = self._aggregate(est.reshape(Q, K))
-            amp[start:start + Q] = amplification_bound(lam.reshape(Q, K), groups, self.slack_)
+        def decode(at, est, lam):  # the median (or mean of group medians) and its amplification, per target
+            out[at], amp[at] = self._aggregate(est, groups), amplification_bound(lam, groups, self.slack_)
             if progress is not None:
-                progress(Q)
+                progress(len(est[0]))
+
+        rest = []  # targets the batched box route does not take (on or outside the box), decoded last
+        if isinstance(self.body, Box) and self.degree == 1 and m == 2:
+            work = Workspace()
+            keep_freed_memory()
+            for start in range(0, X.shape[0], chunk):
+                rows = X[start:start + chunk]
+                inside = strictly_inside(self.body, rows)
+                if inside.all():
+                    decode(slice(start, start + rows.shape[0]), *self._box_lines(rows, rng, work))
+                    continue
+                rest.append(start + np.flatnonzero(~inside))
+                if inside.any():
+                    decode(start + np.flatnonzero(inside), *self._box_lines(rows[inside], rng, work))
+        else:
+            rest = [np.arange(X.shape[0])]
+        rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.intp)
+        for start in range(0, rest.size, chunk):
+            at = rest[start:start + chunk]
+            decode(at, *self._general_lines(X[at], rng))
         return out, amp
 
     def predict_unrounded(self, X, progress=None) -> np.ndarray:
