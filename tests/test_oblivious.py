@@ -16,9 +16,9 @@ from scipy import stats
 from bench.experiments.oblivious_cases import off_support_model
 from defenses.correlated_sampling import Ball, Box
 from defenses.coverage import BodyNotCovered, coverage_test, fit_body
+from defenses.field_mitigator import FieldPolynomialMitigator
 from defenses.oblivious import (
     ABSTAIN,
-    FieldPolynomialMitigator,
     LocalPolynomialMitigator,
     ModelTooInaccurate,
     barycentric_weights_at_zero,
