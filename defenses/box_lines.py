@@ -1,4 +1,4 @@
-"""Two-point lines through many targets inside a box, drawn in one feature-major batch: the fast path of
+"""Two-point lines through many targets, for a box body, drawn in one feature-major batch: the fast path of
 :meth:`defenses.oblivious.LocalPolynomialMitigator.predict_with_bounds` for a :class:`Box` body, degree 1.
 
 Same law as the general route -- :func:`defenses.correlated_sampling.correlated_lines_batch` followed by
@@ -7,7 +7,7 @@ simply two iid draws, as an unordered pair) -- only computed with fewer passes o
 (tests/test_box_lines.py checks the law against the general route):
 
 1. Line (k, q): y = lo + w * R with R ~ U[0, 1)^n (w = hi - lo), so y ~ Unif(box); D = y - x*_q.
-2. Chord in the parameter s of x* + s D.  For x* strictly inside (lo < x* < hi, so g_lo = lo - x* < 0 < g_hi = hi - x*)
+2. Chord in the parameter s of x* + s D.  For x* inside (lo < x* < hi, so g_lo = lo - x* < 0 < g_hi = hi - x*)
    the slab of feature j is g_lo_j <= s D_j <= g_hi_j; the positive end is 1/max(D_j/g_hi_j, D_j/g_lo_j) and the
    negative end 1/min(D_j/g_hi_j, D_j/g_lo_j) (D_j = 0: both quotients 0, no constraint), so
        r_hi = 1/s_hi = max_j max(D_j/g_hi_j, D_j/g_lo_j) > 0,   r_lo = 1/s_lo = min_j min(D_j/g_hi_j, D_j/g_lo_j) < 0
@@ -21,7 +21,8 @@ simply two iid draws, as an unordered pair) -- only computed with fewer passes o
 4. Points z = x* + s D, laid out (n, 2, K, Q): the model gets them as a (2 K Q, n) array in Fortran order
    (column j is feature j, contiguous); row (i, k, q) is point i of line k of target q.
 
-Targets on or outside the box's boundary take the general route (one-sided chords).
+Targets outside the box (one-sided chords: :func:`_outside_chords`, :func:`_one_sided_pair`) are drawn in the
+same batch; a target with a coordinate exactly on a face takes the general route.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import numpy as np
 
 from defenses.correlated_sampling import Box, _int_power
 
-__all__ = ["Workspace", "box_pairs", "keep_freed_memory", "pair_estimates", "strictly_inside"]
+__all__ = ["Workspace", "box_pairs", "keep_freed_memory", "off_boundary", "pair_estimates"]
 
 
-def strictly_inside(body: Box, X) -> np.ndarray:
-    """Rows with lo < x < hi in every feature (the fast route's precondition)."""
+def off_boundary(body: Box, X) -> np.ndarray:
+    """Rows with no coordinate exactly on a face (x_j != lo_j, hi_j): the batched route's precondition."""
     XT = np.asarray(X, dtype=float).T
-    return ((XT > body.lo[:, None]) & (XT < body.hi[:, None])).all(axis=0)
+    return ((XT != body.lo[:, None]) & (XT != body.hi[:, None])).all(axis=0)
 
 
 class Workspace:
@@ -84,9 +85,33 @@ def _chord_reciprocals(body: Box, XT, n_lines: int, rng, work: Workspace):
         np.maximum(r_hi, b, out=r_hi)
         np.minimum(r_lo, a, out=r_lo)
         np.minimum(r_lo, b, out=r_lo)
-    if not ((r_hi > 0).all() and (r_lo < 0).all()):  # D = 0 (y = x*): probability zero; refuse rather than bias
-        raise ValueError("a sample coincided with a target; redraw with another random_state")
     return D, r_lo, r_hi
+
+
+def _outside_chords(body: Box, XT, D, outside):
+    """(r_hi, 1/s_lo), each (K, Q_out), for the targets ``outside`` the box (step 2 for one-sided chords):
+    a feature with x*_j outside its slab has D_j of one sign (y_j is inside) and both ends of its s-interval
+    positive, [1/max(P, M), 1/min(P, M)] with P = D_j/g_hi_j, M = D_j/g_lo_j; a feature inside gives
+    [1/min(P, M), 1/max(P, M)] as in step 2.  So r_hi = max_j (inside_j ? max : min) and
+    1/s_lo = min over the outside features of max(P, M) > 0."""
+    x = XT[:, outside][:, None, :]
+    g_lo, g_hi = body.lo[:, None, None] - x, body.hi[:, None, None] - x
+    Do = D[:, :, outside]
+    P, M = Do / g_hi, Do / g_lo
+    hi, lo = np.maximum(P, M), np.minimum(P, M)
+    in_slab = (g_lo < 0) & (g_hi > 0)
+    return np.where(in_slab, hi, lo).max(axis=0), np.where(in_slab, np.inf, hi).min(axis=0)
+
+
+def _one_sided_pair(r_hi, r_lo, n: int, c: int, rng) -> np.ndarray:
+    """(2, K, Q_out): the smallest and largest of c iid draws from rho(s) ∝ s^(n-1) on [s_lo, s_hi], 0 < s_lo:
+    s^n is uniform on [s_lo^n, s_hi^n], so s = s_hi (rho + U (1 - rho))^(1/n) with rho = (s_lo/s_hi)^n and U the
+    smallest / largest of c uniforms (step 3; the best-conditioned pair of a one-sided line)."""
+    E = rng.standard_exponential((2,) + r_hi.shape)
+    log_max = E[0] * (-1.0 / c)
+    log_u = np.stack([log_max + np.log(-np.expm1(E[1] * (-1.0 / (c - 1)))), log_max])
+    rho = _int_power(r_hi / r_lo, n)  # (s_lo / s_hi)^n in [0, 1)
+    return np.exp(np.log(rho + np.exp(log_u) * (1.0 - rho)) / n) / r_hi
 
 
 def _best_pair(r_lo, r_hi, n: int, c: int, rng) -> np.ndarray:
@@ -119,7 +144,7 @@ def _best_pair(r_lo, r_hi, n: int, c: int, rng) -> np.ndarray:
 
 
 def box_pairs(body: Box, X, n_lines: int, c: int, rng, work: Workspace | None = None):
-    """K two-point lines through each row of X (Q, n), every row strictly inside ``body``.
+    """K two-point lines through each row of X (Q, n), no coordinate on a face of ``body`` (:func:`off_boundary`).
 
     -> (Z (n, 2, K, Q) query points, s (2, K, Q) their parameters on the lines); c >= 2 candidates per
     line of which the best-conditioned pair is kept (c = 2: two iid draws).  Z is a new array (the model may
@@ -128,7 +153,15 @@ def box_pairs(body: Box, X, n_lines: int, c: int, rng, work: Workspace | None = 
         raise ValueError(f"need c >= 2 candidates for a pair, got {c!r}")
     XT = np.ascontiguousarray(np.asarray(X, dtype=float).T)
     D, r_lo, r_hi = _chord_reciprocals(body, XT, n_lines, rng, work or Workspace())
+    outside = np.flatnonzero(((XT <= body.lo[:, None]) | (XT >= body.hi[:, None])).any(axis=0))
+    if outside.size:
+        hi_out, lo_out = _outside_chords(body, XT, D, outside)
+        r_lo[:, outside], r_hi[:, outside] = -1.0, 1.0  # placeholders, their nodes are redrawn below
+    if not ((r_hi > 0).all() and (r_lo < 0).all()) or (outside.size and not (hi_out > 0).all()):
+        raise ValueError("a sample coincided with a target; redraw with another random_state")  # D = 0: prob. 0
     s = _best_pair(r_lo, r_hi, XT.shape[0], int(c), rng)
+    if outside.size:
+        s[:, :, outside] = _one_sided_pair(hi_out, lo_out, XT.shape[0], int(c), rng)
     Z = np.empty((XT.shape[0],) + s.shape)
     for j in range(XT.shape[0]):  # z = x* + s D, one feature at a time
         np.multiply(s, D[j], out=Z[j])

@@ -39,7 +39,7 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import stats
 
-from defenses.box_lines import Workspace, box_pairs, keep_freed_memory, pair_estimates, strictly_inside
+from defenses.box_lines import Workspace, box_pairs, keep_freed_memory, off_boundary, pair_estimates
 from defenses.correlated_sampling import Box, ConvexBody, correlated_lines_batch, line_points
 from defenses.coverage import BodyNotCovered, MitigationRefused, coverage_test
 from defenses.line_guarantee import (
@@ -284,7 +284,7 @@ class LocalPolynomialMitigator:
         return est.reshape(Q, K).T, lam.reshape(Q, K).T
 
     def _box_lines(self, rows, rng, work):
-        """(est, Lambda), each (K, Q): targets strictly inside a box, two-point lines (defenses/box_lines.py, the
+        """(est, Lambda), each (K, Q): a box body, targets off its faces, two-point lines (defenses/box_lines.py, the
         general route's law in fewer passes)."""
         Z, s = box_pairs(self.body, rows, self.n_lines, self.candidates or 2, rng, work)
         y = np.asarray(_model_values(self.model, Z.reshape(rows.shape[1], -1).T), dtype=float)
@@ -304,12 +304,12 @@ class LocalPolynomialMitigator:
         except with probability <= failure_probability_ (plus 1 - confidence for delta_upper_ itself).
 
         All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches; with a box
-        body and two-point lines the targets strictly inside take the batched route, the others the general
+        body and two-point lines the targets off its faces take the batched route, the others the general
         route after them.  ``progress(k)`` (optional) is called with the number of rows finished after each batch.
         """
         self._check_fitted()
         X = self._check_X(X)
-        rng = np.random.default_rng(self.seed_)
+        rng = np.random.Generator(np.random.SFC64(self.seed_))  # public coins: any good statistical generator
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
         chunk = max(1, CHUNK_VALUES // (K * m * max(n, 8)))
         out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
@@ -320,19 +320,19 @@ class LocalPolynomialMitigator:
             if progress is not None:
                 progress(len(est[0]))
 
-        rest = []  # targets the batched box route does not take (on or outside the box), decoded last
+        rest = []  # targets the batched box route does not take (a coordinate on a face), decoded last
         if isinstance(self.body, Box) and self.degree == 1 and m == 2:
             work = Workspace()
             keep_freed_memory()
             for start in range(0, X.shape[0], chunk):
                 rows = X[start:start + chunk]
-                inside = strictly_inside(self.body, rows)
-                if inside.all():
+                batched = off_boundary(self.body, rows)
+                if batched.all():
                     decode(slice(start, start + rows.shape[0]), *self._box_lines(rows, rng, work))
                     continue
-                rest.append(start + np.flatnonzero(~inside))
-                if inside.any():
-                    decode(start + np.flatnonzero(inside), *self._box_lines(rows[inside], rng, work))
+                rest.append(start + np.flatnonzero(~batched))
+                if batched.any():
+                    decode(start + np.flatnonzero(batched), *self._box_lines(rows[batched], rng, work))
         else:
             rest = [np.arange(X.shape[0])]
         rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.intp)

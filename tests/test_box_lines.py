@@ -4,16 +4,17 @@ mitigator's guarantee relies on (defenses/line_guarantee.py: the kept nodes are 
 public coins; with c = 2 each of the two points is ~ Unif(box)).
 
 Statistical tests, seeded (reproducible), each "passes" assertion at KS_LEVEL = 1e-3: if the sampler were right
-each would fail with probability <= 1e-3; 22 such assertions, family-wise <= 2.2%.  The negative controls (the
-uniform-on-the-chord law, exponent n - 1 replaced by 0; the first two of c draws instead of the best pair) are
-refused at p < 1e-6 by the same statistics, so the tests have power against exactly the mistakes they guard."""
+each would fail with probability <= 1e-3; 46 such assertions, family-wise <= 4.6%.  The negative controls (the
+uniform-on-the-chord law, exponent n - 1 replaced by 0, inside and outside the box; the first two of c draws
+instead of the best pair) are refused at p < 1e-6 by the same statistics, so the tests have power against
+exactly the mistakes they guard."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from defenses import box_lines
-from defenses.box_lines import box_pairs, pair_estimates, strictly_inside
+from defenses.box_lines import box_pairs, off_boundary, pair_estimates
 from defenses.correlated_sampling import Box, correlated_lines_batch, line_points
 from defenses.line_nodes import best_pair_parameters
 from defenses.oblivious import LocalPolynomialMitigator
@@ -22,6 +23,8 @@ KS_LEVEL = 1e-3
 LINES = 3000
 BOX = Box(np.array([-1.0, 0.0, 2.0, -3.0, 0.5]), np.array([1.0, 0.5, 4.0, 3.0, 0.75]))
 INTERIOR = {"centre": (BOX.lo + BOX.hi) / 2, "near a corner": BOX.lo + 0.03 * (BOX.hi - BOX.lo)}
+TARGETS = {**INTERIOR, "outside, one feature": np.where(np.arange(BOX.dim) == 1, BOX.hi + 0.4, BOX.lo + 0.3),
+           "outside, three features": BOX.lo + np.array([-0.2, 1.3, 0.5, -0.05, 2.0]) * (BOX.hi - BOX.lo)}
 
 
 def _fast(x, c, seed):
@@ -35,6 +38,12 @@ def _general(x, c, seed):
     sampler = lambda lo, hi, n, _k, g: best_pair_parameters(lo, hi, n, c, g)
     D, s = correlated_lines_batch(BOX, x[None], 2, LINES, rng, sampler=sampler)
     return line_points(x[None], D, s)[0], s[0]
+
+
+def _by_node(Z, s):
+    """Each pair's points in the order of their parameters s (the unordered pair is what has a law to compare)."""
+    order = np.argsort(s, axis=1)
+    return np.take_along_axis(Z, order[:, :, None], axis=1), np.take_along_axis(s, order, axis=1)
 
 
 def _unit(points):
@@ -70,15 +79,26 @@ def test_uniform_on_the_chord_is_refused_by_the_same_statistics(monkeypatch):
     assert stats.kstest(_unit(Z[:, 0])[:, 0], "uniform").pvalue < 1e-6
 
 
-@pytest.mark.parametrize("where", sorted(INTERIOR))
+def test_one_sided_uniform_on_the_chord_is_refused_by_the_same_statistics(monkeypatch):
+    """Negative control for targets outside the box: the naive node law on one-sided chords differs visibly from
+    the general route's."""
+    right = box_lines._one_sided_pair
+    monkeypatch.setattr(box_lines, "_one_sided_pair", lambda r_hi, r_lo, n, c, rng: right(r_hi, r_lo, 1, c, rng))
+    x = TARGETS["outside, three features"]
+    Zf, _ = _by_node(*_fast(x, 2, seed=3))
+    Zg, _ = _by_node(*_general(x, 2, seed=4))
+    assert stats.ks_2samp(Zf[:, 0, 0], Zg[:, 0, 0]).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("where", sorted(TARGETS))
 @pytest.mark.parametrize("c", [2, 4])
 def test_points_and_amplification_have_the_law_of_the_general_route(where, c):
-    """Two-sample KS, batched route against the general route, same target: each kept point's coordinates (the
-    pair is ordered the same way by both: the negative node first on a mixed line, the smaller magnitude first on
-    a one-sided one) and the pair's amplification Lambda."""
-    x = INTERIOR[where]
-    Zf, sf = _fast(x, c, seed=3)
-    Zg, sg = _general(x, c, seed=4)
+    """Two-sample KS, batched route against the general route, same target (inside the box, or outside it: one-sided
+    chords): each kept point's coordinates (the points of a pair in the order of their parameters) and the pair's
+    amplification Lambda."""
+    x = TARGETS[where]
+    Zf, sf = _by_node(*_fast(x, c, seed=3))
+    Zg, sg = _by_node(*_general(x, c, seed=4))
     for i in (0, 1):
         for j in (0, 3):
             assert stats.ks_2samp(Zf[:, i, j], Zg[:, i, j]).pvalue > KS_LEVEL, (where, c, i, j)
@@ -95,8 +115,8 @@ def test_first_two_of_four_draws_is_refused_by_the_same_statistics():
 
 
 def test_exact_model_is_reconstructed_on_both_routes_in_one_chunk():
-    """Targets strictly inside take the batched route, targets on the boundary or outside the general one; an
-    exact linear model is reconstructed exactly at every target, in the input order."""
+    """Targets inside and outside the box take the batched route, targets with a coordinate on a face the general
+    one; an exact linear model is reconstructed exactly at every target, in the input order."""
     n = BOX.dim
     rng = np.random.default_rng(6)
     w = rng.standard_normal(n)
@@ -106,7 +126,7 @@ def test_exact_model_is_reconstructed_on_both_routes_in_one_chunk():
     boundary = inside[10:15].copy()
     boundary[:, 1] = BOX.hi[1]
     targets = np.vstack([inside[15:25], outside, inside[25:], boundary])
-    assert 0 < strictly_inside(BOX, targets).sum() < len(targets)
+    assert 0 < off_boundary(BOX, targets).sum() < len(targets)
     X_clean = BOX.sample(500, rng)
     for candidates in (None, 4):
         mit = LocalPolynomialMitigator(f, degree=1, body=BOX, n_lines=9, candidates=candidates, random_state=7)
