@@ -305,7 +305,9 @@ class LocalPolynomialMitigator:
 
         All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches; with a box
         body and two-point lines the targets off its faces take the batched route, the others the general
-        route after them.  ``progress(k)`` (optional) is called with the number of rows finished after each batch.
+        route after them.  The coins (public, independent of the model) come from SFC64 seeded with seed_, so a
+        fitted mitigator queries the same points on every call.  ``progress(k)`` (optional) is called with the
+        number of rows finished after each batch.
         """
         self._check_fitted()
         X = self._check_X(X)
