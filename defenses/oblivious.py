@@ -291,6 +291,13 @@ class LocalPolynomialMitigator:
         y = y.reshape(2, self.n_lines, rows.shape[0])
         return pair_estimates(s[0], s[1], y[0], y[1])
 
+    def _decode(self, out, at, est, lam, progress):
+        """Targets ``at``: the median (or mean of group medians) of their lines' estimates and its amplification."""
+        groups = self._group_sizes()
+        out[0, at], out[1, at] = self._aggregate(est, groups), amplification_bound(lam, groups, self.slack_)
+        if progress is not None:
+            progress(est.shape[1])
+
     @staticmethod
     def _aggregate(est, groups):
         """Median of the K line estimates (axis 0), or the mean of the medians of consecutive groups."""
@@ -314,14 +321,7 @@ class LocalPolynomialMitigator:
         rng = np.random.Generator(np.random.SFC64(self.seed_))  # public coins: any good statistical generator
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
         chunk = max(1, CHUNK_VALUES // (K * m * max(n, 8)))
-        out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
-        groups = self._group_sizes()
-
-        def decode(at, est, lam):  # the median (or mean of group medians) and its amplification, per target
-            out[at], amp[at] = self._aggregate(est, groups), amplification_bound(lam, groups, self.slack_)
-            if progress is not None:
-                progress(len(est[0]))
-
+        out = np.empty((2, X.shape[0]))  # e(x*) and the amplification, per target
         rest = []  # targets the batched box route does not take (a coordinate on a face), decoded last
         if isinstance(self.body, Box) and self.degree == 1 and m == 2:
             work = Workspace()
@@ -330,18 +330,19 @@ class LocalPolynomialMitigator:
                 rows = X[start:start + chunk]
                 batched = off_boundary(self.body, rows)
                 if batched.all():
-                    decode(slice(start, start + rows.shape[0]), *self._box_lines(rows, rng, work))
+                    self._decode(out, slice(start, start + rows.shape[0]), *self._box_lines(rows, rng, work), progress)
                     continue
                 rest.append(start + np.flatnonzero(~batched))
                 if batched.any():
-                    decode(start + np.flatnonzero(batched), *self._box_lines(rows[batched], rng, work))
+                    at = start + np.flatnonzero(batched)
+                    self._decode(out, at, *self._box_lines(rows[batched], rng, work), progress)
         else:
             rest = [np.arange(X.shape[0])]
         rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.intp)
         for start in range(0, rest.size, chunk):
             at = rest[start:start + chunk]
-            decode(at, *self._general_lines(X[at], rng))
-        return out, amp
+            self._decode(out, at, *self._general_lines(X[at], rng), progress)
+        return out[0], out[1]
 
     def predict_unrounded(self, X, progress=None) -> np.ndarray:
         """Aggregated line estimates e(x*) for each row, before canonical rounding."""
