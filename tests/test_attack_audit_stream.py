@@ -167,3 +167,57 @@ def test_csv_module_errors_are_input_errors_on_every_path(tmp_path, name, edit, 
         with pytest.raises(InputError, match=words):
             read_quantized_rows(str(p), "y", ReadOptions(), stdz, 16, N, rows_per_leaf=R, value_bytes=w,
                                 expected_roots=expected)
+
+
+@pytest.fixture(scope="module")
+def real_session(tmp_path_factory):
+    """A real session on builtin:breast_cancer (in-process gRPC server), saved as a transcript."""
+    from test_transcript_mutations import record_session
+
+    from protocol import transcript as tx
+
+    tr, v = record_session(None, b"attack-audit-stream", 2)
+    assert v.status == "spot-checked"
+    d = tmp_path_factory.mktemp("audit")
+    tx.save(str(d / "t.json"), tr)
+    return d, str(d / "t.json")
+
+
+def _reformat(text: str) -> str:
+    """The same numbers, written otherwise: CRLF, exponent notation, spaces after the delimiter."""
+    lines = text.splitlines()
+    out = [lines[0]]
+    for ln in lines[1:]:
+        cells = ln.split(",")
+        out.append(", ".join(f"{float(c):.17e}" if c.replace(".", "").replace("-", "").isdigit() else c
+                             for c in cells))
+    return "\r\n".join(out) + "\r\n"
+
+
+def test_audit_data_verifies_the_same_numbers_in_another_format_and_refuses_other_numbers(real_session):
+    """End to end (vtrain-verifier audit --data): a reformatted copy of the session's CSV (numpy and pandas both
+    read it) verifies by replay; the same file with one cell changed by half its value is the
+    user's input error (exit 2, not REJECTED); a ragged copy is an input error, never a traceback."""
+    from importlib.resources import files
+
+    from procs import verifier_json
+
+    d, path = real_session
+    text = (files("protocol") / "data" / "breast_cancer.csv").read_text()
+    good = d / "same.csv"
+    good.write_text(_reformat(text))
+    code, doc, err = verifier_json("audit", path, "--data", str(good))
+    assert code == 0 and doc["status"] == "verified", (doc, err)
+    lines = text.splitlines()
+    cells = lines[7].split(",")
+    cells[0] = repr(float(cells[0]) * 1.5)
+    lines[7] = ",".join(cells)
+    other = d / "other.csv"
+    other.write_text("\n".join(lines) + "\n")
+    code, doc, err = verifier_json("audit", path, "--data", str(other))
+    assert code == 2 and doc["status"] == "error" and "committed" in doc["error"], (doc, err)
+    lines[9] = lines[9].rsplit(",", 1)[0]
+    ragged = d / "ragged.csv"
+    ragged.write_text("\n".join(lines) + "\n")
+    code, doc, err = verifier_json("audit", path, "--data", str(ragged))
+    assert code == 2 and doc["status"] == "error" and "Traceback" not in err, (doc, err)
