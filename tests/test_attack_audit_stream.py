@@ -92,7 +92,7 @@ def _pandas(path, stdz, w):
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_the_rows_given_to_the_replay_are_pandas_rows_or_pinned_by_the_committed_root(tmp_path, name):
-    stdz, rows, w, root = _committed(tmp_path)
+    stdz, _rows, w, root = _committed(tmp_path)
     text = VARIANTS[name](_base_text())
     path = tmp_path / "v.csv"
     path.write_bytes(text.encode())
@@ -158,7 +158,7 @@ def test_int32_boundary_values_are_exact_in_the_compact_rows(tmp_path, compact):
 def test_csv_module_errors_are_input_errors_on_every_path(tmp_path, name, edit, words):
     """Finding (fixed in protocol/csv_reader.py): the header reader and the line locator used for error messages
     run Python's csv module, whose csv.Error escaped as a traceback (train, and audit --data on both paths)."""
-    stdz, rows, w, root = _committed(tmp_path)
+    stdz, _rows, w, root = _committed(tmp_path)
     p = tmp_path / "bad.csv"
     p.write_bytes(edit(_base_text()).encode())
     with pytest.raises(InputError, match=words):

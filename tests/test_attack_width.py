@@ -86,7 +86,7 @@ def narrow_session(request):
     rows = np.column_stack([X, rng.integers(0, 2, n)]).astype(np.int64)
     assert table_value_bytes(rows) == w
     cfg = TrainConfig(model="logistic", epochs=1, batch_size=8, frac_bits=4, weight_bits=40).validate()
-    key, m = _manager()
+    _key, m = _manager()
     s, _, _ = m.open_session(cfg, b"\x05" * 32, "spot")
     sid, R = s.session_id, 3
     m.upload(iter([(sid, d, n, n, pack(rows, w).tobytes(), R, w)]))
@@ -139,7 +139,7 @@ def test_narrow_openings_do_not_verify_at_any_other_width(narrow_session):
 
 @pytest.mark.parametrize("w", [3, 5, 16, 2**32 - 1])
 def test_the_server_refuses_a_width_the_protocol_does_not_have(w):
-    key, m = _manager()
+    _key, m = _manager()
     cfg = TrainConfig(model="linear", epochs=1, batch_size=4).validate()
     s, _, _ = m.open_session(cfg, b"\x08" * 32, "spot")
     rows = np.arange(-8, 8, dtype=np.int64).reshape(4, 4)
@@ -148,7 +148,7 @@ def test_the_server_refuses_a_width_the_protocol_does_not_have(w):
 
 
 def test_width_0_means_8_and_is_then_minimal_only_for_wide_rows():
-    key, m = _manager()
+    _key, m = _manager()
     cfg = TrainConfig(model="linear", epochs=1, batch_size=4, weight_bits=48).validate()
     wide = np.array([[2**40, -1, 0, 5]] * 4, dtype=np.int64)
     s, _, _ = m.open_session(cfg, b"\x09" * 32, "spot")
@@ -161,7 +161,7 @@ def test_width_0_means_8_and_is_then_minimal_only_for_wide_rows():
 def test_the_minimal_width_is_the_whole_table_s_not_a_chunk_s():
     """Held: a 2-byte table whose first chunks fit in 1 byte is accepted (the width is the table's); a table that
     fits in 1 byte everywhere is refused at 2 even when sent in many chunks."""
-    key, m = _manager()
+    _key, m = _manager()
     cfg = TrainConfig(model="linear", epochs=1, batch_size=4).validate()
     small = np.full((8, 4), -3, dtype=np.int64)
     big = small.copy()
