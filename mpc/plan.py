@@ -175,7 +175,7 @@ class Plan:
         for layer in self.layers():
             if layer.kk + KAPPA + 2 > P.bit_length() - 1:
                 raise InputError(f"this configuration needs {layer.kk}-bit intermediate values; with kappa = {KAPPA} "
-                                 f"the field (p = 2^255 - 19) allows at most {P.bit_length() - 3 - KAPPA}: lower "
+                                 f"the field product (N = p_1 ... p_5 < 2^250) allows at most {P.bit_length() - 3 - KAPPA}: lower "
                                  f"--weight-bits, --lr or --l2")
 
     def to_bytes(self) -> bytes:

@@ -12,21 +12,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .field import P
+from . import field as F
 
 
 @dataclass(frozen=True)
 class MacKey:
-    """This party's index (0 = client, 1 = trainer), its share of the MAC key, and (party 0) the dealer's share
-    key from which party 0 expands its own shares (docs/MPC.md section 5.1)."""
+    """This party's index (0 = client, 1 = trainer), its share of the MAC key (an element, shape (L,)), and
+    (party 0) the dealer's share key from which party 0 expands its own shares (docs/MPC.md section 5.1)."""
 
     party: int
-    alpha: int
+    alpha: np.ndarray
     share_key: bytes = b""
 
 
 class Shared:
-    """This party's shares of an array of secrets: value shares ``v`` and MAC shares ``m`` (object arrays)."""
+    """This party's shares of an array of secrets: value shares ``v`` and MAC shares ``m`` (element arrays,
+    mpc.field: the last axis holds the residues)."""
 
     __slots__ = ("key", "m", "v")
 
@@ -35,7 +36,11 @@ class Shared:
 
     @property
     def shape(self):
-        return self.v.shape
+        return self.v.shape[:-1]
+
+    @property
+    def size(self) -> int:
+        return self.v.size // F.L
 
     def __len__(self):
         return len(self.v)
@@ -44,41 +49,49 @@ class Shared:
         return Shared(self.v[idx], self.m[idx], self.key)
 
     def __add__(self, o: Shared) -> Shared:
-        return Shared((self.v + o.v) % P, (self.m + o.m) % P, self.key)
+        return Shared(F.add(self.v, o.v), F.add(self.m, o.m), self.key)
 
     def __sub__(self, o: Shared) -> Shared:
-        return Shared((self.v - o.v) % P, (self.m - o.m) % P, self.key)
+        return Shared(F.sub(self.v, o.v), F.sub(self.m, o.m), self.key)
 
     def __neg__(self) -> Shared:
-        return Shared((-self.v) % P, (-self.m) % P, self.key)
+        return Shared(F.neg(self.v), F.neg(self.m), self.key)
 
     def scale(self, c) -> Shared:
-        """Multiply by a public constant (int or an object array that broadcasts)."""
-        return Shared((self.v * c) % P, (self.m * c) % P, self.key)
+        """Multiply by a public constant (an int, or elements that broadcast)."""
+        c = F.scalar(c)
+        return Shared(F.mul(self.v, c), F.mul(self.m, c), self.key)
+
+    def scale_small(self, c: np.ndarray) -> Shared:
+        """Multiply by small public integer coefficients (int64, |c| < 2^12, shape of the values)."""
+        return Shared(F.mul_small(self.v, c), F.mul_small(self.m, c), self.key)
 
     def add_public(self, c) -> Shared:
-        """Add a public constant (int or object array): party 0 adds it to its value share."""
-        c = np.asarray(c, dtype=object) % P if not isinstance(c, int) else c % P
-        v = (self.v + c) % P if self.key.party == 0 else self.v + 0 * c
-        return Shared(v % P, (self.m + self.key.alpha * c) % P, self.key)
+        """Add a public constant (an int or elements): party 0 adds it to its value share."""
+        c = F.scalar(c)
+        v = F.add(self.v, c) if self.key.party == 0 else self.v + 0 * c
+        return Shared(v, F.add(self.m, F.mul(c, self.key.alpha)), self.key)
 
     def lmul_public(self, M: np.ndarray) -> Shared:
-        """``M @ [x]`` for a public matrix M (object array)."""
-        return Shared((M @ self.v) % P, (M @ self.m) % P, self.key)
+        """``M @ [x]`` for a public matrix or vector M (elements)."""
+        return Shared(F.matmul(M, self.v), F.matmul(M, self.m), self.key)
 
     def rmul_public(self, M: np.ndarray) -> Shared:
-        """``[x] @ M`` for a public matrix M."""
-        return Shared((self.v @ M) % P, (self.m @ M) % P, self.key)
+        """``[x] @ M`` for a public matrix or vector M (elements)."""
+        return Shared(F.matmul(self.v, M), F.matmul(self.m, M), self.key)
 
-    def sum(self, axis=None) -> Shared:
-        return Shared(np.sum(self.v, axis=axis) % P, np.sum(self.m, axis=axis) % P, self.key)
+    def sum(self, axis=0) -> Shared:
+        return Shared(F.fsum(self.v, axis), F.fsum(self.m, axis), self.key)
 
     def reshape(self, *shape) -> Shared:
-        v, m = np.asarray(self.v, dtype=object), np.asarray(self.m, dtype=object)
-        return Shared(v.reshape(*shape), m.reshape(*shape), self.key)
+        return Shared(self.v.reshape(*shape, F.L), self.m.reshape(*shape, F.L), self.key)
 
     def ravel(self) -> Shared:
         return self.reshape(-1)
+
+    def broadcast(self, n: int) -> Shared:
+        """A single shared value repeated n times."""
+        return Shared(np.broadcast_to(self.v, (n, F.L)).copy(), np.broadcast_to(self.m, (n, F.L)).copy(), self.key)
 
     @staticmethod
     def concat(parts: list[Shared], axis=0) -> Shared:
@@ -86,8 +99,8 @@ class Shared:
                       np.concatenate([s.m for s in parts], axis=axis), parts[0].key)
 
     @staticmethod
-    def public(values: np.ndarray, key: MacKey) -> Shared:
-        """A public array as a sharing (party 0 holds the value; MAC shares alpha_i * c)."""
-        c = np.asarray(values, dtype=object) % P
-        v = c.copy() if key.party == 0 else c * 0
-        return Shared(v, (c * key.alpha) % P, key)
+    def public(values, key: MacKey) -> Shared:
+        """Public elements as a sharing (party 0 holds the value; MAC shares alpha_i * c)."""
+        c = np.asarray(values, dtype=np.uint64)
+        v = c.copy() if key.party == 0 else np.zeros_like(c)
+        return Shared(v, F.mul(c, key.alpha), key)

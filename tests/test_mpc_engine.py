@@ -11,7 +11,8 @@ import pytest
 
 from mpc.cheating import get_hooks
 from mpc.errors import MpcAbort, MpcOverflow
-from mpc.field import P, decode, encode
+from mpc import field
+from mpc.field import ELEMENT_BYTES, P, PRIMES, decode, encode, from_ints, to_ints
 from mpc.party import QueueChannel
 from mpc.plan import Plan
 from mpc.preprocessing import Generator, LocalPreprocessing
@@ -116,12 +117,37 @@ def test_a_dealer_with_a_wrong_triple_is_caught_by_the_sacrifice():
 
 
 def test_field_encoding_round_trips_and_refuses_unreduced_values():
-    vals = np.array([0, 1, P - 1, 2**200], dtype=object)
-    assert list(decode(encode(vals), 4)) == list(vals)
+    vals = [0, 1, P - 1, 2**200, P // 3]
+    assert list(to_ints(decode(encode(from_ints(vals)), 5))) == vals
+    for i, p in enumerate(PRIMES):  # residue i equal to p_i: not reduced
+        bad = bytearray(encode(from_ints([0])))
+        bad[7 * i:7 * i + 7] = p.to_bytes(7, "little")
+        with pytest.raises(MpcAbort, match="not reduced"):
+            decode(bytes(bad))
     with pytest.raises(MpcAbort):
-        decode((P).to_bytes(32, "little"))
-    with pytest.raises(MpcAbort):
-        decode(b"\x00" * 31)
+        decode(b"\x00" * (ELEMENT_BYTES - 1))
+
+
+def test_field_arithmetic_matches_python_integers_mod_n():
+    """The residue (CRT) arithmetic of mpc.field against Python big integers mod N, including the extremes
+    p_i - 1 where the float64 quotient estimate is least precise."""
+    rng = np.random.default_rng(5)
+    xs = [int.from_bytes(rng.bytes(32), "little") % P for _ in range(3000)] + [0, 1, P - 1]
+    ys = [int.from_bytes(rng.bytes(32), "little") % P for _ in range(len(xs) - 3)] + [P - 1, 0, P - 1]
+    a, b = from_ints(xs), from_ints(ys)
+    assert list(to_ints(field.mul(a, b))) == [x * y % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.add(a, b))) == [(x + y) % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.sub(a, b))) == [(x - y) % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.neg(a))) == [-x % P for x in xs]
+    top = np.array([PRIMES], dtype=np.uint64) - 1
+    assert to_ints(field.mul(top, top))[0] == to_ints(top)[0] ** 2 % P
+    assert to_ints(field.fsum(np.concatenate([a] * 5), 0)) == 5 * sum(xs) % P  # > 2^13 terms: chunked
+    c = rng.integers(-1, 2, size=len(xs))
+    assert list(to_ints(field.mul_small(a, c))) == [x * int(k) % P for x, k in zip(xs, c)]
+    w = rng.integers(0, 2**63, size=(50, 3), dtype=np.uint64) * 2 + 1
+    ints = [sum(int(v) << (64 * k) for k, v in enumerate(r)) for r in w]
+    assert list(to_ints(field.words_to_elements(w))) == [v % P for v in ints]
+    assert list(field.words_below(w, ints[7])) == [v < ints[7] for v in ints]
 
 
 def test_plan_refuses_logistic_and_configs_beyond_the_field():
@@ -133,4 +159,4 @@ def test_plan_refuses_logistic_and_configs_beyond_the_field():
     with pytest.raises(InputError, match="two-party limit"):
         Plan.build(150_000, 50_000, 10, CFG)
     for layer in Plan.build(10, 10, 10, CFG).layers():
-        assert layer.kk + 40 + 2 <= 254  # p > 2^(k + kappa + 2)
+        assert layer.kk + 40 + 2 <= P.bit_length() - 1  # N > 2^(k + kappa + 2)
