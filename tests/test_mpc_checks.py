@@ -12,7 +12,7 @@ from test_mpc_engine import CFG, data, run_pair
 
 from mpc.cheating import Honest, get_hooks
 from mpc.errors import MpcAbort
-from mpc.field import P
+from mpc import field
 
 CAUGHT_BY = {"bad-share": "MAC check failed", "bad-triple": "MAC check failed", "bad-truncation": "MAC check failed",
              "skip-step": "MAC check failed", "early-output": "out of step"}
@@ -32,7 +32,7 @@ class WrongOutputShare(Honest):
     def outgoing(self, label, shares):
         if label == "output":
             shares = shares.copy()
-            shares[0] = (shares[0] + 1) % P
+            shares[0] = field.add(shares[0], field.const(1))
         return shares
 
 
@@ -55,8 +55,9 @@ class LyingSigma(Honest):
         def patched(u1):
             inner(u1)
             if party._sigma_open is not None:
-                sigma = (int.from_bytes(party._sigma_open[:32], "little") + 1) % P
-                party._sigma_open = sigma.to_bytes(32, "little") + party._sigma_open[32:]
+                k = field.ELEMENT_BYTES
+                sigma = field.add(field.decode(party._sigma_open[:k], 1), field.const(1))
+                party._sigma_open = field.encode(sigma) + party._sigma_open[k:]
 
         party._mac_round = patched
 
