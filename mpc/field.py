@@ -99,14 +99,13 @@ def mul(a, b) -> np.ndarray:
     by at most 1 for a, b < p < 2^50); the remainder a*b - q*p is exact in wrapping 64-bit arithmetic."""
     a = np.asarray(a, dtype=np.uint64)
     b = np.asarray(b, dtype=np.uint64)
-    q = a.astype(np.float64)
-    q = np.multiply(q, b, out=q) if q.shape == np.broadcast_shapes(a.shape, b.shape) else q * b
-    q *= _invp
-    qm1 = q.astype(np.int64)  # q >= 0: truncation is the floor
-    qm1 -= 1
-    r = np.multiply(a, b, dtype=np.uint64)  # a b - (q - 1) p mod 2^64 = a b - q p + p, in [0, 3p)
-    r += _p
-    r -= np.multiply(qm1.view(np.uint64), _p, dtype=np.uint64)
+    q = a * _invp if a.size >= b.size else b * _invp  # float64
+    q *= b if a.size >= b.size else a
+    qp = q.astype(np.int64)  # q >= 0: truncation is the floor
+    qp -= 1
+    qp *= _pi  # wraps mod 2^64 like the product below
+    r = a * b  # a b - (q - 1) p mod 2^64 = (a b mod p) + (Q - q + 1) p, in [0, 3p) for q in {Q - 1, Q, Q + 1}
+    r -= qp.view(np.uint64)
     return _reduce_once(_reduce_once(r))
 
 
@@ -124,7 +123,8 @@ def scalar(c) -> np.ndarray:
 def fsum(a, axis: int = 0) -> np.ndarray:
     """Sum over a non-residue axis (chunks of 2^13 terms, so the uint64 partial sums cannot wrap)."""
     a = np.asarray(a, dtype=np.uint64)
-    axis = axis % (a.ndim - 1)
+    if not 0 <= axis < a.ndim - 1:
+        raise ValueError("fsum: not an element axis")
     n = a.shape[axis]
     if n <= 1 << 13:
         return a.sum(axis=axis, dtype=np.uint64) % _p
@@ -166,9 +166,10 @@ def decode(data: bytes, count: int | None = None) -> np.ndarray:
     n = len(data) // ELEMENT_BYTES
     if count is not None and n != count:
         raise MpcAbort(f"malformed message: expected {count} field elements, got {n}")
-    buf = np.zeros((n, L, 8), dtype=np.uint8)
-    buf[:, :, :LIMB_BYTES] = np.frombuffer(data, dtype=np.uint8).reshape(n, L, LIMB_BYTES)
-    out = buf.view("<u8").reshape(n, L).astype(np.uint64)
+    # residue k is the 7 bytes at 7k: read 8 bytes there (strided view of the buffer padded by one byte), mask
+    padded = np.frombuffer(data + b"\x00", dtype=np.uint8)
+    out = np.ndarray((n * L,), dtype="<u8", buffer=padded, strides=(LIMB_BYTES,)).astype(np.uint64).reshape(n, L)
+    out &= np.uint64((1 << (8 * LIMB_BYTES)) - 1)
     if n and (out >= _p).any():
         raise MpcAbort("malformed message: a field element is not reduced below its prime")
     return out

@@ -140,15 +140,15 @@ class Party:
         """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
         ``check=True``: a MAC check of everything opened so far follows at once, its seed carried by party 1's
         frame of this round (docs/MPC.md, "MAC check")."""
-        shape = x.v.shape
-        mine = x.v.reshape(-1, F.L)
+        shape = x.s.shape[1:]
+        mine = x.s[0].reshape(-1, F.L)
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
         seed = os.urandom(32) if check and self.key.party == 1 else b""
         theirs, blob = self.exchange(label, mine, blob=seed)
-        opened = F.add(x.v.reshape(-1, F.L), theirs)
+        opened = F.add(x.s[0].reshape(-1, F.L), theirs)
         self._opened.append(opened)
-        self._macs.append(x.m.reshape(-1, F.L))
+        self._macs.append(x.s[1].reshape(-1, F.L))
         if self.view is not None:
             self.view.append((label, F.to_ints(opened)))
         self.stats.opened += len(opened)
@@ -180,7 +180,7 @@ class Party:
     def _sacrifice(self, terms: Shared) -> None:
         terms = terms.reshape(-1)
         coeff = coefficients(self.sac_stream, terms.size)  # the session's next coefficients (docs/MPC.md 5.3)
-        s = Shared(F.dot(coeff, terms.v), F.dot(coeff, terms.m), self.key)
+        s = Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
         self._sac_acc = s if self._sac_acc is None else self._sac_acc + s
 
     def sacrifice_matrix(self, terms: Shared) -> None:

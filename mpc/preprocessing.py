@@ -102,7 +102,7 @@ class Generator:
     def split(self, label: str, index: int, values: np.ndarray) -> tuple[tuple, tuple]:
         """-> ((v0, m0), (v1, m1)) with v0 + v1 = x and m0 + m1 = alpha x."""
         x = np.asarray(values, dtype=np.uint64).reshape(-1, len(self.alpha[0]))
-        v0, m0 = party0_shares(self.share_key, label, index, len(x))
+        v0, m0 = party0_shares(self.share_key, label, index, len(x))  # (2, n, L): unpacks as v0, m0
         mac = mul(x, add(self.alpha[0], self.alpha[1]))
         return (v0, m0), (sub(x, v0), sub(mac, m0))
 
@@ -176,12 +176,12 @@ class Generator:
         return encode(v) + encode(m)
 
 
-def party0_shares(share_key: bytes, label: str, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 0's value and MAC shares of an array of n values split under (label, index): uniform, expanded
-    from the dealer's share key (docs/MPC.md section 5.1)."""
+def party0_shares(share_key: bytes, label: str, index: int, n: int) -> np.ndarray:
+    """Party 0's value and MAC shares (stacked, shape (2, n, L)) of an array of n values split under (label,
+    index): uniform, expanded from the dealer's share key (docs/MPC.md section 5.1)."""
     k = mpc_hash("dealer/stream", share_key, ("share/" + label).encode(), index.to_bytes(8, "big"))
     r = from_uniform_bytes(KeyStream(k).read(2 * UNIFORM_BYTES * n), 2 * n)
-    return r[:n], r[n:]
+    return r.reshape(2, n, -1)
 
 
 def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
@@ -226,12 +226,12 @@ def decode_step(plan: Plan, key: MacKey, payload: bytes, t: int) -> dict[str, Sh
         if payload:
             raise MpcAbort("malformed message: the dealer sent party 0 step shares it expands itself")
         for name, n in layout:
-            out[name] = Shared(*party0_shares(key.share_key, name, t, n), key)
+            out[name] = Shared.of(party0_shares(key.share_key, name, t, n), key)
         return out
     e = decode(payload, 2 * sum(n for _, n in layout))
     pos = 0
     for name, n in layout:
-        out[name] = Shared(e[pos:pos + n], e[pos + n:pos + 2 * n], key)
+        out[name] = Shared.of(e[pos:pos + 2 * n].reshape(2, n, -1), key)
         pos += 2 * n
     return out
 
@@ -240,9 +240,9 @@ def decode_output(plan: Plan, key: MacKey, payload: bytes) -> OutputMaterial:
     n = plan.d + 1
     if key.party == 0:
         clear = decode(payload, n)
-        return OutputMaterial(Shared(*party0_shares(key.share_key, "out", 0, n), key), clear)
+        return OutputMaterial(Shared.of(party0_shares(key.share_key, "out", 0, n), key), clear)
     e = decode(payload, 2 * n)
-    return OutputMaterial(Shared(e[:n], e[n:2 * n], key), None)
+    return OutputMaterial(Shared.of(e.reshape(2, n, -1), key), None)
 
 
 class LocalPreprocessing:

@@ -26,77 +26,90 @@ class MacKey:
 
 
 class Shared:
-    """This party's shares of an array of secrets: value shares ``v`` and MAC shares ``m`` (element arrays,
-    mpc.field: the last axis holds the residues)."""
+    """This party's shares of an array of secrets: value shares ``v`` and MAC shares ``m``, stacked as one element
+    array ``s`` of shape ``(2, *shape, L)`` (``s[0] = v``, ``s[1] = m``; mpc.field: the last axis holds the
+    residues), so every linear operation is one vectorised call for both."""
 
-    __slots__ = ("key", "m", "v")
+    __slots__ = ("key", "s")
 
     def __init__(self, v: np.ndarray, m: np.ndarray, key: MacKey):
-        self.v, self.m, self.key = v, m, key
+        self.s, self.key = np.stack([v, m]), key
+
+    @classmethod
+    def of(cls, s: np.ndarray, key: MacKey) -> Shared:
+        out = cls.__new__(cls)
+        out.s, out.key = s, key
+        return out
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.s[0]
+
+    @property
+    def m(self) -> np.ndarray:
+        return self.s[1]
 
     @property
     def shape(self):
-        return self.v.shape[:-1]
+        return self.s.shape[1:-1]
 
     @property
     def size(self) -> int:
-        return self.v.size // F.L
+        return self.s.size // (2 * F.L)
 
     def __len__(self):
-        return len(self.v)
+        return self.s.shape[1]
 
     def __getitem__(self, idx) -> Shared:
-        return Shared(self.v[idx], self.m[idx], self.key)
+        idx = (slice(None),) + (idx if isinstance(idx, tuple) else (idx,))
+        return Shared.of(self.s[idx], self.key)
 
     def __add__(self, o: Shared) -> Shared:
-        return Shared(F.add(self.v, o.v), F.add(self.m, o.m), self.key)
+        return Shared.of(F.add(self.s, o.s), self.key)
 
     def __sub__(self, o: Shared) -> Shared:
-        return Shared(F.sub(self.v, o.v), F.sub(self.m, o.m), self.key)
+        return Shared.of(F.sub(self.s, o.s), self.key)
 
     def __neg__(self) -> Shared:
-        return Shared(F.neg(self.v), F.neg(self.m), self.key)
+        return Shared.of(F.neg(self.s), self.key)
 
     def scale(self, c) -> Shared:
-        """Multiply by a public constant (an int, or elements that broadcast)."""
-        c = F.scalar(c)
-        return Shared(F.mul(self.v, c), F.mul(self.m, c), self.key)
-
-    def scale_small(self, c: np.ndarray) -> Shared:
-        """Multiply by small public integer coefficients (int64, |c| < 2^12, shape of the values)."""
-        return Shared(F.mul_small(self.v, c), F.mul_small(self.m, c), self.key)
+        """Multiply by a public constant (an int, or elements that broadcast against one share array)."""
+        return Shared.of(F.mul(self.s, F.scalar(c)), self.key)
 
     def add_public(self, c) -> Shared:
-        """Add a public constant (an int or elements): party 0 adds it to its value share."""
+        """Add a public constant (an int or elements): party 0 adds it to its value share; each party adds
+        alpha_i * c to its MAC share (docs/MPC.md section 3)."""
         c = F.scalar(c)
-        v = F.add(self.v, c) if self.key.party == 0 else self.v + 0 * c
-        return Shared(v, F.add(self.m, F.mul(c, self.key.alpha)), self.key)
+        out = np.empty((2,) + np.broadcast_shapes(self.s.shape[1:], c.shape), dtype=np.uint64)
+        out[0] = F.add(self.s[0], c) if self.key.party == 0 else self.s[0]
+        out[1] = F.add(self.s[1], F.mul(c, self.key.alpha))
+        return Shared.of(out, self.key)
 
     def lmul_public(self, M: np.ndarray) -> Shared:
         """``M @ [x]`` for a public matrix or vector M (elements)."""
-        return Shared(F.matmul(M, self.v), F.matmul(M, self.m), self.key)
+        return Shared(F.matmul(M, self.s[0]), F.matmul(M, self.s[1]), self.key)
 
     def rmul_public(self, M: np.ndarray) -> Shared:
         """``[x] @ M`` for a public matrix or vector M (elements)."""
-        return Shared(F.matmul(self.v, M), F.matmul(self.m, M), self.key)
+        return Shared(F.matmul(self.s[0], M), F.matmul(self.s[1], M), self.key)
 
     def sum(self, axis=0) -> Shared:
-        return Shared(F.fsum(self.v, axis), F.fsum(self.m, axis), self.key)
+        return Shared.of(F.fsum(self.s, axis + 1), self.key)
 
     def reshape(self, *shape) -> Shared:
-        return Shared(self.v.reshape(*shape, F.L), self.m.reshape(*shape, F.L), self.key)
+        return Shared.of(self.s.reshape(2, *shape, F.L), self.key)
 
     def ravel(self) -> Shared:
         return self.reshape(-1)
 
     def broadcast(self, n: int) -> Shared:
         """A single shared value repeated n times."""
-        return Shared(np.broadcast_to(self.v, (n, F.L)).copy(), np.broadcast_to(self.m, (n, F.L)).copy(), self.key)
+        return Shared.of(np.broadcast_to(self.s[:, None, :], (2, n, F.L)).copy(), self.key)
 
     @staticmethod
     def concat(parts: list[Shared], axis=0) -> Shared:
-        return Shared(np.concatenate([s.v for s in parts], axis=axis),
-                      np.concatenate([s.m for s in parts], axis=axis), parts[0].key)
+        return Shared.of(np.concatenate([p.s for p in parts], axis=axis + 1), parts[0].key)
 
     @staticmethod
     def public(values, key: MacKey) -> Shared:

@@ -52,8 +52,7 @@ class TripleCursor:
 
 def _columns(cols: list[Shared]) -> Shared:
     """Columns of shape (count,) -> one (count * k,) sharing, value-major (as TripleCursor.take)."""
-    return Shared(np.stack([c.v for c in cols], axis=1).reshape(-1, F.L),
-                  np.stack([c.m for c in cols], axis=1).reshape(-1, F.L), cols[0].key)
+    return Shared.of(np.stack([c.s for c in cols], axis=2).reshape(2, -1, F.L), cols[0].key)
 
 
 @functools.cache
@@ -110,19 +109,16 @@ def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> lis
     cnt = len(bits)
     idx, tabA, tabB = _layout(layer)
     # the constant 1 as a sharing: party 0 holds the value, each party alpha_i (docs/MPC.md section 3)
-    one = np.broadcast_to(F.const(1 - bits.key.party), (cnt, 1, F.L))
-    alpha = np.broadcast_to(bits.key.alpha, (cnt, 1, F.L))
-    allv = np.concatenate([one, bits.v, mono.v], axis=1)[:, idx]  # (cnt, blocks, 16, L)
-    allm = np.concatenate([alpha, bits.m, mono.m], axis=1)[:, idx]
-    cA = np.empty(allv.shape[:-1], dtype=np.int64)
-    cB = np.empty(allv.shape[:-1], dtype=np.int64)
+    one = np.broadcast_to(np.stack([F.const(1 - bits.key.party), bits.key.alpha])[:, None, None, :], (2, cnt, 1, F.L))
+    allv = np.concatenate([one, bits.s, mono.s], axis=2)[:, :, idx]  # (2, cnt, blocks, 16, L)
+    cA = np.empty(allv.shape[1:-1], dtype=np.int64)
+    cB = np.empty(allv.shape[1:-1], dtype=np.int64)
     for bi, (lo, w) in enumerate(layer.blocks):
         pats = (cb[:, lo:lo + w] << np.arange(w)).sum(axis=1)
         cA[:, bi], cB[:, bi] = tabA[bi][pats], tabB[bi][pats]
-    Av, Am = F.dot_small(allv, cA, 2), F.dot_small(allm, cA, 2)  # coefficients in {-1, 0, 1}
-    Bv, Bm = F.dot_small(allv, cB, 2), F.dot_small(allm, cB, 2)
+    A, B = F.dot_small(allv, cA, 3), F.dot_small(allv, cB, 3)  # coefficients in {-1, 0, 1}
     key = bits.key
-    return [(Shared(Av[:, b], Am[:, b], key), Shared(Bv[:, b], Bm[:, b], key)) for b in range(len(layer.blocks))]
+    return [(Shared.of(A[:, :, b], key), Shared.of(B[:, :, b], key)) for b in range(len(layer.blocks))]
 
 
 def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor, layer: Layer, label: str):
@@ -173,7 +169,7 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     bits = mat[f"{prefix}.bits"].reshape(cnt, n)
     rhi = mat[f"{prefix}.rhi"]
     pw = F.pow2(range(n))
-    r = Shared(F.matmul(bits.v, pw), F.matmul(bits.m, pw), x.key) + rhi.scale(1 << n)
+    r = bits.rmul_public(pw) + rhi.scale(1 << n)
     xs = x.add_public((1 << (s + K - 1)) + layer.H * (1 << n))
     # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
     # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
@@ -189,7 +185,7 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     c_hi_s = F.from_ints([(int(v) >> s) - ((1 << (K - 1)) + layer.H * (1 << K)) for v in c])
     c_hi_n = F.from_ints([(int(v) >> n) - layer.H for v in c])
     pw_hi = F.pow2(range(n - s))
-    r_hi_s = Shared(F.matmul(bits.v[:, s:], pw_hi), F.matmul(bits.m[:, s:], pw_hi), x.key) + rhi.scale(1 << K)
+    r_hi_s = bits[:, s:].rmul_public(pw_hi) + rhi.scale(1 << K)
     y = (-r_hi_s - lt_s).add_public(c_hi_s)
     q = (-rhi - lt_sk).add_public(c_hi_n)
     w = party.mul(q, None, cur.take(), f"{label}/range")
