@@ -24,13 +24,13 @@ P = math.prod(PRIMES)  # the modulus N (2^249 < N < 2^250)
 P_MIN = min(PRIMES)
 LIMB_BYTES = 7
 ELEMENT_BYTES = L * LIMB_BYTES
-UNIFORM_BYTES = 16 * L  # random bytes per uniform element (a 128-bit word per residue: bias < 2^-78)
 KAPPA = 40  # statistical security of the bounded masks (docs/MPC.md, "Parameters")
 
 _p = np.array(PRIMES, dtype=np.uint64)
 _pi = _p.astype(np.int64)
 _invp = 1.0 / _p.astype(np.float64)
 _crt = [(P // p) * pow(P // p, -1, p) for p in PRIMES]  # x = sum_i x_i * _crt[i] mod N
+_MASK50 = np.uint64((1 << 50) - 1)
 _TWO64 = np.array([pow(2, 64, p) for p in PRIMES], dtype=np.uint64)
 
 
@@ -184,11 +184,19 @@ def words_to_elements(words: np.ndarray) -> np.ndarray:
     return acc
 
 
-def from_uniform_bytes(data: bytes, count: int) -> np.ndarray:
-    """``count`` elements, each residue from a 128-bit random word reduced mod p_i (statistical distance < 2^-77
-    per residue from uniform)."""
-    w = np.frombuffer(data[:UNIFORM_BYTES * count], dtype="<u8").reshape(count, L, 2).astype(np.uint64)
-    return add(mul(w[..., 1] % _p, _TWO64), w[..., 0] % _p)
+def uniform(stream, count: int) -> np.ndarray:
+    """``count`` uniform elements from a keystream (an object with ``read(nbytes)``): residue j of element i is
+    the low 50 bits of the little-endian 64-bit word ``L i + j``, rejected when ``>= p_j`` and then replaced, in
+    order, by the next words of the stream (rejection sampling: exactly uniform; a word is rejected with
+    probability below 2^-43)."""
+    w = np.frombuffer(stream.read(8 * L * count), dtype="<u8").reshape(count, L) & _MASK50
+    bad = w >= _p
+    while bad.any():
+        pos = np.argwhere(bad)  # row-major order
+        extra = np.frombuffer(stream.read(8 * len(pos)), dtype="<u8") & _MASK50
+        w[pos[:, 0], pos[:, 1]] = extra
+        bad = w >= _p
+    return w
 
 
 def bounded_words(data: bytes, count: int, bits: int) -> np.ndarray:

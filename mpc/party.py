@@ -25,7 +25,7 @@ from .shares import MacKey, Shared
 
 def coefficients(stream: KeyStream, n: int) -> np.ndarray:
     """n independent uniform elements (random linear-combination coefficients) from a keystream."""
-    return F.from_uniform_bytes(stream.read(F.UNIFORM_BYTES * n), n)
+    return F.uniform(stream, n)
 
 
 @dataclass

@@ -18,8 +18,8 @@ import numpy as np
 from protocol.prg import KeyStream, SeedContext, shuffle
 
 from .errors import MpcAbort
-from .field import (ELEMENT_BYTES, UNIFORM_BYTES, add, bounded_bytes, bounded_words, const, decode, encode,
-                    from_ints, from_uniform_bytes, matmul, mul, sub, words_to_elements)
+from .field import (ELEMENT_BYTES, add, bounded_bytes, bounded_words, const, decode, encode, from_ints, matmul, mul,
+                    sub, uniform, words_to_elements)
 from .hashing import mpc_hash
 from .plan import Plan
 from .shares import MacKey, Shared
@@ -67,14 +67,11 @@ def block_monomials(bits: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarr
     in increasing bitmask order (docs/MPC.md, "Exact truncation")."""
     cols = []
     for lo, w in blocks:
-        for mask in range(1 << w):
-            if mask.bit_count() >= 2:
-                prod = np.ones(bits.shape[0], dtype=np.uint8)
-                for j in range(w):
-                    if mask >> j & 1:
-                        prod &= bits[:, lo + j]
-                cols.append(prod)
-    return np.stack(cols, axis=1).ravel() if cols else np.zeros(0, dtype=np.uint8)
+        masks = np.array([m for m in range(1 << w) if m.bit_count() >= 2], dtype=np.int64)
+        if masks.size:
+            pat = (bits[:, lo:lo + w].astype(np.int64) << np.arange(w)).sum(axis=1)  # the block's bits as an int
+            cols.append(((pat[:, None] & masks) == masks).astype(np.uint8))  # product of the bits of the mask
+    return np.concatenate(cols, axis=1).ravel() if cols else np.zeros(0, dtype=np.uint8)
 
 
 class Generator:
@@ -83,17 +80,19 @@ class Generator:
     def __init__(self, key: bytes, plan: Plan, tamper: str | None = None):
         self.key, self.plan, self.tamper = key, plan, tamper
         self.share_key = mpc_hash("dealer/share-key", key)  # party 0's shares are expanded from it
-        a = from_uniform_bytes(self._bytes("alpha", 0, 2 * UNIFORM_BYTES), 2)
+        a = uniform(self._stream("alpha", 0), 2)
         self.alpha = (a[0], a[1])
         self._Rw: np.ndarray | None = None
         self._R: np.ndarray | None = None
 
+    def _stream(self, label: str, index: int) -> KeyStream:
+        return KeyStream(mpc_hash("dealer/stream", self.key, label.encode(), index.to_bytes(8, "big")))
+
     def _bytes(self, label: str, index: int, nbytes: int) -> bytes:
-        k = mpc_hash("dealer/stream", self.key, label.encode(), index.to_bytes(8, "big"))
-        return KeyStream(k).read(nbytes)
+        return self._stream(label, index).read(nbytes)
 
     def uniform(self, label: str, index: int, count: int) -> np.ndarray:
-        return from_uniform_bytes(self._bytes(label, index, UNIFORM_BYTES * count), count)
+        return uniform(self._stream(label, index), count)
 
     def bounded(self, label: str, index: int, count: int, bits: int) -> np.ndarray:
         """``count`` integers uniform in [0, 2^bits) as 64-bit words, shape (count, ceil(bits / 64))."""
@@ -180,7 +179,7 @@ def party0_shares(share_key: bytes, label: str, index: int, n: int) -> np.ndarra
     """Party 0's value and MAC shares (stacked, shape (2, n, L)) of an array of n values split under (label,
     index): uniform, expanded from the dealer's share key (docs/MPC.md section 5.1)."""
     k = mpc_hash("dealer/stream", share_key, ("share/" + label).encode(), index.to_bytes(8, "big"))
-    r = from_uniform_bytes(KeyStream(k).read(2 * UNIFORM_BYTES * n), 2 * n)
+    r = uniform(KeyStream(k), 2 * n)
     return r.reshape(2, n, -1)
 
 
