@@ -8,6 +8,7 @@ triple sacrifice as in SPDZ's preprocessing. Specified in docs/MPC.md, "Online p
 
 from __future__ import annotations
 
+import hmac
 import os
 import queue
 from dataclasses import dataclass, field
@@ -138,14 +139,14 @@ class Party:
     # ---- openings ----
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:
         """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
-        ``check=True``: a MAC check of everything opened so far follows at once, its seed carried by party 1's
-        frame of this round (docs/MPC.md, "MAC check")."""
+        ``check=True``: a MAC check of everything opened so far follows at once; this round's frames carry
+        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check")."""
         shape = x.s.shape[1:]
         mine = x.s[0].reshape(-1, F.L)
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
-        seed = os.urandom(32) if check and self.key.party == 1 else b""
-        theirs, blob = self.exchange(label, mine, blob=seed)
+        seed, out = self._seed() if check else (b"", b"")
+        theirs, blob = self.exchange(label, mine, blob=out)
         opened = F.add(x.s[0].reshape(-1, F.L), theirs)
         self._opened.append(opened)
         self._macs.append(x.s[1].reshape(-1, F.L))
@@ -153,9 +154,7 @@ class Party:
             self.view.append((label, F.to_ints(opened)))
         self.stats.opened += len(opened)
         if check:
-            if self.key.party == 0 and len(blob) != 32:
-                raise MpcAbort("malformed MAC-check seed")
-            self._mac_round(blob if self.key.party == 0 else seed)
+            self._mac_round(seed, blob)
         elif blob:
             raise MpcAbort("malformed message: unexpected bytes with an opening")
         return opened.reshape(shape)
@@ -198,23 +197,31 @@ class Party:
         extra round). The protocol's checks ride on openings (``open(check=True)``); this is a no-op then."""
         if not self._opened:
             return
-        seed = os.urandom(32) if self.key.party == 1 else b""
-        _, blob = self.exchange("mac-seed", blob=seed)
-        if self.key.party == 0 and len(blob) != 32:
-            raise MpcAbort("malformed MAC-check seed")
-        self._mac_round(blob if self.key.party == 0 else seed)
+        seed, out = self._seed()
+        _, blob = self.exchange("mac-seed", blob=out)
+        self._mac_round(seed, blob)
 
-    def _mac_round(self, u1: bytes) -> None:
-        """SPDZ's MACCheck over the values opened so far, in one round (docs/MPC.md, "MAC check"): party 1's seed
-        u1 came with the last opening; party 0 sends its seed u0 and a commitment to sigma_0; party 1 answers
+    def _seed(self) -> tuple[bytes, bytes]:
+        """A fresh MAC-check seed and what this party sends with the opening: party 1 its seed u1, party 0 a
+        commitment to u0 (so that u0 is fixed before u1 is known: with 50-bit primes a party 0 choosing u0 after
+        seeing u1 could grind u0 until the coefficients cancel its error; docs/MPC.md section 5.2)."""
+        u = os.urandom(32)
+        return u, (u if self.key.party == 1 else mpc_hash("mac/seed", u))
+
+    def _mac_round(self, mine: bytes, theirs: bytes) -> None:
+        """SPDZ's MACCheck over the values opened so far, in one round (docs/MPC.md, "MAC check"). The last
+        opening carried party 0's commitment to u0 and party 1's u1 (``theirs``: what the other party sent);
+        party 0 sends u0 and a commitment to sigma_0; party 1 checks u0 against its commitment and answers
         sigma_1 in the clear; party 0 aborts unless sigma_0 + sigma_1 = 0 and opens sigma_0 at the start of its
         next frame, which party 1 checks before it answers."""
+        if len(theirs) != 32:
+            raise MpcAbort("malformed MAC-check seed")
         o = np.concatenate(self._opened)
         m = np.concatenate(self._macs)
         self._opened, self._macs = [], []
         diff = F.sub(m, F.mul(o, self.key.alpha))
         if self.key.party == 0:
-            u0 = os.urandom(32)
+            u0, u1 = mine, theirs
             sigma = self._sigma(diff, u0, u1)
             nonce = os.urandom(32)
             sb = encode(sigma)
@@ -230,7 +237,9 @@ class Party:
             self._check_frame(got, "mac")
             if len(got.blob) != 64:
                 raise MpcAbort("malformed MAC-check message")
-            sigma = self._sigma(diff, got.blob[:32], u1)
+            if not hmac.compare_digest(mpc_hash("mac/seed", got.blob[:32]), theirs):
+                raise MpcAbort("the other party's MAC-check seed does not match its commitment")
+            sigma = self._sigma(diff, got.blob[:32], mine)
             self._send(Frame("mac", blob=encode(sigma)))
             self._sigma_due = (sigma, got.blob[32:], len(o))
         self.stats.rounds += 1

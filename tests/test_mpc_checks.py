@@ -7,6 +7,8 @@ one party deviate and asserts the honest party aborts with the documented reason
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from test_mpc_engine import CFG, data, run_pair
 
@@ -52,8 +54,8 @@ class LyingSigma(Honest):
     def before_inputs(self, party):
         inner = party._mac_round
 
-        def patched(u1):
-            inner(u1)
+        def patched(*args):
+            inner(*args)
             if party._sigma_open is not None:
                 k = field.ELEMENT_BYTES
                 sigma = field.add(field.decode(party._sigma_open[:k], 1), field.const(1))
@@ -66,6 +68,22 @@ def test_an_opening_of_sigma_that_does_not_match_its_commitment_makes_party_1_ab
     X, Y = data(32, 2, seed=8)
     res, _ = run_pair(X, Y, 16, CFG, hooks0=LyingSigma())
     assert isinstance(res[1], MpcAbort) and "does not match its commitment" in str(res[1]), res[1]
+
+
+class RegrindSeed(Honest):
+    """Party 0 reveals a MAC-check seed u0 other than the one it committed to with the opening (what a party 0
+    grinding u0 after seeing u1, to make the coefficients cancel its error, would have to do)."""
+
+    def before_inputs(self, party):
+        inner = party._mac_round
+        party._mac_round = lambda mine, theirs: inner(os.urandom(32), theirs)
+
+
+def test_a_mac_check_seed_that_does_not_match_its_commitment_makes_party_1_abort():
+    X, Y = data(32, 2, seed=10)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=RegrindSeed())
+    assert isinstance(res[1], MpcAbort) and "MAC-check seed does not match its commitment" in str(res[1]), res[1]
+    assert isinstance(res[0], MpcAbort), res[0]
 
 
 def test_honest_runs_take_one_round_per_mac_check():
