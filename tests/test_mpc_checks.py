@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from test_mpc_engine import CFG, data, run_pair
 
@@ -96,3 +97,31 @@ def test_honest_runs_take_one_round_per_mac_check():
     L1, L2 = Plan.build(16, 16, 2, CFG).layers()
     per_step = 4 + 2 * 2 + len(L1.fold_rounds()) + len(L2.fold_rounds())
     assert res[0].rounds == res[1].rounds == 2 + T * per_step + 5
+
+
+class OutOfRangeInput(Honest):
+    """Sends one masked input just past the bound 2^(K+kappa) + 2^K (a value |x| >= 2^(K-1) that would
+    overflow the truncation bounds), or, with ``short``, a masked-input message one byte short."""
+
+    def __init__(self, short: bool = False):
+        self.short = short
+
+    def before_inputs(self, party):
+        inner = party.exchange_bytes
+
+        def patched(label, data, blob=b""):
+            if label == "inputs":
+                words = np.frombuffer(data, dtype="<u8").copy()
+                words[0], words[1] = 1 << 32, 1 << 8  # the integer 2^72 + 2^32 = 2^(K+kappa) + 2^K
+                data = words.tobytes()[:-1] if self.short else words.tobytes()
+            return inner(label, data, blob)
+
+        party.exchange_bytes = patched
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_masked_inputs_out_of_range_or_malformed_make_the_other_party_abort(short):
+    X, Y = data(32, 2, seed=11)
+    res, _ = run_pair(X, Y, 16, CFG, hooks1=OutOfRangeInput(short))
+    want = "malformed message" if short else "masked inputs are outside the allowed range"
+    assert isinstance(res[0], MpcAbort) and want in str(res[0]), res[0]

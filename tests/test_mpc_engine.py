@@ -164,3 +164,21 @@ def test_plan_refuses_logistic_and_configs_beyond_the_field():
         Plan.build(150_000, 50_000, 10, CFG)
     for layer in Plan.build(10, 10, 10, CFG).layers():
         assert layer.kk + 40 + 2 <= P.bit_length() - 1  # N > 2^(k + kappa + 2)
+
+
+def test_uniform_elements_reject_residues_not_below_their_prime_in_order():
+    """docs/MPC.md section 2: 64-bit words, top 14 bits cleared; a residue >= p_j is replaced by the next words of
+    the stream, rejected residues in row-major order."""
+
+    class Stream:
+        def __init__(self, words):
+            self.data, self.pos = np.array(words, dtype="<u8").tobytes(), 0
+
+        def read(self, n):
+            self.pos += n
+            return self.data[self.pos - n:self.pos]
+
+    first = [PRIMES[0], 5, 6, 7, (1 << 63) + 8] + [9, 10, 11, 12, (1 << 50) - 1]
+    got = field.uniform(Stream(first + [PRIMES[0] + (1 << 60), 3, 4]), 2)
+    # round 1 replaces (0, 0) by p_0 + 2^60 -> p_0 (rejected again) and (1, 4) by 3; round 2 replaces (0, 0) by 4
+    assert got.tolist() == [[4, 5, 6, 7, 8], [9, 10, 11, 12, 3]]
