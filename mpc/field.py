@@ -22,8 +22,7 @@ PRIMES = (2**50 - 27, 2**50 - 35, 2**50 - 51, 2**50 - 71, 2**50 - 113)
 L = len(PRIMES)
 P = math.prod(PRIMES)  # the modulus N (2^249 < N < 2^250)
 P_MIN = min(PRIMES)
-LIMB_BYTES = 7
-ELEMENT_BYTES = L * LIMB_BYTES
+ELEMENT_BYTES = 32  # five 50-bit residues packed into 250 bits (the top 6 bits zero)
 KAPPA = 40  # statistical security of the bounded masks (docs/MPC.md, "Parameters")
 
 _p = np.array(PRIMES, dtype=np.uint64)
@@ -156,8 +155,14 @@ def pow2(bits) -> np.ndarray:
 
 # ---- encodings ----
 def encode(values: np.ndarray) -> bytes:
-    a = np.ascontiguousarray(values, dtype="<u8").reshape(-1, L)
-    return a.view(np.uint8).reshape(-1, L, 8)[:, :, :LIMB_BYTES].tobytes()
+    """Elements -> 32 bytes each: the 250-bit little-endian integer with bits 50j..50j+49 = residue j."""
+    r = np.asarray(values, dtype=np.uint64).reshape(-1, L)
+    w = np.empty((len(r), 4), dtype="<u8")
+    w[:, 0] = r[:, 0] | (r[:, 1] << np.uint64(50))
+    w[:, 1] = (r[:, 1] >> np.uint64(14)) | (r[:, 2] << np.uint64(36))
+    w[:, 2] = (r[:, 2] >> np.uint64(28)) | (r[:, 3] << np.uint64(22))
+    w[:, 3] = (r[:, 3] >> np.uint64(42)) | (r[:, 4] << np.uint64(8))
+    return w.tobytes()
 
 
 def decode(data: bytes, count: int | None = None) -> np.ndarray:
@@ -166,12 +171,16 @@ def decode(data: bytes, count: int | None = None) -> np.ndarray:
     n = len(data) // ELEMENT_BYTES
     if count is not None and n != count:
         raise MpcAbort(f"malformed message: expected {count} field elements, got {n}")
-    # residue k is the 7 bytes at 7k: read 8 bytes there (strided view of the buffer padded by one byte), mask
-    padded = np.frombuffer(data + b"\x00", dtype=np.uint8)
-    out = np.ndarray((n * L,), dtype="<u8", buffer=padded, strides=(LIMB_BYTES,)).astype(np.uint64).reshape(n, L)
-    out &= np.uint64((1 << (8 * LIMB_BYTES)) - 1)
-    if n and (out >= _p).any():
-        raise MpcAbort("malformed message: a field element is not reduced below its prime")
+    w = np.frombuffer(data, dtype="<u8").reshape(n, 4).astype(np.uint64)
+    out = np.empty((n, L), dtype=np.uint64)
+    out[:, 0] = w[:, 0]
+    out[:, 1] = (w[:, 0] >> np.uint64(50)) | (w[:, 1] << np.uint64(14))
+    out[:, 2] = (w[:, 1] >> np.uint64(36)) | (w[:, 2] << np.uint64(28))
+    out[:, 3] = (w[:, 2] >> np.uint64(22)) | (w[:, 3] << np.uint64(42))
+    out[:, 4] = w[:, 3] >> np.uint64(8)
+    out &= _MASK50
+    if n and ((w[:, 3] >> np.uint64(58)).any() or (out >= _p).any()):
+        raise MpcAbort("malformed message: a field element is not reduced below its primes")
     return out
 
 

@@ -117,13 +117,14 @@ def test_a_dealer_with_a_wrong_triple_is_caught_by_the_sacrifice():
 
 
 def test_field_encoding_round_trips_and_refuses_unreduced_values():
-    vals = [0, 1, P - 1, 2**200, P // 3]
-    assert list(to_ints(decode(encode(from_ints(vals)), 5))) == vals
+    vals = [0, 1, P - 1, 2**200, P // 3] + [int.from_bytes(os.urandom(32), "little") % P for _ in range(200)]
+    assert list(to_ints(decode(encode(from_ints(vals)), len(vals)))) == vals
     for i, p in enumerate(PRIMES):  # residue i equal to p_i: not reduced
-        bad = bytearray(encode(from_ints([0])))
-        bad[7 * i:7 * i + 7] = p.to_bytes(7, "little")
         with pytest.raises(MpcAbort, match="not reduced"):
-            decode(bytes(bad))
+            decode((p << (50 * i)).to_bytes(32, "little"))
+    with pytest.raises(MpcAbort, match="not reduced"):  # a bit above the 250 bits of the five residues
+        decode((1 << 250).to_bytes(32, "little"))
+    assert encode(from_ints([P - 1])) == sum((p - 1) << (50 * j) for j, p in enumerate(PRIMES)).to_bytes(32, "little")
     with pytest.raises(MpcAbort):
         decode(b"\x00" * (ELEMENT_BYTES - 1))
 
