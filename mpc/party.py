@@ -89,8 +89,8 @@ class Party:
                  count: int | None = None) -> tuple[np.ndarray, bytes]:
         """Send our message, receive the other's (same label). Returns (its elements, its bytes).
 
-        After a MAC check, party 0's next frame starts with the opening of its committed sigma_0 (ELEMENT_BYTES + 32 bytes),
-        which party 1 verifies here before it sends anything (docs/MPC.md, "MAC check")."""
+        After a MAC check, party 0's next frame starts with the opening of its committed sigma_0
+        (ELEMENT_BYTES + 32 bytes), which party 1 verifies here before it sends anything (docs/MPC.md, "MAC check")."""
         got, blob = self.exchange_bytes(label, encode(elements) if elements is not None else b"", blob)
         n = count if count is not None else (0 if elements is None else int(np.size(elements)) // F.L)
         return decode(got, n), blob
@@ -256,7 +256,8 @@ class Party:
                            "(the other party deviated from the protocol)")
 
     def _finish_check(self, blob: bytes) -> bytes:
-        """Party 1: verify party 0's opening of sigma_0 (the first ELEMENT_BYTES + 32 bytes of its frame); return the rest."""
+        """Party 1: verify party 0's opening of sigma_0 (the first ELEMENT_BYTES + 32 bytes of its frame); return
+        the rest."""
         sigma, com, n = self._sigma_due
         self._sigma_due = None
         k = ELEMENT_BYTES + 32

@@ -27,7 +27,7 @@ from protocol.training import TrainConfig
 from .field import KAPPA, P
 
 BLOCK_BITS = 4
-MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (about 1 GB as Python ints)
+MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (shares and MACs: 80 bytes per value, 160 MB)
 
 
 def fold_pairs(n: int) -> list[tuple[int, int]]:
@@ -178,7 +178,8 @@ class Plan:
         for layer in self.layers():
             if layer.kk + KAPPA + 2 > P.bit_length() - 1:
                 raise InputError(f"this configuration needs {layer.kk}-bit intermediate values; with kappa = {KAPPA} "
-                                 f"the field product (N = p_1 ... p_5 < 2^250) allows at most {P.bit_length() - 3 - KAPPA}: lower "
+                                 f"the ring Z_N (N = p_1 ... p_5 < 2^250, a product of field primes) allows at "
+                                 f"most {P.bit_length() - 3 - KAPPA}: lower "
                                  f"--weight-bits, --lr or --l2")
 
     def to_bytes(self) -> bytes:

@@ -18,8 +18,21 @@ import numpy as np
 from protocol.prg import KeyStream, SeedContext, shuffle
 
 from .errors import MpcAbort
-from .field import (ELEMENT_BYTES, add, bounded_bytes, bounded_words, const, decode, encode, from_ints, matmul, mul,
-                    sub, uniform, words_to_elements)
+from .field import (
+    ELEMENT_BYTES,
+    add,
+    bounded_bytes,
+    bounded_words,
+    const,
+    decode,
+    encode,
+    from_ints,
+    matmul,
+    mul,
+    sub,
+    uniform,
+    words_to_elements,
+)
 from .hashing import mpc_hash
 from .plan import Plan
 from .shares import MacKey, Shared

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from test_mpc_engine import CFG, data, run_pair
 
+from mpc import field
 from mpc.cheating import Honest, get_hooks
 from mpc.errors import MpcAbort
-from mpc import field
 
 CAUGHT_BY = {"bad-share": "MAC check failed", "bad-triple": "MAC check failed", "bad-truncation": "MAC check failed",
              "skip-step": "MAC check failed", "early-output": "out of step"}

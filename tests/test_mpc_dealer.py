@@ -11,8 +11,8 @@ import pytest
 
 from dealer.client import DealerPreprocessing
 from dealer.service import build_dealer_server
-from mpc.errors import MpcAbort
 from mpc import field as F
+from mpc.errors import MpcAbort
 from mpc.plan import Plan
 from protocol.prg import SeedContext
 from protocol.training import TrainConfig

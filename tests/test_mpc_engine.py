@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
+from mpc import field
 from mpc.cheating import get_hooks
 from mpc.errors import MpcAbort, MpcOverflow
-from mpc import field
-from mpc.field import ELEMENT_BYTES, P, PRIMES, decode, encode, from_ints, to_ints
+from mpc.field import ELEMENT_BYTES, PRIMES, P, decode, encode, from_ints, to_ints
 from mpc.party import QueueChannel
 from mpc.plan import Plan
 from mpc.preprocessing import Generator, LocalPreprocessing
