@@ -98,8 +98,8 @@ def mul(a, b) -> np.ndarray:
     by at most 1 for a, b < p < 2^50); the remainder a*b - q*p is exact in wrapping 64-bit arithmetic."""
     a = np.asarray(a, dtype=np.uint64)
     b = np.asarray(b, dtype=np.uint64)
-    q = a * _invp if a.size >= b.size else b * _invp  # float64
-    q *= b if a.size >= b.size else a
+    q = a * _invp  # float64
+    q = np.multiply(q, b, out=q) if q.shape == np.broadcast_shapes(q.shape, b.shape) else q * b
     qp = q.astype(np.int64)  # q >= 0: truncation is the floor
     qp -= 1
     qp *= _pi  # wraps mod 2^64 like the product below

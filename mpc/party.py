@@ -79,8 +79,7 @@ class Party:
         self.ctx = None  # the seed context once the coin toss is done
         self.sac_t = F.const(0)  # sacrifice scalar and coefficient stream, set after the coin toss
         self.sac_stream: KeyStream | None = None
-        self._sac_acc: Shared | None = None
-        self._sac_n = 0
+        self._sac_terms: list[Shared] = []  # this step's sacrifice terms, combined in take_sacrifice
         self._sigma_open: bytes | None = None  # party 0: sigma_0 || nonce, sent at the start of its next frame
         self._sigma_due: tuple | None = None  # party 1: (sigma_1, party 0's commitment, count) awaiting that
 
@@ -168,28 +167,32 @@ class Party:
         o = self.open(Shared.concat(parts), label)
         D = o[:n]
         rho = o[-n:]
-        z = c + b.scale(D)
+        prods = F.mul(b.s[:, None], np.stack([D, rho]))  # [b] D and [b] rho in one call: (2 shares, 2, n, L)
+        bD, bR = Shared.of(prods[:, 0], self.key), Shared.of(prods[:, 1], self.key)
+        z = c + bD
         if y is not None:
             E = o[n:2 * n]
             z = (z + a.scale(E)).add_public(F.mul(D, E))
         # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
-        self._sacrifice(c.scale(self.sac_t) - c2 - b.scale(rho))
+        self._sacrifice(c.scale(self.sac_t) - c2 - bR)
         return z
 
     def _sacrifice(self, terms: Shared) -> None:
-        terms = terms.reshape(-1)
-        coeff = coefficients(self.sac_stream, terms.size)  # the session's next coefficients (docs/MPC.md 5.3)
-        s = Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
-        self._sac_acc = s if self._sac_acc is None else self._sac_acc + s
+        self._sac_terms.append(terms.reshape(-1))
 
     def sacrifice_matrix(self, terms: Shared) -> None:
         """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
         self._sacrifice(terms)
 
     def take_sacrifice(self) -> Shared:
-        acc = self._sac_acc if self._sac_acc is not None else Shared.public(F.zeros(()), self.key)
-        self._sac_acc = None
-        return acc
+        """This step's sacrifice sum: its terms in the order they arose, times the session's next coefficients
+        (docs/MPC.md section 5.3)."""
+        if not self._sac_terms:
+            return Shared.public(F.zeros(()), self.key)
+        terms = Shared.concat(self._sac_terms)
+        self._sac_terms = []
+        coeff = coefficients(self.sac_stream, terms.size)
+        return Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
 
     # ---- MAC check ----
     def mac_check(self) -> None:
