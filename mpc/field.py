@@ -12,6 +12,7 @@ are needed (truncation openings, outputs, check values).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -148,9 +149,12 @@ def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     raise ValueError(f"matmul of shapes {A.shape} and {B.shape}")
 
 
-def pow2(bits) -> np.ndarray:
-    """Elements 2^b for each b in bits, shape (len(bits), L)."""
-    return np.array([[pow(2, int(b), p) for p in PRIMES] for b in bits], dtype=np.uint64)
+@functools.cache
+def pow2(n: int) -> np.ndarray:
+    """Elements 2^0, ..., 2^(n-1), shape (n, L) (cached: treat as read-only)."""
+    out = np.array([[pow(2, b, p) for p in PRIMES] for b in range(n)], dtype=np.uint64)
+    out.flags.writeable = False
+    return out
 
 
 # ---- encodings ----

@@ -161,6 +161,14 @@ def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor,
     return lt_s, A_hi + party.mul(B_hi, lt_s, cur.take(), f"{label}/lt{rnd}")
 
 
+def _low_bits(c: np.ndarray, n: int) -> np.ndarray:
+    """Bits 0..n-1 of each integer of c (object array), as an int64 array (len(c), n)."""
+    if n <= 64:
+        low = np.array([int(v) & ((1 << n) - 1) for v in c], dtype=np.uint64)
+        return ((low[:, None] >> np.arange(n, dtype=np.uint64)) & np.uint64(1)).astype(np.int64)
+    return np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=np.int64)
+
+
 def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], prefix: str,
                 label: str) -> tuple[Shared, Shared]:
     """-> ([floor(x / 2^s)], [w]) with w = 0 iff floor(x / 2^s) is in the K-bit range."""
@@ -168,7 +176,7 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     cur = TripleCursor(mat, prefix, cnt, layer.mults)
     bits = mat[f"{prefix}.bits"].reshape(cnt, n)
     rhi = mat[f"{prefix}.rhi"]
-    pw = F.pow2(range(n))
+    pw = F.pow2(n)
     r = bits.rmul_public(pw) + rhi.scale(1 << n)
     xs = x.add_public((1 << (s + K - 1)) + layer.H * (1 << n))
     # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
@@ -179,12 +187,12 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     limit = 1 << (layer.kk + KAPPA + 1)
     if any(int(v) >= limit for v in c):
         raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
-    cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=np.int64).reshape(cnt, n)
+    cb = _low_bits(c, n).reshape(cnt, n)
     mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
     lt_s, lt_sk = _lt_fold(party, _block_maps(bits, mono, cb, layer), cur, layer, label)
     c_hi_s = F.from_ints([(int(v) >> s) - ((1 << (K - 1)) + layer.H * (1 << K)) for v in c])
     c_hi_n = F.from_ints([(int(v) >> n) - layer.H for v in c])
-    pw_hi = F.pow2(range(n - s))
+    pw_hi = F.pow2(n - s)
     r_hi_s = bits[:, s:].rmul_public(pw_hi) + rhi.scale(1 << K)
     y = (-r_hi_s - lt_s).add_public(c_hi_s)
     q = (-rhi - lt_sk).add_public(c_hi_n)

@@ -183,3 +183,11 @@ def test_uniform_elements_reject_residues_not_below_their_prime_in_order():
     got = field.uniform(Stream(first + [PRIMES[0] + (1 << 60), 3, 4]), 2)
     # round 1 replaces (0, 0) by p_0 + 2^60 -> p_0 (rejected again) and (1, 4) by 3; round 2 replaces (0, 0) by 4
     assert got.tolist() == [[4, 5, 6, 7, 8], [9, 10, 11, 12, 3]]
+
+
+def test_low_bits_of_opened_truncation_values_both_paths():
+    from mpc.truncation import _low_bits
+
+    c = np.array([int.from_bytes(os.urandom(25), "little") for _ in range(40)] + [0, (1 << 200) - 1], dtype=object)
+    for n in (1, 16, 63, 64, 65, 130):  # up to 64 bits through uint64, beyond through Python ints
+        assert _low_bits(c, n).tolist() == [[(int(v) >> i) & 1 for i in range(n)] for v in c]
