@@ -39,7 +39,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["amplification_bound", "choose_slack", "failure_probability", "line_failure_rate", "tolerated_rate"]
+__all__ = ["amplification_bound", "choose_slack", "failure_probability", "line_failure_rate", "median_of_lines",
+           "tolerated_rate"]
 
 
 def _per_delta(m: int, d: int, candidates: int | None = None) -> float:
@@ -87,13 +88,25 @@ def tolerated_rate(group_sizes, m: int, d: int, max_failure: float, candidates: 
     return float(optimize.brentq(excess, 0.0, hi, xtol=1e-10))
 
 
+def median_of_lines(est: np.ndarray) -> np.ndarray:
+    """numpy's median over the lines (axis 0 of (K, Q)), with a NaN estimate counted as +inf: a line whose
+    model answers are NaN is a bad line like any other, and the argument above (>= k estimates in I puts
+    the median in I) holds on the extended reals, whereas a NaN would poison the median of every target one
+    bad line touches.  ``est`` is modified in place."""
+    est[np.isnan(est)] = np.inf
+    K = est.shape[0]
+    if K % 2:
+        return np.partition(est, K // 2, axis=0)[K // 2]
+    part = np.partition(est, [K // 2 - 1, K // 2], axis=0)
+    return 0.5 * (part[K // 2 - 1] + part[K // 2])
+
+
 def amplification_bound(lam: np.ndarray, group_sizes, slack: int) -> np.ndarray:
-    """Per target: max over groups of the (k_j + b)-th smallest Lambda in the group. lam: (Q, K) -> (Q,)."""
+    """Per target: max over groups of the (k_j + b)-th smallest Lambda in the group. lam: (K, Q) -> (Q,)."""
     lam = np.asarray(lam, dtype=float)
-    out = np.zeros(lam.shape[0])
+    out = np.zeros(lam.shape[1])
     start = 0
     for g, k in zip(group_sizes, _needed(group_sizes)):
-        part = np.sort(lam[:, start:start + g], axis=1)
-        out = np.maximum(out, part[:, k + slack - 1])
+        np.maximum(out, np.partition(lam[start:start + g], k + slack - 1, axis=0)[k + slack - 1], out=out)
         start += g
     return out

@@ -6,6 +6,7 @@ defenses/oblivious.py; why choosing nodes by public coins keeps the guarantee: d
 - :func:`best_nodes`: of c drawn nodes, the d + 1 with the smallest Lambda.
 - :func:`best_pair_parameters`: the same for d = 1, drawing only what it keeps (same law, a fraction of the
   random numbers).
+- :func:`robust_value_at_zero`: m > d + 1 nodes, consensus fit (the robust decoder of the mitigator).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from defenses.correlated_sampling import (
     sample_chord_parameters,
 )
 
-__all__ = ["barycentric_weights_at_zero", "best_nodes", "best_pair_parameters"]
+__all__ = ["barycentric_weights_at_zero", "best_nodes", "best_pair_parameters", "robust_value_at_zero"]
 
 
 def barycentric_weights_at_zero(t) -> np.ndarray:
@@ -111,3 +112,22 @@ def best_nodes(s: np.ndarray, d: int) -> np.ndarray:
     pick = subsets[np.argmin(lam, axis=1)]
     return np.take_along_axis(flat, pick, axis=1).reshape(*s.shape[:-1], d + 1)
 
+
+def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
+    """Consensus fit per line: the (d+1)-subset whose interpolant has the most inliers
+    (|residual| <= inlier_tol), then a least-squares refit on its inliers; returns p(0) per line."""
+    t, y = np.atleast_2d(t), np.atleast_2d(y)
+    scale = np.abs(t).max(axis=1, keepdims=True)
+    ts = t / scale  # conditioning: nodes in [-1, 1]
+    S = np.asarray(subsets)  # (n_sub, d+1) column indices
+    V = ts[:, S][..., None] ** np.arange(d + 1)  # (L, n_sub, d+1, d+1)
+    coef = np.linalg.solve(V, y[:, S][..., None])[..., 0]  # (L, n_sub, d+1)
+    pred = np.einsum("lsk,lmk->lsm", coef, ts[..., None] ** np.arange(d + 1))
+    inliers = np.abs(pred - y[:, None, :]) <= np.asarray(inlier_tol, dtype=float).reshape(-1, 1, 1)
+    best = np.argmax(inliers.sum(axis=2), axis=1)
+    out = np.empty(t.shape[0])
+    for ell in range(t.shape[0]):
+        mask = inliers[ell, best[ell]]
+        A = ts[ell, mask, None] ** np.arange(d + 1)
+        out[ell] = np.linalg.lstsq(A, y[ell, mask], rcond=None)[0][0]
+    return out

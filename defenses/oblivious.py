@@ -24,34 +24,45 @@ Each prediction then comes with its amplification Lambda_(k+b) (:meth:`predict_w
 
 Symbols: d = degree, K = n_lines, m = points_per_line, Delta = grid, s = grid_offset_, delta = error rate,
 b = slack_, Lambda = sum_i |L_i(0)| (error amplification of one line's reconstruction).
+
+Batched: a box body with two-point lines (the CLI's case) samples, queries and decodes whole chunks of targets
+feature-major (defenses/box_lines.py, same law as the general route); a median over the lines counts a NaN
+estimate as a bad line (+inf).  The F_p counterpart is defenses/field_mitigator.py.
 """
 
 from __future__ import annotations
 
 import math
-from itertools import combinations
+from itertools import combinations, pairwise
 from numbers import Integral, Real
 
 import numpy as np
 from scipy import stats
 
-from defenses.correlated_sampling import ConvexBody, correlated_lines_batch, line_points
+from defenses.box_lines import Workspace, box_pairs, keep_freed_memory, off_boundary, pair_estimates
+from defenses.correlated_sampling import Box, ConvexBody, correlated_lines_batch, line_points
 from defenses.coverage import BodyNotCovered, MitigationRefused, coverage_test
-from defenses.finite_field import check_prime
 from defenses.line_guarantee import (
     amplification_bound,
     choose_slack,
     failure_probability,
     line_failure_rate,
+    median_of_lines,
     tolerated_rate,
 )
-from defenses.line_nodes import barycentric_weights_at_zero, best_nodes, best_pair_parameters
-from defenses.reed_muller import ABSTAIN, basic_correct, curve_correct, line_correct, tolerated_error_rate
+from defenses.line_nodes import (
+    barycentric_weights_at_zero,
+    best_nodes,
+    best_pair_parameters,
+    robust_value_at_zero,
+)
+from defenses.reed_muller import ABSTAIN
+
+CHUNK_VALUES = 1 << 19  # query coordinates per chunk of rows (K m max(n, 8) per row): ~4 MB of points
 
 __all__ = [
     "ABSTAIN",
     "BodyNotCovered",
-    "FieldPolynomialMitigator",
     "LocalPolynomialMitigator",
     "MitigationRefused",
     "ModelTooInaccurate",
@@ -87,26 +98,6 @@ def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
 def canonical_round(e, delta: float, offset: float):
     """Canonical rounding: R_s(e) = s + Delta * round((e - s) / Delta); Pr_s[R_s(a) != R_s(b)] = min(1, |a-b|/Delta)."""
     return offset + delta * np.round((np.asarray(e, dtype=float) - offset) / delta)
-
-
-def robust_value_at_zero(t, y, d: int, inlier_tol, subsets) -> np.ndarray:
-    """Consensus fit per line: the (d+1)-subset whose interpolant has the most inliers
-    (|residual| <= inlier_tol), then a least-squares refit on its inliers; returns p(0) per line."""
-    t, y = np.atleast_2d(t), np.atleast_2d(y)
-    scale = np.abs(t).max(axis=1, keepdims=True)
-    ts = t / scale  # conditioning: nodes in [-1, 1]
-    S = np.asarray(subsets)  # (n_sub, d+1) column indices
-    V = ts[:, S][..., None] ** np.arange(d + 1)  # (L, n_sub, d+1, d+1)
-    coef = np.linalg.solve(V, y[:, S][..., None])[..., 0]  # (L, n_sub, d+1)
-    pred = np.einsum("lsk,lmk->lsm", coef, ts[..., None] ** np.arange(d + 1))
-    inliers = np.abs(pred - y[:, None, :]) <= np.asarray(inlier_tol, dtype=float).reshape(-1, 1, 1)
-    best = np.argmax(inliers.sum(axis=2), axis=1)
-    out = np.empty(t.shape[0])
-    for ell in range(t.shape[0]):
-        mask = inliers[ell, best[ell]]
-        A = ts[ell, mask, None] ** np.arange(d + 1)
-        out[ell] = np.linalg.lstsq(A, y[ell, mask], rcond=None)[0][0]
-    return out
 
 
 def _check_int(name, value, low):
@@ -265,10 +256,8 @@ class LocalPolynomialMitigator:
     def _line_estimates(self, t, y, rng):
         """(estimates (L,), Lambda (L,)); Lambda = sum |L_i(0)| for interpolation, NaN for the robust fit."""
         d, m = self.degree, self.n_points_
-        if m == 2 and d == 1:  # the line through two points: L_0(0) = t_1/(t_1 - t_0), L_1(0) = -t_0/(t_1 - t_0)
-            t0, t1 = t[:, 0], t[:, 1]
-            gap = t1 - t0
-            return (t1 * y[:, 0] - t0 * y[:, 1]) / gap, (np.abs(t0) + np.abs(t1)) / np.abs(gap)
+        if m == 2 and d == 1:  # the line through two points
+            return pair_estimates(t[:, 0], t[:, 1], y[:, 0], y[:, 1])
         if m == d + 1:
             w = barycentric_weights_at_zero(t)
             return np.einsum("lm,lm->l", w, y), np.abs(w).sum(axis=1)
@@ -279,48 +268,81 @@ class LocalPolynomialMitigator:
         tol = 2.0 * self.eps + 1e-8 * (1.0 + np.abs(y).max(axis=1))
         return robust_value_at_zero(t, y, d, tol, subsets), np.full(t.shape[0], np.nan)
 
-    def _aggregate(self, ests):
-        if self.aggregate == "median":
-            return np.median(ests, axis=1)
-        groups = np.array_split(np.arange(ests.shape[1]), self.n_groups)
-        return np.mean([np.median(ests[:, g], axis=1) for g in groups], axis=0)
+    def _general_lines(self, rows, rng):
+        """(est, Lambda), each (K, Q): any body, degree and decoder (correlated_sampling.correlated_lines_batch)."""
+        (Q, n), K, m = rows.shape, self.n_lines, self.n_points_
+        if self.candidates and self.degree == 1:  # same law as drawing all candidates, fewer draws
+            c = self.candidates
+            D, s = correlated_lines_batch(self.body, rows, 2, K, rng,
+                                          sampler=lambda lo, hi, n_dim, _k, g: best_pair_parameters(lo, hi, n_dim, c, g))
+        else:
+            D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
+            if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
+                s = best_nodes(s, self.degree)
+        y = np.asarray(_model_values(self.model, line_points(rows, D, s).reshape(-1, n)), dtype=float)
+        est, lam = self._line_estimates(s.reshape(Q * K, m), y.reshape(Q * K, m), rng)
+        return est.reshape(Q, K).T, lam.reshape(Q, K).T
+
+    def _box_lines(self, rows, rng, work):
+        """(est, Lambda), each (K, Q): a box body, targets off its faces, two-point lines (defenses/box_lines.py, the
+        general route's law in fewer passes)."""
+        Z, s = box_pairs(self.body, rows, self.n_lines, self.candidates or 2, rng, work)
+        y = np.asarray(_model_values(self.model, Z.reshape(rows.shape[1], -1).T), dtype=float)
+        y = y.reshape(2, self.n_lines, rows.shape[0])
+        return pair_estimates(s[0], s[1], y[0], y[1])
+
+    def _decode(self, out, at, est, lam, progress):
+        """Targets ``at``: the median (or mean of group medians) of their lines' estimates and its amplification."""
+        groups = self._group_sizes()
+        out[0, at], out[1, at] = self._aggregate(est, groups), amplification_bound(lam, groups, self.slack_)
+        if progress is not None:
+            progress(est.shape[1])
+
+    @staticmethod
+    def _aggregate(est, groups):
+        """Median of the K line estimates (axis 0), or the mean of the medians of consecutive groups."""
+        if len(groups) == 1:
+            return median_of_lines(est)
+        bounds = np.cumsum([0, *groups])
+        return np.mean([median_of_lines(est[a:b]) for a, b in pairwise(bounds)], axis=0)
 
     def predict_with_bounds(self, X, progress=None) -> tuple[np.ndarray, np.ndarray]:
         """(e(x*), amplification) per row, before canonical rounding: |e - g(x*)| <= eps * amplification
         except with probability <= failure_probability_ (plus 1 - confidence for delta_upper_ itself).
 
-        All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches.
-        ``progress(k)`` (optional) is called with the number of rows finished after each chunk.
+        All lines of a chunk of rows are sampled, queried (one model call) and decoded in batches; with a box
+        body and two-point lines the targets off its faces take the batched route, the others the general
+        route after them.  The coins (public, independent of the model) come from SFC64 seeded with seed_, so a
+        fitted mitigator queries the same points on every call.  ``progress(k)`` (optional) is called with the
+        number of rows finished after each batch.
         """
         self._check_fitted()
         X = self._check_X(X)
-        rng = np.random.default_rng(self.seed_)
+        rng = np.random.Generator(np.random.SFC64(self.seed_))  # public coins: any good statistical generator
         K, m, n = self.n_lines, self.n_points_, X.shape[1]
-        chunk = max(1, (1 << 19) // (K * m * max(n, 8)))
-        out, amp = np.empty(X.shape[0]), np.empty(X.shape[0])
-        groups = self._group_sizes()
-        pair_sampler = None
-        if self.candidates and self.degree == 1:  # same law as drawing all candidates, fewer draws
-            c = self.candidates
-
-            def pair_sampler(t_lo, t_hi, n_dim, _k, rng_):
-                return best_pair_parameters(t_lo, t_hi, n_dim, c, rng_)
-        for start in range(0, X.shape[0], chunk):
-            rows = X[start:start + chunk]
-            Q = rows.shape[0]
-            if pair_sampler is not None:  # public coins only: the best-conditioned pair of the candidates
-                D, s = correlated_lines_batch(self.body, rows, 2, K, rng, sampler=pair_sampler)
-            else:
-                D, s = correlated_lines_batch(self.body, rows, self.candidates or m, K, rng)
-                if self.candidates:  # public coins only: the best-conditioned (d+1)-subset of the candidates
-                    s = best_nodes(s, self.degree)
-            y = _model_values(self.model, line_points(rows, D, s).reshape(-1, n)).astype(float).reshape(Q * K, m)
-            est, lam = self._line_estimates(s.reshape(Q * K, m), y, rng)
-            out[start:start + Q] = self._aggregate(est.reshape(Q, K))
-            amp[start:start + Q] = amplification_bound(lam.reshape(Q, K), groups, self.slack_)
-            if progress is not None:
-                progress(Q)
-        return out, amp
+        chunk = max(1, CHUNK_VALUES // (K * m * max(n, 8)))
+        out = np.empty((2, X.shape[0]))  # e(x*) and the amplification, per target
+        rest = []  # targets the batched box route does not take (a coordinate on a face), decoded last
+        if isinstance(self.body, Box) and self.degree == 1 and m == 2:
+            work = Workspace()
+            keep_freed_memory()
+            for start in range(0, X.shape[0], chunk):
+                rows = X[start:start + chunk]
+                batched = off_boundary(self.body, rows)
+                if batched.all():
+                    self._decode(out, slice(start, start + rows.shape[0]), *self._box_lines(rows, rng, work), progress)
+                    continue
+                rest.append(start + np.flatnonzero(~batched))
+                if batched.any():
+                    at = start + np.flatnonzero(batched)
+                    self._decode(out, at, *self._box_lines(rows[batched], rng, work), progress)
+        else:
+            rest = [np.arange(X.shape[0])]
+        rest = np.concatenate(rest) if rest else np.zeros(0, dtype=np.intp)
+        for start in range(0, rest.size, chunk):
+            at = rest[start:start + chunk]
+            self._decode(out, at, *self._general_lines(X[at], rng), progress)
+        return out[0], out[1]
 
     def predict_unrounded(self, X, progress=None) -> np.ndarray:
         """Aggregated line estimates e(x*) for each row, before canonical rounding."""
@@ -343,67 +365,3 @@ class LocalPolynomialMitigator:
         self._check_fitted()
         vals = _model_values(f_star, self._check_X(X), "f_star").astype(float)
         return vals if self.grid is None else canonical_round(vals, self.grid, self.grid_offset_)
-
-
-_DECODERS = {"basic": basic_correct, "line": line_correct, "curve": curve_correct}
-
-
-class FieldPolynomialMitigator:
-    """Reed-Muller mitigator over F_p^n (D uniform): same conventions as LocalPolynomialMitigator.
-
-    decoder: 'basic' (d+1 points), 'line' or 'curve' (Berlekamp-Welch on m points, default
-    m = min(p - 1, 10(d+1))); n_repeats K trials with plurality.  predict returns ABSTAIN (-1) where no
-    trial decoded.  Fitted: n_features_in_, n_points_, tolerated_error_rate_, delta_hat_, delta_upper_, seed_.
-    """
-
-    def __init__(self, oracle=None, p=None, degree=1, decoder="line", n_repeats=1, points_per_line=None,
-                 confidence=0.99, random_state=None):
-        self.oracle, self.p, self.degree, self.decoder = oracle, p, degree, decoder
-        self.n_repeats, self.points_per_line = n_repeats, points_per_line
-        self.confidence, self.random_state = confidence, random_state
-
-    def fit(self, X_clean, y_clean):
-        if not callable(self.oracle):
-            raise TypeError("oracle must be callable: (k, n) int array -> k values in F_p")
-        p = check_prime(self.p)
-        d = _check_int("degree", self.degree, 0)
-        _check_int("n_repeats", self.n_repeats, 1)
-        if self.decoder not in _DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {self.decoder!r}")
-        if not (isinstance(self.confidence, Real) and 0 < self.confidence < 1):
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
-        default_m = d + 1 if self.decoder == "basic" else min(p - 1, 10 * (d + 1))
-        m = default_m if self.points_per_line is None else _check_int("points_per_line", self.points_per_line, 1)
-        if self.decoder == "basic" and m != d + 1:
-            raise ValueError("the basic decoder uses exactly d + 1 points per trial")
-        X = np.asarray(X_clean)
-        y = np.asarray(y_clean)
-        if X.ndim != 2 or not np.issubdtype(X.dtype, np.integer) or X.shape[0] == 0:
-            raise ValueError(f"X_clean must be a non-empty 2-D integer array, got shape {X.shape}")
-        if y.shape != (X.shape[0],):
-            raise ValueError(f"y_clean must have shape ({X.shape[0]},), got {y.shape}")
-        vals = _model_values(self.oracle, X, "oracle")
-        k = int(np.sum(np.mod(vals, p) != np.mod(y, p)))
-        self.n_features_in_, self.n_points_ = X.shape[1], m
-        self.tolerated_error_rate_ = tolerated_error_rate(self.decoder, d, m)
-        self.delta_hat_ = k / X.shape[0]
-        self.delta_upper_ = clopper_pearson_upper(k, X.shape[0], self.confidence)
-        if self.delta_upper_ > self.tolerated_error_rate_:
-            raise ModelTooInaccurate(self.delta_hat_, self.delta_upper_, self.tolerated_error_rate_,
-                                     X.shape[0], self.confidence)
-        self.seed_ = int(np.random.default_rng(self.random_state).integers(2**63 - 1))
-        return self
-
-    def predict(self, X) -> np.ndarray:
-        if not hasattr(self, "seed_"):
-            raise AttributeError("this mitigator is not fitted yet: call fit(X_clean, y_clean) first")
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_ or not np.issubdtype(X.dtype, np.integer):
-            raise ValueError(f"X must be an integer array of shape (k, {self.n_features_in_})")
-        rng = np.random.default_rng(self.seed_)
-        out = np.empty(X.shape[0], dtype=object if self.p >= 2**62 else np.int64)
-        for i, x in enumerate(X):
-            kw = {} if self.decoder == "basic" else {"m": self.n_points_}
-            out[i] = _DECODERS[self.decoder](self.oracle, x, self.p, self.degree, n_repeats=self.n_repeats,
-                                             random_state=rng, **kw).value
-        return out

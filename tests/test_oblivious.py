@@ -16,9 +16,9 @@ from scipy import stats
 from bench.experiments.oblivious_cases import off_support_model
 from defenses.correlated_sampling import Ball, Box
 from defenses.coverage import BodyNotCovered, coverage_test, fit_body
+from defenses.field_mitigator import FieldPolynomialMitigator
 from defenses.oblivious import (
     ABSTAIN,
-    FieldPolynomialMitigator,
     LocalPolynomialMitigator,
     ModelTooInaccurate,
     barycentric_weights_at_zero,
@@ -465,3 +465,27 @@ def test_vacuous_parameters_are_refused_near_one_quarter():
     X = body.sample(4000, np.random.default_rng(42))
     with pytest.raises(ModelTooInaccurate, match="wrong with probability up to"):
         LocalPolynomialMitigator(f_bad, degree=1, body=body, n_lines=101).fit(X, f_star(X))
+
+
+def test_model_answering_nan_on_a_small_set_cannot_poison_the_median():
+    """Attack: the model answers NaN on {frac(1000 <a, x>) < 0.004} (mass 0.004 of the box) and exactly elsewhere.
+    On the clean rows NaN counts as an error, so the model is accepted with its error rate.  A NaN answer makes
+    its line's estimate NaN; numpy's median of a row holding a NaN is NaN, so before the median counted NaN as a
+    bad line (+inf) about 1 - (1 - 0.004)^30 ~ 11% of the targets came out NaN, ten times the reported failure
+    probability.  Now a failure needs more than slack bad lines: count <= binom.ppf(1 - 1e-4, T,
+    failure_probability_) (test failure probability <= 1e-4 if the guarantee holds)."""
+    n, T = 6, 400
+    body = Box(-1.0, 1.0, dim=n)
+    rng = np.random.default_rng(70)
+    f_star = make_ground_truth(n, 1, seed=71)
+    a = rng.standard_normal(n)
+    f = lambda X: np.where(np.mod(1000.0 * (np.asarray(X) @ a), 1.0) < 0.004, np.nan, f_star(X))
+    X_clean = body.sample(3000, rng)
+    mit = LocalPolynomialMitigator(f, degree=1, body=fit_body(X_clean), n_lines=15, random_state=72)
+    mit.fit(X_clean, f_star(X_clean))
+    assert 0 < mit.delta_hat_ and mit.failure_probability_ <= 0.01
+    targets = body.sample(T, rng)
+    e, amp = mit.predict_with_bounds(targets)
+    failed = ~(np.abs(e - f_star(targets)) <= 1e-9 * (1 + np.abs(f_star(targets))))
+    assert failed.sum() <= stats.binom.ppf(1 - 1e-4, T, mit.failure_probability_), failed.sum()
+    assert np.all(np.isfinite(amp))
