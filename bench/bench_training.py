@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 
-from bench.servers import prover_process, start_process, stop_process, with_cpu
 from bench.stats import interleaved, median, ratio_report, ratios
 from protocol.fixedpoint import quantize
 from protocol.prg import SeedContext
@@ -45,7 +44,6 @@ def _bytes(label: str, n: int = 32) -> bytes:
 
 def with_process_time(fn, out: list):
     """fn, appending the CPU seconds this process spent in it to ``out``."""
-    import time
 
     def run():
         c0 = time.process_time()
@@ -166,128 +164,6 @@ def run_commit_overhead(p: dict, repeats: int) -> None:
     print(ratio_report("commit_overhead", ratios(tcs, tbs), 1.10))
 
 
-# -- upload_vs_raw -----------------------------------------------------------------------------------------
-def session_upload(channel, stub, rows, cfg, pub, per_chunk, rows_per_leaf) -> bytes:
-    """OpenSession + UploadData exactly as the client runs them (verifier.client.upload_rows: the client's own
-    data leaves hashed while the rows are sent), then the check of the signed data statement."""
-    from protocol import convert
-    from protocol.wire import trainer_pb2 as pb
-    from verifier import checks
-    from verifier.client import upload_rows
-
-    n, w = rows.shape
-    resp = stub.OpenSession(pb.OpenSessionRequest(config=convert.config_to_proto(cfg), client_nonce=_bytes("upload"),
-                                                  proof_kind="spot"))
-    sid = bytes(resp.session_id)
-    tr = {"statements": {}}
-    signed = upload_rows(channel, lambda fn, *a: fn(*a), sid, rows, 64 << 20, per_chunk, rows_per_leaf, tr)
-    data_root = bytes.fromhex(tr["data_root"])
-    checks.check_data(pub, signed, sid, data_root=data_root, num_rows=n, num_features=w - 1,
-                      rows_per_leaf=rows_per_leaf)
-    stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
-    return data_root
-
-
-def raw_upload(call, rows, per_chunk) -> int:
-    raw = np.ascontiguousarray(rows, dtype="<i8")
-
-    def chunks():
-        for start in range(0, raw.shape[0], per_chunk):
-            yield raw[start:start + per_chunk].tobytes()
-
-    return int.from_bytes(call(chunks()), "big")
-
-
-def opening_bytes(n: int, d: int, B: int, R: int) -> int:
-    """Raw size of one challenged step's opening: two states with their proofs, and per batch row its values,
-    its data leaf (R rows) and the leaf's inclusion proof (int64 values, 32-byte hashes; protobuf adds a
-    few bytes per field). R = 1 is the previous per-row commitment (no separate leaf rows)."""
-    leaves = -(-n // R)
-    depth = max(1, (leaves - 1).bit_length())
-    row = (d + 1) * 8
-    per_row = row + depth * 32 + (R * row if R > 1 else 0)
-    return 2 * (row + 32 * 20) + B * per_row
-
-
-def print_openings(label: str, n: int, d: int, B: int, K: int, R: int) -> None:
-    before, after = opening_bytes(n, d, B, 1), opening_bytes(n, d, B, R)
-    data = n * (d + 1) * 8
-    print(f"opening per challenged step ({label}: n = {n:,}, d = {d}, B = {B}): before (one row per leaf) "
-          f"{before / 1e3:.1f} kB, after (R = {R} rows per leaf) {after / 1e3:.1f} kB; K = {K} steps move "
-          f"{K * after / 1e6:.2f} MB = {K * after / data:.1%} of the {data / 1e6:.1f} MB of data (before "
-          f"{K * before / data:.1%})")
-    from protocol.merkle import OPENED_FRACTION, default_rows_per_leaf
-
-    if default_rows_per_leaf(d, n, K * B) < R:  # the client would not pick this R for this K
-        print(f"  (the client picks R = {default_rows_per_leaf(d, n, K * B)} for K = {K}: R * K * B <= n / "
-              f"{OPENED_FRACTION}; it picks R = {R} for K <= {max(1, n // (OPENED_FRACTION * B * R))})")
-
-
-def run_upload_vs_raw(p: dict, repeats: int) -> None:
-    import sys
-    import tempfile
-
-    from protocol.dataset import rows_matrix
-    from protocol.merkle import default_rows_per_leaf
-    from protocol.wire import trainer_pb2_grpc as pb_grpc
-    from prover.session import Limits
-    from verifier.client import open_channel
-
-    n, d = p["n"], p["d"]
-    _X, _y, Xq, Yq = synthetic(n, d, seed=3)
-    rows = rows_matrix(Xq, Yq)
-    cfg = TrainConfig(model="logistic", epochs=1, batch_size=256).validate()
-    per_chunk = max(1, CHUNK_BYTES // ((d + 1) * 8))
-    R = default_rows_per_leaf(d)  # leaves of >= 4 KiB; the CLI caps R further by the spot check's size
-    cap = Limits().max_message_bytes
-    tmp = tempfile.mkdtemp(prefix="vtrain-bench-")
-    proc, addr, pub = prover_process(tmp)
-    raw_proc, raw_addr = start_process([sys.executable, "-m", "bench.servers"])
-    ch, raw_ch = open_channel(addr, max_bytes=cap), open_channel(raw_addr, max_bytes=cap)
-    try:
-        stub = pb_grpc.TrainerStub(ch)
-        call = raw_ch.stream_unary("/benchraw.Raw/Upload")  # no serializers: bytes in, bytes out
-        session_upload(ch, stub, rows[:1000], cfg, pub, per_chunk, R)  # warm both connections
-        raw_upload(call, rows[:1000], per_chunk)
-        cpu_s, cpu_r = [], []
-        (tss, trs), (_root, got) = best_of(
-            repeats, with_cpu(lambda: session_upload(ch, stub, rows, cfg, pub, per_chunk, R), proc.pid, cpu_s),
-            with_cpu(lambda: raw_upload(call, rows, per_chunk), raw_proc.pid, cpu_r))
-    finally:
-        ch.close()
-        raw_ch.close()
-        stop_process(proc)
-        stop_process(raw_proc)
-    ts, tr = median(tss), median(trs)
-    mb = rows.nbytes / 1e6
-    from protocol.merkle import data_root
-
-    hash_cpu = []
-    for _ in range(3):
-        c0 = time.process_time()
-        data_root(rows, R)
-        hash_cpu.append(time.process_time() - c0)
-    print(f"[upload_vs_raw] n = {n:,}, d = {d}: {mb:.1f} MB of int64 rows in {-(-n // per_chunk)} chunks of "
-          f"{per_chunk} rows ({per_chunk * (d + 1) * 8:,} bytes), rows_per_leaf R = {R} "
-          f"({R * (d + 1) * 8:,}-byte leaves); raw server received {got:,} bytes; both servers are separate "
-          f"processes (the trainer is a real `vtrain-prover serve`)")
-    print(f"time session OpenSession + UploadData (client leaves hashed while sending, server leaves hashed while "
-          f"receiving, server signature, client check) = {ts:.3f} s ({mb / ts:.0f} MB/s)")
-    print(f"time bare gRPC client stream of the same bytes = {tr:.3f} s ({mb / tr:.0f} MB/s)")
-    print(f"CPU seconds (client + server process, reported only): session {median(cpu_s):.3f} s, bare stream "
-          f"{median(cpu_r):.3f} s (ratio {median(cpu_s) / median(cpu_r):.2f}); on an idle 2-core machine the wall "
-          f"time ratio approaches max(client, server) CPU over the bare stream's")
-    from protocol.merkle import OPENED_FRACTION
-
-    k_fit = max(1, n // (OPENED_FRACTION * cfg.batch_size * R))  # the largest K for which the client picks this R
-    floor = (median(cpu_r) + 2 * min(hash_cpu)) / 2 / tr
-    print(f"one side's commitment work (data leaves + root, CPU) = {min(hash_cpu):.3f} s; on two cores the session "
-          f"is at best about (bare stream CPU + both sides' hashing) / 2 cores = ratio {floor:.2f} (reported only)")
-    print_openings(f"this upload, spot check K = {k_fit}", n, d, cfg.batch_size, k_fit, R)
-    print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R)
-    print(ratio_report("upload_vs_raw", ratios(tss, trs), 1.5))
-
-
 # -- spot_vs_replay ----------------------------------------------------------------------------------------
 def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
     """Run one honest session through the SessionManager handlers (no transport); returns what the client
@@ -306,7 +182,10 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
     m = SessionManager(key, public_bytes(key), Limits())
     s, _data, _sig = m.open_session(cfg, _bytes("spot/nonce"), "spot")
     sid = s.session_id
-    m.upload(iter([(sid, d, n, n, rows.tobytes(), R)]))
+    from protocol.row_encoding import pack, table_value_bytes
+
+    W = table_value_bytes(rows)
+    m.upload(iter([(sid, d, n, n, pack(rows, W).tobytes(), R, W)]))
     seed, audit = _bytes("spot/seed"), _bytes("spot/audit")
     m.commit_randomness(sid, seed, seed_commitment(audit, sid), K)
     for _ev in m.train(sid):
@@ -319,7 +198,9 @@ def trained_session(n: int, d: int, cfg: TrainConfig, K: int, R: int):
 
 
 def run_spot_vs_replay(p: dict, repeats: int) -> None:
+    from bench.upload_vs_raw import print_openings
     from protocol.merkle import MerkleTree, default_rows_per_leaf
+    from protocol.row_encoding import table_value_bytes
     from verifier import checks
 
     n, d, K = p["spot_n"], p["spot_d"], p["K"]
@@ -333,7 +214,7 @@ def run_spot_vs_replay(p: dict, repeats: int) -> None:
     def spot():
         return checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit, spot_checks=K,
                                  num_steps=T, data_root=data_root, num_rows=n, sched=Schedule(ctx, cfg, n, d), cfg=cfg,
-                                 rows_per_leaf=R)
+                                 rows_per_leaf=R, value_bytes=table_value_bytes(rows))
 
     def replay():
         checks.replay(rows, leaves, model, Schedule(ctx, cfg, n, d), cfg)
@@ -377,6 +258,8 @@ def main(argv=None) -> int:
     if args.spot_epochs is not None:
         p["spot_epochs"] = args.spot_epochs
     repeats = args.repeats
+    from bench.upload_vs_raw import run_upload_vs_raw
+
     runs = {"train_vs_float": run_train_vs_float, "commit_overhead": run_commit_overhead,
             "upload_vs_raw": run_upload_vs_raw, "spot_vs_replay": run_spot_vs_replay}
     for name in SECTIONS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import row_encoding
 from .training import TrainConfig
 from .wire import trainer_pb2 as pb
 
@@ -85,17 +86,15 @@ def _split_rows(flat: list[int], width: int) -> list[list[int]]:
 
 
 def rows_to_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, rows_per_leaf: int = 1,
-                   on_chunk=None):
-    """Client side: int64 rows (n, d+1) -> DataChunk messages. ``on_chunk(raw)`` sees each chunk's bytes as it
-    is sent (the client hashes its data leaves there, overlapped with the transfer)."""
+                   value_bytes: int | None = None):
+    """Client side: int64 rows (n, d+1) -> DataChunk messages, values packed to ``value_bytes`` (default: the
+    table's canonical width, protocol/row_encoding.py)."""
     n, w = rows.shape
-    raw = np.ascontiguousarray(rows, dtype="<i8")
+    vb = row_encoding.table_value_bytes(rows) if value_bytes is None else value_bytes
     for start in range(0, n, rows_per_chunk):
-        part = raw[start:start + rows_per_chunk].tobytes()
-        if on_chunk is not None:
-            on_chunk(part)
-        yield pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=len(part) // (8 * w),
-                           rows=part, rows_per_leaf=rows_per_leaf)
+        part = row_encoding.pack(rows[start:start + rows_per_chunk], vb)
+        yield pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=part.shape[0],
+                           rows=part.tobytes(), rows_per_leaf=rows_per_leaf, value_bytes=vb)
 
 
 def _varint(v: int) -> bytes:
@@ -110,18 +109,25 @@ def _varint(v: int) -> bytes:
 _ROWS_TAG = bytes([pb.DataChunk.ROWS_FIELD_NUMBER << 3 | 2])  # field 5, wire type 2 (length-delimited)
 
 
-def rows_to_wire_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, rows_per_leaf: int = 1):
-    """The serialized DataChunk messages of ``rows_to_chunks``, built with one copy of the rows per chunk (the
-    small fields serialized by protobuf, then the ``rows`` field appended straight from the array's buffer:
-    protobuf's encoding is the concatenation of its fields, in any order). For a call made with no request
-    serializer."""
+def chunk_head(session_id: bytes, n: int, d: int, rows_per_leaf: int, value_bytes: int, num_rows: int,
+               rows_bytes: int) -> bytes:
+    """A serialized DataChunk up to its ``rows`` field's bytes (protobuf's encoding is the concatenation of its
+    fields, in any order: the small fields serialized by protobuf, then the ``rows`` field's tag and length)."""
+    head = pb.DataChunk(session_id=session_id, num_features=d, total_rows=n, num_rows=num_rows,
+                        rows_per_leaf=rows_per_leaf, value_bytes=value_bytes).SerializeToString()
+    return head + _ROWS_TAG + _varint(rows_bytes)
+
+
+def rows_to_wire_chunks(session_id: bytes, rows: np.ndarray, rows_per_chunk: int, rows_per_leaf: int = 1,
+                        value_bytes: int | None = None):
+    """The serialized DataChunk messages of ``rows_to_chunks``, built with one copy of the rows per chunk. For a
+    call made with no request serializer."""
     n, w = rows.shape
-    raw = np.ascontiguousarray(rows, dtype="<i8")
+    vb = row_encoding.table_value_bytes(rows) if value_bytes is None else value_bytes
     for start in range(0, n, rows_per_chunk):
-        part = raw[start:start + rows_per_chunk]
-        head = pb.DataChunk(session_id=session_id, num_features=w - 1, total_rows=n, num_rows=part.shape[0],
-                            rows_per_leaf=rows_per_leaf).SerializeToString()
-        yield b"".join((head, _ROWS_TAG, _varint(part.nbytes), memoryview(part).cast("B")))
+        part = row_encoding.pack(rows[start:start + rows_per_chunk], vb)
+        yield b"".join((chunk_head(session_id, n, w - 1, rows_per_leaf, vb, part.shape[0], part.nbytes),
+                        memoryview(part).cast("B")))
 
 
 def _read_varint(mv: memoryview, pos: int) -> tuple[int, int]:

@@ -117,19 +117,20 @@ def _chunks(source, opts, table: ChunkedTable, tcol, fcols, text_target, chunk_r
 @dataclass
 class QuantizedRows:
     rows: np.ndarray  # (num_rows, d + 1): features then target; int32 when every value fits, else int64
-    data_root: bytes | None  # the data commitment of the rows (as int64), when rows_per_leaf was given
-    table: ChunkedTable
+    data_root: bytes | None  # the data commitment of the rows (at ``value_bytes`` per value), when rows_per_leaf
+    table: ChunkedTable  # was given; None when a value does not fit that width (then it is not the committed data)
+    width: int = 8  # the rows' canonical width (protocol/row_encoding.py): to compare with the committed one
 
 
 def read_quantized_rows(spec: str, target: str | None, opts: ReadOptions, stdz, frac_bits: int, num_rows: int,
                         rows_per_leaf: int | None = None, progress=None, compact: bool = True, on_header=None,
-                        chunk_rows: int = CHUNK_ROWS, expected_roots=()) -> QuantizedRows:
+                        chunk_rows: int = CHUNK_ROWS, expected_roots=(), value_bytes: int = 8) -> QuantizedRows:
     """Read the table ``spec`` (a path or ``builtin:NAME``) in chunks and quantize it with the given
     standardization (``protocol.dataset.Standardization``; text labels when its labels are text) into a
     preallocated ``num_rows`` x (d + 1) array: the same integers as
     ``dataset.quantized_rows(load_table(...), stdz, frac_bits)``. A table with another number of rows is an
     InputError that says both counts (the file is still read to the end, to count them). ``rows_per_leaf``:
-    also compute the data root. ``compact``: int32 storage when the values fit (see the module docstring).
+    also compute the data root, with values of ``value_bytes`` bytes (the session's). ``compact``: int32 storage when the values fit (see the module docstring).
     ``on_header(table)``: called with the ChunkedTable before any row is read (to refuse the wrong file
     early).
 
@@ -153,24 +154,28 @@ def read_quantized_rows(spec: str, target: str | None, opts: ReadOptions, stdz, 
     if expected_roots and rows_per_leaf and not text_target:
         try:
             q = _fill(_plain_chunks(source, table, progress), table, stdz, frac_bits, num_rows, rows_per_leaf,
-                      compact, spec)
+                      compact, spec, value_bytes)
             if q.data_root in expected_roots:
                 return q
             del q
         except (_NotPlain, RowCountMismatch):
             pass
-    return _fill(chunks, table, stdz, frac_bits, num_rows, rows_per_leaf, compact, spec)
+    return _fill(chunks, table, stdz, frac_bits, num_rows, rows_per_leaf, compact, spec, value_bytes)
 
 
 def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows_per_leaf: int | None,
-          compact: bool, spec: str) -> QuantizedRows:
+          compact: bool, spec: str, value_bytes: int = 8) -> QuantizedRows:
     from .dataset import Table, target_values
     from .fixedpoint import quantize
     from .merkle import DataCommitter
 
     d = len(table.feature_names)
     rows = np.empty((num_rows, d + 1), dtype=np.int32 if compact else np.int64)
-    committer = DataCommitter(d, rows_per_leaf) if rows_per_leaf else None
+    from .row_encoding import minimal_value_bytes, value_range
+
+    committer = DataCommitter(d, rows_per_leaf, value_bytes=value_bytes) if rows_per_leaf else None
+    w_lo, w_hi = value_range(value_bytes)
+    lo = hi = 0
     filled = 0
     for ch in chunks:
         k = ch.X.shape[0]
@@ -180,6 +185,10 @@ def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows
         q = np.empty((k, d + 1), dtype=np.int64)
         q[:, :-1] = quantize(stdz.apply(ch.X), frac_bits)
         q[:, -1] = target_values(Table(table.feature_names, table.target, ch.X, ch.y, spec), stdz, frac_bits)
+        q_lo, q_hi = int(q.min(initial=0)), int(q.max(initial=0))
+        lo, hi = min(lo, q_lo), max(hi, q_hi)
+        if committer is not None and (q_lo < w_lo or q_hi >= w_hi):
+            committer = None  # wider than the committed width: not the committed data (no root)
         if committer is not None:
             committer.add(q)
         if rows.dtype != np.int64 and (q.max(initial=0) > np.iinfo(rows.dtype).max
@@ -193,7 +202,7 @@ def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows
     if committer is not None:
         committer.finish()
         root = committer.root()
-    return QuantizedRows(rows, root, table)
+    return QuantizedRows(rows, root, table, minimal_value_bytes(lo, hi))
 
 
 class _NotPlain(Exception):

@@ -215,10 +215,23 @@ def resolve_model(requested: str, table: Table) -> tuple[str, int, str | None]:
     return "logistic", 0, None
 
 
+def column_std(X: np.ndarray, mean: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """``X.std(axis=0)`` bit for bit (numpy sums axis 0 of a C-ordered matrix row after row, so carrying the
+    running sum into the next chunk keeps the order) without numpy's temporary copy of the whole matrix."""
+    if X.ndim != 2 or not X.shape[0] or not X.flags.c_contiguous:
+        return X.std(axis=0)
+    acc = None
+    for a in range(0, X.shape[0], chunk):
+        sq = X[a:a + chunk] - mean
+        np.multiply(sq, sq, out=sq)
+        acc = np.add.reduce(sq, axis=0) if acc is None else np.add.reduce(np.concatenate([acc[None, :], sq]), axis=0)
+    return np.sqrt(acc / X.shape[0])
+
+
 def fit_standardization(table: Table, model: str) -> Standardization:
     X = table.X
     mean = X.mean(axis=0)
-    std = X.std(axis=0)
+    std = column_std(X, mean)
     notes = []
     const = std == 0
     if const.any():
@@ -256,15 +269,23 @@ def rows_matrix(Xq: np.ndarray, Yq: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack([Xq, Yq]), dtype=np.int64)
 
 
-def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: int = 1 << 16) -> np.ndarray:
+def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: int = 1 << 16,
+                   compact: bool = False) -> np.ndarray:
     """The rows the client commits to: standardize, quantize, lay out (features then target). Element-wise,
     so computed ``chunk`` rows at a time into the result: the peak is the rows plus one chunk's temporaries
-    (the audit's bounded memory), the same integers as ``rows_matrix(*quantize_table(...))``."""
+    (the audit's bounded memory), the same integers as ``rows_matrix(*quantize_table(...))``. ``compact``:
+    int32 storage while every value fits (half the memory; a value beyond it switches to int64, one copy)."""
     X = np.asarray(table.X)
     if X.ndim != 2 or X.shape[1] != len(stdz.mean):
         return rows_matrix(*quantize_table(table, stdz, frac_bits))  # refused there, with its message
-    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int64)
-    rows[:, -1] = target_values(table, stdz, frac_bits)
+    Y = target_values(table, stdz, frac_bits)
+    small = compact and (Y.size == 0 or (int(Y.min()) >= -(2**31) and int(Y.max()) < 2**31))
+    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int32 if small else np.int64)
+    rows[:, -1] = Y
+    del Y
     for a in range(0, X.shape[0], chunk):
-        rows[a:a + chunk, :-1] = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
+        q = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
+        if rows.dtype == np.int32 and q.size and (int(q.min()) < -(2**31) or int(q.max()) >= 2**31):
+            rows = rows.astype(np.int64)
+        rows[a:a + chunk, :-1] = q
     return rows

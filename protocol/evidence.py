@@ -10,6 +10,7 @@ value that does not fit its encoding (a float, a boolean, an integer out of rang
 from __future__ import annotations
 
 import json
+import struct
 
 from . import encoding as enc
 from .errors import TranscriptFormatError
@@ -17,6 +18,9 @@ from .hashing import tagged_hash
 
 RANDOMNESS_OS = "os"  # training seed, audit seed and nonce secret fresh from os.urandom
 RANDOMNESS_FIXED = "fixed-by-user"  # training seed from --insecure-fixed-seed (audit seed still fresh)
+
+
+_INT = frozenset((int,))
 
 
 def _int(v, what: str) -> int:
@@ -35,6 +39,9 @@ def _u64(v, what: str) -> bytes:
 def _ints(vals, what: str) -> bytes:
     if not isinstance(vals, list):
         raise TranscriptFormatError(f"malformed transcript: {what} must be a list of integers")
+    if set(map(type, vals)) <= _INT and (not vals or (enc.I64_MIN <= min(vals) and max(vals) <= enc.I64_MAX)):
+        return enc.u32(len(vals)) + struct.pack(f"<{len(vals)}q", *vals)  # the common case, at C speed (= int_vector;
+        # bool is not ``int`` by type)
     for v in vals:
         if not enc.I64_MIN <= _int(v, what) <= enc.I64_MAX:
             raise TranscriptFormatError(f"malformed transcript: {what} holds an integer outside int64")
@@ -118,13 +125,14 @@ def openings_hash(audit_seed: bytes, openings) -> bytes:
 def client_record(tr: dict) -> dict:
     """The client's own choices, committed through the client nonce before the trainer picks anything:
     the metadata (data source, feature names, target, standardization, how the randomness was made), the
-    server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves) and the data's size,
+    server address it dialled, the rows per data leaf it chose (vtrain/2 block leaves), the width of its values
+    (``value_bytes``, protocol/row_encoding.py) and the data's size,
     both seeds and K; for a session on the trainer's own data, the signed data card it chose (which holds the
     dataset's root). Not the client's own data root: the client hashes its rows while sending them, and the
     trainer's data statement binds the root before the training seed is revealed (docs/PROTOCOL.md §5)."""
     try:
         rec = {"metadata": tr["client"]["metadata"], "server": tr["server"],
-                "rows_per_leaf": tr["rows_per_leaf"],
+                "rows_per_leaf": tr["rows_per_leaf"], "value_bytes": tr["value_bytes"],
                 "num_rows": tr["num_rows"], "num_features": tr["num_features"],
                 "training_seed": tr["training_seed"], "audit_seed": tr["audit_seed"],
                 "spot_checks": tr["spot_checks"]}

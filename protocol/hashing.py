@@ -14,6 +14,9 @@ PREFIX = b"vtrain/v1/"
 TAGS = frozenset(
     {
         "merkle/leaf/data",
+        "merkle/leaf/data-i8",
+        "merkle/leaf/data-i16",
+        "merkle/leaf/data-i32",
         "merkle/leaf/state",
         "merkle/leaf/salted-data",
         "merkle/leaf/salted-state",

@@ -8,8 +8,9 @@
 * An inclusion proof for leaf i of a tree of n leaves is the list of sibling hashes from the leaf up,
   skipping levels where the node was carried up; its length is determined by (i, n).
 
-Two kinds of leaf: ``data`` (row index u64 || d+1 int64 LE values: features then target) and ``state``
-(step u64 || d+1 int64 LE parameters).
+Two kinds of leaf: ``data`` (leaf index u64 || its rows, d+1 values each: features then target, as w-byte LE
+integers, w = the table's canonical ``value_bytes``, protocol/row_encoding.py; tag ``data`` for w = 8,
+``data-i8``/``data-i16``/``data-i32`` for the narrower widths) and ``state`` (step u64 || d+1 int64 LE parameters).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import struct
 import numpy as np
 
 from . import encoding as enc
+from . import row_encoding
 from .errors import MerkleProofInvalid
 from .hashing import tag_bytes, tagged_hash
 
@@ -37,6 +39,12 @@ def leaf_prefix(kind: str) -> bytes:
     return tag_bytes(f"merkle/leaf/{kind}") + b"\x00"
 
 
+def data_leaf_prefix(value_bytes: int = 8) -> bytes:
+    """The data leaves' prefix for values of ``value_bytes`` bytes (each width its own domain tag)."""
+    w = row_encoding.check_value_bytes(value_bytes)
+    return leaf_prefix("data" if w == 8 else f"data-i{8 * w}")
+
+
 _STATE_PREFIX = leaf_prefix("state")
 _LE_I64 = np.dtype("<i8")
 
@@ -50,7 +58,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def data_leaf_payload(index: int, row: np.ndarray) -> bytes:
-    """Payload of a one-row leaf (rows_per_leaf = 1)."""
+    """Payload of a one-row int64 leaf (rows_per_leaf = 1, value_bytes = 8)."""
     return data_leaf_payload_block(index, np.asarray(row).reshape(1, -1))
 
 
@@ -62,13 +70,14 @@ LEAF_TARGET_BYTES = 4096  # one hash call per ~4 KiB: the per-call cost becomes 
 OPENED_FRACTION = 16  # a spot check's opened leaves hold at most 1/16 of the rows
 
 
-def default_rows_per_leaf(num_features: int, num_rows: int | None = None, opened_rows: int | None = None) -> int:
+def default_rows_per_leaf(num_features: int, num_rows: int | None = None, opened_rows: int | None = None,
+                          value_bytes: int = 8) -> int:
     """The client's choice of ``rows_per_leaf`` R (signed in the data statement, docs/PROTOCOL.md section 4):
     the fewest rows whose leaf holds at least LEAF_TARGET_BYTES (one hash call per ~4 KiB instead of per row),
     but no more than keeps the rows a spot check reveals (``opened_rows`` = K * B, each opening its whole leaf)
     at a sixteenth of the data: R * K * B <= n / 16. (A quarter made the openings, and the transcript that
     records them, a quarter of the data: at 1,000,000 x 20 rows and K = 64 that is 245,760 leaf rows.)"""
-    row_bytes = 8 * (num_features + 1)
+    row_bytes = value_bytes * (num_features + 1)
     r = -(-LEAF_TARGET_BYTES // row_bytes)
     if num_rows is not None and opened_rows:
         r = min(r, num_rows // (OPENED_FRACTION * opened_rows))
@@ -78,22 +87,22 @@ def default_rows_per_leaf(num_features: int, num_rows: int | None = None, opened
 MAX_ROWS_PER_LEAF = 4096
 
 
-def data_leaf_payload_block(leaf_index: int, block: np.ndarray) -> bytes:
-    """u64(j) || the leaf's rows (int64 little-endian, row-major)."""
-    return enc.u64(leaf_index) + np.ascontiguousarray(block, dtype="<i8").tobytes()
+def data_leaf_payload_block(leaf_index: int, block: np.ndarray, value_bytes: int = 8) -> bytes:
+    """u64(j) || the leaf's rows (w-byte little-endian values, row-major)."""
+    return enc.u64(leaf_index) + row_encoding.pack(block, value_bytes).tobytes()
 
 
-def data_leaves(rows: np.ndarray, first_index: int = 0, rows_per_leaf: int = 1) -> list[bytes]:
+def data_leaves(rows: np.ndarray, first_index: int = 0, rows_per_leaf: int = 1, value_bytes: int = 8) -> list[bytes]:
     """Leaf hashes of int64 rows (features then target); leaf j covers rows j*R .. j*R+R-1 (the last leaf may
     be shorter). ``first_index`` (a row index, a multiple of R) places ``rows`` in the whole table."""
-    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf, first_index)
+    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf, first_index, value_bytes)
     c.add(rows)
     c.finish()
     return c.leaves
 
 
-def data_root(rows: np.ndarray, rows_per_leaf: int = 1) -> bytes:
-    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf)
+def data_root(rows: np.ndarray, rows_per_leaf: int = 1, value_bytes: int = 8) -> bytes:
+    c = DataCommitter(rows.shape[1] - 1 if rows.ndim == 2 else 0, rows_per_leaf, value_bytes=value_bytes)
     c.add(rows)
     c.finish()
     return c.root()
@@ -103,45 +112,49 @@ class DataCommitter:
     """Incremental data leaves: feed row chunks of any size as they arrive (a leaf may span chunks); each full
     leaf is hashed straight from the received buffer (no copy of the rows)."""
 
-    def __init__(self, num_features: int, rows_per_leaf: int, first_row: int = 0):
+    def __init__(self, num_features: int, rows_per_leaf: int, first_row: int = 0, value_bytes: int = 8):
         if rows_per_leaf < 1:
             raise ValueError("rows_per_leaf must be at least 1")
         if first_row % rows_per_leaf:
             raise ValueError("first_row must be a multiple of rows_per_leaf")
-        self.row_bytes = 8 * (num_features + 1)
+        self.value_bytes = row_encoding.check_value_bytes(value_bytes)
+        self.row_bytes = value_bytes * (num_features + 1)
         self.leaf_bytes = self.row_bytes * rows_per_leaf
         self.next_leaf = first_row // rows_per_leaf
         self._blob = bytearray()  # the leaf hashes, 32 bytes each (no Python object per leaf)
         self._pending = bytearray()
-        self._base = hashlib.sha256(leaf_prefix("data"))
-        # the tree's inner nodes, hashed as the leaves arrive (a table committed from row 0 only)
-        self.frontier = MerkleFrontier() if first_row == 0 else None
+        self._base = hashlib.sha256(data_leaf_prefix(value_bytes))
+        self._whole = first_row == 0  # a root only for a table committed from row 0
+        self._tree: MerkleTree | None = None
 
     def _hash(self, block) -> None:
         h = self._base.copy()
         h.update(self.next_leaf.to_bytes(8, "big"))
         h.update(block)
-        leaf = h.digest()
-        self._blob += leaf
-        if self.frontier is not None:
-            self.frontier.append(leaf)
+        self._blob += h.digest()
         self.next_leaf += 1
 
     def root(self) -> bytes:
         """The data root of everything added (call ``finish`` first)."""
-        return self.frontier.root()
+        return self.tree().root
 
-    def tree(self) -> DeferredTree:
-        """The data tree (call ``finish`` first): its root now, its levels when a proof is first asked for."""
-        return DeferredTree(bytes(self._blob), self.root())
+    def tree(self) -> MerkleTree:
+        """The data tree (call ``finish`` first), built once from the leaves, level by level (half the Python work
+        per node of a frontier kept up to date per leaf)."""
+        if not self._whole:
+            raise ValueError("a committer started past row 0 has no root")
+        if self._tree is None:
+            self._tree = MerkleTree(bytes(self._blob))
+        return self._tree
 
     @property
     def leaves(self) -> list[bytes]:
         return [bytes(self._blob[i:i + 32]) for i in range(0, len(self._blob), 32)]
 
     def add(self, rows) -> None:
-        """``rows``: an int64 array (k, d+1) or its little-endian bytes."""
-        mv = memoryview(np.ascontiguousarray(rows, dtype="<i8").view(np.uint8).reshape(-1)
+        """``rows``: an integer array (k, d+1) (packed to ``value_bytes``; ValueError if a value does not fit) or
+        its packed little-endian bytes."""
+        mv = memoryview(row_encoding.pack(rows, self.value_bytes).view(np.uint8).reshape(-1)
                         if isinstance(rows, np.ndarray) else rows).cast("B")
         if len(mv) % self.row_bytes:
             raise ValueError("a chunk must hold whole rows")
@@ -166,16 +179,17 @@ class DataCommitter:
             self._pending = bytearray()
 
 
-def data_leaf(index: int, values) -> bytes:
-    """One row's leaf (rows_per_leaf = 1) from Python ints; raises struct.error outside int64."""
-    return data_block_leaf(index, [values])
+def data_leaf(index: int, values, value_bytes: int = 8) -> bytes:
+    """One row's leaf (rows_per_leaf = 1) from Python ints; raises struct.error outside ``value_bytes``."""
+    return data_block_leaf(index, [values], value_bytes)
 
 
-def data_block_leaf(leaf_index: int, rows) -> bytes:
+def data_block_leaf(leaf_index: int, rows, value_bytes: int = 8) -> bytes:
     """Leaf ``leaf_index`` from its rows as lists of Python ints (the same bytes as ``data_leaves``); raises
-    struct.error outside int64."""
+    struct.error for a value outside ``value_bytes`` bytes (never wraps)."""
     flat = [v for r in rows for v in r]
-    return _h(leaf_prefix("data") + enc.u64(leaf_index) + struct.pack(f"<{len(flat)}q", *flat))
+    code = row_encoding.struct_code(value_bytes)
+    return _h(data_leaf_prefix(value_bytes) + enc.u64(leaf_index) + struct.pack(f"<{len(flat)}{code}", *flat))
 
 
 def state_leaf(step: int, theta: np.ndarray) -> bytes:

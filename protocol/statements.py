@@ -30,7 +30,8 @@ MAGIC = b"vtrain/v1/statement\x00"
 SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "session": (("protocol_version", "text"), ("trainer_key", "b32"), ("client_nonce", "b32"),
                 ("server_nonce", "b32"), ("config", "bytes"), ("proof_kind", "text")),
-    "data": (("data_root", "b32"), ("num_rows", "u64"), ("num_features", "u32"), ("rows_per_leaf", "u32")),
+    "data": (("data_root", "b32"), ("num_rows", "u64"), ("num_features", "u32"), ("rows_per_leaf", "u32"),
+             ("value_bytes", "u32")),
     "randomness": (("data_root", "b32"), ("training_seed", "b32"), ("audit_commitment", "b32"),
                    ("spot_checks", "u32")),
     "checkpoint": (("step", "u64"), ("state_leaf", "b32"), ("prefix_root", "b32")),

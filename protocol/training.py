@@ -238,6 +238,14 @@ def _softmax_exact(theta, X, Y, cfg: TrainConfig, step) -> list[int]:
     return _update_exact(theta, grads, cfg, step)
 
 
+def _int_array(a, lean: bool) -> np.ndarray:
+    """Signed integers in their own width (contiguous unless ``lean``); anything else as int64."""
+    a = np.asarray(a)
+    if a.dtype.kind == "i" and a.dtype.isnative:
+        return a if lean else np.ascontiguousarray(a)
+    return (np.asarray if lean else np.ascontiguousarray)(a, dtype=np.int64)
+
+
 class FastStepper:
     """``step_exact`` computed with numpy; exact by the bounds in the module docstring.
 
@@ -251,11 +259,8 @@ class FastStepper:
         """``lean``: keep X and Y as given (e.g. views into the rows) and convert each batch to float64 when it
         is used, instead of holding contiguous and float64 copies of the data (the audit's bounded memory:
         the data once, at a few microseconds per step)."""
-        if lean:  # int32 rows (protocol/csv_chunks.py) stay int32: every use widens a batch or goes through int64
-            self.X, self.Y = (a if a.dtype in (np.int32, np.int64) else np.asarray(a, dtype=np.int64)
-                              for a in (np.asarray(X), np.asarray(Y)))
-        else:
-            self.X, self.Y = np.ascontiguousarray(X, dtype=np.int64), np.ascontiguousarray(Y, dtype=np.int64)
+        self.X = _int_array(X, lean)  # narrow integers (the upload's value width) are kept as they are:
+        self.Y = _int_array(Y, lean)  # every use below widens them (float64 products, Python ints)
         self.cfg = cfg
         self.Xf = None if lean else self.X.astype(np.float64)
         self.xmax = max(int(self.X.max()), -int(self.X.min())) if self.X.size else 0

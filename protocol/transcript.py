@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from . import canonical_json
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tag_bytes, tagged_hash
@@ -22,7 +23,8 @@ from .transcript_schema import FORMAT, SCHEMA, validate  # noqa: F401 - the sche
 
 
 def dumps(obj: dict) -> str:
-    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n"
+    # = json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False) + "\n", faster
+    return canonical_json.dumps(obj) + "\n"
 
 
 def integrity(obj: dict) -> str:
@@ -43,10 +45,23 @@ def integrity(obj: dict) -> str:
 
 
 def save(path: str, obj: dict) -> str:
-    obj = {**obj, "integrity": integrity(obj)}
-    text = dumps(obj)
-    write_atomic(path, text)
+    write_atomic(path, text := saved_text(obj))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def saved_text(obj: dict) -> str:
+    """``dumps({**obj, "integrity": integrity(obj)})``, encoding the transcript once: the integrity line is
+    inserted into the text of the body (a top-level key is the only line starting with one space and a quote)."""
+    body = {k: v for k, v in obj.items() if k != "integrity"}
+    if isinstance(body.get("state_leaves"), StreamedHex) or not body:
+        return dumps({**obj, "integrity": integrity(obj)})
+    text = dumps(body)
+    line = f' "integrity": "{tagged_hash("transcript", text.encode()).hex()}"'
+    later = sorted(k for k in body if k > "integrity")
+    if later:
+        at = text.index("\n " + json.dumps(later[0]) + ": ") + 1
+        return text[:at] + line + ",\n" + text[at:]
+    return text[:-3] + ",\n" + line + "\n}\n"  # text ends with "\n}\n"
 
 
 MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep

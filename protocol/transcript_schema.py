@@ -147,6 +147,7 @@ SCHEMA = {
     "num_features": U32,
     "data_root": _Hex(32),
     "rows_per_leaf": _Opt(U32),
+    "value_bytes": _Opt(U32),  # bytes per data value (docs/PROTOCOL.md section 4)
     "trainer_data": _Opt({"name": _Str(), "card": SIGNED}),  # docs/PROTOCOL.md section 11
     "training_seed": _Hex(32),
     "audit_seed": _Hex(32),

@@ -128,7 +128,7 @@ class TrainerServicer(pb_grpc.TrainerServicer):
             if c is None:
                 raise InputError("empty upload: no chunks were sent")
             up = self.m.begin_upload(bytes(c[0].session_id), c[0].num_features, c[0].total_rows,
-                                     rows_per_leaf=c[0].rows_per_leaf or 1)
+                                     rows_per_leaf=c[0].rows_per_leaf or 1, value_bytes=c[0].value_bytes)
             t0, pending = time.perf_counter(), None
             try:
                 while c is not None:  # check and hash chunk k in the pool while chunk k+1 is received

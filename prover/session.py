@@ -170,7 +170,8 @@ class SessionManager:
         return s, data, sig
 
     def upload(self, chunks, peer: str = "local") -> tuple[bytes, bytes]:
-        """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes[, rows_per_leaf]).
+        """``chunks``: iterator of (session_id, num_features, total_rows, num_rows, rows_bytes[, rows_per_leaf[,
+        value_bytes]]).
         The synchronous form of begin_upload / DataUpload.add / DataUpload.finish."""
         chunks = iter(chunks)
         first = next(chunks, None)
@@ -185,7 +186,8 @@ class SessionManager:
         finally:
             up.close()
 
-    def begin_upload(self, sid: bytes, d: int, total: int, _nr=0, _raw=b"", rows_per_leaf: int = 1) -> DataUpload:
+    def begin_upload(self, sid: bytes, d: int, total: int, _nr=0, _raw=b"", rows_per_leaf: int = 1,
+                     value_bytes: int = 8) -> DataUpload:
         """Checks the first chunk's declarations and reserves the session's memory before any row is stored;
         the session stays busy until DataUpload.close."""
         s = self.get(sid)
@@ -195,8 +197,9 @@ class SessionManager:
             self._expect(s, State.OPENED, "UploadData")
             self._check_declared(d, total)
             DataReceiver.check_leaf_size(d, rows_per_leaf)
+            w = DataReceiver.check_value_bytes(value_bytes)
             need = self._admit_size(s, total, d, rows_per_leaf)
-            return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1)), need)
+            return DataUpload(self, s, DataReceiver(total, d, rows_per_leaf, 1 << (s.cfg.weight_bits - 1), w), need)
         except BaseException:
             s.lock.release()
             raise
@@ -369,7 +372,8 @@ class SessionManager:
         tree, s.stored = rx.finish()
         s.data_tree, s.rows_per_leaf, s.shape = tree, rx.R, (rx.n, rx.d)
         data, sig = sign(self.key, Statement("data", s.session_id, {
-            "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R}))
+            "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R,
+            "value_bytes": rx.w}))
         s.state = State.DATA_COMMITTED
         return data, sig
 

@@ -239,7 +239,7 @@ def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:
         s.state_secret = secrets.token_bytes(32)  # hiding state leaves (protocol/trainer_data.py state_salt)
         data, sig = sign(m.key, Statement("data", s.session_id, {
             "data_root": c.tree.root, "num_rows": card.num_rows, "num_features": card.num_features,
-            "rows_per_leaf": 1}))
+            "rows_per_leaf": 1, "value_bytes": 8}))  # salted int64 leaves (section 12), one row each
         s.state = State.DATA_COMMITTED
         log.info("session %s uses dataset %s", s.session_id.hex(), name)
         return data, sig

@@ -1,11 +1,12 @@
 """Receiving a session's data and proving key chunk by chunk: every size is checked before bytes are kept.
 
-``DataReceiver``: the first chunk declares n, d and rows_per_leaf; they are checked against the limits and
-the session's memory is reserved (admission.Admission.reserve) before any row is stored. Each chunk is
-range-checked and hashed into data leaves as it arrives (in the work pool, while the next chunk is being
-received) and kept as received: no copy. Training lays the rows out once (``StoredRows.arrays``: features
-X (n, d) and target Y, contiguous int64) and drops the chunks. What a session keeps after its upload is its
-rows plus the leaf tree (32 bytes per ~4 KiB leaf, twice): about 1.02x the data.
+``DataReceiver``: the first chunk declares n, d, rows_per_leaf and value_bytes w; they are checked against the
+limits and the session's memory is reserved (admission.Admission.reserve) before any row is stored. Each chunk
+is range-checked and hashed into data leaves as it arrives (in the work pool, while the next chunk is being
+received) and kept as received (w bytes per value): no copy. At the end the rows' own width must be w (the
+canonical encoding, protocol/row_encoding.py). Training lays the rows out once (``StoredRows.arrays``: features
+X (n, d) in the value width, target Y int64) and drops the chunks. What a session keeps after its upload is its
+rows plus the leaf tree (32 bytes per ~4 KiB leaf, about twice): about 1.02x the data as sent.
 
 ``KeyReceiver``: the proving key's header (first chunk) must describe exactly this session's circuit
 (constraints, domain, public inputs) and the declared total must be the size that header implies, before
@@ -18,8 +19,9 @@ import struct
 
 import numpy as np
 
+from protocol import row_encoding
 from protocol.errors import InputError, TranscriptFormatError
-from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, DeferredTree
+from protocol.merkle import MAX_ROWS_PER_LEAF, DataCommitter, MerkleTree
 from protocol.snark import keys_io, snarkjs_io
 from protocol.snark import session as snark_session
 
@@ -41,18 +43,19 @@ def data_reservation(n: int, d: int, steps: int, rows_per_leaf: int, params: int
 
 
 class StoredRows:
-    """A session's rows as received (int64 little-endian, row-major chunks)."""
+    """A session's rows as received (w-byte little-endian values, row-major chunks)."""
 
-    def __init__(self, chunks: list[bytes], n: int, d: int):
-        self.chunks, self.n, self.d = chunks, n, d
+    def __init__(self, chunks: list[bytes], n: int, d: int, value_bytes: int = 8):
+        self.chunks, self.n, self.d, self.w = chunks, n, d, value_bytes
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(X (n, d), Y (n,)) contiguous int64; the chunks are released as they are copied."""
-        X = np.empty((self.n, self.d), dtype=np.int64)
+        """(X (n, d) in the upload's value width, native order; Y (n,) int64), contiguous; the chunks are released
+        as they are copied. Narrow X is exact (sign-extended wherever it is used) and half the memory of int64."""
+        X = np.empty((self.n, self.d), dtype=np.dtype(f"i{self.w}"))
         Y = np.empty(self.n, dtype=np.int64)
         at = 0
         while self.chunks:
-            part = np.frombuffer(self.chunks.pop(0), dtype="<i8").reshape(-1, self.d + 1)
+            part = np.frombuffer(self.chunks.pop(0), dtype=row_encoding.value_dtype(self.w)).reshape(-1, self.d + 1)
             X[at:at + part.shape[0]] = part[:, :-1]
             Y[at:at + part.shape[0]] = part[:, -1]
             at += part.shape[0]
@@ -60,11 +63,20 @@ class StoredRows:
 
 
 class DataReceiver:
-    def __init__(self, n: int, d: int, rows_per_leaf: int, bound: int):
-        self.n, self.d, self.R, self.bound = n, d, rows_per_leaf, bound
+    def __init__(self, n: int, d: int, rows_per_leaf: int, bound: int, value_bytes: int = 8):
+        self.n, self.d, self.R, self.bound, self.w = n, d, rows_per_leaf, bound, value_bytes
         self.chunks: list[bytes] = []
         self.got = 0
-        self.committer = DataCommitter(d, rows_per_leaf)
+        self.lo, self.hi = 0, 0  # the smallest and largest value received (for the canonical width)
+        self.committer = DataCommitter(d, rows_per_leaf, value_bytes=value_bytes)
+
+    @staticmethod
+    def check_value_bytes(w: int) -> int:
+        """The declared width (0 on the wire means 8); InputError unless 1, 2, 4 or 8."""
+        try:
+            return row_encoding.check_value_bytes(w or 8)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     @staticmethod
     def check_leaf_size(d: int, rows_per_leaf: int) -> None:
@@ -76,17 +88,20 @@ class DataReceiver:
         d = self.d
         if nf != d:
             raise InputError("every chunk must carry the same feature count")
-        if len(raw) != nr * (d + 1) * 8:
-            raise InputError(f"chunk says {nr} rows of {d}+1 int64 values ({nr * (d + 1) * 8} bytes) but carries "
-                             f"{len(raw)} bytes")
+        w = self.w
+        if len(raw) != nr * (d + 1) * w:
+            raise InputError(f"chunk says {nr} rows of {d}+1 values of {w} bytes ({nr * (d + 1) * w} bytes) but "
+                             f"carries {len(raw)} bytes")
         if self.got + nr > self.n:
             raise InputError(f"received more rows ({self.got + nr}) than declared ({self.n})")
         if nr == 0:
             return
-        part = np.frombuffer(raw, dtype="<i8")
-        if part.min() < -self.bound or part.max() >= self.bound:
+        part = np.frombuffer(raw, dtype=row_encoding.value_dtype(w))
+        lo, hi = int(part.min()), int(part.max())
+        if lo < -self.bound or hi >= self.bound:
             k = self.bound.bit_length() - 1
             raise InputError(f"data values must lie in [-2^{k}, 2^{k}) in fixed point")
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         self.committer.add(raw)
         self.chunks.append(raw)
         self.got += nr
@@ -95,11 +110,16 @@ class DataReceiver:
         """Drop the received rows now (a failed upload)."""
         self.chunks, self.committer = [], None
 
-    def finish(self) -> tuple[DeferredTree, StoredRows]:
+    def finish(self) -> tuple[MerkleTree, StoredRows]:
         if self.got != self.n:
             raise InputError(f"upload ended after {self.got} rows, but {self.n} were declared")
+        need = row_encoding.minimal_value_bytes(self.lo, self.hi)
+        if need != self.w:  # one encoding per table: otherwise two data roots would commit to the same rows
+            raise InputError(f"the rows were sent as {self.w}-byte values but every value fits in {need} byte{'s' * (need > 1)} "
+                             f"(values {self.lo}..{self.hi}): value_bytes must be the smallest width holding the "
+                             f"data (docs/PROTOCOL.md section 4)")
         self.committer.finish()
-        rows, self.chunks = StoredRows(self.chunks, self.n, self.d), []
+        rows, self.chunks = StoredRows(self.chunks, self.n, self.d, self.w), []
         return self.committer.tree(), rows
 
 

@@ -124,7 +124,19 @@ def merkle_vectors() -> dict:
         "proof_5_of_70": [h.hex() for h in merkle.MerkleTree(leaves).proof(5)],
         "data_roots_rows_per_leaf_3": {str(n): merkle.data_root(merkle_rows(n), 3).hex() for n in sizes},
         "data_leaf_rows_per_leaf_3_last_of_70": merkle.data_leaves(merkle_rows(70), 0, 3)[-1].hex(),
+        "narrow_description": "narrow_rows(n, w): row i = (i, -i, 2^(8w-1) - 1 - i, -2^(8w-1) + i), whose canonical "
+                              "width is w bytes; data_roots_value_bytes[w][n] is its root with R = 3 and w-byte "
+                              "values (tag merkle/leaf/data-i{8w})",
+        "data_roots_value_bytes": {str(w): {str(n): merkle.data_root(narrow_rows(n, w), 3, w).hex() for n in sizes}
+                                   for w in (1, 2, 4)},
     }
+
+
+def narrow_rows(n: int, w: int) -> np.ndarray:
+    """Rows of canonical width w bytes (n <= 70): both ends of the w-byte range appear in row 0."""
+    i = np.arange(n, dtype=np.int64)
+    top = 1 << (8 * w - 1)
+    return np.column_stack([i, -i, top - 1 - i, -top + i]).astype(np.int64)
 
 
 def statement_examples() -> list[Statement]:
@@ -138,7 +150,7 @@ def statement_examples() -> list[Statement]:
                                    "config": TrainConfig(model="softmax", num_classes=10).encode(),
                                    "proof_kind": "spot"}),
         Statement("data", sid, {"data_root": DATA_ROOT, "num_rows": 569, "num_features": 30,
-                                "rows_per_leaf": 3}),
+                                "rows_per_leaf": 3, "value_bytes": 4}),
         Statement("randomness", sid, {"data_root": DATA_ROOT, "training_seed": TRAINING_SEED,
                                       "audit_commitment": bytes([4]) * 32, "spot_checks": 8}),
         Statement("checkpoint", sid, {"step": 100, "state_leaf": bytes([5]) * 32, "prefix_root": bytes([6]) * 32}),
@@ -202,7 +214,7 @@ CLIENT_RECORD_EXAMPLE = {"metadata": {"source": "builtin:breast_cancer", "featur
                                       "standardization": {"mean": [0.5, -1.0], "std": [1.0, 2.0], "clip": 8.0,
                                                           "target_mean": 0.0, "target_std": 1.0},
                                       "randomness": "os"},
-                         "server": "127.0.0.1:50051", "rows_per_leaf": 2, "num_rows": 569,
+                         "server": "127.0.0.1:50051", "rows_per_leaf": 2, "value_bytes": 4, "num_rows": 569,
                          "num_features": 2, "training_seed": TRAINING_SEED.hex(), "audit_seed": AUDIT_SEED.hex(),
                          "spot_checks": 64, "config": TrainConfig().to_dict(), "proof_kind": "spot"}
 NONCE_SECRET = bytes([0x3C]) * 32

@@ -282,14 +282,13 @@ def test_a_data_root_over_other_rows_is_a_live_rejection_and_not_evidence_for_a_
     while the rows are sent, docs/PROTOCOL.md §5), so the offline audit cannot tell a lying trainer from an
     edited transcript: it says altered, never rejected."""
     import prover.upload as upload_mod
-    from protocol.merkle import DeferredTree, MerkleTree
+    from protocol.merkle import MerkleTree
 
     real = upload_mod.DataReceiver.finish
 
     def other_rows(self):
         tree, rows = real(self)
-        leaves = [tree._leaves[i:i + 32] for i in range(0, len(tree._leaves), 32)][::-1]
-        return DeferredTree(b"".join(leaves), MerkleTree(leaves).root), rows
+        return MerkleTree(tree.leaves()[::-1]), rows
 
     monkeypatch.setattr(upload_mod.DataReceiver, "finish", other_rows)
     tr, verdict, _ = record_session(None, None, 4)

@@ -17,14 +17,15 @@ from protocol.dataset import fit_standardization, load_table, quantized_rows
 from protocol.keys import public_bytes
 from protocol.merkle import MerkleTree, data_leaves, model_hash
 from protocol.prg import seed_commitment
+from protocol.row_encoding import pack, table_value_bytes
 from protocol.training import TrainConfig
 from prover.session import Limits, SessionManager
 from prover.trainer import FinalEvent
 
 GOLDEN = {
-    "data_root": "fbb18606aee76c1ecf2b57f99664e58d20a809d0717d1cd59c81cd0897ffcdd0",
-    "model_hash": "0de18dd696eaf5f19b940de6808e0e05006ea2bddd9c6ed2a8d9c0889a577f96",
-    "final_statement_sha256": "ae57aa8004d303e13dc8540d44945b0c36142f43882ecc105248384742901c54",
+    "data_root": "77b12b4aca73735f31b261e21d9a8424b905f44e6b4798351351bb00b4bb1224",
+    "model_hash": "eaf2322652957e1883b04f96cc7168281ba538eadeaf3b54f2510861a6856c48",
+    "final_statement_sha256": "604993307d003bec5f28cd9a3ce9cb5e85bd245ca9d51296e6ed5b415932220d",
 }
 
 
@@ -39,7 +40,8 @@ def _run(monkeypatch):
     rows = quantized_rows(table, stdz, cfg.frac_bits)
     s, _, _ = mgr.open_session(cfg, b"\x11" * 32, "spot")
     n, w = rows.shape
-    mgr.upload(iter([(s.session_id, w - 1, n, n, rows.astype("<i8").tobytes())]))
+    vb = table_value_bytes(rows)  # the canonical width (4 bytes here)
+    mgr.upload(iter([(s.session_id, w - 1, n, n, pack(rows, vb).tobytes(), 1, vb)]))
     audit = b"\x22" * 32
     mgr.commit_randomness(s.session_id, b"\x33" * 32, seed_commitment(audit, s.session_id), 8)
     final = next(ev for ev in mgr.train(s.session_id) if isinstance(ev, FinalEvent))
@@ -48,7 +50,7 @@ def _run(monkeypatch):
 
 def test_golden_vector(monkeypatch):
     rows, final = _run(monkeypatch)
-    got = {"data_root": MerkleTree(data_leaves(rows)).root.hex(), "model_hash": model_hash(final.model).hex(),
+    got = {"data_root": MerkleTree(data_leaves(rows, value_bytes=table_value_bytes(rows))).root.hex(), "model_hash": model_hash(final.model).hex(),
            "final_statement_sha256": hashlib.sha256(final.statement + final.signature).hexdigest()}
     assert got == GOLDEN, f"golden vector changed: {got}"
 

@@ -300,3 +300,43 @@ def test_block_leaves_kat_and_definition():
             c.add(rows[a:a + cut].astype("<i8").tobytes())
         c.finish()
         assert MerkleTree(c.leaves).root == data_root(rows, 3), cut
+
+
+def test_narrow_value_leaves_kat_and_definition():
+    """value_bytes w < 8: leaf j = H(tag "merkle/leaf/data-i{8w}" || 0x00 || u64(j) || rows as w-byte LE), each
+    width its own domain; the same rows at two widths never share a leaf; chunked = whole."""
+    import hashlib
+
+    from make_vectors import narrow_rows
+
+    from protocol.merkle import DataCommitter, data_block_leaf, data_leaf_prefix, data_root, leaf_prefix
+    from protocol.row_encoding import table_value_bytes
+
+    v = load_vectors("merkle")
+    for w, roots in v["data_roots_value_bytes"].items():
+        for n, root in roots.items():
+            rows = narrow_rows(int(n), int(w))
+            assert table_value_bytes(rows) == int(w)
+            assert data_root(rows, 3, int(w)).hex() == root, (w, n)
+    rows = narrow_rows(70, 2)
+    assert data_leaf_prefix(2) == leaf_prefix("data-i16") and data_leaf_prefix(8) == leaf_prefix("data")
+    last = hashlib.sha256(leaf_prefix("data-i16") + (23).to_bytes(8, "big") + rows[69:].astype("<i2").tobytes())
+    assert data_block_leaf(23, rows[69:].tolist(), 2) == last.digest()
+    assert len({data_root(rows, 3, w) for w in (2, 4, 8)}) == 3  # a root names its width
+    for cut in (1, 4, 33):
+        c = DataCommitter(3, 3, value_bytes=2)
+        for a in range(0, 70, cut):
+            c.add(rows[a:a + cut].astype("<i2").tobytes())
+        c.finish()
+        assert c.root() == data_root(rows, 3, 2), cut
+
+
+def test_a_leaf_value_outside_its_width_is_refused_not_wrapped():
+    import struct
+
+    from protocol.merkle import data_block_leaf, data_root
+
+    with pytest.raises(struct.error):
+        data_block_leaf(0, [[1, 2, 1 << 31]], 4)  # would wrap to -2^31
+    with pytest.raises(ValueError, match="does not fit"):
+        data_root(np.array([[1, 300]]), 1, 1)

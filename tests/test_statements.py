@@ -170,7 +170,7 @@ def test_malformed_statements_rejected(signing_key):
     head = MAGIC + enc.text("data") + enc.lp(SID)
     fields = [enc.text("data_root") + enc.lp(bytes(32)), enc.text("num_rows") + enc.lp(enc.u64(5)),
               enc.text("num_features") + enc.lp(enc.u32(2))]
-    tail = enc.text("rows_per_leaf") + enc.lp(enc.u32(1))
+    tail = enc.text("rows_per_leaf") + enc.lp(enc.u32(1)) + enc.text("value_bytes") + enc.lp(enc.u32(8))
     assert Statement.decode(head + b"".join(fields) + tail).fields["num_rows"] == 5
     cases = {
         "bad magic": b"vtrain/v2/statement\x00" + head[len(MAGIC):] + b"".join(fields),

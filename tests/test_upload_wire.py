@@ -121,5 +121,70 @@ def test_server_signs_the_root_of_rows_sent_in_wire_chunks(stub):
     raw = ch.stream_unary("/vtrain.v1.Trainer/UploadData", response_deserializer=pb.UploadDataResponse.FromString)
     resp = raw(convert.rows_to_wire_chunks(sid, rows, 7, 3), timeout=30)
     signed = Statement.decode(resp.data_statement.statement)
-    assert signed.fields["data_root"] == data_root(rows, 3) and signed.fields["rows_per_leaf"] == 3
+    assert signed.fields["data_root"] == data_root(rows, 3, 4) and signed.fields["rows_per_leaf"] == 3
+    assert signed.fields["value_bytes"] == 4  # values in [-2^16, 2^16): 4 bytes on the wire and in the leaves
     stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
+
+
+def _upload_code(stub, chunks) -> tuple[grpc.StatusCode | None, str]:
+    stub, ch = stub
+    raw = ch.stream_unary("/vtrain.v1.Trainer/UploadData", response_deserializer=pb.UploadDataResponse.FromString)
+    sid = _open(stub)
+    try:
+        raw(chunks(sid), timeout=30)
+        return None, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    finally:
+        stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
+
+
+@pytest.mark.parametrize("declared,need", [(4, 2), (8, 4), (2, 1), (8, 1)])
+def test_server_refuses_a_wider_encoding_than_the_data_needs(stub, declared, need):
+    """A client that sends rows at more bytes than the table needs would commit the same rows under a second
+    data root: refused (the encoding is canonical, docs/PROTOCOL.md section 4)."""
+    hi = 1 << (8 * need - 1)
+    rows = np.random.default_rng(need).integers(-hi, hi, (40, 3))
+    rows[0, 0] = -hi  # the table needs exactly `need` bytes
+    code, msg = _upload_code(stub, lambda sid: convert.rows_to_wire_chunks(sid, rows, 16, 1, declared))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"fits in {need} byte" in msg, msg
+    code, msg = _upload_code(stub, lambda sid: convert.rows_to_wire_chunks(sid, rows, 16, 1, need))
+    assert code is None, msg
+
+
+@pytest.mark.parametrize("declared", [3, 5, 16, 255])
+def test_server_refuses_a_width_that_is_not_1_2_4_or_8(stub, declared):
+    rows = np.arange(24, dtype=np.int64).reshape(8, 3)
+
+    def chunks(sid):
+        head = convert.chunk_head(sid, 8, 2, 1, declared, 8, 24 * declared)
+        yield head + bytes(24 * declared)
+
+    code, msg = _upload_code(stub, chunks)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "value_bytes" in msg, msg
+    assert rows.size == 24
+
+
+def test_a_narrow_width_never_wraps_a_value():
+    """The client's packing refuses a value outside the declared width (never wraps it into another value)."""
+    from protocol.row_encoding import pack, table_value_bytes
+
+    rows = np.array([[1, 2, (1 << 31)], [3, 4, 5]], dtype=np.int64)
+    assert table_value_bytes(rows) == 8
+    with pytest.raises(ValueError, match="does not fit"):
+        list(convert.rows_to_wire_chunks(b"s" * 16, rows, 1, 1, 4))
+    with pytest.raises(ValueError, match="does not fit"):
+        pack(rows, 4)
+    assert pack(rows[:, :2], 1).dtype == np.dtype("<i1")
+
+
+def test_a_chunk_whose_length_is_not_its_declared_width_is_refused(stub):
+    """Rows of 4-byte values declared as 2-byte values (or the reverse) do not match the declared row count."""
+    rows = np.arange(-60, 60, dtype=np.int64).reshape(40, 3) * 300  # needs 4 bytes
+
+    def chunks(sid):
+        part = rows.astype("<i4")
+        yield convert.chunk_head(sid, 40, 2, 1, 2, 40, part.nbytes) + part.tobytes()
+
+    code, msg = _upload_code(stub, chunks)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "carries" in msg, msg

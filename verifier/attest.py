@@ -64,15 +64,16 @@ def result_text(verdict) -> str:
 def attest(tr: dict, verdict) -> dict:
     """Sign the replay verdict of ``tr`` (a verdict with check "replay") and store it. Returns the record."""
     model = [int(v) for v in tr["model"]]
+    digest = transcript_digest(tr)  # once: it encodes the whole transcript
     st = Statement("attestation", bytes.fromhex(tr["session_id"]), {
-        "transcript_digest": transcript_digest(tr), "model_hash": model_hash(model, tr.get("model_extras", "")),
+        "transcript_digest": digest, "model_hash": model_hash(model, tr.get("model_extras", "")),
         "data_root": bytes.fromhex(tr["data_root"]), "num_steps": len(tr["state_leaves"]) // 64 - 1,
         "result": result_text(verdict)})
     key = _key()
     data, sig = sign(key, st)
     rec = {"statement": data.hex(), "signature": sig.hex(), "client_key": public_bytes(key).hex(),
            "reason": verdict.reason[:300]}
-    _store(transcript_digest(tr).hex(), rec)
+    _store(digest.hex(), rec)
     return rec
 
 

@@ -33,6 +33,7 @@ from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, o
 from protocol.merkle import MAX_ROWS_PER_LEAF
 from protocol.merkle import data_root as data_root_of
 from protocol.prg import SeedContext, seed_commitment
+from protocol.row_encoding import VALUE_BYTES, table_value_bytes
 from protocol.state_leaves import Leaves, scan
 from protocol.statements import Statement, expect_fields, verify
 from protocol.training import Schedule, TrainConfig
@@ -254,8 +255,9 @@ def _spot(tr: dict) -> Verdict:
     with _unsigned("the data statement"):  # the root is the client's own, outside its committed record (§5):
         data = verify(pub, *tx.get_signed(tr, "statements.data"), kind="data", session_id=sid)  # only the
         expect_fields(data, {"data_root": data_root})  # recording client knows it sent other rows
+    W = value_bytes(tr)
     checks.check_data(pub, tx.get_signed(tr, "statements.data"), sid, data_root=data_root, num_rows=n, num_features=d,
-                      rows_per_leaf=R)
+                      rows_per_leaf=R, value_bytes=W)
     trainer_data = None  # the trainer's own dataset (docs/PROTOCOL.md section 11): its signed card, checked here
     if "trainer_data" in tr:
         with _unsigned("the data card"):
@@ -313,7 +315,7 @@ def _spot(tr: dict) -> Verdict:
     try:
         checks.check_spot(openings, sid=sid, state_root=state_root, audit_seed=audit_seed,
                           spot_checks=K, num_steps=T, data_root=data_root, num_rows=n, sched=sched, cfg=cfg,
-                          rows_per_leaf=R, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None,
+                          rows_per_leaf=R, value_bytes=W, data_leaf=trainer_data_checks.salted_data_leaf if trainer_data else None,
                           state_leaf_of=trainer_data_checks.hiding_state_leaf_of(T) if trainer_data else None)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, VerificationError):
@@ -337,7 +339,8 @@ def check_given_data(tr: dict, rows: np.ndarray) -> None:
     if rows.shape != (n, d + 1):
         raise InputError(f"the data given has {rows.shape[0]} rows x {rows.shape[1] - 1} features, the session "
                          f"committed {n} x {d}: give the session's data file")
-    check_given_root(tr, data_root_of(rows, rows_per_leaf(tr)))
+    check_given_width(tr, table_value_bytes(rows))
+    check_given_root(tr, data_root_of(rows, rows_per_leaf(tr), value_bytes(tr)))
 
 
 def committed_roots(tr: dict) -> list[str]:
@@ -360,6 +363,21 @@ def check_given_root(tr: dict, given: bytes) -> None:
         raise InputError(f"the data given is not the data committed in this session (Merkle root of the given rows "
                          f"{given.hex()}, committed root {roots[0]}): the rows must be exactly the session's, in the "
                          f"committed order, with the same target column and standardization")
+
+
+def value_bytes(tr: dict) -> int:
+    W = tx.get(tr, "value_bytes", int)
+    if W not in VALUE_BYTES:
+        raise TranscriptFormatError(f"transcript field 'value_bytes' must be one of {VALUE_BYTES}")
+    return W
+
+
+def check_given_width(tr: dict, need: int) -> None:
+    """The user's rows need ``need`` bytes per value (their canonical width): it must be the committed one."""
+    W = value_bytes(tr)
+    if "trainer_data" not in tr and need != W:
+        raise InputError(f"the data given needs {need}-byte values, the session committed {W}-byte values: give "
+                         f"the session's data file, with the same target column and standardization")
 
 
 def rows_per_leaf(tr: dict) -> int:

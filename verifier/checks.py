@@ -17,6 +17,7 @@ from protocol.merkle import (
     state_leaf,
 )
 from protocol.prg import challenge_steps
+from protocol.row_encoding import fits
 from protocol.state_leaves import BLOCK, Leaves, Scan, inclusion_proof, scan
 from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, verify
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
@@ -32,10 +33,10 @@ def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server
 
 
 def check_data(pub: bytes, signed, sid: bytes, *, data_root: bytes, num_rows: int, num_features: int,
-               rows_per_leaf: int) -> Statement:
+               rows_per_leaf: int, value_bytes: int) -> Statement:
     st = verify(pub, *signed, kind="data", session_id=sid)
     expect_fields(st, {"data_root": data_root, "num_rows": num_rows, "num_features": num_features,
-                       "rows_per_leaf": rows_per_leaf})
+                       "rows_per_leaf": rows_per_leaf, "value_bytes": value_bytes})
     return st
 
 
@@ -104,7 +105,9 @@ def receive_cap(n: int, d: int, cfg: TrainConfig, spot_checks: int) -> int:
 
     T = cfg.num_steps(n)
     P = cfg.num_params(d)  # parameters per state: d + 1, or C(d + 1) for softmax
-    R = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)  # each opened row comes with its R-row leaf
+    # each opened row comes with its R-row leaf; R as the client picks it for 1-byte values, the largest any
+    # value width gives (the cap is set before the data's width is known)
+    R = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size, value_bytes=1)
     depth = lambda size: max(1, (size - 1).bit_length())  # siblings per inclusion proof
     leaves = 32 * (T + 1) + 32
     final = 11 * P + max_extras_bytes(d) + 256
@@ -150,7 +153,7 @@ def check_final_model(leaves, model, extras_json: str = "") -> None:
 
 def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_seed: bytes, spot_checks: int,
                num_steps: int, data_root: bytes, num_rows: int, sched: Schedule, cfg: TrainConfig,
-               rows_per_leaf: int = 1, data_leaf=None, state_leaf_of=None) -> list[int]:
+               rows_per_leaf: int = 1, value_bytes: int = 8, data_leaf=None, state_leaf_of=None) -> list[int]:
     """Check the openings of the challenged steps; returns the challenged steps.
 
     For each challenged step t: states t-1 and t are in the committed state tree, the batch rows are the
@@ -190,11 +193,11 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                 raise MerkleProofInvalid(f"step {t}: the inclusion proof of row {i} is for another leaf", step=t)
             vals, block = r["values"], r.get("leaf_rows")
             if (len(vals) != row_width or not _fits_i64(vals) or not isinstance(block, list)
-                    or len(block) != min(R, num_rows - j * R)
-                    or any(not isinstance(b, list) or len(b) != row_width or not _fits_i64(b) for b in block)
+                    or len(block) != min(R, num_rows - j * R)  # a value outside value_bytes would wrap: refused
+                    or any(not isinstance(b, list) or len(b) != row_width or not fits(b, value_bytes) for b in block)
                     or [int(v) for v in block[i - j * R]] != [int(v) for v in vals]):
                 raise MerkleProofInvalid(f"step {t}: row {i} has a malformed opening", step=t)
-            leaf = data_block_leaf(j, block) if data_leaf is None else data_leaf(r, j, block, t)
+            leaf = data_block_leaf(j, block, value_bytes) if data_leaf is None else data_leaf(r, j, block, t)
             _included(leaf, j, n_leaves, r["proof"], data_root,
                       f"step {t}: row {i} is not in the committed data", t)
             rows.append(vals)

@@ -26,9 +26,11 @@ from .audit import (
     SPOT_CHECKED,
     VERIFIED,
     check_given_root,
+    check_given_width,
     committed_roots,
     rows_per_leaf,
     transcript_verdict,
+    value_bytes,
     with_replay,
 )
 from .cli import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, EXIT_SPOT_CHECKED
@@ -155,10 +157,12 @@ def _given_rows(args, tr: dict, progress):
     try:
         q = read_quantized_rows(args.data, args.target or meta.get("target"), opts, stdz, cfg.frac_bits, n,
                                 rows_per_leaf=rows_per_leaf(tr), progress=progress, on_header=same_features,
-                                expected_roots={bytes.fromhex(r) for r in committed_roots(tr)})
+                                expected_roots={bytes.fromhex(r) for r in committed_roots(tr)},
+                                value_bytes=value_bytes(tr))
     except RowCountMismatch as e:
         raise InputError(f"the data given has {e.got} rows x {d} features, the session committed {n} x {d}: give "
                          f"the session's data file") from None
+    check_given_width(tr, q.width)
     check_given_root(tr, q.data_root)
     return q.rows, q.table.header
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import grpc
 
+from protocol import row_encoding
 from protocol import transcript as tx
-from protocol.dataset import fit_standardization, load_table, quantized_rows, resolve_model
+from protocol.chunked_table import load_table_chunked
+from protocol.dataset import fit_standardization, quantized_rows, resolve_model
 from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
@@ -134,16 +136,19 @@ def cmd_train(args) -> int:
         for n in load_notes:
             _status(f"note: {n}")
     cap = receive_cap(table.X.shape[0], table.X.shape[1], cfg, args.spot_checks)
+    rows = quantized_rows(table, stdz, cfg.frac_bits, compact=True)  # once: uploaded, then replayed
+    table.X = table.y = None  # the float table is not needed again: only the rows stay in memory,
+    rows = row_encoding.pack(rows, row_encoding.table_value_bytes(rows))  # at their canonical width
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
     tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
-        run_session, channel, table, stdz, cfg, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
+        run_session, channel, table, stdz, cfg, rows=rows, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
         server_label=args.server, timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
         status=None if args.json else _status, retries=max(0, args.retries), accept_key=accept_key, ui=ui))
     final, attestation = verdict, None
     if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
         with ui.callback("replay", unit="step") as replaying:
-            final = with_replay(verdict, tr, quantized_rows(table, stdz, cfg.frac_bits), replaying)
+            final = with_replay(verdict, tr, rows, replaying)
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
             attestation = attest.attest(tr, final)
@@ -256,7 +261,8 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, opts
     plan = _plan(args)
     check_limits(info.limits, cfg, shape, **plan)
     with ui.callback("loading", percent=True) as loading:
-        table = load_table(args.data, args.target, options=opts, progress=loading)
+        # chunk by chunk into one float64 matrix (protocol/chunked_table.py): not pandas' whole frame besides it
+        table = load_table_chunked(args.data, args.target, opts, shape.rows, progress=loading)
     model, num_classes, note = resolve_model(args.model, table)
     if args.proof == "snark" and model != "linear":
         raise InputError(f"--proof snark covers linear regression only (the SNARK circuit is the linear-regression "

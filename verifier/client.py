@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from protocol import convert
+from protocol import convert, row_encoding
 from protocol.dataset import Standardization, Table, quantized_rows
 from protocol.errors import TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, RANDOMNESS_OS, client_binding, client_record
@@ -156,8 +156,9 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
                 retries: int = 0, accept_key=None, timings: dict | None = None,
-                ui: Progress = SILENT) -> tuple[dict, Verdict]:
-    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request.
+                ui: Progress = SILENT, rows=None) -> tuple[dict, Verdict]:
+    """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request. ``rows``:
+    the table's quantized rows when the caller already has them (``quantized_rows(table, stdz, cfg.frac_bits)``).
 
     ``accept_key(pub)``, if given, is called with the trainer's key before anything is sent (the trust store);
     it raises to stop the session. The verdict is the transcript's own (spot check or SNARK); the caller runs
@@ -168,7 +169,8 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
     ``backoff_seconds``. A refusal after the training seed left the client is never retried with that seed."""
     cfg.validate()
-    rows = quantized_rows(table, stdz, cfg.frac_bits)
+    if rows is None:
+        rows = quantized_rows(table, stdz, cfg.frac_bits)
     n, d = rows.shape[0], rows.shape[1] - 1
     meta = {"source": table.source, "feature_names": table.feature_names, "target": table.target,
             "standardization": stdz.to_dict(), "randomness": seeds.randomness}
@@ -182,10 +184,12 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     # Block data leaves (vtrain/2). The client's own data root is computed while the rows are sent
     # (upload_rows); the client record commits to the data's shape and leaf size, not to its root
     # (docs/PROTOCOL.md §5, "When the client commits to what").
-    rows_per_leaf = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size)
+    # Values are sent and hashed at the table's canonical width (protocol/row_encoding.py, committed in the record).
+    value_bytes = row_encoding.table_value_bytes(rows)
+    rows_per_leaf = default_rows_per_leaf(d, n, spot_checks * cfg.batch_size, value_bytes)
     base: dict = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
                   "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
-                  "num_rows": n, "num_features": d, "rows_per_leaf": rows_per_leaf,
+                  "num_rows": n, "num_features": d, "rows_per_leaf": rows_per_leaf, "value_bytes": value_bytes,
                   "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
                   "spot_checks": spot_checks, "statements": {}}
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
@@ -294,7 +298,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
         else:
             with ui.bar("uploading", total=n, unit="row") as bar:
                 data_signed = upload_rows(channel, call, sid, rows, msg_cap, rows_per_chunk, tr["rows_per_leaf"], tr,
-                                          bar)
+                                          bar, tr["value_bytes"])
     except Refused:
         try:  # give the slot back before trying again
             stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
@@ -304,7 +308,7 @@ def _flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, 
     data_root = bytes.fromhex(tr["data_root"])
     signed_root = _signed_root(data_signed, data_root)
     checks.check_data(pub, data_signed, sid, data_root=signed_root, num_rows=n, num_features=d,
-                      rows_per_leaf=tr["rows_per_leaf"])
+                      rows_per_leaf=tr["rows_per_leaf"], value_bytes=tr["value_bytes"])
     if signed_root != data_root and rows is None:
         raise VerificationError(f"the trainer's signed data_root {signed_root.hex()} is not the root of the data card "
                                 f"this client chose ({data_root.hex()})")
@@ -519,27 +523,54 @@ def _receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Prog
 
 
 def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
-                tr: dict, bar=None) -> tuple[bytes, bytes]:
-    """Stream the rows (about 1 MiB per chunk) in block leaves of ``rows_per_leaf`` rows while this thread
-    hashes the client's own data leaves (hashlib releases the GIL on each >= 2 KiB leaf, so the hashing runs
-    beside gRPC's sending thread, docs/PROTOCOL.md §5). Records the client's data root as ``tr["data_root"]``
-    and the signed data statement; returns the signed data statement."""
-    d = rows.shape[1] - 1
-    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * 8))
-    method = channel.stream_unary("/vtrain.v1.Trainer/UploadData",  # chunks are encoded by rows_to_wire_chunks
+                tr: dict, bar=None, value_bytes: int = 8) -> tuple[bytes, bytes]:
+    """Stream the rows (about 1 MiB per chunk, values of ``value_bytes`` bytes) in block leaves of ``rows_per_leaf``
+    rows. This thread packs each chunk once, queues it for gRPC's sending thread and hashes it into the client's
+    own data leaves while the previous chunk is on the wire (hashlib releases the GIL on each >= 2 KiB leaf,
+    docs/PROTOCOL.md §5). Records the client's data root as ``tr["data_root"]`` and the signed data statement;
+    returns the signed data statement."""
+    n, d = rows.shape[0], rows.shape[1] - 1
+    per_chunk = rows_per_chunk or max(1, min(1 << 20, msg_cap // 2) // ((d + 1) * value_bytes))
+    if rows_per_chunk is None and per_chunk >= rows_per_leaf:
+        per_chunk = per_chunk // rows_per_leaf * rows_per_leaf  # whole leaves per chunk: hashed with no copy
+    method = channel.stream_unary("/vtrain.v1.Trainer/UploadData",  # chunks are serialized here (chunk_head)
                                   response_deserializer=pb.UploadDataResponse.FromString)
-    chunks = convert.rows_to_wire_chunks(sid, rows, per_chunk, rows_per_leaf)
-    fut = call(method.future, chunks if bar is None else _counted(chunks, bar, rows.shape[0], per_chunk))
-    committer = DataCommitter(d, rows_per_leaf)
-    step = max(rows_per_leaf, per_chunk // rows_per_leaf * rows_per_leaf)
-    for start in range(0, rows.shape[0], step):  # all of it, even if the call fails: a partial transcript
-        committer.add(rows[start:start + step])  # records the client's data root too
+    q: queue.Queue = queue.Queue(maxsize=4)
+    requests = iter(q.get, None)
+    fut = call(method.future, requests if bar is None else _counted(requests, bar, n, per_chunk))
+    committer = DataCommitter(d, rows_per_leaf, value_bytes=value_bytes)
+    sending = True
+    try:
+        for start in range(0, n, per_chunk):  # all of it, even if the call fails: a partial transcript
+            part = row_encoding.pack(rows[start:start + per_chunk], value_bytes)  # records the client's root too
+            if sending:
+                msg = b"".join((convert.chunk_head(sid, n, d, rows_per_leaf, value_bytes, part.shape[0], part.nbytes),
+                                memoryview(part).cast("B")))
+                sending = _put(q, msg, fut)
+            committer.add(part)
+    finally:
+        if not _put(q, None, fut):
+            try:  # the call ended: let gRPC's request thread, if it is still waiting on the queue, finish
+                q.put_nowait(None)
+            except queue.Full:
+                pass
     committer.finish()
     tr["data_root"] = committer.root().hex()
     resp = call(lambda timeout=None: fut.result())
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     return data_signed
+
+
+def _put(q: queue.Queue, item, fut) -> bool:
+    """Queue ``item`` for the sending thread; False once the call has ended (nothing reads the queue then)."""
+    while not fut.done():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _counted(chunks, bar, n: int, per_chunk: int):

@@ -60,7 +60,7 @@ def run_trainer_data_session(channel: grpc.Channel, card: DataCard, signed: tupl
     base = {"format": FORMAT, "server": server_label, "config": cfg.to_dict(), "proof_kind": proof_kind,
             "client": {"metadata": meta, "nonce_secret": seeds.nonce_secret.hex()},
             "num_rows": card.num_rows, "num_features": card.num_features, "data_root": card.data_root.hex(),
-            "rows_per_leaf": 1, "trainer_data": {"name": card.name, "card": [x.hex() for x in signed]},
+            "rows_per_leaf": 1, "value_bytes": 8, "trainer_data": {"name": card.name, "card": [x.hex() for x in signed]},
             "training_seed": seeds.training_seed.hex(), "audit_seed": seeds.audit_seed.hex(),
             "spot_checks": spot_checks, "statements": {}}
     return drive_session(channel, base, None, cfg, seeds, spot_checks=spot_checks, trainer_key=card.trainer_key, **kw)
