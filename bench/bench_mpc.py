@@ -12,15 +12,18 @@ Reference point (cited, not measured here; docs/MPC.md section 11): SecretFlow's
 2024/02/21) reports 10^8 element-wise multiplications in 522.3 s with its dealer-assisted two-party protocol
 semi2k (trusted first party; semi-honest; ring Z_2^64; C++; 32-vCPU machines, 100 Mbps, 50 ms delay), i.e.
 5.2 us per multiplication. We print our online time per Beaver product (malicious security with MACs and
-sacrifice, a 255-bit prime field, exact truncation, pure Python, loopback on a shared 2-core machine) beside it.
-No LAN figure for two-party linear-regression training at comparable n, d, B could be read in the sources
-available to us (SecureML's online-phase tables were not among them), so no per-step LAN ratio is claimed.
+sacrifice, a 250-bit ring Z_N held as five 50-bit residues, exact truncation, Python and numpy, loopback on a
+shared 2-core machine) beside it. No LAN figure for two-party linear-regression training at comparable n, d, B
+could be read in the sources available to us (searched again for this release: SecureML, MP-SPDZ, CrypTen,
+ABY3 and SecretFlow/SPU pages; only abstracts, no online-phase tables), so no per-step LAN ratio is claimed.
+The load average is printed with the figures: the machine is shared, and the plain baseline moves with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -105,6 +108,7 @@ def main(argv=None) -> int:
         exact &= model["weights_fixed"] + [model["bias_fixed"]] == [int(v) for v in theta]
         doc["plain"] = statistics.median(plain)
     T = doc["steps"]
+    from mpc.field import ELEMENT_BYTES
     plan = Plan.build(doc["client_rows"], doc["trainer_rows"], d, cfg)
     L1, L2 = plan.layers()
     products = B * L1.mults + (d + 1) * L2.mults  # Beaver products per step (plus 2 matrix triples)
@@ -123,12 +127,15 @@ def main(argv=None) -> int:
     print(f"  online communication per step: {spread(per_step, '{:.1f}')} kB (sent + received; "
           f"{doc['rounds'] / T:.1f} rounds per step); preprocessing from the dealer per step: "
           f"{doc['dealer_bytes'] / T / 1e6:.3f} MB to the client (it expands its shares from a key), "
-          f"{plan.step_elements() * 32 / 1e6:.2f} MB to the trainer")
+          f"{plan.step_elements() * ELEMENT_BYTES / 1e6:.2f} MB to the trainer")
     us = statistics.median(online) / (T * products) * 1e6
+    step_ms = [s / T * 1e3 for s in online]
+    print(f"  online time per step: {spread(step_ms, '{:.1f}')} ms (min/median/max); load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared) at the end")
     print(f"  online time per Beaver product: {us:.0f} us ({products} products per step); cited: SecretFlow "
           "semi2k 5.2 us per multiplication (10^8 in 522.3 s; semi-honest, dealer, Z_2^64, C++, 100 Mbps / 50 ms; "
           "see this module's docstring): ours is "
-          f"{us / 5.2:.0f}x that, with malicious security, exact truncation and Python big integers")
+          f"{us / 5.2:.0f}x that, with malicious security, exact truncation and Python/numpy residue arithmetic")
     print(f"ratio mpc_vs_plain = {statistics.median(ratios):.0f} (min/median/max {spread(ratios, '{:.0f}')}; "
           "no target reached: see docs/MPC.md section 11)")
     print(f"ratio mpc_with_preprocessing_vs_plain = {doc['seconds'] / doc['plain']:.0f} (reported, no target)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .field import P
+from .field import add, const, zeros
 from .shares import Shared
 
 
@@ -36,7 +36,7 @@ class BadShare(Honest):
     def outgoing(self, label, shares):
         if label == "s1/z/c":
             shares = shares.copy()
-            shares[0] = (shares[0] + 1) % P
+            shares[0] = add(shares[0], const(1))
         return shares
 
 
@@ -45,7 +45,7 @@ class BadTriple(Honest):
 
     def material(self, t, mat, party):
         if t == 1:
-            mat["L1.c"].v[0] = (mat["L1.c"].v[0] + 1) % P
+            mat["L1.c"].v[0] = add(mat["L1.c"].v[0], const(1))
 
 
 class BadTruncation(Honest):
@@ -54,7 +54,7 @@ class BadTruncation(Honest):
     def truncated(self, t, z):
         if t == 1:
             v = z.v.copy()
-            v[0] = (v[0] + 1) % P
+            v[0] = add(v[0], const(1))
             return Shared(v, z.m, z.key)
         return z
 
@@ -71,7 +71,7 @@ class EarlyOutput(Honest):
 
     def material(self, t, mat, party):
         if t == 2:
-            party.exchange("output", np.zeros(1, dtype=object))
+            party.exchange("output", zeros(1))
 
 
 STRATEGIES = {"bad-share": BadShare, "bad-triple": BadTriple, "bad-truncation": BadTruncation,

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 
 PREFIX = b"vtrain/mpc/v1/"
 TAGS = frozenset({"dealer/stream", "dealer/session", "dealer/share-key", "dealer/ticket", "coin/commit", "coin/joint",
-                  "training-seed", "sacrifice", "mac/coefficient", "mac/commit", "data-root", "session-id"})
+                  "training-seed", "sacrifice", "mac/coefficient", "mac/commit", "mac/seed", "data-root", "session-id"})
 
 
 def mpc_hash(tag: str, *parts: bytes) -> bytes:

@@ -8,24 +8,25 @@ triple sacrifice as in SPDZ's preprocessing. Specified in docs/MPC.md, "Online p
 
 from __future__ import annotations
 
+import hmac
 import os
 import queue
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol.prg import KeyStream
+
+from . import field as F
 from .errors import MpcAbort
-from .field import ELEMENT_BYTES, P, decode, encode
+from .field import ELEMENT_BYTES, decode, encode
 from .hashing import mpc_hash
 from .shares import MacKey, Shared
 
 
-def _powers(r: int, n: int) -> np.ndarray:
-    """[r^0, r^1, ..., r^(n-1)] mod p (by doubling: log2(n) vectorised steps)."""
-    pw = np.array([1], dtype=object)
-    while pw.size < n:
-        pw = np.concatenate([pw, (pw * pow(r, pw.size, P)) % P])
-    return pw[:n]
+def coefficients(stream: KeyStream, n: int) -> np.ndarray:
+    """n independent uniform elements (random linear-combination coefficients) from a keystream."""
+    return F.uniform(stream, n)
 
 
 @dataclass
@@ -76,10 +77,9 @@ class Party:
         self.hooks = hooks  # a cheating strategy (tests/demos): may alter outgoing shares
         self.view: list | None = None  # when a list: (label, opened values) of every opening (tests)
         self.ctx = None  # the seed context once the coin toss is done
-        self.sac_t = 0  # sacrifice scalar and coefficient base, set after the coin toss
-        self.sac_gamma = 1
-        self._sac_acc: Shared | None = None
-        self._sac_n = 0
+        self.sac_t = F.const(0)  # sacrifice scalar and coefficient stream, set after the coin toss
+        self.sac_stream: KeyStream | None = None
+        self._sac_terms: list[Shared] = []  # this step's sacrifice terms, combined in take_sacrifice
         self._sigma_open: bytes | None = None  # party 0: sigma_0 || nonce, sent at the start of its next frame
         self._sigma_due: tuple | None = None  # party 1: (sigma_1, party 0's commitment, count) awaiting that
 
@@ -88,11 +88,17 @@ class Party:
                  count: int | None = None) -> tuple[np.ndarray, bytes]:
         """Send our message, receive the other's (same label). Returns (its elements, its bytes).
 
-        After a MAC check, party 0's next frame starts with the opening of its committed sigma_0 (64 bytes),
-        which party 1 verifies here before it sends anything (docs/MPC.md, "MAC check")."""
+        After a MAC check, party 0's next frame starts with the opening of its committed sigma_0
+        (ELEMENT_BYTES + 32 bytes), which party 1 verifies here before it sends anything (docs/MPC.md, "MAC check")."""
+        got, blob = self.exchange_bytes(label, encode(elements) if elements is not None else b"", blob)
+        n = count if count is not None else (0 if elements is None else int(np.size(elements)) // F.L)
+        return decode(got, n), blob
+
+    def exchange_bytes(self, label: str, data: bytes, blob: bytes = b"") -> tuple[bytes, bytes]:
+        """``exchange`` with the elements' bytes as they are (the masked inputs have their own encoding)."""
         if self.key.party == 0 and self._sigma_open is not None:
             blob, self._sigma_open = self._sigma_open + blob, None
-        out = Frame(label, encode(elements) if elements is not None else b"", blob)
+        out = Frame(label, data, blob)
         if self.key.party == 0:
             self._send(out)
             got = self._recv()
@@ -104,8 +110,7 @@ class Party:
                 got.blob = self._finish_check(got.blob)
             self._send(out)
         self.stats.rounds += 1
-        n = count if count is not None else (0 if elements is None else int(np.size(elements)))
-        return decode(got.elements, n), got.blob
+        return got.elements, got.blob
 
     @staticmethod
     def _check_frame(got: Frame, label: str) -> None:
@@ -133,24 +138,22 @@ class Party:
     # ---- openings ----
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:
         """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
-        ``check=True``: a MAC check of everything opened so far follows at once, its seed carried by party 1's
-        frame of this round (docs/MPC.md, "MAC check")."""
-        shape = x.v.shape
-        mine = x.v.ravel()
+        ``check=True``: a MAC check of everything opened so far follows at once; this round's frames carry
+        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check")."""
+        shape = x.s.shape[1:]
+        mine = x.s[0].reshape(-1, F.L)
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
-        seed = os.urandom(32) if check and self.key.party == 1 else b""
-        theirs, blob = self.exchange(label, mine, blob=seed)
-        opened = (x.v.ravel() + theirs) % P
+        seed, out = self._seed() if check else (b"", b"")
+        theirs, blob = self.exchange(label, mine, blob=out)
+        opened = F.add(x.s[0].reshape(-1, F.L), theirs)
         self._opened.append(opened)
-        self._macs.append(x.m.ravel())
+        self._macs.append(x.s[1].reshape(-1, F.L))
         if self.view is not None:
-            self.view.append((label, opened))
-        self.stats.opened += opened.size
+            self.view.append((label, F.to_ints(opened)))
+        self.stats.opened += len(opened)
         if check:
-            if self.key.party == 0 and len(blob) != 32:
-                raise MpcAbort("malformed MAC-check seed")
-            self._mac_round(blob if self.key.party == 0 else seed)
+            self._mac_round(seed, blob)
         elif blob:
             raise MpcAbort("malformed message: unexpected bytes with an opening")
         return opened.reshape(shape)
@@ -159,38 +162,37 @@ class Party:
         """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
         ``y=None`` multiplies by the triple's own random b (used by the zero test)."""
         a, b, c, a2, c2 = (tri[k] for k in ("a", "b", "c", "a2", "c2"))
-        n = x.v.size
+        n = x.size
         parts = [x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2]
         o = self.open(Shared.concat(parts), label)
         D = o[:n]
         rho = o[-n:]
-        z = c + b.scale(D)
+        prods = F.mul(b.s[:, None], np.stack([D, rho]))  # [b] D and [b] rho in one call: (2 shares, 2, n, L)
+        bD, bR = Shared.of(prods[:, 0], self.key), Shared.of(prods[:, 1], self.key)
+        z = c + bD
         if y is not None:
             E = o[n:2 * n]
-            z = (z + a.scale(E)).add_public((D * E) % P)
+            z = (z + a.scale(E)).add_public(F.mul(D, E))
         # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
-        self._sacrifice(c.scale(self.sac_t) - c2 - b.scale(rho))
+        self._sacrifice(c.scale(self.sac_t) - c2 - bR)
         return z
 
     def _sacrifice(self, terms: Shared) -> None:
-        n = terms.v.size
-        g = pow(self.sac_gamma, self._sac_n + 1, P)
-        coeff = np.empty(n, dtype=object)
-        for i in range(n):
-            coeff[i] = g
-            g = g * self.sac_gamma % P
-        self._sac_n += n
-        s = Shared((terms.v.ravel() @ coeff) % P, (terms.m.ravel() @ coeff) % P, self.key)
-        self._sac_acc = s if self._sac_acc is None else self._sac_acc + s
+        self._sac_terms.append(terms.reshape(-1))
 
     def sacrifice_matrix(self, terms: Shared) -> None:
         """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
         self._sacrifice(terms)
 
     def take_sacrifice(self) -> Shared:
-        acc = self._sac_acc if self._sac_acc is not None else Shared.public(np.array(0, dtype=object), self.key)
-        self._sac_acc, self._sac_n = None, 0
-        return acc
+        """This step's sacrifice sum: its terms in the order they arose, times the session's next coefficients
+        (docs/MPC.md section 5.3)."""
+        if not self._sac_terms:
+            return Shared.public(F.zeros(()), self.key)
+        terms = Shared.concat(self._sac_terms)
+        self._sac_terms = []
+        coeff = coefficients(self.sac_stream, terms.size)
+        return Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
 
     # ---- MAC check ----
     def mac_check(self) -> None:
@@ -198,65 +200,76 @@ class Party:
         extra round). The protocol's checks ride on openings (``open(check=True)``); this is a no-op then."""
         if not self._opened:
             return
-        seed = os.urandom(32) if self.key.party == 1 else b""
-        _, blob = self.exchange("mac-seed", blob=seed)
-        if self.key.party == 0 and len(blob) != 32:
-            raise MpcAbort("malformed MAC-check seed")
-        self._mac_round(blob if self.key.party == 0 else seed)
+        seed, out = self._seed()
+        _, blob = self.exchange("mac-seed", blob=out)
+        self._mac_round(seed, blob)
 
-    def _mac_round(self, u1: bytes) -> None:
-        """SPDZ's MACCheck over the values opened so far, in one round (docs/MPC.md, "MAC check"): party 1's seed
-        u1 came with the last opening; party 0 sends its seed u0 and a commitment to sigma_0; party 1 answers
+    def _seed(self) -> tuple[bytes, bytes]:
+        """A fresh MAC-check seed and what this party sends with the opening: party 1 its seed u1, party 0 a
+        commitment to u0 (so that u0 is fixed before u1 is known: with 50-bit primes a party 0 choosing u0 after
+        seeing u1 could grind u0 until the coefficients cancel its error; docs/MPC.md section 5.2)."""
+        u = os.urandom(32)
+        return u, (u if self.key.party == 1 else mpc_hash("mac/seed", u))
+
+    def _mac_round(self, mine: bytes, theirs: bytes) -> None:
+        """SPDZ's MACCheck over the values opened so far, in one round (docs/MPC.md, "MAC check"). The last
+        opening carried party 0's commitment to u0 and party 1's u1 (``theirs``: what the other party sent);
+        party 0 sends u0 and a commitment to sigma_0; party 1 checks u0 against its commitment and answers
         sigma_1 in the clear; party 0 aborts unless sigma_0 + sigma_1 = 0 and opens sigma_0 at the start of its
         next frame, which party 1 checks before it answers."""
+        if len(theirs) != 32:
+            raise MpcAbort("malformed MAC-check seed")
         o = np.concatenate(self._opened)
         m = np.concatenate(self._macs)
         self._opened, self._macs = [], []
-        diff = (m - o * self.key.alpha) % P
+        diff = F.sub(m, F.mul(o, self.key.alpha))
         if self.key.party == 0:
-            u0 = os.urandom(32)
+            u0, u1 = mine, theirs
             sigma = self._sigma(diff, u0, u1)
             nonce = os.urandom(32)
-            sb = sigma.to_bytes(ELEMENT_BYTES, "little")
+            sb = encode(sigma)
             self._send(Frame("mac", blob=u0 + mpc_hash("mac/commit", b"\x00", sb, nonce)))
             got = self._recv()
             self._check_frame(got, "mac")
-            if len(got.blob) != 32:
+            if len(got.blob) != ELEMENT_BYTES:
                 raise MpcAbort("malformed MAC-check message")
-            their = int.from_bytes(got.blob, "little")
-            self._count_check(sigma, their, o.size)
+            self._count_check(sigma, decode(got.blob, 1)[0], len(o))
             self._sigma_open = sb + nonce
         else:
             got = self._recv()
             self._check_frame(got, "mac")
             if len(got.blob) != 64:
                 raise MpcAbort("malformed MAC-check message")
-            sigma = self._sigma(diff, got.blob[:32], u1)
-            self._send(Frame("mac", blob=sigma.to_bytes(ELEMENT_BYTES, "little")))
-            self._sigma_due = (sigma, got.blob[32:], o.size)
+            if not hmac.compare_digest(mpc_hash("mac/seed", got.blob[:32]), theirs):
+                raise MpcAbort("the other party's MAC-check seed does not match its commitment")
+            sigma = self._sigma(diff, got.blob[:32], mine)
+            self._send(Frame("mac", blob=encode(sigma)))
+            self._sigma_due = (sigma, got.blob[32:], len(o))
         self.stats.rounds += 1
 
     @staticmethod
-    def _sigma(diff: np.ndarray, u0: bytes, u1: bytes) -> int:
-        r = int.from_bytes(mpc_hash("mac/coefficient", u0, u1), "little") % P
-        return int((diff * _powers(r, diff.size)).sum() % P)  # sum_j r^j (m_j - alpha_i o_j)
+    def _sigma(diff: np.ndarray, u0: bytes, u1: bytes) -> np.ndarray:
+        r = coefficients(KeyStream(mpc_hash("mac/coefficient", u0, u1)), len(diff))
+        return F.dot(r, diff)  # sum_j r_j (m_j - alpha_i o_j), r_j independent and uniform
 
-    def _count_check(self, sigma: int, their: int, n: int) -> None:
+    def _count_check(self, sigma: np.ndarray, their: np.ndarray, n: int) -> None:
         self.stats.mac_checks += 1
-        if (sigma + their) % P != 0:
+        if not F.is_zero(F.add(sigma, their)):
             raise MpcAbort(f"MAC check failed over {n} opened values: a share or a MAC was altered "
                            "(the other party deviated from the protocol)")
 
     def _finish_check(self, blob: bytes) -> bytes:
-        """Party 1: verify party 0's opening of sigma_0 (the first 64 bytes of its frame); return the rest."""
+        """Party 1: verify party 0's opening of sigma_0 (the first ELEMENT_BYTES + 32 bytes of its frame); return
+        the rest."""
         sigma, com, n = self._sigma_due
         self._sigma_due = None
-        if len(blob) < 64:
+        k = ELEMENT_BYTES + 32
+        if len(blob) < k:
             raise MpcAbort("malformed MAC-check opening")
-        if mpc_hash("mac/commit", b"\x00", blob[:32], blob[32:64]) != com:
+        if mpc_hash("mac/commit", b"\x00", blob[:ELEMENT_BYTES], blob[ELEMENT_BYTES:k]) != com:
             raise MpcAbort("the other party's MAC-check opening does not match its commitment")
-        self._count_check(sigma, int.from_bytes(blob[:32], "little"), n)
-        return blob[64:]
+        self._count_check(sigma, decode(blob[:ELEMENT_BYTES], 1)[0], n)
+        return blob[k:]
 
     def close_checks(self) -> None:
         """Round ``mac-close``: party 0 delivers the opening of its last sigma_0; nothing is output before."""

@@ -17,6 +17,7 @@ A layer with bound ``2^bb``, shift s and range K is computed on ``x'' = x + 2^(s
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 
@@ -26,7 +27,7 @@ from protocol.training import TrainConfig
 from .field import KAPPA, P
 
 BLOCK_BITS = 4
-MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (about 1 GB as Python ints)
+MAX_ELEMENTS = 2_000_000  # n (d + 1): bounds each role's memory (shares and MACs: 80 bytes per value, 160 MB)
 
 
 def fold_pairs(n: int) -> list[tuple[int, int]]:
@@ -66,7 +67,7 @@ class Layer:
     def rhi_bits(self) -> int:
         return self.kk + KAPPA - self.nbits
 
-    @property
+    @functools.cached_property
     def blocks(self) -> list[tuple[int, int]]:
         """(first bit, width) of the comparison's bit blocks: bits 0..s-1 and s..s+K-1, each cut from the
         least significant end into blocks of at most BLOCK_BITS bits."""
@@ -75,16 +76,17 @@ class Layer:
             out += [(b, min(BLOCK_BITS, hi - b)) for b in range(lo, hi, BLOCK_BITS)]
         return out
 
-    @property
+    @functools.cached_property
     def monomials(self) -> int:
         """Products of two or more bits of one block, per value (the dealer provides them)."""
         return sum((1 << w) - w - 1 for _, w in self.blocks)
 
-    @property
+    @functools.cached_property
     def low_blocks(self) -> int:
         """Blocks of bits 0..s-1 (their fold gives LT_s); the others are bits s..s+K-1."""
         return sum(1 for lo, _ in self.blocks if lo < self.s)
 
+    @functools.cache  # noqa: B019 - a handful of layers per process
     def fold_rounds(self) -> list[int]:
         """Products per value in each round of the comparison (docs/MPC.md, "Exact truncation"): the low and the
         high blocks are folded in parallel by ``fold_pairs``; then one product joins them (when both exist)."""
@@ -101,7 +103,7 @@ class Layer:
             out.append(1)
         return out
 
-    @property
+    @functools.cached_property
     def mults(self) -> int:
         """Products per value: those of the comparison's fold, and the zero test."""
         return sum(self.fold_rounds()) + 1
@@ -151,6 +153,7 @@ class Plan:
     def xb(self) -> int:
         return self.weight_bits + KAPPA + 1
 
+    @functools.cache  # noqa: B019 - plans are few and small
     def layers(self) -> tuple[Layer, Layer]:
         K, f, d, B = self.weight_bits, self.frac_bits, self.d, self.batch_size
         U = self.cfg.update_shift
@@ -175,7 +178,8 @@ class Plan:
         for layer in self.layers():
             if layer.kk + KAPPA + 2 > P.bit_length() - 1:
                 raise InputError(f"this configuration needs {layer.kk}-bit intermediate values; with kappa = {KAPPA} "
-                                 f"the field (p = 2^255 - 19) allows at most {P.bit_length() - 3 - KAPPA}: lower "
+                                 f"the ring Z_N (N = p_1 ... p_5 < 2^250, a product of field primes) allows at "
+                                 f"most {P.bit_length() - 3 - KAPPA}: lower "
                                  f"--weight-bits, --lr or --l2")
 
     def to_bytes(self) -> bytes:

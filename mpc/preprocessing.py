@@ -17,7 +17,22 @@ import numpy as np
 
 from protocol.prg import KeyStream, SeedContext, shuffle
 
-from .field import P, arr, decode, encode, from_bounded_bytes, from_uniform_bytes
+from .errors import MpcAbort
+from .field import (
+    ELEMENT_BYTES,
+    add,
+    bounded_bytes,
+    bounded_words,
+    const,
+    decode,
+    encode,
+    from_ints,
+    matmul,
+    mul,
+    sub,
+    uniform,
+    words_to_elements,
+)
 from .hashing import mpc_hash
 from .plan import Plan
 from .shares import MacKey, Shared
@@ -29,7 +44,7 @@ INPUT_CHUNK_ROWS = 2048
 class InputMaterial:
     key: MacKey
     R: Shared  # (n, d+1): masks of every row of the union
-    own: np.ndarray  # (n_i, d+1) clear masks of this party's own rows (object ints)
+    own: np.ndarray  # (n_i, d+1, 2) clear masks of this party's own rows (64-bit words, little-endian)
 
 
 @dataclass
@@ -65,14 +80,11 @@ def block_monomials(bits: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarr
     in increasing bitmask order (docs/MPC.md, "Exact truncation")."""
     cols = []
     for lo, w in blocks:
-        for mask in range(1 << w):
-            if mask.bit_count() >= 2:
-                prod = np.ones(bits.shape[0], dtype=np.uint8)
-                for j in range(w):
-                    if mask >> j & 1:
-                        prod &= bits[:, lo + j]
-                cols.append(prod)
-    return np.stack(cols, axis=1).ravel().astype(object) if cols else np.zeros(0, dtype=object)
+        masks = np.array([m for m in range(1 << w) if m.bit_count() >= 2], dtype=np.int64)
+        if masks.size:
+            pat = (bits[:, lo:lo + w].astype(np.int64) << np.arange(w)).sum(axis=1)  # the block's bits as an int
+            cols.append(((pat[:, None] & masks) == masks).astype(np.uint8))  # product of the bits of the mask
+    return np.concatenate(cols, axis=1).ravel() if cols else np.zeros(0, dtype=np.uint8)
 
 
 class Generator:
@@ -81,44 +93,57 @@ class Generator:
     def __init__(self, key: bytes, plan: Plan, tamper: str | None = None):
         self.key, self.plan, self.tamper = key, plan, tamper
         self.share_key = mpc_hash("dealer/share-key", key)  # party 0's shares are expanded from it
-        a = from_uniform_bytes(self._bytes("alpha", 0, 64), 2)
-        self.alpha = (int(a[0]), int(a[1]))
+        a = uniform(self._stream("alpha", 0), 2)
+        self.alpha = (a[0], a[1])
+        self._Rw: np.ndarray | None = None
         self._R: np.ndarray | None = None
 
+    def _stream(self, label: str, index: int) -> KeyStream:
+        return KeyStream(mpc_hash("dealer/stream", self.key, label.encode(), index.to_bytes(8, "big")))
+
     def _bytes(self, label: str, index: int, nbytes: int) -> bytes:
-        k = mpc_hash("dealer/stream", self.key, label.encode(), index.to_bytes(8, "big"))
-        return KeyStream(k).read(nbytes)
+        return self._stream(label, index).read(nbytes)
 
     def uniform(self, label: str, index: int, count: int) -> np.ndarray:
-        return from_uniform_bytes(self._bytes(label, index, 32 * count), count)
+        return uniform(self._stream(label, index), count)
 
     def bounded(self, label: str, index: int, count: int, bits: int) -> np.ndarray:
-        return from_bounded_bytes(self._bytes(label, index, 32 * count), count, bits)
+        """``count`` integers uniform in [0, 2^bits) as 64-bit words, shape (count, ceil(bits / 64))."""
+        return bounded_words(self._bytes(label, index, bounded_bytes(count, bits)), count, bits)
 
     def split(self, label: str, index: int, values: np.ndarray) -> tuple[tuple, tuple]:
         """-> ((v0, m0), (v1, m1)) with v0 + v1 = x and m0 + m1 = alpha x."""
-        x = np.asarray(values, dtype=object).ravel() % P
-        v0, m0 = party0_shares(self.share_key, label, index, x.size)
-        mac = (x * ((self.alpha[0] + self.alpha[1]) % P)) % P
-        return (v0, m0), ((x - v0) % P, (mac - m0) % P)
+        x = np.asarray(values, dtype=np.uint64).reshape(-1, len(self.alpha[0]))
+        v0, m0 = party0_shares(self.share_key, label, index, len(x))  # (2, n, L): unpacks as v0, m0
+        mac = mul(x, add(self.alpha[0], self.alpha[1]))
+        return (v0, m0), (sub(x, v0), sub(mac, m0))
+
+    @property
+    def R_words(self) -> np.ndarray:
+        """Input masks of the union, (n, d+1, 2) 64-bit words, uniform in [0, 2^(K + kappa))."""
+        if self._Rw is None:
+            p = self.plan
+            w = self.bounded("R", 0, p.n * (p.d + 1), p.input_bits)
+            w = np.pad(w, ((0, 0), (0, 2 - w.shape[1])))  # always two words (input_bits <= 128)
+            self._Rw = w.reshape(p.n, p.d + 1, 2)
+        return self._Rw
 
     @property
     def R(self) -> np.ndarray:
-        """Input masks of the union, (n, d+1), uniform in [0, 2^(K + kappa))."""
+        """The input masks as elements, (n, d+1, L)."""
         if self._R is None:
-            p = self.plan
-            self._R = self.bounded("R", 0, p.n * (p.d + 1), p.input_bits).reshape(p.n, p.d + 1)
+            self._R = words_to_elements(self.R_words)
         return self._R
 
     def input_chunks(self, party: int):
         """Payloads for one party: chunk 0 = alpha_i (party 0: and the share key); then row blocks (party 1:
         shares and MACs; both: the clear masks of their own rows)."""
-        yield encode(arr([self.alpha[party]])) + (self.share_key if party == 0 else b"")
+        yield encode(self.alpha[party]) + (self.share_key if party == 0 else b"")
         p = self.plan
         own = range(p.n0) if party == 0 else range(p.n0, p.n)
         for lo in range(0, p.n, INPUT_CHUNK_ROWS):
             hi = min(lo + INPUT_CHUNK_ROWS, p.n)
-            clear = encode(self.R[max(lo, own.start):min(hi, own.stop)].ravel())
+            clear = np.ascontiguousarray(self.R_words[max(lo, own.start):min(hi, own.stop)], dtype="<u8").tobytes()
             if party == 0:
                 yield clear
             else:
@@ -132,18 +157,18 @@ class Generator:
         Rb = self.R[batch, :d]
         V, V2 = self.uniform("V", t, d), self.uniform("V2", t, d)
         M, M2 = self.uniform("M", t, B), self.uniform("M2", t, B)
-        out = [V, V2, (Rb @ V) % P, (Rb @ V2) % P, M, M2, (M @ Rb) % P, (M2 @ Rb) % P]
+        out = [V, V2, matmul(Rb, V), matmul(Rb, V2), M, M2, matmul(M, Rb), matmul(M2, Rb)]
         for li, layer in enumerate(p.layers(), 1):
             nb = layer.count * layer.nbits
             bits = np.unpackbits(np.frombuffer(self._bytes(f"L{li}.bits", t, (nb + 7) // 8), dtype=np.uint8))[:nb]
             mono = block_monomials(bits.reshape(layer.count, layer.nbits), layer.blocks)
-            rhi = self.bounded(f"L{li}.rhi", t, layer.count, layer.rhi_bits)
+            rhi = words_to_elements(self.bounded(f"L{li}.rhi", t, layer.count, layer.rhi_bits))
             k = layer.count * layer.mults
             a, b, a2 = (self.uniform(f"L{li}.{n}", t, k) for n in ("a", "b", "a2"))
-            c, c2 = (a * b) % P, (a2 * b) % P
+            c, c2 = mul(a, b), mul(a2, b)
             if self.tamper == "bad-triple" and t == 1 and li == 1:
-                c[0] = (c[0] + 1) % P  # a wrong product with consistent MACs: only the sacrifice can see it
-            out += [bits.astype(object), mono, rhi, a, b, c, a2, c2]
+                c[0] = add(c[0], const(1))  # a wrong product with consistent MACs: only the sacrifice can see it
+            out += [from_ints(bits.astype(np.int64)), from_ints(mono.astype(np.int64)), rhi, a, b, c, a2, c2]
         return out
 
     def step_payloads(self, t: int, batch: np.ndarray) -> tuple[bytes, bytes]:
@@ -163,23 +188,21 @@ class Generator:
         return encode(v) + encode(m)
 
 
-def party0_shares(share_key: bytes, label: str, index: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Party 0's value and MAC shares of an array of n values split under (label, index): uniform, expanded
-    from the dealer's share key (docs/MPC.md section 5.1)."""
+def party0_shares(share_key: bytes, label: str, index: int, n: int) -> np.ndarray:
+    """Party 0's value and MAC shares (stacked, shape (2, n, L)) of an array of n values split under (label,
+    index): uniform, expanded from the dealer's share key (docs/MPC.md section 5.1)."""
     k = mpc_hash("dealer/stream", share_key, ("share/" + label).encode(), index.to_bytes(8, "big"))
-    r = from_uniform_bytes(KeyStream(k).read(64 * n), 2 * n)
-    return r[:n], r[n:]
+    r = uniform(KeyStream(k), 2 * n)
+    return r.reshape(2, n, -1)
 
 
 def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
     it = iter(chunks)
     first = next(it, b"")
-    share_key = first[32:] if party == 0 else b""
+    share_key = first[ELEMENT_BYTES:] if party == 0 else b""
     if party == 0 and len(share_key) != 32:
-        from .errors import MpcAbort
-
         raise MpcAbort("the dealer's input material is malformed (no share key)")
-    key = MacKey(party, int(decode(first[:32], 1)[0]), share_key)
+    key = MacKey(party, decode(first[:ELEMENT_BYTES], 1)[0], share_key)
     w = plan.d + 1
     own = (0, plan.n0) if party == 0 else (plan.n0, plan.n)
     vs, ms, clears = [], [], []
@@ -188,21 +211,23 @@ def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
         nown = max(0, min(hi, own[1]) - max(lo, own[0]))
         data = next(it, None)
         if data is None:
-            from .errors import MpcAbort
-
             raise MpcAbort("the dealer's input material ended early")
         k = (hi - lo) * w
+        nshares = 0 if party == 0 else 2 * k * ELEMENT_BYTES
+        if len(data) != nshares + 16 * nown * w:
+            raise MpcAbort("malformed message: the dealer's input material has the wrong length")
         if party == 0:
             v, m = party0_shares(share_key, "R", lo, k)
-            e = decode(data, nown * w)
         else:
-            e = decode(data, 2 * k + nown * w)
-            v, m, e = e[:k], e[k:2 * k], e[2 * k:]
+            e = decode(data[:nshares], 2 * k)
+            v, m = e[:k], e[k:]
         vs.append(v)
         ms.append(m)
-        clears.append(e)
-    R = Shared(np.concatenate(vs).reshape(plan.n, w), np.concatenate(ms).reshape(plan.n, w), key)
-    own_clear = np.concatenate(clears).reshape(own[1] - own[0], w) if clears else np.zeros((0, w), dtype=object)
+        clears.append(np.frombuffer(data[nshares:], dtype="<u8").reshape(-1, 2).astype(np.uint64))
+    L = key.alpha.shape[-1]
+    R = Shared(np.concatenate(vs).reshape(plan.n, w, L), np.concatenate(ms).reshape(plan.n, w, L), key)
+    own_clear = np.concatenate(clears).reshape(own[1] - own[0], w, 2) if clears else \
+        np.zeros((0, w, 2), dtype=np.uint64)
     return InputMaterial(key, R, own_clear)
 
 
@@ -211,16 +236,14 @@ def decode_step(plan: Plan, key: MacKey, payload: bytes, t: int) -> dict[str, Sh
     out = {}
     if key.party == 0:
         if payload:
-            from .errors import MpcAbort
-
             raise MpcAbort("malformed message: the dealer sent party 0 step shares it expands itself")
         for name, n in layout:
-            out[name] = Shared(*party0_shares(key.share_key, name, t, n), key)
+            out[name] = Shared.of(party0_shares(key.share_key, name, t, n), key)
         return out
     e = decode(payload, 2 * sum(n for _, n in layout))
     pos = 0
     for name, n in layout:
-        out[name] = Shared(e[pos:pos + n], e[pos + n:pos + 2 * n], key)
+        out[name] = Shared.of(e[pos:pos + 2 * n].reshape(2, n, -1), key)
         pos += 2 * n
     return out
 
@@ -229,9 +252,9 @@ def decode_output(plan: Plan, key: MacKey, payload: bytes) -> OutputMaterial:
     n = plan.d + 1
     if key.party == 0:
         clear = decode(payload, n)
-        return OutputMaterial(Shared(*party0_shares(key.share_key, "out", 0, n), key), clear)
+        return OutputMaterial(Shared.of(party0_shares(key.share_key, "out", 0, n), key), clear)
     e = decode(payload, 2 * n)
-    return OutputMaterial(Shared(e[:n], e[n:2 * n], key), None)
+    return OutputMaterial(Shared.of(e.reshape(2, n, -1), key), None)
 
 
 class LocalPreprocessing:

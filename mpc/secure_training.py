@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from protocol.errors import InputError
-from protocol.prg import SeedContext, initial_parameters
+from protocol.prg import KeyStream, SeedContext, initial_parameters
 
 from .errors import MpcAbort, MpcOverflow
-from .field import P, encode, signed
+from .field import L, from_ints, is_zero, signed, sub, words_below, words_to_elements
 from .hashing import mpc_hash
-from .party import Party
+from .party import Party, coefficients
 from .plan import Plan
 from .preprocessing import Preprocessing, batch_schedule
 from .shares import Shared
@@ -57,13 +57,27 @@ def _timed(acc: list, fn, *args):
         acc[0] += time.perf_counter() - t0
 
 
+INPUT_BYTES = 16  # a masked input x + 2^(K-1) + R on the wire: an unsigned 128-bit integer, little-endian
+
+
+def masked_inputs(X_own: np.ndarray, Y_own: np.ndarray, R_own: np.ndarray, K: int) -> bytes:
+    """Own rows (features then target) plus 2^(K-1) plus the dealer's clear masks (two 64-bit words each), as
+    unsigned 128-bit integers (docs/MPC.md section 4): exact integer addition with carry, no field reduction."""
+    rows = np.column_stack([X_own, Y_own]).astype(np.int64) if X_own.size or Y_own.size else \
+        np.zeros((0, R_own.shape[1]), dtype=np.int64)
+    xs = (rows + (1 << (K - 1))).astype(np.uint64)  # in [0, 2^K)
+    lo = R_own[..., 0] + xs
+    hi = R_own[..., 1] + (lo < xs)
+    return np.ascontiguousarray(np.stack([lo, hi], axis=-1), dtype="<u8").tobytes()
+
+
 def verify_checks(opened: np.ndarray, t: int, plan: Plan) -> None:
     """Step t's check values (after the MAC check covering them): the sacrifice sum, then the range values."""
     K = plan.weight_bits
-    if opened[-1] != 0:
+    if not is_zero(opened[-1]):
         raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
                        "multiplication triples are wrong (the dealer deviated)")
-    if any(v != 0 for v in opened[:-1]):
+    if not is_zero(opened[:-1]).all():
         raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
                           "fixed-point format overflowed (lower the learning rate)", step=t)
 
@@ -92,8 +106,7 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
     if prev is not None:
         verify_checks(o[2 * d:], t - 1, plan)
     party.sacrifice_matrix(Z.scale(tt) - Z2 - Rb.rmul_public(rhoV))
-    a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + Shared(np.full(B, b.v, dtype=object), np.full(B, b.m, dtype=object),
-                                                 b.key).scale(1 << f)
+    a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + b.broadcast(B).scale(1 << f)
     z, w1 = trunc_check(party, a, L1, mat, "L1", f"s{t}/z")            # z = a >> f, range-checked
     if party.hooks is not None:
         z = party.hooks.truncated(t, z)
@@ -105,9 +118,9 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
     party.sacrifice_matrix(Zp.scale(tt) - Zp2 - Rb.lmul_public(rhoM))
     G = r.rmul_public(Eb) - (Rb.lmul_public(Pm) + Zp) + w.scale(plan.l2_num * B)
     Gb = r.sum().scale(1 << f)
-    grads = Shared.concat([G, Shared(np.array([Gb.v], dtype=object), np.array([Gb.m], dtype=object), G.key)])
+    grads = Shared.concat([G, Gb.reshape(1)])
     x2 = theta.scale(1 << U) - grads.scale(plan.lr_num)
-    if any(v != 0 for v in range1):
+    if not is_zero(range1).all():
         raise MpcOverflow(f"a prediction left [-2^{plan.weight_bits - 1}, 2^{plan.weight_bits - 1}) at step {t}: the "
                           "fixed-point format overflowed (lower the learning rate)", step=t)
     new, w2 = trunc_check(party, x2, L2, mat, "L2", f"s{t}/theta")  # theta' = x2 >> U, range-checked
@@ -153,21 +166,20 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
 
 def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time, t_start):
     d, K = plan.d, plan.weight_bits
-    bound = 1 << plan.input_bits
-    if any(int(v) >= bound for v in inp.own.ravel()):
+    if not words_below(inp.own, 1 << plan.input_bits).all():
         raise MpcAbort("the dealer's input masks are outside [0, 2^(K+kappa)): the dealer deviated")
-    rows = np.column_stack([X_own.astype(object), Y_own.astype(object)]) if X_own.size or Y_own.size else \
-        np.zeros((0, d + 1), dtype=object)
-    e_own = (rows + inp.own) % P if rows.size else rows
+    e_own = masked_inputs(X_own, Y_own, inp.own, K)
     coin = os.urandom(32)
     com = mpc_hash("coin/commit", bytes([index]), session_id, coin)
     if party.hooks is not None:
         party.hooks.before_inputs(party)
-    e_other, their_com = party.exchange("inputs", e_own.ravel(), blob=com, count=theirs * (d + 1))
+    e_other, their_com = party.exchange_bytes("inputs", e_own, blob=com)
+    if len(e_other) != INPUT_BYTES * theirs * (d + 1):
+        raise MpcAbort(f"malformed message: expected {theirs * (d + 1)} masked inputs of {INPUT_BYTES} bytes")
+    words_other = np.frombuffer(e_other, dtype="<u8").reshape(-1, 2).astype(np.uint64)
     if party.view is not None:
-        party.view.append(("inputs", e_other))
-    lo, span = (1 << (K - 1)), (1 << plan.input_bits) + (1 << K)
-    if any((int(v) + lo) % P >= span for v in e_other):
+        party.view.append(("inputs", [int(lo) + (int(hi) << 64) for lo, hi in words_other.tolist()]))
+    if not words_below(words_other, (1 << plan.input_bits) + (1 << K)).all():
         raise MpcAbort("the other party's masked inputs are outside the allowed range (values must lie in "
                        f"[-2^{K - 1}, 2^{K - 1})): it deviated")
     _, their_coin = party.exchange("coin", blob=coin)
@@ -175,20 +187,20 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
         raise MpcAbort("the other party's coin-toss seed does not match its commitment")
     coins = (coin, their_coin) if index == 0 else (their_coin, coin)
     E0, E1 = (e_own, e_other) if index == 0 else (e_other, e_own)
-    E = np.concatenate([np.asarray(E0, dtype=object).reshape(-1, d + 1),
-                        np.asarray(E1, dtype=object).reshape(-1, d + 1)])
+    # the public masked rows E = X + R as elements: the received integers x + 2^(K-1) + R, less 2^(K-1)
+    E = sub(words_to_elements(np.frombuffer(E0 + E1, dtype="<u8").reshape(-1, 2)), from_ints(1 << (K - 1)))
+    E = E.reshape(plan.n, d + 1, L)
     joint = mpc_hash("coin/joint", *coins)
     training_seed = mpc_hash("training-seed", joint)
     sac = mpc_hash("sacrifice", joint)
-    party.sac_t = int.from_bytes(sac[:16], "little") | 1
-    party.sac_gamma = int.from_bytes(sac[16:], "little") | 1
-    data_root = mpc_hash("data-root", session_id, encode(np.asarray(E0).ravel()), encode(np.asarray(E1).ravel()))
+    party.sac_stream = KeyStream(sac)
+    party.sac_t = coefficients(party.sac_stream, 1)[0]
+    data_root = mpc_hash("data-root", session_id, E0, E1)
     ctx = party.ctx = SeedContext(session_id, data_root, training_seed)
     _timed(pre_time, pre.start_steps, ctx)
     R = inp.R
     X = (-R).add_public(E)
-    theta = Shared.public(np.array([int(v) for v in initial_parameters(ctx, d + 1, plan.frac_bits)], dtype=object),
-                          party.key)
+    theta = Shared.public(from_ints([int(v) for v in initial_parameters(ctx, d + 1, plan.frac_bits)]), party.key)
     T = plan.num_steps
     checks = None
     for t, idx in enumerate(batch_schedule(plan, ctx), 1):
@@ -205,7 +217,7 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
         vals = party.open(theta, "output", check=True)
     else:
         vals = party.open(theta + out.mask, "output", check=True)
-        vals = (vals - out.clear) % P if index == 0 else None
+        vals = sub(vals, out.clear) if index == 0 else None
     party.close_checks()  # party 1 learns the last check's outcome here; nothing is output before
     total = time.perf_counter() - t_start
     st = party.stats

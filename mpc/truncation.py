@@ -28,8 +28,9 @@ import functools
 
 import numpy as np
 
+from . import field as F
 from .errors import MpcAbort
-from .field import KAPPA, P
+from .field import KAPPA
 from .party import Party
 from .plan import Layer, fold_pairs
 from .shares import Shared
@@ -51,8 +52,7 @@ class TripleCursor:
 
 def _columns(cols: list[Shared]) -> Shared:
     """Columns of shape (count,) -> one (count * k,) sharing, value-major (as TripleCursor.take)."""
-    return Shared(np.stack([c.v for c in cols], axis=1).ravel(), np.stack([c.m for c in cols], axis=1).ravel(),
-                  cols[0].key)
+    return Shared.of(np.stack([c.s for c in cols], axis=2).reshape(2, -1, F.L), cols[0].key)
 
 
 @functools.cache
@@ -106,23 +106,19 @@ def _layout(layer: Layer) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray
 def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> list[tuple[Shared, Shared]]:
     """For every block: (A, B) with lt_out = A + B lt_in, linear in the block's bits and the dealer's monomials,
     coefficients fixed by the public bits of c (all blocks in one vectorised product)."""
-    cnt = bits.v.shape[0]
+    cnt = len(bits)
     idx, tabA, tabB = _layout(layer)
-    ones = np.ones((cnt, 1), dtype=object)
-    allv = np.concatenate([ones, bits.v, mono.v], axis=1)[:, idx]  # (cnt, blocks, 16)
-    allm = np.concatenate([ones * bits.key.alpha, bits.m, mono.m], axis=1)[:, idx]
-    if bits.key.party:
-        allv[:, :, 0] = 0  # the constant 1 as a sharing: party 0 holds the value, each party alpha_i (section 3)
-    cA = np.empty(allv.shape, dtype=np.int64)
-    cB = np.empty(allv.shape, dtype=np.int64)
+    # the constant 1 as a sharing: party 0 holds the value, each party alpha_i (docs/MPC.md section 3)
+    one = np.broadcast_to(np.stack([F.const(1 - bits.key.party), bits.key.alpha])[:, None, None, :], (2, cnt, 1, F.L))
+    allv = np.concatenate([one, bits.s, mono.s], axis=2)[:, :, idx]  # (2, cnt, blocks, 16, L)
+    cA = np.empty(allv.shape[1:-1], dtype=np.int64)
+    cB = np.empty(allv.shape[1:-1], dtype=np.int64)
     for bi, (lo, w) in enumerate(layer.blocks):
         pats = (cb[:, lo:lo + w] << np.arange(w)).sum(axis=1)
         cA[:, bi], cB[:, bi] = tabA[bi][pats], tabB[bi][pats]
-    cA, cB = cA.astype(object), cB.astype(object)
-    Av, Am = (allv * cA).sum(axis=2) % P, (allm * cA).sum(axis=2) % P
-    Bv, Bm = (allv * cB).sum(axis=2) % P, (allm * cB).sum(axis=2) % P
+    A, B = F.dot_small(allv, cA, 3), F.dot_small(allv, cB, 3)  # coefficients in {-1, 0, 1}
     key = bits.key
-    return [(Shared(Av[:, b], Am[:, b], key), Shared(Bv[:, b], Bm[:, b], key)) for b in range(len(layer.blocks))]
+    return [(Shared.of(A[:, :, b], key), Shared.of(B[:, :, b], key)) for b in range(len(layer.blocks))]
 
 
 def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor, layer: Layer, label: str):
@@ -159,10 +155,18 @@ def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor,
         low, high = new
         rnd += 1
     if not low:
-        return Shared.public(np.zeros(high[0][0].v.shape[0], dtype=object), high[0][0].key), high[0][0]
+        return Shared.public(F.zeros(len(high[0][0])), high[0][0].key), high[0][0]
     lt_s = low[0][0]
     A_hi, B_hi = high[0]
     return lt_s, A_hi + party.mul(B_hi, lt_s, cur.take(), f"{label}/lt{rnd}")
+
+
+def _low_bits(c: np.ndarray, n: int) -> np.ndarray:
+    """Bits 0..n-1 of each integer of c (object array), as an int64 array (len(c), n)."""
+    if n <= 64:
+        low = np.array([int(v) & ((1 << n) - 1) for v in c], dtype=np.uint64)
+        return ((low[:, None] >> np.arange(n, dtype=np.uint64)) & np.uint64(1)).astype(np.int64)
+    return np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=np.int64)
 
 
 def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], prefix: str,
@@ -172,25 +176,25 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
     cur = TripleCursor(mat, prefix, cnt, layer.mults)
     bits = mat[f"{prefix}.bits"].reshape(cnt, n)
     rhi = mat[f"{prefix}.rhi"]
-    pw = np.array([1 << i for i in range(n)], dtype=object)
-    r = Shared((bits.v @ pw) % P, (bits.m @ pw) % P, x.key) + rhi.scale(1 << n)
+    pw = F.pow2(n)
+    r = bits.rmul_public(pw) + rhi.scale(1 << n)
     xs = x.add_public((1 << (s + K - 1)) + layer.H * (1 << n))
     # c is masked only statistically (r has kappa bits more than x''), which holds for a correct x'' only: an
     # undetected error in an earlier opening (e.g. F off by delta adds R_b delta to a) could push x'' far
     # outside its bound and let c reveal it. So every value opened so far is MAC-checked first.
     party.mac_check()  # a no-op in the protocol's flow: the check rode on the last opening (secure_step)
-    c = party.open(xs + r, f"{label}/c")
+    c = F.to_ints(party.open(xs + r, f"{label}/c"))  # as integers in [0, N) (CRT)
     limit = 1 << (layer.kk + KAPPA + 1)
     if any(int(v) >= limit for v in c):
         raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
-    cb = np.array([[(int(v) >> i) & 1 for i in range(n)] for v in c], dtype=np.int64).reshape(cnt, n)
+    cb = _low_bits(c, n).reshape(cnt, n)
     mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
     lt_s, lt_sk = _lt_fold(party, _block_maps(bits, mono, cb, layer), cur, layer, label)
-    c_hi_s = np.array([int(v) >> s for v in c], dtype=object)
-    c_hi_n = np.array([int(v) >> n for v in c], dtype=object)
-    pw_hi = np.array([1 << (i - s) for i in range(s, n)], dtype=object)
-    r_hi_s = Shared((bits.v[:, s:] @ pw_hi) % P, (bits.m[:, s:] @ pw_hi) % P, x.key) + rhi.scale(1 << K)
-    y = (-r_hi_s - lt_s).add_public(c_hi_s - ((1 << (K - 1)) + layer.H * (1 << K)))
-    q = (-rhi - lt_sk).add_public(c_hi_n - layer.H)
+    c_hi_s = F.from_ints([(int(v) >> s) - ((1 << (K - 1)) + layer.H * (1 << K)) for v in c])
+    c_hi_n = F.from_ints([(int(v) >> n) - layer.H for v in c])
+    pw_hi = F.pow2(n - s)
+    r_hi_s = bits[:, s:].rmul_public(pw_hi) + rhi.scale(1 << K)
+    y = (-r_hi_s - lt_s).add_public(c_hi_s)
+    q = (-rhi - lt_sk).add_public(c_hi_n)
     w = party.mul(q, None, cur.take(), f"{label}/range")
     return y, w

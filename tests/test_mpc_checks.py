@@ -7,12 +7,15 @@ one party deviate and asserts the honest party aborts with the documented reason
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 from test_mpc_engine import CFG, data, run_pair
 
+from mpc import field
 from mpc.cheating import Honest, get_hooks
 from mpc.errors import MpcAbort
-from mpc.field import P
 
 CAUGHT_BY = {"bad-share": "MAC check failed", "bad-triple": "MAC check failed", "bad-truncation": "MAC check failed",
              "skip-step": "MAC check failed", "early-output": "out of step"}
@@ -32,7 +35,7 @@ class WrongOutputShare(Honest):
     def outgoing(self, label, shares):
         if label == "output":
             shares = shares.copy()
-            shares[0] = (shares[0] + 1) % P
+            shares[0] = field.add(shares[0], field.const(1))
         return shares
 
 
@@ -52,11 +55,12 @@ class LyingSigma(Honest):
     def before_inputs(self, party):
         inner = party._mac_round
 
-        def patched(u1):
-            inner(u1)
+        def patched(*args):
+            inner(*args)
             if party._sigma_open is not None:
-                sigma = (int.from_bytes(party._sigma_open[:32], "little") + 1) % P
-                party._sigma_open = sigma.to_bytes(32, "little") + party._sigma_open[32:]
+                k = field.ELEMENT_BYTES
+                sigma = field.add(field.decode(party._sigma_open[:k], 1), field.const(1))
+                party._sigma_open = field.encode(sigma) + party._sigma_open[k:]
 
         party._mac_round = patched
 
@@ -65,6 +69,22 @@ def test_an_opening_of_sigma_that_does_not_match_its_commitment_makes_party_1_ab
     X, Y = data(32, 2, seed=8)
     res, _ = run_pair(X, Y, 16, CFG, hooks0=LyingSigma())
     assert isinstance(res[1], MpcAbort) and "does not match its commitment" in str(res[1]), res[1]
+
+
+class RegrindSeed(Honest):
+    """Party 0 reveals a MAC-check seed u0 other than the one it committed to with the opening (what a party 0
+    grinding u0 after seeing u1, to make the coefficients cancel its error, would have to do)."""
+
+    def before_inputs(self, party):
+        inner = party._mac_round
+        party._mac_round = lambda mine, theirs: inner(os.urandom(32), theirs)
+
+
+def test_a_mac_check_seed_that_does_not_match_its_commitment_makes_party_1_abort():
+    X, Y = data(32, 2, seed=10)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=RegrindSeed())
+    assert isinstance(res[1], MpcAbort) and "MAC-check seed does not match its commitment" in str(res[1]), res[1]
+    assert isinstance(res[0], MpcAbort), res[0]
 
 
 def test_honest_runs_take_one_round_per_mac_check():
@@ -77,3 +97,31 @@ def test_honest_runs_take_one_round_per_mac_check():
     L1, L2 = Plan.build(16, 16, 2, CFG).layers()
     per_step = 4 + 2 * 2 + len(L1.fold_rounds()) + len(L2.fold_rounds())
     assert res[0].rounds == res[1].rounds == 2 + T * per_step + 5
+
+
+class OutOfRangeInput(Honest):
+    """Sends one masked input just past the bound 2^(K+kappa) + 2^K (a value |x| >= 2^(K-1) that would
+    overflow the truncation bounds), or, with ``short``, a masked-input message one byte short."""
+
+    def __init__(self, short: bool = False):
+        self.short = short
+
+    def before_inputs(self, party):
+        inner = party.exchange_bytes
+
+        def patched(label, data, blob=b""):
+            if label == "inputs":
+                words = np.frombuffer(data, dtype="<u8").copy()
+                words[0], words[1] = 1 << 32, 1 << 8  # the integer 2^72 + 2^32 = 2^(K+kappa) + 2^K
+                data = words.tobytes()[:-1] if self.short else words.tobytes()
+            return inner(label, data, blob)
+
+        party.exchange_bytes = patched
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_masked_inputs_out_of_range_or_malformed_make_the_other_party_abort(short):
+    X, Y = data(32, 2, seed=11)
+    res, _ = run_pair(X, Y, 16, CFG, hooks1=OutOfRangeInput(short))
+    want = "malformed message" if short else "masked inputs are outside the allowed range"
+    assert isinstance(res[0], MpcAbort) and want in str(res[0]), res[0]

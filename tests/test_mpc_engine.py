@@ -9,9 +9,10 @@ import threading
 import numpy as np
 import pytest
 
+from mpc import field
 from mpc.cheating import get_hooks
 from mpc.errors import MpcAbort, MpcOverflow
-from mpc.field import P, decode, encode
+from mpc.field import ELEMENT_BYTES, PRIMES, P, decode, encode, from_ints, to_ints
 from mpc.party import QueueChannel
 from mpc.plan import Plan
 from mpc.preprocessing import Generator, LocalPreprocessing
@@ -116,12 +117,42 @@ def test_a_dealer_with_a_wrong_triple_is_caught_by_the_sacrifice():
 
 
 def test_field_encoding_round_trips_and_refuses_unreduced_values():
-    vals = np.array([0, 1, P - 1, 2**200], dtype=object)
-    assert list(decode(encode(vals), 4)) == list(vals)
+    vals = [0, 1, P - 1, 2**200, P // 3] + [int.from_bytes(os.urandom(32), "little") % P for _ in range(200)]
+    assert list(to_ints(decode(encode(from_ints(vals)), len(vals)))) == vals
+    for i, p in enumerate(PRIMES):  # residue i equal to p_i: not reduced
+        with pytest.raises(MpcAbort, match="not reduced"):
+            decode((p << (50 * i)).to_bytes(32, "little"))
+    with pytest.raises(MpcAbort, match="not reduced"):  # a bit above the 250 bits of the five residues
+        decode((1 << 250).to_bytes(32, "little"))
+    assert encode(from_ints([P - 1])) == sum((p - 1) << (50 * j) for j, p in enumerate(PRIMES)).to_bytes(32, "little")
     with pytest.raises(MpcAbort):
-        decode((P).to_bytes(32, "little"))
-    with pytest.raises(MpcAbort):
-        decode(b"\x00" * 31)
+        decode(b"\x00" * (ELEMENT_BYTES - 1))
+
+
+def test_field_arithmetic_matches_python_integers_mod_n():
+    """The residue (CRT) arithmetic of mpc.field against Python big integers mod N, including the extremes
+    p_i - 1 where the float64 quotient estimate is least precise."""
+    rng = np.random.default_rng(5)
+    xs = [int.from_bytes(rng.bytes(32), "little") % P for _ in range(3000)] + [0, 1, P - 1]
+    ys = [int.from_bytes(rng.bytes(32), "little") % P for _ in range(len(xs) - 3)] + [P - 1, 0, P - 1]
+    a, b = from_ints(xs), from_ints(ys)
+    assert list(to_ints(field.mul(a, b))) == [x * y % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.add(a, b))) == [(x + y) % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.sub(a, b))) == [(x - y) % P for x, y in zip(xs, ys)]
+    assert list(to_ints(field.neg(a))) == [-x % P for x in xs]
+    big = rng.integers(0, 2**63, size=(2, 400_000, len(PRIMES)), dtype=np.uint64) % np.array(PRIMES, dtype=np.uint64)
+    r = field.mul(big[0], big[1])  # residues directly: the quotient estimate is off by one in about 1 case in 10^5
+    ref = (big[0].astype(object) * big[1].astype(object)) % np.array(PRIMES, dtype=object)
+    assert np.array_equal(r.astype(object), ref)
+    top = np.array([PRIMES], dtype=np.uint64) - 1
+    assert to_ints(field.mul(top, top))[0] == to_ints(top)[0] ** 2 % P
+    assert to_ints(field.fsum(np.concatenate([a] * 5), 0)) == 5 * sum(xs) % P  # > 2^13 terms: chunked
+    c = rng.integers(-1, 2, size=len(xs))
+    assert list(to_ints(field.mul_small(a, c))) == [x * int(k) % P for x, k in zip(xs, c)]
+    w = rng.integers(0, 2**63, size=(50, 3), dtype=np.uint64) * 2 + 1
+    ints = [sum(int(v) << (64 * k) for k, v in enumerate(r)) for r in w]
+    assert list(to_ints(field.words_to_elements(w))) == [v % P for v in ints]
+    assert list(field.words_below(w, ints[7])) == [v < ints[7] for v in ints]
 
 
 def test_plan_refuses_logistic_and_configs_beyond_the_field():
@@ -133,4 +164,30 @@ def test_plan_refuses_logistic_and_configs_beyond_the_field():
     with pytest.raises(InputError, match="two-party limit"):
         Plan.build(150_000, 50_000, 10, CFG)
     for layer in Plan.build(10, 10, 10, CFG).layers():
-        assert layer.kk + 40 + 2 <= 254  # p > 2^(k + kappa + 2)
+        assert layer.kk + 40 + 2 <= P.bit_length() - 1  # N > 2^(k + kappa + 2)
+
+
+def test_uniform_elements_reject_residues_not_below_their_prime_in_order():
+    """docs/MPC.md section 2: 64-bit words, top 14 bits cleared; a residue >= p_j is replaced by the next words of
+    the stream, rejected residues in row-major order."""
+
+    class Stream:
+        def __init__(self, words):
+            self.data, self.pos = np.array(words, dtype="<u8").tobytes(), 0
+
+        def read(self, n):
+            self.pos += n
+            return self.data[self.pos - n:self.pos]
+
+    first = [PRIMES[0], 5, 6, 7, (1 << 63) + 8] + [9, 10, 11, 12, (1 << 50) - 1]
+    got = field.uniform(Stream(first + [PRIMES[0] + (1 << 60), 3, 4]), 2)
+    # round 1 replaces (0, 0) by p_0 + 2^60 -> p_0 (rejected again) and (1, 4) by 3; round 2 replaces (0, 0) by 4
+    assert got.tolist() == [[4, 5, 6, 7, 8], [9, 10, 11, 12, 3]]
+
+
+def test_low_bits_of_opened_truncation_values_both_paths():
+    from mpc.truncation import _low_bits
+
+    c = np.array([int.from_bytes(os.urandom(25), "little") for _ in range(40)] + [0, (1 << 200) - 1], dtype=object)
+    for n in (1, 16, 63, 64, 65, 130):  # up to 64 bits through uint64, beyond through Python ints
+        assert _low_bits(c, n).tolist() == [[(int(v) >> i) & 1 for i in range(n)] for v in c]
