@@ -209,7 +209,7 @@ class _NotPlain(Exception):
     """numpy's reader stopped at something only the pandas path reads (or refuses) as the project does."""
 
 
-def _plain_chunks(source: _Source, table: ChunkedTable, progress=None, block_bytes: int = 1 << 20):
+def _plain_chunks(source: _Source, table: ChunkedTable, progress=None, block_bytes: int = 1 << 18):
     """Chunks of a plain numeric table (every column a number, no empty cell) by ``numpy.loadtxt`` over
     blocks of whole lines; raises _NotPlain at anything else (text, an empty cell, a short or long row, a
     non-finite value, undecodable bytes). Only used when the result is checked against a known data root."""
