@@ -8,8 +8,8 @@ differ in distribution between two sessions whose other party holds very differe
 F_p-uniform class is not uniform.
 Test: values are binned by their leading bits into 16 bins (value * 16 // range); a chi-square
 test of homogeneity between the two sessions for each class, and a chi-square goodness-of-fit to uniform for
-the F_p class; each at alpha = 1e-3, 3 tests per party and 2 parties, so a correct implementation fails this
-test with probability at most 6e-3 (Bonferroni). Randomness comes from the OS (coin tosses), not a seed.
+the F_p class; each at alpha = 1e-5, 3 tests per party and 2 parties, so a correct implementation fails this
+test with probability at most 6e-5 (Bonferroni). Randomness comes from the OS (coin tosses), not a seed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mpc.field import KAPPA, P
 from mpc.plan import Plan
 from protocol.training import TrainConfig
 
-ALPHA = 1e-3
+ALPHA = 1e-5
 CFG = TrainConfig(model="linear", epochs=2, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16, weight_bits=32)
 
 
