@@ -31,6 +31,7 @@ from .csv_reader import (
     read_header,
 )
 from .errors import InputError
+from .row_encoding import holding, minimal_value_bytes, value_range
 
 CHUNK_ROWS = 1 << 16  # about 5 MB of float64 for 9 columns
 
@@ -171,7 +172,6 @@ def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows
 
     d = len(table.feature_names)
     rows = np.empty((num_rows, d + 1), dtype=np.int32 if compact else np.int64)
-    from .row_encoding import minimal_value_bytes, value_range
 
     committer = DataCommitter(d, rows_per_leaf, value_bytes=value_bytes) if rows_per_leaf else None
     w_lo, w_hi = value_range(value_bytes)
@@ -191,9 +191,7 @@ def _fill(chunks, table: ChunkedTable, stdz, frac_bits: int, num_rows: int, rows
             committer = None  # wider than the committed width: not the committed data (no root)
         if committer is not None:
             committer.add(q)
-        if rows.dtype != np.int64 and (q.max(initial=0) > np.iinfo(rows.dtype).max
-                                       or q.min(initial=0) < np.iinfo(rows.dtype).min):
-            rows = rows.astype(np.int64)  # a value beyond int32: one copy, then int64 for the rest
+        rows = holding(rows, q_lo, q_hi)  # a value beyond int32: one copy, then int64 for the rest
         rows[filled:filled + k] = q
         filled += k
     if filled != num_rows:

@@ -21,6 +21,7 @@ import numpy as np
 from .csv_reader import ReadOptions, _Source, read_columns, read_header
 from .errors import InputError
 from .fixedpoint import quantize
+from .row_encoding import holding, minimal_value_bytes
 
 CLIP = 8.0
 BUILTIN = {"breast_cancer": "malignant", "diabetes": "progression", "digits": "digit", "iris": "species"}
@@ -279,13 +280,13 @@ def quantized_rows(table: Table, stdz: Standardization, frac_bits: int, chunk: i
     if X.ndim != 2 or X.shape[1] != len(stdz.mean):
         return rows_matrix(*quantize_table(table, stdz, frac_bits))  # refused there, with its message
     Y = target_values(table, stdz, frac_bits)
-    small = compact and (Y.size == 0 or (int(Y.min()) >= -(2**31) and int(Y.max()) < 2**31))
+    small = compact and (Y.size == 0 or minimal_value_bytes(int(Y.min()), int(Y.max())) <= 4)
     rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.int32 if small else np.int64)
     rows[:, -1] = Y
     del Y
     for a in range(0, X.shape[0], chunk):
         q = quantize(stdz.apply(X[a:a + chunk]), frac_bits)
-        if rows.dtype == np.int32 and q.size and (int(q.min()) < -(2**31) or int(q.max()) >= 2**31):
-            rows = rows.astype(np.int64)
+        if q.size:
+            rows = holding(rows, int(q.min()), int(q.max()))
         rows[a:a + chunk, :-1] = q
     return rows

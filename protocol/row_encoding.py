@@ -57,6 +57,14 @@ def table_value_bytes(rows: np.ndarray) -> int:
     return minimal_value_bytes(int(rows.min()), int(rows.max()))
 
 
+def holding(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``rows``, widened to int64 (one copy) if its integer dtype cannot hold every value in [lo, hi]."""
+    info = np.iinfo(rows.dtype)
+    if rows.dtype != np.int64 and (lo < info.min or hi > info.max):
+        return rows.astype(np.int64)
+    return rows
+
+
 def value_dtype(w: int) -> np.dtype:
     return np.dtype(f"<i{check_value_bytes(w)}")
 
