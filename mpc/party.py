@@ -58,6 +58,15 @@ class QueueChannel:
         return QueueChannel(a, b, timeout), QueueChannel(b, a, timeout)
 
 
+class Rider:
+    """A chain of products carried by later openings (``Party.ride``)."""
+
+    __slots__ = ("gen", "req", "done", "result")
+
+    def __init__(self, gen):
+        self.gen, self.req, self.done, self.result = gen, None, False, None
+
+
 @dataclass
 class Stats:
     bytes_sent: int = 0
@@ -82,6 +91,8 @@ class Party:
         self._sac_terms: list[Shared] = []  # this step's sacrifice terms, combined in take_sacrifice
         self._sigma_open: bytes | None = None  # party 0: sigma_0 || nonce, sent at the start of its next frame
         self._sigma_due: tuple | None = None  # party 1: (sigma_1, party 0's commitment, count) awaiting that
+        self._riders: list[Rider] = []  # product chains waiting for the next opening (``ride``)
+        self._after_check: list = []  # party 1: decisions waiting for its pending MAC check (``when_checked``)
 
     # ---- rounds ----
     def exchange(self, label: str, elements: np.ndarray | None = None, blob: bytes = b"",
@@ -105,6 +116,8 @@ class Party:
             self._check_frame(got, label)
         else:
             got = self._recv()
+            if got.abort and got.blob and self._sigma_due is not None:
+                self._finish_check(got.blob)  # party 0 stopped after its check: reach our own verdict first
             self._check_frame(got, label)
             if self._sigma_due is not None:
                 got.blob = self._finish_check(got.blob)
@@ -130,8 +143,11 @@ class Party:
 
     def abort(self, reason: str) -> None:
         """Tell the other party why we stop (best effort)."""
+        # party 0 stopping right after a MAC check it passed (an overflow, a failed sacrifice) opens its sigma_0 with
+        # the abort, so that party 1 completes the same check and decides for itself (docs/MPC.md section 5.2)
+        blob = (self._sigma_open or b"") if self.key.party == 0 else b""
         try:
-            self.channel.send(Frame("abort", abort=reason or "aborted"))
+            self.channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
         except Exception as e:  # noqa: BLE001 - the peer may already be gone
             self.stats.notes.append(f"abort not delivered: {e}")
 
@@ -139,8 +155,14 @@ class Party:
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:
         """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
         ``check=True``: a MAC check of everything opened so far follows at once; this round's frames carry
-        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check")."""
-        shape = x.s.shape[1:]
+        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check").
+        The pending products of queued riders (``ride``) travel in the same round, after x's values; their
+        products are finished (riders first, in queue order) before x's opened values are returned."""
+        riders, self._riders = self._riders, []
+        n = x.size
+        if riders:
+            x = Shared.concat([x.reshape(-1)] + [self._beaver_parts(*r.req[:3]) for r in riders])
+        shape = (n, F.L) if riders else x.s.shape[1:]
         mine = x.s[0].reshape(-1, F.L)
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
@@ -150,21 +172,30 @@ class Party:
         self._opened.append(opened)
         self._macs.append(x.s[1].reshape(-1, F.L))
         if self.view is not None:
-            self.view.append((label, F.to_ints(opened)))
+            self.view.append((label, F.to_ints(opened[:n])))
+            if riders:
+                self.view.append((label + "/riders", F.to_ints(opened[n:])))
         self.stats.opened += len(opened)
         if check:
             self._mac_round(seed, blob)
         elif blob:
             raise MpcAbort("malformed message: unexpected bytes with an opening")
-        return opened.reshape(shape)
+        pos = n
+        for r in riders:
+            xr, yr, tri = r.req[:3]
+            k = xr.size * (3 if yr is not None else 2)
+            self._advance(r, self._beaver_finish(yr, tri, opened[pos:pos + k]))
+            pos += k
+        return opened[:n].reshape(shape)
 
-    def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
-        """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
-        ``y=None`` multiplies by the triple's own random b (used by the zero test)."""
-        a, b, c, a2, c2 = (tri[k] for k in ("a", "b", "c", "a2", "c2"))
-        n = x.size
-        parts = [x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2]
-        o = self.open(Shared.concat(parts), label)
+    def _beaver_parts(self, x: Shared, y: Shared | None, tri: dict[str, Shared]) -> Shared:
+        """What a Beaver product opens: D = x - a, E = y - b (unless y is None) and rho = t a - a2."""
+        a, b, a2 = tri["a"], tri["b"], tri["a2"]
+        return Shared.concat([x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2])
+
+    def _beaver_finish(self, y: Shared | None, tri: dict[str, Shared], o: np.ndarray) -> Shared:
+        a, b, c, c2 = (tri[k] for k in ("a", "b", "c", "c2"))
+        n = a.size
         D = o[:n]
         rho = o[-n:]
         prods = F.mul(b.s[:, None], np.stack([D, rho]))  # [b] D and [b] rho in one call: (2 shares, 2, n, L)
@@ -176,6 +207,38 @@ class Party:
         # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
         self._sacrifice(c.scale(self.sac_t) - c2 - bR)
         return z
+
+    def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
+        """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
+        ``y=None`` multiplies by the triple's own random b (used by the zero test)."""
+        o = self.open(self._beaver_parts(x, y, tri), label)
+        return self._beaver_finish(y, tri, o)
+
+    # ---- riders: products off the critical path, carried by later openings ----
+    def ride(self, gen) -> Rider:
+        """Queue a chain of products: ``gen`` yields (x, y | None, triples, label) and is sent each product;
+        every product travels with the next opening (docs/MPC.md section 8). Returns the rider; its ``result``
+        is the generator's return value once it has finished."""
+        r = Rider(gen)
+        self._advance(r, None)
+        return r
+
+    def run(self, gen):
+        """Run a chain of products in rounds of its own (each product one opening, under its label)."""
+        r = Rider(gen)
+        self._advance(r, None, queue=False)
+        while not r.done:
+            x, y, tri, label = r.req
+            self._advance(r, self.mul(x, y, tri, label), queue=False)
+        return r.result
+
+    def _advance(self, r: Rider, value, queue: bool = True) -> None:
+        try:
+            r.req = r.gen.send(value)
+            if queue:
+                self._riders.append(r)
+        except StopIteration as e:
+            r.req, r.done, r.result = None, True, e.value
 
     def _sacrifice(self, terms: Shared) -> None:
         self._sac_terms.append(terms.reshape(-1))
@@ -269,7 +332,20 @@ class Party:
         if mpc_hash("mac/commit", b"\x00", blob[:ELEMENT_BYTES], blob[ELEMENT_BYTES:k]) != com:
             raise MpcAbort("the other party's MAC-check opening does not match its commitment")
         self._count_check(sigma, decode(blob[:ELEMENT_BYTES], 1)[0], n)
+        todo, self._after_check = self._after_check, []
+        for fn in todo:
+            fn()
         return blob[k:]
+
+    def when_checked(self, fn) -> None:
+        """Run ``fn`` (a decision on opened check values) once the MAC check covering them has passed: at once
+        for party 0, whose check ends in round ``mac``; for party 1 when party 0's next frame opens sigma_0, before
+        party 1 sends anything more (docs/MPC.md section 5.2). A deviation is then reported as one, never as an
+        overflow or a failed sacrifice."""
+        if self._sigma_due is None:
+            fn()
+        else:
+            self._after_check.append(fn)
 
     def close_checks(self) -> None:
         """Round ``mac-close``: party 0 delivers the opening of its last sigma_0; nothing is output before."""
