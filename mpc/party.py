@@ -191,22 +191,31 @@ class Party:
     def _beaver_parts(self, x: Shared, y: Shared | None, tri: dict[str, Shared]) -> Shared:
         """What a Beaver product opens: D = x - a, E = y - b (unless y is None) and rho = t a - a2."""
         a, b, a2 = tri["a"], tri["b"], tri["a2"]
-        return Shared.concat([x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2])
+        n = a.size
+        if y is None:
+            return Shared.of(F.sub(np.stack([x.s.reshape(2, n, F.L), F.mul(a.s, self.sac_t)], axis=1),
+                                   np.stack([a.s, a2.s], axis=1)).reshape(2, 2 * n, F.L), self.key)
+        xs = np.stack([x.s.reshape(2, n, F.L), y.s.reshape(2, n, F.L), F.mul(a.s, self.sac_t)], axis=1)
+        return Shared.of(F.sub(xs, np.stack([a.s, b.s, a2.s], axis=1)).reshape(2, 3 * n, F.L), self.key)
 
     def _beaver_finish(self, y: Shared | None, tri: dict[str, Shared], o: np.ndarray) -> Shared:
+        """[x y] = [c] + D [b] + E [a] + D E (or [x b] = [c] + D [b]); records the sacrifice term's parts."""
         a, b, c, c2 = (tri[k] for k in ("a", "b", "c", "c2"))
         n = a.size
-        D = o[:n]
-        rho = o[-n:]
-        prods = F.mul(b.s[:, None], np.stack([D, rho]))  # [b] D and [b] rho in one call: (2 shares, 2, n, L)
-        bD, bR = Shared.of(prods[:, 0], self.key), Shared.of(prods[:, 1], self.key)
-        z = c + bD
-        if y is not None:
-            E = o[n:2 * n]
-            z = (z + a.scale(E)).add_public(F.mul(D, E))
-        # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
-        self._sacrifice(c.scale(self.sac_t) - c2 - bR)
-        return z
+        if y is None:
+            prods = F.mul(b.s[:, None], o.reshape(2, n, F.L))  # [b] D and [b] rho: (2 shares, 2, n, L)
+            z = F.add(c.s, prods[:, 0])
+        else:
+            o3 = o.reshape(3, n, F.L)  # D, E, rho
+            prods = F.mul(np.stack([b.s, a.s, b.s], axis=1), o3)  # [b] D, [a] E, [b] rho in one call
+            z = F.add(F.add(c.s, prods[:, 0]), prods[:, 1])
+            DE = F.mul(o3[0], o3[1])
+            if self.key.party == 0:
+                z[0] = F.add(z[0], DE)
+            z[1] = F.add(z[1], F.mul(DE, self.key.alpha))
+        # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples (computed per step)
+        self._sac_terms.append((c.s.reshape(2, n, F.L), c2.s.reshape(2, n, F.L), prods[:, -1]))
+        return Shared.of(z, self.key)
 
     def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
         """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
@@ -240,22 +249,30 @@ class Party:
         except StopIteration as e:
             r.req, r.done, r.result = None, True, e.value
 
-    def _sacrifice(self, terms: Shared) -> None:
-        self._sac_terms.append(terms.reshape(-1))
-
     def sacrifice_matrix(self, terms: Shared) -> None:
         """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
-        self._sacrifice(terms)
+        self._sac_terms.append(terms.s.reshape(2, -1, F.L))
 
     def take_sacrifice(self) -> Shared:
         """This step's sacrifice sum: its terms in the order they arose, times the session's next coefficients
         (docs/MPC.md section 5.3)."""
         if not self._sac_terms:
             return Shared.public(F.zeros(()), self.key)
-        terms = Shared.concat(self._sac_terms)
-        self._sac_terms = []
-        coeff = coefficients(self.sac_stream, terms.size)
-        return Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
+        entries, self._sac_terms = self._sac_terms, []
+        prods = [e for e in entries if isinstance(e, tuple)]
+        if prods:  # t c - c2 - rho b of every product, in one vectorised computation
+            cat = [np.concatenate([e[k] for e in prods], axis=1) for k in range(3)]
+            done = F.sub(F.sub(F.mul(cat[0], self.sac_t), cat[1]), cat[2])
+            pos, it = 0, []
+            for e in prods:
+                k = e[0].shape[1]
+                it.append(done[:, pos:pos + k])
+                pos += k
+            it = iter(it)
+            entries = [next(it) if isinstance(e, tuple) else e for e in entries]
+        terms = np.concatenate(entries, axis=1)
+        coeff = coefficients(self.sac_stream, terms.shape[1])
+        return Shared.of(F.fsum(F.mul(terms, coeff), 1), self.key)
 
     # ---- MAC check ----
     def mac_check(self) -> None:
