@@ -117,6 +117,22 @@ def test_the_trainer_stops_promptly_after_an_aborted_session(setup):
     assert code == 0 and time.monotonic() - t0 < 12, (code, time.monotonic() - t0)
 
 
+def test_aborted_sessions_leave_no_server_thread_waiting_on_a_read(setup):
+    """Each session a client aborted used to leave one thread of the server's pool (16 threads, shared with the
+    other synchronous handlers) blocked for good on a read of the finished call: a client could starve the
+    trainer by aborting sessions. The handler now reads on the server's loop (mpc.transport.LoopTransport)."""
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary",
+                       "bad-share") as prover:
+        for _ in range(3):
+            p, doc, _ = _train(tmp, prover, dealer, a)
+            assert p.returncode == 1 and doc["status"] == "aborted", (p.stdout, p.stderr)
+        time.sleep(1.0)  # let the handlers finish
+        assert prover.stop() == 0
+        err = prover.stderr()
+    assert "still blocked" not in err, err
+
+
 def test_a_cheating_dealer_is_detected(setup):
     tmp, key, a, b, _ = setup
     with DealerProcess(key, "--adversary", "bad-triple") as dealer, \
