@@ -61,7 +61,7 @@ class QueueChannel:
 class Rider:
     """A chain of products carried by later openings (``Party.ride``)."""
 
-    __slots__ = ("gen", "req", "done", "result")
+    __slots__ = ("done", "gen", "req", "result")
 
     def __init__(self, gen):
         self.gen, self.req, self.done, self.result = gen, None, False, None
