@@ -93,8 +93,11 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
                 if m is None:
                     return
                 yield m
-        finally:
+        finally:  # the call is over (done, or cancelled by the client): stop reading, wake the session if it waits
             reader.cancel()
+            while not inbox.empty():
+                inbox.get_nowait()
+            inbox.put_nowait(MpcAbort("the client's call ended"))
 
     def _prepare(self, h: mpc_pb2.MpcHello):
         if not h.HasField("config") or len(h.client_nonce) != 32:

@@ -133,6 +133,24 @@ def test_aborted_sessions_leave_no_server_thread_waiting_on_a_read(setup):
     assert "still blocked" not in err, err
 
 
+def test_a_client_that_vanishes_mid_session_frees_the_trainers_session_at_once(setup):
+    """A client killed mid-training: the trainer's session must end within seconds (not after its 600 s idle
+    timeout, holding one of its few two-party session slots)."""
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        p = subprocess.Popen([str(BIN / "vtrain-verifier"), "train-2pc", "--server", prover.address, "--trainer-data",
+                              "mine", "--dealer", dealer.address, "--data", str(a), "--target", "progression",
+                              "--model", "linear", "--epochs", "200", "--batch-size", "8", "--model-out",
+                              str(tmp / "gone.json"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(4.0)
+        p.kill()
+        p.communicate(timeout=30)
+        time.sleep(3.0)
+        assert prover.stop() == 0
+        err = prover.stderr()
+    assert "two-party session" in err and "aborted" in err, err[-2000:]
+
+
 def test_a_cheating_dealer_is_detected(setup):
     tmp, key, a, b, _ = setup
     with DealerProcess(key, "--adversary", "bad-triple") as dealer, \
