@@ -201,6 +201,27 @@ def state_leaf(step: int, theta: np.ndarray) -> bytes:
     return hashlib.sha256(_STATE_PREFIX + step.to_bytes(8, "big") + raw).digest()
 
 
+def state_leaf_block(first_step: int, states: np.ndarray) -> bytes:
+    """``state_leaf(first_step + i, states[i])`` for every row of ``states`` (k, P), concatenated (32 bytes each):
+    the trainer hashes the states it stored since its last event at once. The payloads u64(t) || theta_t are laid
+    out in one array (numpy) and each is hashed from a copy of the prefixed context (OpenSSL 3 pays ~1 us to
+    set up a fresh one): ~2 us per leaf against ~4 us for state_leaf per step."""
+    raw = np.asarray(states)
+    if raw.ndim != 2:
+        raise ValueError("states must be a (steps, parameters) array")
+    k, rb = raw.shape[0], 8 + 8 * raw.shape[1]
+    buf = np.empty((k, rb), dtype=np.uint8)
+    buf[:, :8] = np.arange(first_step, first_step + k, dtype=">u8").view(np.uint8).reshape(k, 8)
+    buf[:, 8:] = np.ascontiguousarray(raw, dtype=_LE_I64).view(np.uint8).reshape(k, rb - 8)
+    mv = memoryview(buf.reshape(-1))
+    base, out = hashlib.sha256(_STATE_PREFIX), bytearray()
+    for o in range(0, k * rb, rb):
+        h = base.copy()
+        h.update(mv[o:o + rb])
+        out += h.digest()
+    return bytes(out)
+
+
 class MerkleTree:
     """All levels kept, for inclusion proofs; each level is one bytes object (32 bytes per node), so a tree
     of a million leaves costs 64 MB, not a million Python objects."""

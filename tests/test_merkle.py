@@ -19,6 +19,7 @@ from protocol.merkle import (
     node_hash,
     root_from_proof,
     state_leaf,
+    state_leaf_block,
     state_leaf_payload,
     verify_inclusion,
 )
@@ -340,3 +341,16 @@ def test_a_leaf_value_outside_its_width_is_refused_not_wrapped():
         data_block_leaf(0, [[1, 2, 1 << 31]], 4)  # would wrap to -2^31
     with pytest.raises(ValueError, match="does not fit"):
         data_root(np.array([[1, 300]]), 1, 1)
+
+
+@pytest.mark.parametrize("first", [0, 1, 4095, 2**40])
+def test_state_leaf_block_equals_state_leaf_per_step(first):
+    """The trainer hashes its stored states in blocks: the same leaves as state_leaf one step at a time."""
+    rng = np.random.default_rng(first % 97)
+    for k, p in ((0, 3), (1, 1), (5, 3), (130, 101)):
+        states = rng.integers(-2**62, 2**62, size=(k, p), dtype=np.int64)
+        want = b"".join(state_leaf(first + i, states[i]) for i in range(k))
+        assert state_leaf_block(first, states) == want
+        assert state_leaf_block(first, states.astype(">i8")) == want  # any byte order in, LE hashed
+    with pytest.raises(ValueError):
+        state_leaf_block(0, np.zeros(4, dtype=np.int64))
