@@ -26,6 +26,7 @@ from .errors import MerkleProofInvalid
 from .hashing import tag_bytes, tagged_hash
 
 _NODE_PREFIX = tag_bytes("merkle/node") + b"\x01"
+_NODE_BASE = hashlib.sha256(_NODE_PREFIX)  # copied per node: cheaper than a fresh OpenSSL context
 
 
 def _h(data: bytes) -> bytes:
@@ -110,7 +111,9 @@ def data_root(rows: np.ndarray, rows_per_leaf: int = 1, value_bytes: int = 8) ->
 
 class DataCommitter:
     """Incremental data leaves: feed row chunks of any size as they arrive (a leaf may span chunks); each full
-    leaf is hashed straight from the received buffer (no copy of the rows)."""
+    leaf is hashed straight from the received buffer (no copy of the rows), and the tree's inner nodes over the
+    leaves so far are hashed at once (:class:`TreeBuilder`), so ``finish`` has only the right edge left: the
+    root is ready as soon as the last chunk is hashed (on both sides of an upload, docs/PROTOCOL.md section 5)."""
 
     def __init__(self, num_features: int, rows_per_leaf: int, first_row: int = 0, value_bytes: int = 8):
         if rows_per_leaf < 1:
@@ -121,30 +124,36 @@ class DataCommitter:
         self.row_bytes = value_bytes * (num_features + 1)
         self.leaf_bytes = self.row_bytes * rows_per_leaf
         self.next_leaf = first_row // rows_per_leaf
-        self._blob = bytearray()  # the leaf hashes, 32 bytes each (no Python object per leaf)
         self._pending = bytearray()
         self._base = hashlib.sha256(data_leaf_prefix(value_bytes))
         self._whole = first_row == 0  # a root only for a table committed from row 0
+        self._builder = TreeBuilder()
+        self._blob = self._builder.leaves  # the leaf hashes, 32 bytes each (no Python object per leaf)
         self._tree: MerkleTree | None = None
 
-    def _hash(self, block) -> None:
-        h = self._base.copy()
-        h.update(self.next_leaf.to_bytes(8, "big"))
-        h.update(block)
-        self._blob += h.digest()
-        self.next_leaf += 1
+    def _hash(self, mv, offsets) -> None:
+        """Hash the leaves at ``offsets`` of ``mv`` (each ``leaf_bytes`` long, except a last short one)."""
+        base, blob, j, L = self._base, self._blob, self.next_leaf, self.leaf_bytes
+        for off in offsets:
+            h = base.copy()  # a copy of the prefixed context: OpenSSL 3 pays ~1 us to set up a fresh one
+            h.update(j.to_bytes(8, "big"))
+            h.update(mv[off:off + L])
+            blob += h.digest()
+            j += 1
+        self.next_leaf = j
+        if self._whole:
+            self._builder.climb()
 
     def root(self) -> bytes:
         """The data root of everything added (call ``finish`` first)."""
         return self.tree().root
 
     def tree(self) -> MerkleTree:
-        """The data tree (call ``finish`` first), built once from the leaves, level by level (half the Python work
-        per node of a frontier kept up to date per leaf)."""
+        """The data tree (call ``finish`` first)."""
         if not self._whole:
             raise ValueError("a committer started past row 0 has no root")
         if self._tree is None:
-            self._tree = MerkleTree(bytes(self._blob))
+            self._tree = self._builder.tree()
         return self._tree
 
     @property
@@ -164,19 +173,64 @@ class DataCommitter:
             self._pending += mv[:take]
             pos = take
             if len(self._pending) == L:
-                self._hash(self._pending)
+                self._hash(memoryview(bytes(self._pending)), (0,))
                 self._pending = bytearray()
         end = pos + (len(mv) - pos) // L * L
-        for off in range(pos, end, L):
-            self._hash(mv[off:off + L])
+        self._hash(mv, range(pos, end, L))
         if end < len(mv):
             self._pending += mv[end:]
 
     def finish(self) -> None:
         """Hash the last, shorter leaf (if any)."""
         if self._pending:
-            self._hash(self._pending)
+            self._hash(memoryview(bytes(self._pending)), (0,))
             self._pending = bytearray()
+
+
+class TreeBuilder:
+    """The levels of a MerkleTree built while its leaves arrive: append leaf hashes to ``leaves``, call
+    ``climb`` to hash every inner node whose two children are known; ``tree()`` then carries the odd last nodes
+    up and finishes the right edge (O(log n) nodes). The same tree as ``MerkleTree(leaves)``, built in pieces."""
+
+    def __init__(self):
+        self.leaves = bytearray()
+        self._levels = [self.leaves]
+        self._done = [0]  # bytes of each level already paired into the level above
+
+    def climb(self) -> None:
+        node, k = _NODE_BASE, 0
+        while k < len(self._levels):
+            level, done = self._levels[k], self._done[k]
+            full = len(level) // 64 * 64
+            if full > done:
+                if k + 1 == len(self._levels):
+                    self._levels.append(bytearray())
+                    self._done.append(0)
+                up = self._levels[k + 1]
+                with memoryview(level) as mv:
+                    for i in range(done, full, 64):
+                        h = node.copy()
+                        h.update(mv[i:i + 64])
+                        up += h.digest()
+                self._done[k] = full
+            k += 1
+
+    def tree(self) -> MerkleTree:
+        """The finished tree (no more leaves may be added)."""
+        if not self.leaves:
+            raise ValueError("a Merkle tree needs at least one leaf")
+        self.climb()  # every pair at every level is hashed; left: the odd last nodes
+        levels, k = self._levels, 0
+        while k < len(levels) - 1 or len(levels[k]) > 32:
+            if len(levels[k]) % 64:  # carried up unchanged, after the level's pairs (as MerkleTree does)
+                if k + 1 == len(levels):
+                    levels.append(bytearray())
+                    self._done.append(0)
+                levels[k + 1] += levels[k][-32:]
+                self._done[k] = len(levels[k])
+                self.climb()
+            k += 1
+        return MerkleTree.from_levels([bytes(lv) for lv in levels])
 
 
 def data_leaf(index: int, values, value_bytes: int = 8) -> bytes:
@@ -230,13 +284,16 @@ class MerkleTree:
         blob = leaves if isinstance(leaves, (bytes, bytearray)) else b"".join(leaves)
         if not blob or len(blob) % 32:
             raise ValueError("a Merkle tree needs at least one leaf" if not blob else "leaves must be 32 bytes")
-        self._levels = [bytes(blob)]
-        sha, pre = hashlib.sha256, _NODE_PREFIX
-        while len(self._levels[-1]) > 32:
-            cur = self._levels[-1]
-            full = len(cur) // 64 * 64
-            nxt = b"".join([sha(pre + cur[i:i + 64]).digest() for i in range(0, full, 64)])  # node(l, r)
-            self._levels.append(nxt + cur[full:])  # an odd last node is carried up unchanged
+        builder = TreeBuilder()
+        builder.leaves += blob
+        self._levels = builder.tree()._levels  # level by level; an odd last node is carried up unchanged
+
+    @classmethod
+    def from_levels(cls, levels: list[bytes]) -> MerkleTree:
+        """A tree whose levels were built elsewhere (TreeBuilder), leaves first, root last."""
+        tree = cls.__new__(cls)
+        tree._levels = levels
+        return tree
 
     @property
     def root(self) -> bytes:
