@@ -215,6 +215,24 @@ class TreeBuilder:
                 self._done[k] = full
             k += 1
 
+    def prefix_root(self, m: int) -> bytes:
+        """The root of the first m leaves (all appended and climbed): the right fold of the perfect aligned
+        subtrees of the prefix, largest first, each already a node of its level (RFC 6962 MTH, as
+        MerkleFrontier computes it); O(log m) node hashes."""
+        if not 0 < m <= len(self.leaves) // 32:
+            raise ValueError(f"no prefix of {m} leaves among {len(self.leaves) // 32}")
+        self.climb()
+        roots, pos = [], 0
+        for h in reversed(range(m.bit_length())):
+            if m >> h & 1:
+                at = 32 * (pos >> h)
+                roots.append(bytes(self._levels[h][at:at + 32]))
+                pos += 1 << h
+        root = roots[-1]
+        for left in reversed(roots[:-1]):
+            root = node_hash(left, root)
+        return root
+
     def tree(self) -> MerkleTree:
         """The finished tree (no more leaves may be added)."""
         if not self.leaves:

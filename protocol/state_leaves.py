@@ -208,8 +208,8 @@ def scan(leaves, prefix_steps=()) -> Scan:
 class CompactRange:
     """The root of every prefix of a growing list of leaves: an RFC 6962 compact range (the perfect subtrees of
     the prefix so far, as in merkle.MerkleFrontier), extended by the largest aligned subtrees, whose roots are
-    computed at C speed (Leaves.root), never leaf by leaf. The trainer's checkpoint prefix roots and the
-    audit's scan are both this."""
+    computed at C speed (Leaves.root), never leaf by leaf. The audit's scan (the trainer, which holds every
+    node anyway, reads its prefix roots off merkle.TreeBuilder)."""
 
     def __init__(self):
         self._stack: list[tuple[int, bytes]] = []  # (height, root), heights strictly decreasing

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from protocol.merkle import MerkleTree, model_hash, state_leaf_block
+from protocol.merkle import MerkleTree, TreeBuilder, model_hash, state_leaf_block
 from protocol.prg import SeedContext
-from protocol.state_leaves import CompactRange, Leaves
 from protocol.statements import Statement, sign
 from protocol.training import FastStepper, Schedule, TrainConfig, batch_loss
 
@@ -68,10 +67,9 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     state leaf (default ``state_leaf``; trainer-owned data: the hiding leaves of docs/PROTOCOL.md section 12).
 
     The step loop only stores theta_t (one row of ``states``); the leaves of the states stored since the last
-    event are hashed when an event needs them (``state_leaf_block``: the same leaves, one loop), and a
-    checkpoint's prefix root comes from a compact range extended by whole aligned subtrees
-    (state_leaves.CompactRange), not from a node hash per step: the commitments cost ~2 us per step instead
-    of ~15 (``commit_overhead`` in bench/bench_training.py)."""
+    event are hashed when an event needs them (``state_leaf_block``: the same leaves, one loop) into a
+    TreeBuilder, whose nodes give each checkpoint's prefix root in O(log t) hashes and, at the end, the state
+    tree itself: about 5 us per step in all instead of ~15 (``commit_overhead`` in bench/bench_training.py)."""
     n, d = X.shape
     sched = Schedule(ctx, cfg, n, d)
     T = sched.num_steps
@@ -80,17 +78,18 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     states = np.empty((T + 1, cfg.num_params(d)), dtype=np.int64)  # compact: (T+1) x P int64, no Python ints
     theta = sched.initial_state()
     states[0] = theta
-    leaves = bytearray()  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects
+    builder = TreeBuilder()  # the state tree, built as the leaves are hashed
+    leaves = builder.leaves  # leaf t at [32t, 32t+32): 32 bytes per step, no Python objects
 
-    def hashed(stop: int) -> None:  # the leaves of states len(leaves)/32 .. stop-1
+    def hashed(stop: int) -> None:  # the leaves of states len(leaves)/32 .. stop-1, and the nodes above them
         first = len(leaves) // 32
         if leaf_fn is None:
             leaves.extend(state_leaf_block(first, states[first:stop]))
         else:
             for t in range(first, stop):
                 leaves.extend(leaf_fn(t, states[t]))
+        builder.climb()
 
-    prefix = CompactRange()
     sent = 0
     last = time.monotonic()
     loss = float("nan")
@@ -104,7 +103,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
             hashed(t + 1)
             leaf = bytes(leaves[32 * t:])
             data, sig = sign(key, Statement("checkpoint", session_id, {
-                "step": t, "state_leaf": leaf, "prefix_root": prefix.extend(Leaves(leaves), t + 1).root()}))
+                "step": t, "state_leaf": leaf, "prefix_root": builder.prefix_root(t + 1)}))
             yield LeavesEvent(sent, bytes(leaves[32 * sent:])); sent = t + 1
             yield SignedEvent("checkpoint", data, sig)
         if t + 1 - sent >= 4096:
@@ -121,7 +120,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     hashed(T + 1)
     if sent < T + 1:
         yield LeavesEvent(sent, bytes(leaves[32 * sent:]))
-    tree = MerkleTree(bytes(leaves))
+    tree = builder.tree()
     final = np.asarray(strategy.final_model(theta), dtype=np.int64)
     extras = strategy.model_extras(Xs, Ys, final, cfg)
     extras_json = extras if isinstance(extras, str) else json.dumps(extras, sort_keys=True) if extras else ""
