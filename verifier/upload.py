@@ -9,7 +9,6 @@ from protocol import convert, row_encoding
 from protocol.merkle import DataCommitter
 from protocol.wire import trainer_pb2 as pb
 
-
 # Rows per DataChunk: about 4 MiB. Each message costs the trainer's event loop and work pool a fixed amount
 # (await, split, submit) and both processes a few system calls; at 1 MiB those were ~10% of an upload's CPU
 # (bench/upload_vs_raw.py: 0.31 -> 0.28 CPU-s for 40 MB). The trainer's message cap bounds it (msg_cap // 2).
