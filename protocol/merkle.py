@@ -234,13 +234,13 @@ class TreeBuilder:
         return root
 
     def tree(self) -> MerkleTree:
-        """The finished tree (no more leaves may be added)."""
+        """The finished tree (no more leaves may be added; calling it again gives the same tree)."""
         if not self.leaves:
             raise ValueError("a Merkle tree needs at least one leaf")
         self.climb()  # every pair at every level is hashed; left: the odd last nodes
         levels, k = self._levels, 0
         while k < len(levels) - 1 or len(levels[k]) > 32:
-            if len(levels[k]) % 64:  # carried up unchanged, after the level's pairs (as MerkleTree does)
+            if len(levels[k]) > self._done[k]:  # an odd last node: carried up unchanged, after the level's pairs
                 if k + 1 == len(levels):
                     levels.append(bytearray())
                     self._done.append(0)
@@ -341,28 +341,6 @@ class MerkleTree:
                 out.append(level[32 * sib:32 * sib + 32])
             index >>= 1
         return out
-
-
-class DeferredTree:
-    """A tree whose root is already known (from a MerkleFrontier, computed while the leaves arrived) and whose
-    levels are built on the first inclusion proof: committing to data costs no second pass over the leaves."""
-
-    def __init__(self, leaves: bytes, root: bytes):
-        self._leaves, self.root, self._tree = leaves, root, None
-
-    @property
-    def size(self) -> int:
-        return len(self._leaves) // 32 if self._tree is None else self._tree.size
-
-    def proof(self, index: int) -> list[bytes]:
-        if self._tree is None:
-            self._tree, self._leaves = MerkleTree(self._leaves), b""
-            if self._tree.root != self.root:  # the same leaves, another way round: a bug, never input
-                raise AssertionError("MerkleFrontier and MerkleTree disagree")
-        return self._tree.proof(index)
-
-    def nbytes(self) -> int:
-        return len(self._leaves) if self._tree is None else self._tree.nbytes()
 
 
 def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes:

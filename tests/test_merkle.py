@@ -12,6 +12,7 @@ from protocol.errors import MerkleProofInvalid
 from protocol.merkle import (
     MerkleFrontier,
     MerkleTree,
+    TreeBuilder,
     data_leaf_payload,
     data_leaves,
     leaf_hash,
@@ -354,3 +355,30 @@ def test_state_leaf_block_equals_state_leaf_per_step(first):
         assert state_leaf_block(first, states.astype(">i8")) == want  # any byte order in, LE hashed
     with pytest.raises(ValueError):
         state_leaf_block(0, np.zeros(4, dtype=np.int64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tree_builder_in_any_pieces_is_the_tree_and_gives_every_prefix_root(seed):
+    """Leaves appended in random pieces, climbed at random moments: the same levels, proofs and root as
+    MerkleTree (hence RFC 6962's MTH), and prefix_root(m) is the MTH of the first m leaves at any time."""
+    import random
+
+    rnd = random.Random(seed)
+    for n in (1, 2, 3, 5, 8, 13, 31, 32, 33, MAX_N):
+        b, have = TreeBuilder(), 0
+        while have < n:
+            k = min(n - have, rnd.randint(1, 6))
+            b.leaves.extend(b"".join(LEAVES[have:have + k]))
+            have += k
+            if rnd.random() < 0.5:
+                b.climb()
+            m = rnd.randint(1, have)
+            assert b.prefix_root(m) == mth(LEAVES[:m]), (n, m)
+        tree = b.tree()
+        assert tree.root == TREES[n].root == mth(LEAVES[:n]) == b.tree().root
+        assert b.prefix_root(n) == tree.root
+        assert [tree.proof(i) for i in range(n)] == [TREES[n].proof(i) for i in range(n)]
+    with pytest.raises(ValueError):
+        TreeBuilder().tree()
+    with pytest.raises(ValueError):
+        TreeBuilder().prefix_root(1)
