@@ -47,6 +47,7 @@ def data_leaf_prefix(value_bytes: int = 8) -> bytes:
 
 
 _STATE_PREFIX = leaf_prefix("state")
+_SMALL_LEAF = 2048  # below this, hashlib keeps the GIL per update and the per-call cost dominates
 _LE_I64 = np.dtype("<i8")
 
 
@@ -144,6 +145,23 @@ class DataCommitter:
         if self._whole:
             self._builder.climb()
 
+    def _hash_small(self, mv) -> None:
+        """Whole small leaves (e.g. one row each): each payload u64(j) || rows laid out once with numpy, then
+        one update per leaf instead of two (a fifth less per leaf, where the calls cost more than the bytes)."""
+        L, k, j = self.leaf_bytes, len(mv) // self.leaf_bytes, self.next_leaf
+        buf = np.empty((k, 8 + L), dtype=np.uint8)
+        buf[:, :8] = np.arange(j, j + k, dtype=">u8").view(np.uint8).reshape(k, 8)
+        buf[:, 8:] = np.frombuffer(mv, dtype=np.uint8).reshape(k, L)
+        base, blob, S = self._base, self._blob, 8 + L
+        with memoryview(buf.reshape(-1)) as flat:
+            for off in range(0, k * S, S):
+                h = base.copy()
+                h.update(flat[off:off + S])
+                blob += h.digest()
+        self.next_leaf = j + k
+        if self._whole:
+            self._builder.climb()
+
     def root(self) -> bytes:
         """The data root of everything added (call ``finish`` first)."""
         return self.tree().root
@@ -176,7 +194,10 @@ class DataCommitter:
                 self._hash(memoryview(bytes(self._pending)), (0,))
                 self._pending = bytearray()
         end = pos + (len(mv) - pos) // L * L
-        self._hash(mv, range(pos, end, L))
+        if L < _SMALL_LEAF and end > pos:
+            self._hash_small(mv[pos:end])
+        else:
+            self._hash(mv, range(pos, end, L))
         if end < len(mv):
             self._pending += mv[end:]
 
@@ -217,8 +238,8 @@ class TreeBuilder:
 
     def prefix_root(self, m: int) -> bytes:
         """The root of the first m leaves (all appended and climbed): the right fold of the perfect aligned
-        subtrees of the prefix, largest first, each already a node of its level (RFC 6962 MTH, as
-        MerkleFrontier computes it); O(log m) node hashes."""
+        subtrees of the prefix, largest first, each already a node of its level (RFC 6962 MTH: split at the
+        largest power of two below m); O(log m) node hashes."""
         if not 0 < m <= len(self.leaves) // 32:
             raise ValueError(f"no prefix of {m} leaves among {len(self.leaves) // 32}")
         self.climb()
@@ -368,34 +389,6 @@ def root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> b
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes, what: str = "leaf") -> None:
     if root_from_proof(leaf, index, size, proof) != root:
         raise MerkleProofInvalid(f"{what} {index} is not in the committed tree (inclusion proof fails)")
-
-
-class MerkleFrontier:
-    """Append-only accumulator giving the root of every prefix in O(log n) (RFC 6962 compact range).
-
-    The root of the first n leaves is the right fold of the perfect-subtree roots:
-    H(p_0, H(p_1, ... H(p_{k-1}, p_k))), which equals ``MerkleTree(leaves[:n]).root``."""
-
-    def __init__(self):
-        self._stack: list[tuple[int, bytes]] = []  # (height, hash), heights strictly decreasing
-        self.size = 0
-
-    def append(self, leaf: bytes) -> None:
-        h, height = leaf, 0
-        while self._stack and self._stack[-1][0] == height:
-            _, left = self._stack.pop()
-            h = node_hash(left, h)
-            height += 1
-        self._stack.append((height, h))
-        self.size += 1
-
-    def root(self) -> bytes:
-        if not self._stack:
-            raise ValueError("empty tree has no root")
-        h = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            h = node_hash(left, h)
-        return h
 
 
 def model_hash(theta, extras_json: str = "") -> bytes:

@@ -207,7 +207,7 @@ def scan(leaves, prefix_steps=()) -> Scan:
 
 class CompactRange:
     """The root of every prefix of a growing list of leaves: an RFC 6962 compact range (the perfect subtrees of
-    the prefix so far, as in merkle.MerkleFrontier), extended by the largest aligned subtrees, whose roots are
+    the prefix so far), extended by the largest aligned subtrees, whose roots are
     computed at C speed (Leaves.root), never leaf by leaf. The audit's scan (the trainer, which holds every
     node anyway, reads its prefix roots off merkle.TreeBuilder)."""
 

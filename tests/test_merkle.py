@@ -10,7 +10,6 @@ from helpers import load_vectors, mth, path_shape
 
 from protocol.errors import MerkleProofInvalid
 from protocol.merkle import (
-    MerkleFrontier,
     MerkleTree,
     TreeBuilder,
     data_leaf_payload,
@@ -100,8 +99,6 @@ def test_small_tree_shapes_by_hand():
 def test_empty_tree_refused():
     with pytest.raises(ValueError, match="at least one leaf"):
         MerkleTree([])
-    with pytest.raises(ValueError, match="empty tree"):
-        MerkleFrontier().root()
 
 
 def test_kat_roots():
@@ -245,16 +242,6 @@ def test_inner_node_is_not_a_leaf():
         verify_inclusion(inner, 0, 4, tree.proof(0), tree.root)
     # the inner node does verify as leaf 0 of a 2-leaf tree, which the size binding rules out
     assert root_from_proof(inner, 0, 2, [node_hash(LEAVES[2], LEAVES[3])]) == tree.root
-
-
-# -- frontier -----------------------------------------------------------------------------------------------
-
-def test_frontier_prefix_roots_equal_tree_roots():
-    fr = MerkleFrontier()
-    for n in range(1, MAX_N + 1):
-        fr.append(LEAVES[n - 1])
-        assert fr.size == n
-        assert fr.root() == TREES[n].root == mth(LEAVES[:n]), n
 
 
 @pytest.mark.parametrize("first_index", [0, 7, 2**40])
