@@ -71,7 +71,7 @@ def opening_bytes(n: int, d: int, B: int, R: int) -> int:
     return 2 * (row + 32 * 20) + B * per_row
 
 
-def print_openings(label: str, n: int, d: int, B: int, K: int, R: int) -> None:
+def print_openings(label: str, n: int, d: int, B: int, K: int, R: int, w: int = 8) -> None:
     before, after = opening_bytes(n, d, B, 1), opening_bytes(n, d, B, R)
     data = n * (d + 1) * 8
     print(f"opening per challenged step ({label}: n = {n:,}, d = {d}, B = {B}): before (one row per leaf) "
@@ -80,8 +80,9 @@ def print_openings(label: str, n: int, d: int, B: int, K: int, R: int) -> None:
           f"{K * before / data:.1%})")
     from protocol.merkle import OPENED_FRACTION, default_rows_per_leaf
 
-    if default_rows_per_leaf(d, n, K * B) < R:  # the client would not pick this R for this K
-        print(f"  (the client picks R = {default_rows_per_leaf(d, n, K * B)} for K = {K}: R * K * B <= n / "
+    picked = default_rows_per_leaf(d, n, K * B, value_bytes=w)
+    if picked < R:  # the client would not pick this R for this K
+        print(f"  (the client picks R = {picked} for K = {K}: R * K * B <= n / "
               f"{OPENED_FRACTION}; it picks R = {R} for K <= {max(1, n // (OPENED_FRACTION * B * R))})")
 
 
@@ -96,6 +97,7 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     from protocol.wire import trainer_pb2_grpc as pb_grpc
     from prover.session import Limits
     from verifier.client import open_channel
+    from verifier.upload import default_rows_per_chunk
 
     n, d = p["n"], p["d"]
     _X, _y, Xq, Yq = synthetic(n, d, seed=3)
@@ -103,10 +105,13 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
     cfg = TrainConfig(model="logistic", epochs=1, batch_size=256).validate()
     W = table_value_bytes(rows)  # the canonical width (4 bytes: features in [-8, 8] with 16 fractional bits)
     per_chunk = max(1, CHUNK_BYTES // ((d + 1) * 8))  # the baseline's chunks: ~1 MiB of int64 rows
-    per_chunk_w = max(1, CHUNK_BYTES // ((d + 1) * W))  # the client's: ~1 MiB of packed rows (upload_rows)
     R = default_rows_per_leaf(d, value_bytes=W)  # leaves of >= 4 KiB; the CLI caps R further by the spot check
-    per_chunk_w = per_chunk_w // R * R
     cap = Limits().max_message_bytes
+    per_chunk_w = default_rows_per_chunk(d, W, R, cap)  # the client's own chunks (upload_rows: ~4 MiB)
+    per_chunk_big = max(1, per_chunk_w * W // 8)  # the baseline at the session's message size (reported only)
+    K_CLI = 64  # `vtrain-verifier train`'s default --spot-checks: its R for these n and B (reported only)
+    R64 = default_rows_per_leaf(d, n, K_CLI * cfg.batch_size, value_bytes=W)
+    per_chunk_64 = default_rows_per_chunk(d, W, R64, cap)
     tmp = tempfile.mkdtemp(prefix="vtrain-bench-")
     proc, addr, pub = prover_process(tmp)
     raw_proc, raw_addr = start_process([sys.executable, "-m", "bench.servers"])
@@ -123,11 +128,13 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
         # them as int32 when they fit, before any session); the session from int64 rows is timed too, reported only
         held = pack(rows, W)
         cpu_s, cpu_r, cpu_p = [], [], []
-        (tss, trs, tps, t64s), (_root, got, got_p, _r64) = best_of(
+        (tss, trs, tps, t64s, tbs, tks), (_root, got, got_p, _r64, _rb, _rk) = best_of(
             repeats, with_cpu(lambda: session_upload(ch, stub, held, cfg, pub, per_chunk_w, R, W), proc.pid, cpu_s),
             with_cpu(lambda: raw_upload(call, rows, per_chunk), raw_proc.pid, cpu_r),
             with_cpu(lambda: raw_upload(call, rows, per_chunk_w, packed_dtype), raw_proc.pid, cpu_p),
-            lambda: session_upload(ch, stub, rows, cfg, pub, per_chunk_w, R, W))
+            lambda: session_upload(ch, stub, rows, cfg, pub, per_chunk_w, R, W),
+            lambda: raw_upload(call, rows, per_chunk_big),
+            lambda: session_upload(ch, stub, held, cfg, pub, per_chunk_64, R64, W))
     finally:
         ch.close()
         raw_ch.close()
@@ -153,7 +160,8 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
           f"({mb / ts:.0f} MB/s of int64 rows), from the rows as the CLI holds them ({W}-byte values); from int64 "
           f"rows (each chunk packed on the way, reported only) = {median(t64s):.3f} s (ratio to the baseline "
           f"{median(ratios(t64s, trs)):.2f})")
-    print(f"time bare gRPC client stream of the int64 rows (the baseline) = {tr:.3f} s ({mb / tr:.0f} MB/s)")
+    print(f"time bare gRPC client stream of the int64 rows (the baseline) = {tr:.3f} s ({mb / tr:.0f} MB/s); in "
+          f"chunks of the session's message size ({per_chunk_big} rows, reported only) = {median(tbs):.3f} s")
     print(f"time bare gRPC client stream of the {mb_w:.1f} MB of packed rows (received {got_p:,} bytes) = {tp:.3f} s")
     print(f"CPU seconds (client + server process, reported only): session {median(cpu_s):.3f} s, bare stream "
           f"{median(cpu_r):.3f} s (ratio {median(cpu_s) / median(cpu_r):.2f}), bare stream of packed rows "
@@ -162,10 +170,15 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
 
     k_fit = max(1, n // (OPENED_FRACTION * cfg.batch_size * R))  # the largest K for which the client picks this R
     print(f"one side's commitment work (data leaves + root of the packed rows, CPU) = {min(hash_cpu):.3f} s")
-    print_openings(f"this upload, spot check K = {k_fit}", n, d, cfg.batch_size, k_fit, R)
-    print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R)
+    print_openings(f"this upload, spot check K = {k_fit}", n, d, cfg.batch_size, k_fit, R, W)
+    print_openings("this upload, spot check K = 64", n, d, cfg.batch_size, 64, R, W)
     print(ratio_report("upload_vs_raw", ratios(tss, trs), 1.5))
     print("  (the issue's baseline: the same rows as int64 through a bare stream; part of the gain is the narrower "
           "encoding, so the next ratio compares with a bare stream of the packed bytes)")
     print(ratio_report("upload_vs_raw_packed", ratios(tss, tps), "none").replace("(target <= none)",
                                                                                  "(reported only, no target)"))
+    print(f"  (at the CLI's default --spot-checks {K_CLI} the client picks R = {R64} for this table (the opened leaves "
+          f"must stay within a sixteenth of the data): {-(-n // R64):,} leaves, one hash call each, and as many "
+          f"inner nodes, on both sides; the same session then takes {median(tks):.3f} s, next ratio)")
+    print(ratio_report(f"upload_vs_raw_k{K_CLI}", ratios(tks, trs), "none").replace("(target <= none)",
+                                                                                   "(reported only, no target)"))

@@ -51,10 +51,16 @@ def minimal_value_bytes(lo: int, hi: int) -> int:
 
 
 def table_value_bytes(rows: np.ndarray) -> int:
-    """The canonical width of an int64 table (features then target)."""
+    """The canonical width of an integer table (features then target). The minimum is read first: when it
+    already needs every byte of the array's dtype (as negative standardized features with 16 fractional bits
+    do in int32), no value can need more and the maximum is not read."""
     if rows.size == 0:
         return 1
-    return minimal_value_bytes(int(rows.min()), int(rows.max()))
+    lo = int(rows.min())
+    w = minimal_value_bytes(lo, 0)
+    if w >= rows.dtype.itemsize:
+        return w
+    return minimal_value_bytes(lo, int(rows.max()))
 
 
 def holding(rows: np.ndarray, lo: int, hi: int) -> np.ndarray:

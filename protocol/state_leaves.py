@@ -193,43 +193,57 @@ class Scan:
 
 
 def scan(leaves, prefix_steps=()) -> Scan:
-    """The state root and the prefix roots at ``prefix_steps`` (increasing), in one pass of bounded memory:
-    an RFC 6962 compact range (the perfect subtrees of the prefix read so far, as in merkle.MerkleFrontier),
-    extended by aligned subtrees whose roots are computed at C speed (Leaves.root), never leaf by leaf."""
+    """The state root and the prefix roots at ``prefix_steps`` (increasing), in one pass of bounded memory
+    (a :class:`CompactRange` over the leaves)."""
     lv = Leaves(leaves)
-    stack: list[tuple[int, bytes]] = []  # (height, root), heights strictly decreasing
-    prefixes, pos = {}, 0
+    rng = CompactRange()
+    prefixes = {}
     for t in prefix_steps:
-        if not 0 <= t < lv.count or t < pos:
+        if not 0 <= t < lv.count or t < rng.size:
             continue
-        pos = _extend(lv, stack, pos, t + 1)
-        prefixes[t] = (lv[t], _fold(stack))
-    _extend(lv, stack, pos, lv.count)
-    return Scan(lv.count, _fold(stack), lv[0], lv[lv.count - 1], prefixes)
+        prefixes[t] = (lv[t], rng.extend(lv, t + 1).root())
+    return Scan(lv.count, rng.extend(lv, lv.count).root(), lv[0], lv[lv.count - 1], prefixes)
 
 
-def _extend(lv: Leaves, stack: list, pos: int, stop: int) -> int:
-    """Append leaves pos..stop-1 to the compact range as the largest aligned perfect subtrees, carrying as in
-    binary addition; -> stop."""
-    while pos < stop:
-        height = (pos & -pos).bit_length() - 1 if pos else stop.bit_length()
-        while pos + (1 << height) > stop:
-            height -= 1
-        h, hh = lv.root(pos, pos + (1 << height)), height
-        while stack and stack[-1][0] == hh:
-            h = node_hash(stack.pop()[1], h)
-            hh += 1
-        stack.append((hh, h))
-        pos += 1 << height
-    return pos
+class CompactRange:
+    """The root of every prefix of a growing list of leaves: an RFC 6962 compact range (the perfect subtrees of
+    the prefix so far), extended by the largest aligned subtrees, whose roots are
+    computed at C speed (Leaves.root), never leaf by leaf. The audit's scan (the trainer, which holds every
+    node anyway, reads its prefix roots off merkle.TreeBuilder)."""
 
+    def __init__(self):
+        self._stack: list[tuple[int, bytes]] = []  # (height, root), heights strictly decreasing
+        self.size = 0
 
-def _fold(stack: list) -> bytes:
-    """The root of the prefix: H(p_0, H(p_1, ... H(p_{k-1}, p_k))) over the perfect subtrees."""
-    h = stack[-1][1]
-    for _, left in reversed(stack[:-1]):
-        h = node_hash(left, h)
-    return h
+    def extend(self, leaves, stop: int) -> CompactRange:
+        """Append leaves size..stop-1 of ``leaves`` (a :class:`Leaves` or any source it reads), carrying as in
+        binary addition."""
+        lv = leaves if isinstance(leaves, Leaves) else Leaves(leaves)
+        stack, pos = self._stack, self.size
+        if stop > lv.count:
+            raise IndexError(f"leaf {stop - 1} outside {lv.count} leaves")
+        while pos < stop:
+            height = (pos & -pos).bit_length() - 1 if pos else stop.bit_length()
+            while pos + (1 << height) > stop:
+                height -= 1
+            h, hh = lv.root(pos, pos + (1 << height)), height
+            while stack and stack[-1][0] == hh:
+                h = node_hash(stack.pop()[1], h)
+                hh += 1
+            stack.append((hh, h))
+            pos += 1 << height
+        self.size = max(pos, self.size)
+        return self
+
+    def root(self) -> bytes:
+        """The root of the prefix: H(p_0, H(p_1, ... H(p_{k-1}, p_k))) over the perfect subtrees."""
+        if not self._stack:
+            raise ValueError("empty tree has no root")
+        stack = self._stack
+        h = stack[-1][1]
+        for _, left in reversed(stack[:-1]):
+            h = node_hash(left, h)
+        return h
 
 
 def inclusion_proof(leaves, index: int) -> list[bytes]:

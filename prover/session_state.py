@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from protocol.merkle import DeferredTree
+from protocol.merkle import MerkleTree
 from protocol.training import TrainConfig
 
 
@@ -83,7 +83,7 @@ class Session:
     state: State = State.OPENED
     X: np.ndarray | None = None
     Y: np.ndarray | None = None
-    data_tree: DeferredTree | None = None
+    data_tree: MerkleTree | None = None
     training_seed: bytes = b""
     audit_commitment: bytes = b""
     spot_checks: int = 0

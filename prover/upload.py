@@ -96,15 +96,24 @@ class DataReceiver:
             raise InputError(f"received more rows ({self.got + nr}) than declared ({self.n})")
         if nr == 0:
             return
-        part = np.frombuffer(raw, dtype=row_encoding.value_dtype(w))
-        lo, hi = int(part.min()), int(part.max())
-        if lo < -self.bound or hi >= self.bound:
-            k = self.bound.bit_length() - 1
-            raise InputError(f"data values must lie in [-2^{k}, 2^{k}) in fixed point")
-        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        if not self._settled():  # the values' range still matters: it is read (two passes over the chunk)
+            part = np.frombuffer(raw, dtype=row_encoding.value_dtype(w))
+            lo, hi = int(part.min()), int(part.max())
+            if lo < -self.bound or hi >= self.bound:
+                k = self.bound.bit_length() - 1
+                raise InputError(f"data values must lie in [-2^{k}, 2^{k}) in fixed point")
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         self.committer.add(raw)
         self.chunks.append(raw)
         self.got += nr
+
+    def _settled(self) -> bool:
+        """Nothing a chunk holds can change the verdict on the values: every w-byte value lies within the bound
+        (w = 4 and the default 32 weight bits), and a value already received needs all w bytes (the width is
+        minimal whatever follows). Then the rest is only hashed and kept."""
+        lo, hi = row_encoding.value_range(self.w)
+        return (-self.bound <= lo and hi <= self.bound
+                and row_encoding.minimal_value_bytes(self.lo, self.hi) == self.w)
 
     def release(self) -> None:
         """Drop the received rows now (a failed upload)."""

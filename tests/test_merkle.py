@@ -10,8 +10,8 @@ from helpers import load_vectors, mth, path_shape
 
 from protocol.errors import MerkleProofInvalid
 from protocol.merkle import (
-    MerkleFrontier,
     MerkleTree,
+    TreeBuilder,
     data_leaf_payload,
     data_leaves,
     leaf_hash,
@@ -19,6 +19,7 @@ from protocol.merkle import (
     node_hash,
     root_from_proof,
     state_leaf,
+    state_leaf_block,
     state_leaf_payload,
     verify_inclusion,
 )
@@ -98,8 +99,6 @@ def test_small_tree_shapes_by_hand():
 def test_empty_tree_refused():
     with pytest.raises(ValueError, match="at least one leaf"):
         MerkleTree([])
-    with pytest.raises(ValueError, match="empty tree"):
-        MerkleFrontier().root()
 
 
 def test_kat_roots():
@@ -245,16 +244,6 @@ def test_inner_node_is_not_a_leaf():
     assert root_from_proof(inner, 0, 2, [node_hash(LEAVES[2], LEAVES[3])]) == tree.root
 
 
-# -- frontier -----------------------------------------------------------------------------------------------
-
-def test_frontier_prefix_roots_equal_tree_roots():
-    fr = MerkleFrontier()
-    for n in range(1, MAX_N + 1):
-        fr.append(LEAVES[n - 1])
-        assert fr.size == n
-        assert fr.root() == TREES[n].root == mth(LEAVES[:n]), n
-
-
 @pytest.mark.parametrize("first_index", [0, 7, 2**40])
 def test_data_leaves_equal_per_row_leaf_hashes_for_any_layout(first_index):
     """The vectorised data_leaves equals leaf_hash("data", u64(i) || row) whatever the input layout."""
@@ -340,3 +329,43 @@ def test_a_leaf_value_outside_its_width_is_refused_not_wrapped():
         data_block_leaf(0, [[1, 2, 1 << 31]], 4)  # would wrap to -2^31
     with pytest.raises(ValueError, match="does not fit"):
         data_root(np.array([[1, 300]]), 1, 1)
+
+
+@pytest.mark.parametrize("first", [0, 1, 4095, 2**40])
+def test_state_leaf_block_equals_state_leaf_per_step(first):
+    """The trainer hashes its stored states in blocks: the same leaves as state_leaf one step at a time."""
+    rng = np.random.default_rng(first % 97)
+    for k, p in ((0, 3), (1, 1), (5, 3), (130, 101)):
+        states = rng.integers(-2**62, 2**62, size=(k, p), dtype=np.int64)
+        want = b"".join(state_leaf(first + i, states[i]) for i in range(k))
+        assert state_leaf_block(first, states) == want
+        assert state_leaf_block(first, states.astype(">i8")) == want  # any byte order in, LE hashed
+    with pytest.raises(ValueError):
+        state_leaf_block(0, np.zeros(4, dtype=np.int64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tree_builder_in_any_pieces_is_the_tree_and_gives_every_prefix_root(seed):
+    """Leaves appended in random pieces, climbed at random moments: the same levels, proofs and root as
+    MerkleTree (hence RFC 6962's MTH), and prefix_root(m) is the MTH of the first m leaves at any time."""
+    import random
+
+    rnd = random.Random(seed)
+    for n in (1, 2, 3, 5, 8, 13, 31, 32, 33, MAX_N):
+        b, have = TreeBuilder(), 0
+        while have < n:
+            k = min(n - have, rnd.randint(1, 6))
+            b.leaves.extend(b"".join(LEAVES[have:have + k]))
+            have += k
+            if rnd.random() < 0.5:
+                b.climb()
+            m = rnd.randint(1, have)
+            assert b.prefix_root(m) == mth(LEAVES[:m]), (n, m)
+        tree = b.tree()
+        assert tree.root == TREES[n].root == mth(LEAVES[:n]) == b.tree().root
+        assert b.prefix_root(n) == tree.root
+        assert [tree.proof(i) for i in range(n)] == [TREES[n].proof(i) for i in range(n)]
+    with pytest.raises(ValueError):
+        TreeBuilder().tree()
+    with pytest.raises(ValueError):
+        TreeBuilder().prefix_root(1)

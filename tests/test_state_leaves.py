@@ -55,3 +55,23 @@ def test_malformed_leaves_are_format_errors(bad):
     with pytest.raises(TranscriptFormatError):
         lv = sl.Leaves(bad)
         lv[0]
+
+
+@pytest.mark.parametrize("block", [1, 4, 1 << 14])
+def test_compact_range_grown_in_any_steps_gives_every_prefix_root(monkeypatch, block):
+    """The trainer's prefix roots (CompactRange extended checkpoint by checkpoint over a growing leaf buffer)
+    equal the root of the whole prefix, whatever the stops."""
+    monkeypatch.setattr(sl, "BLOCK", block)
+    rnd = random.Random(block)
+    leaves = [rnd.randbytes(32) for _ in range(300)]
+    for interval in (1, 3, 7, 64, 100, 299):
+        rng, buf = sl.CompactRange(), bytearray()
+        for stop in range(1, 301):
+            buf += leaves[stop - 1]
+            if stop % interval == 0 or rnd.random() < 0.05:
+                assert rng.extend(sl.Leaves(buf), stop).root() == MerkleTree(leaves[:stop]).root, (interval, stop)
+                assert rng.size == stop
+    with pytest.raises(IndexError):
+        sl.CompactRange().extend(leaves[:3], 4)
+    with pytest.raises(ValueError):
+        sl.CompactRange().root()
