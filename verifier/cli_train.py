@@ -151,7 +151,7 @@ def cmd_train(args) -> int:
             final = with_replay(verdict, tr, rows, replaying)
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
-            attestation = attest.attest(tr, final)
+            attestation = attest.attest(tr, final, integrity=tr["integrity"])  # saved above; tr is unchanged
     model_written = "model" in tr
     if model_written:
         _write_model(args.model_out, tr, args.out, digest, final, attestation, table.columns)
@@ -230,7 +230,8 @@ def drive_session(args, channel, ui: Progress, session):
         close_bar()
         channel.close()
     timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
-    return tr, verdict, timings, tx.save(args.out, tr)
+    digest, tr["integrity"] = tx.save_with_integrity(args.out, tr)  # tr is now exactly the saved object
+    return tr, verdict, timings, digest
 
 def _small_table_default(args, shape: TableShape) -> list[str]:
     """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
