@@ -23,6 +23,8 @@ from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, veri
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
 from protocol.transcript import hash_list
 
+from .spot_rows import SharedPaths, batch_rows
+
 
 def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server_nonce: bytes, cfg: TrainConfig,
                   proof_kind: str) -> Statement:
@@ -168,6 +170,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
     width, row_width = cfg.num_params(sched.d), sched.d + 1  # values per state, per data row
+    paths = SharedPaths(-(-num_rows // rows_per_leaf))
     for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
@@ -183,10 +186,13 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                       f"step {t}: the state {label} the step is not in the committed state tree", t)
         if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
-        rows = []
+        fast = None if data_leaf is not None else batch_rows(  # all rows at once; None: row by row, below
+            op["rows"], batches[t], rows_per_leaf=rows_per_leaf, num_rows=num_rows, row_width=row_width,
+            value_bytes=value_bytes, data_root=data_root, paths=paths)
+        rows = [] if fast is None else fast.tolist()
         R = rows_per_leaf
         n_leaves = -(-num_rows // R)
-        for r in op["rows"]:
+        for r in op["rows"] if fast is None else ():
             i = r["index"]
             j = i // R
             if r.get("proof_index") != j:
