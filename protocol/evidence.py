@@ -13,6 +13,7 @@ import json
 import struct
 
 from . import encoding as enc
+from . import opening_rows
 from .errors import TranscriptFormatError
 from .hashing import tagged_hash
 
@@ -87,6 +88,10 @@ def openings_encoding(openings) -> bytes:
         if "salt_before" in op or "salt_after" in op:  # hiding state leaves (docs/PROTOCOL.md section 12)
             parts += [enc.lp(_hex_bytes(op.get("salt_before"), f"{w}.salt_before")),
                       enc.lp(_hex_bytes(op.get("salt_after"), f"{w}.salt_after"))]
+        fast = opening_rows.regular(op["rows"])  # the rows as arrays, when regular (protocol/opening_rows.py)
+        if fast is not None:
+            parts.append(fast.encoding())
+            continue
         parts.append(enc.u32(len(op["rows"])))
         for j, r in enumerate(op["rows"]):
             if not isinstance(r, dict):

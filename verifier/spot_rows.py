@@ -16,7 +16,7 @@ import hashlib
 
 import numpy as np
 
-from protocol.errors import TranscriptFormatError
+from protocol import opening_rows
 from protocol.hashing import tag_bytes
 from protocol.merkle import data_leaf_prefix
 from protocol.row_encoding import value_range
@@ -31,19 +31,10 @@ def batch_rows(op_rows, batch: list[int], *, rows_per_leaf: int, num_rows: int, 
     seed-derived row indices, already compared with the openings' indices; ``paths``: the data tree's
     SharedPaths of this spot check (of ``ceil(num_rows / rows_per_leaf)`` leaves)."""
     R, B = rows_per_leaf, len(batch)
-    try:
-        blocks = [r.get("leaf_rows") for r in op_rows]
-        if not all(type(b) is list and all(type(x) is list for x in b) for b in blocks):
-            return None
-        leaf_rows = np.array(blocks)  # no dtype: a float, a string, a bool-only or an out-of-int64 value is not int64
-        values = np.array([r["values"] for r in op_rows])
-        proofs = [_joined_hashes(r["proof"]) for r in op_rows]
-        proof_index = [r.get("proof_index") for r in op_rows]
-    except (AttributeError, KeyError, TypeError, ValueError, OverflowError, TranscriptFormatError):
+    rows = opening_rows.regular(op_rows)  # None: bools, floats, extra keys, ragged leaves... row by row
+    if rows is None or rows.leaf_rows.shape != (B, R, row_width) or any(len(p) > 64 * 32 for p in rows.proofs):
         return None
-    if (leaf_rows.dtype != np.int64 or leaf_rows.shape != (B, R, row_width) or values.dtype != np.int64
-            or values.shape != (B, row_width) or None in proofs or any(len(p) > 64 * 32 for p in proofs)):
-        return None
+    leaf_rows, values, proofs, proof_index = rows.leaf_rows, rows.values, rows.proofs, rows.proof_index
     index = np.asarray(batch, dtype=np.int64)
     leaf = index // R
     lo, hi = value_range(value_bytes)
@@ -109,15 +100,3 @@ class SharedPaths:
             out.append(h)
         return out
 
-
-def _joined_hashes(items) -> bytes | None:
-    """The bytes of a list of 64-character lower-case hex strings, concatenated (``transcript.hash_list``'s
-    checks, at C speed); None for anything else."""
-    if type(items) is not list or (items and (set(map(type, items)) != {str} or set(map(len, items)) != {64})):
-        return None
-    joined = "".join(items)
-    try:
-        raw = bytes.fromhex(joined)
-    except ValueError:
-        return None
-    return raw if len(joined) == 2 * len(raw) and (joined.islower() or joined.isdecimal() or not joined) else None
