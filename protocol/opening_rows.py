@@ -13,6 +13,8 @@ encode to the same bytes (tests/test_opening_rows.py).
 from __future__ import annotations
 
 import struct
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 
@@ -50,8 +52,34 @@ class Rows:
         return b"".join(parts)
 
 
+_memo = threading.local()
+
+
+@contextmanager
+def reading():
+    """Within this block ``regular`` reads each rows list once (by identity): the schema check, the openings hash
+    and the spot check of one transcript share the arrays. Only for code that does not change the rows while
+    in the block (a transcript's verification); the lists are held until the block ends."""
+    outer = getattr(_memo, "cache", None)
+    _memo.cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _memo.cache = outer
+
+
 def regular(rows) -> Rows | None:
     """``rows`` (one opening's "rows" list, JSON form) as arrays, or None when any row is not regular."""
+    cache = getattr(_memo, "cache", None)
+    if cache is None:
+        return _regular(rows)
+    hit = cache.get(id(rows))
+    if hit is None or hit[0] is not rows:
+        hit = cache[id(rows)] = (rows, _regular(rows))  # (the list is held: its id is not reused meanwhile)
+    return hit[1]
+
+
+def _regular(rows) -> Rows | None:
     if type(rows) is not list or not rows or not all(type(r) is dict and r.keys() == KEYS for r in rows):
         return None
     index = [r["index"] for r in rows]

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from protocol import opening_rows
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
@@ -144,10 +145,11 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
     protocol/transcript.py before anything else) and InputError for data that is not the session's; returns
     a Verdict otherwise. ``live``: the recording client's own view (see transcript_verdict).
     ``progress(t, T)``: optional callback during the full replay."""
-    tx.validate(tr)
-    if rows is not None:
-        check_given_data(tr, rows)
-    v = transcript_verdict(tr, compare_recorded, live)
+    with opening_rows.reading():  # the openings are read once by the schema, their hash and the spot check
+        tx.validate(tr)
+        if rows is not None:
+            check_given_data(tr, rows)
+        v = transcript_verdict(tr, compare_recorded, live)
     return v if rows is None or v.status == INCOMPLETE else with_replay(v, tr, rows, progress)
 
 
