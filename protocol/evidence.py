@@ -80,7 +80,7 @@ def openings_encoding(openings) -> bytes:
     parts = [enc.u32(len(openings))]
     for k, op in enumerate(openings):
         w = f"opening {k}"
-        if not isinstance(op, dict) or not isinstance(op.get("rows"), list):
+        if not isinstance(op, dict) or not isinstance(op.get("rows"), list | opening_rows.Rows):
             raise TranscriptFormatError(f"malformed transcript: {w} must be an object with a list of rows")
         parts += [_u64(op.get("step"), f"{w}.step"), _ints(op.get("state_before"), f"{w}.state_before"),
                   _ints(op.get("state_after"), f"{w}.state_after"), _proof(op.get("proof_before"), f"{w}.proof_before"),

@@ -51,7 +51,13 @@ def save(path: str, obj: dict) -> str:
 
 def save_with_integrity(path: str, obj: dict) -> tuple[str, str]:
     """``save``, -> (sha256 of the file, the integrity digest written in it = ``integrity(obj)``): a caller that
-    needs the digest (a replay attestation, verifier/attest.py) does not encode the transcript again."""
+    needs the digest (a replay attestation, verifier/attest.py) does not encode the transcript again. The text is
+    written as it is encoded (protocol/transcript_writer.py): the file is never held whole in memory."""
+    from .transcript_writer import write_streaming
+
+    done = write_streaming(path, obj)
+    if done is not None:
+        return done
     data, digest = _saved_bytes(obj)
     write_atomic(path, data)
     return hashlib.sha256(data).hexdigest(), digest
