@@ -237,17 +237,27 @@ def _fits_i64(values) -> bool:
 
 
 def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, extras_json: str = "",
-           progress=None) -> None:
+           progress=None, honest: bytes | None = None) -> None:
     """Full replay: recompute every state and compare with the committed leaves (read block by block:
     protocol/state_leaves.py), the first difference is the step named. Raises StepMismatch with
-    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps."""
+    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps. ``honest``: the
+    honest leaves of this schedule, already computed (``honest_leaves``, verifier/replay_ahead.py): when every
+    committed leaf equals them the loop is not run again; otherwise it runs and names the difference."""
     leaves = Leaves(leaves)
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
     check_initial_state(leaves, sched)
+    size = max(1, min(BLOCK, sched.num_steps // 200))
+    if honest is not None and len(honest) == 32 * len(leaves) and all(
+            blob == honest[32 * first:32 * first + len(blob)] for first, blob in leaves.blocks(1, size=BLOCK)):
+        if progress is not None:
+            progress(sched.num_steps, sched.num_steps)
+        check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
+        check_final_model(leaves, model, extras_json)
+        return
     step, leaf, theta = _stepper(rows, sched, cfg)
-    for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
+    for first, blob in leaves.blocks(1, size=size):
         for j in range(0, len(blob), 32):
             t = first + j // 32
             prev = theta
@@ -261,6 +271,17 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
             progress(first - 1 + len(blob) // 32, sched.num_steps)
     check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
+
+
+def honest_leaves(rows: np.ndarray, sched: Schedule, cfg: TrainConfig) -> bytes:
+    """The state leaves 0..T of the honest training on ``rows`` (the replay's own steps); raises ArithmeticError
+    where the honest step overflows."""
+    step, leaf, theta = _stepper(rows, sched, cfg)
+    out = [state_leaf(0, sched.initial_state())]
+    for t in range(1, sched.num_steps + 1):
+        theta = step(theta, t)
+        out.append(leaf(t, theta))
+    return b"".join(out)
 
 
 def _stepper(rows: np.ndarray, sched: Schedule, cfg: TrainConfig):
