@@ -1,4 +1,4 @@
-"""Admission control and the client's retry rule, without a server (prover/admission.py, verifier/client.py)."""
+"""Admission control and the client's retry rule, without a server (prover/admission.py, verifier/connection.py)."""
 
 from __future__ import annotations
 
