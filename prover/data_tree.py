@@ -11,9 +11,8 @@ the committed root (the trainer would sign an opening the client refuses; a bug,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 
