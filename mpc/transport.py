@@ -109,22 +109,29 @@ class LoopTransport(_Transport):
     def _put(self, m) -> None:
         self.loop.call_soon_threadsafe(self.outbox.put_nowait, m)
 
-    def recv_proto(self) -> mpc_pb2.MpcFrame:
+    def recv_proto(self, timeout: float | None = None) -> mpc_pb2.MpcFrame:
+        wait = self.timeout if timeout is None else timeout
         fut = asyncio.run_coroutine_threadsafe(self.inbox.get(), self.loop)
         try:
-            m = fut.result(timeout=self.timeout)
+            m = fut.result(timeout=wait)
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            raise MpcAbort(f"the {self.who} sent nothing for {self.timeout:.0f} s") from None
+            raise MpcAbort(f"the {self.who} sent nothing for {wait:g} s") from None
         except concurrent.futures.CancelledError:
             raise MpcAbort(f"the session with the {self.who} was cancelled") from None
         return _delivered(m, self.who)
 
 
-async def pump_requests(request_iterator, inbox, who: str = "client") -> None:
-    """Feed the request stream into ``inbox`` (an asyncio queue of bounded size), then ``_END`` or an abort."""
+async def pump_requests(request_iterator, inbox, who: str = "client", max_bytes: list | None = None) -> None:
+    """Feed the request stream into ``inbox`` (an asyncio queue of bounded size), then ``_END`` or an abort;
+    a frame larger than ``max_bytes[0]`` (read when the frame arrives: the session raises it once it knows its
+    plan) ends the stream with an abort."""
     try:
         async for m in request_iterator:
+            if max_bytes is not None and m.ByteSize() > max_bytes[0]:
+                await inbox.put(MpcAbort(f"the {who} sent a frame of {m.ByteSize():,} bytes; this session's frames "
+                                         f"are at most {max_bytes[0]:,} bytes"))
+                return
             await inbox.put(m)
         await inbox.put(_END)
     except grpc.RpcError as e:

@@ -49,30 +49,34 @@ def merkle_proof_to_proto(index: int, siblings) -> pb.MerkleProof:
 def opening_to_proto(op: dict) -> pb.StepOpening:
     t = op["step"]
     return pb.StepOpening(
-        step=t, state_before=[int(v) for v in op["state_before"]], state_after=[int(v) for v in op["state_after"]],
+        step=t, state_before=_ints(op["state_before"]), state_after=_ints(op["state_after"]),
         proof_before=merkle_proof_to_proto(t - 1, op["proof_before"]),
         proof_after=merkle_proof_to_proto(t, op["proof_after"]),
-        rows=[pb.RowOpening(index=i, values=[int(v) for v in vals], proof=merkle_proof_to_proto(j, proof),
-                            leaf_rows=[int(v) for v in np.asarray(leaf).reshape(-1)], salt=bytes(salt[0]) if salt else b"")
+        rows=[pb.RowOpening(index=i, values=_ints(vals), proof=pb.MerkleProof(index=j, siblings=proof),
+                            leaf_rows=_ints(np.asarray(leaf).reshape(-1)), salt=bytes(salt[0]) if salt else b"")
               for i, vals, j, proof, leaf, *salt in op["rows"]],
         salt_before=bytes(op.get("salt_before") or b""), salt_after=bytes(op.get("salt_after") or b""))
+
+
+def _ints(values) -> list[int]:
+    """Python ints for a repeated integer field (numpy's tolist converts a whole array at C speed)."""
+    return values.tolist() if isinstance(values, np.ndarray) else [int(v) for v in values]
 
 
 def opening_from_proto(msg: pb.StepOpening) -> dict:
     """The JSON-ready form used in transcripts and by the checks (hex strings for hashes)."""
     return {
         "step": int(msg.step),
-        "state_before": [int(v) for v in msg.state_before],
-        "state_after": [int(v) for v in msg.state_after],
-        "proof_before": {"index": int(msg.proof_before.index), "siblings": [bytes(s).hex() for s in msg.proof_before.siblings]},
-        "proof_after": {"index": int(msg.proof_after.index), "siblings": [bytes(s).hex() for s in msg.proof_after.siblings]},
-        "rows": [{"index": int(r.index), "values": [int(v) for v in r.values],
-                  "proof": [bytes(s).hex() for s in r.proof.siblings], "proof_index": int(r.proof.index),
-                  "leaf_rows": _split_rows([int(v) for v in r.leaf_rows], len(r.values)),
-                  **({"salt": bytes(r.salt).hex()} if r.salt else {})}  # trainer-owned data (salted leaves)
+        "state_before": list(msg.state_before),
+        "state_after": list(msg.state_after),
+        "proof_before": {"index": int(msg.proof_before.index), "siblings": [s.hex() for s in msg.proof_before.siblings]},
+        "proof_after": {"index": int(msg.proof_after.index), "siblings": [s.hex() for s in msg.proof_after.siblings]},
+        "rows": [{"index": r.index, "values": list(r.values), "proof": [s.hex() for s in r.proof.siblings],
+                  "proof_index": r.proof.index, "leaf_rows": _split_rows(list(r.leaf_rows), len(r.values)),
+                  **({"salt": r.salt.hex()} if r.salt else {})}  # trainer-owned data (salted leaves)
                  for r in msg.rows],
         # trainer-owned data (hiding state leaves): both salts, present when either is
-        **({"salt_before": bytes(msg.salt_before).hex(), "salt_after": bytes(msg.salt_after).hex()}
+        **({"salt_before": msg.salt_before.hex(), "salt_after": msg.salt_after.hex()}
            if msg.salt_before or msg.salt_after else {}),
     }
 

@@ -13,6 +13,7 @@ import json
 import struct
 
 from . import encoding as enc
+from . import opening_rows
 from .errors import TranscriptFormatError
 from .hashing import tagged_hash
 
@@ -79,7 +80,7 @@ def openings_encoding(openings) -> bytes:
     parts = [enc.u32(len(openings))]
     for k, op in enumerate(openings):
         w = f"opening {k}"
-        if not isinstance(op, dict) or not isinstance(op.get("rows"), list):
+        if not isinstance(op, dict) or not isinstance(op.get("rows"), list | opening_rows.Rows):
             raise TranscriptFormatError(f"malformed transcript: {w} must be an object with a list of rows")
         parts += [_u64(op.get("step"), f"{w}.step"), _ints(op.get("state_before"), f"{w}.state_before"),
                   _ints(op.get("state_after"), f"{w}.state_after"), _proof(op.get("proof_before"), f"{w}.proof_before"),
@@ -87,6 +88,10 @@ def openings_encoding(openings) -> bytes:
         if "salt_before" in op or "salt_after" in op:  # hiding state leaves (docs/PROTOCOL.md section 12)
             parts += [enc.lp(_hex_bytes(op.get("salt_before"), f"{w}.salt_before")),
                       enc.lp(_hex_bytes(op.get("salt_after"), f"{w}.salt_after"))]
+        fast = opening_rows.regular(op["rows"])  # the rows as arrays, when regular (protocol/opening_rows.py)
+        if fast is not None:
+            parts.append(fast.encoding())
+            continue
         parts.append(enc.u32(len(op["rows"])))
         for j, r in enumerate(op["rows"]):
             if not isinstance(r, dict):

@@ -352,6 +352,10 @@ class MerkleTree:
     def nbytes(self) -> int:
         return sum(len(lv) for lv in self._levels)
 
+    def level(self, k: int) -> bytes:
+        """The nodes of level k (0 = the leaves), 32 bytes each."""
+        return self._levels[k]
+
     def proof(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:
             raise IndexError(f"leaf {index} outside a tree of {self.size}")

@@ -93,8 +93,26 @@ class SeedContext:
                            u64(epoch), u32(attempt))
 
 
+_last: tuple = ()  # (epoch key, n, permutation): the last one made in this process
+_REMEMBER_ROWS = 1 << 22  # up to 32 MB kept
+
+
 def shuffle(ctx: SeedContext, epoch: int, n: int) -> np.ndarray:
-    """The epoch's permutation of ``range(n)`` (int64)."""
+    """The epoch's permutation of ``range(n)`` (int64, read-only). The last one is remembered: a client's spot
+    check and its full replay, a trainer's training and its openings, each ask for the same permutation."""
+    global _last
+    key = ctx.epoch_key(epoch)
+    last = _last
+    if last and last[0] == key and last[1] == n:
+        return last[2]
+    perm = _shuffle(ctx, epoch, n)
+    perm.flags.writeable = False
+    if n <= _REMEMBER_ROWS:
+        _last = (key, n, perm)
+    return perm
+
+
+def _shuffle(ctx: SeedContext, epoch: int, n: int) -> np.ndarray:
     attempt = 0
     keys = np.empty(n, dtype=np.uint64)  # one key array and the permutation: 16 bytes per row at the peak
     while True:

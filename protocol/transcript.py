@@ -45,23 +45,44 @@ def integrity(obj: dict) -> str:
 
 
 def save(path: str, obj: dict) -> str:
-    write_atomic(path, text := saved_text(obj))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Write ``obj`` with its integrity digest; -> the sha256 of the file."""
+    return save_with_integrity(path, obj)[0]
+
+
+def save_with_integrity(path: str, obj: dict) -> tuple[str, str]:
+    """``save``, -> (sha256 of the file, the integrity digest written in it = ``integrity(obj)``): a caller that
+    needs the digest (a replay attestation, verifier/attest.py) does not encode the transcript again. The text is
+    written as it is encoded (protocol/transcript_writer.py): the file is never held whole in memory."""
+    from .transcript_writer import write_streaming
+
+    done = write_streaming(path, obj)
+    if done is not None:
+        return done
+    data, digest = _saved_bytes(obj)
+    write_atomic(path, data)
+    return hashlib.sha256(data).hexdigest(), digest
 
 
 def saved_text(obj: dict) -> str:
-    """``dumps({**obj, "integrity": integrity(obj)})``, encoding the transcript once: the integrity line is
-    inserted into the text of the body (a top-level key is the only line starting with one space and a quote)."""
+    """``dumps({**obj, "integrity": integrity(obj)})``, encoding the transcript once."""
+    return _saved_bytes(obj)[0].decode("ascii")
+
+
+def _saved_bytes(obj: dict) -> tuple[bytes, str]:
+    """(``saved_text(obj)`` as ASCII bytes, integrity digest): the integrity line is inserted into the text of the
+    body (a top-level key is the only line starting with one space and a quote); the text is encoded once."""
     body = {k: v for k, v in obj.items() if k != "integrity"}
     if isinstance(body.get("state_leaves"), StreamedHex) or not body:
-        return dumps({**obj, "integrity": integrity(obj)})
-    text = dumps(body)
-    line = f' "integrity": "{tagged_hash("transcript", text.encode()).hex()}"'
+        digest = integrity(obj)
+        return dumps({**obj, "integrity": digest}).encode("ascii"), digest
+    data = dumps(body).encode("ascii")  # ensure_ascii: the text is ASCII
+    digest = tagged_hash("transcript", data).hex()
+    line = f' "integrity": "{digest}"'.encode()
     later = sorted(k for k in body if k > "integrity")
     if later:
-        at = text.index("\n " + json.dumps(later[0]) + ": ") + 1
-        return text[:at] + line + ",\n" + text[at:]
-    return text[:-3] + ",\n" + line + "\n}\n"  # text ends with "\n}\n"
+        at = data.index(("\n " + json.dumps(later[0]) + ": ").encode()) + 1
+        return b"".join((data[:at], line, b",\n", data[at:])), digest
+    return b"".join((data[:-3], b",\n", line, b"\n}\n")), digest  # the text ends with "\n}\n"
 
 
 MAX_DEPTH = 32  # a vtrain transcript nests about 6 deep

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from . import opening_rows
 from .errors import TranscriptFormatError
 from .state_leaves import StreamedHex
 
@@ -78,6 +79,14 @@ class _List:
             _check(self.item, x, f"{path}[{i}]")
 
 
+class _Rows(_List):
+    """An opening's rows: a regular list (protocol/opening_rows.py) is within the item schema as a whole."""
+
+    def check(self, v, path: str) -> None:
+        if opening_rows.regular(v) is None:
+            super().check(v, path)
+
+
 class _Any:
     """Opaque JSON of one type (snarkjs files, verdict evidence), parsed later by their own strict readers."""
 
@@ -123,7 +132,7 @@ SIGNED = _List(_Hex(), 2)  # [statement hex, signature hex]
 MERKLE_PROOF = {"index": U64, "siblings": _List(_Hex())}
 OPENING = {"step": U64, "state_before": _List(I64), "state_after": _List(I64), "proof_before": MERKLE_PROOF,
            "proof_after": MERKLE_PROOF,
-           "rows": _List({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64,
+           "rows": _Rows({"index": U64, "values": _List(I64), "proof": _List(_Hex()), "proof_index": U64,
                           "leaf_rows": _List(_List(I64)), "salt": _Opt(_Hex())}),
            "salt_before": _Opt(_Hex()), "salt_after": _Opt(_Hex())}
 SCHEMA = {

@@ -46,6 +46,7 @@ class Admission:
         self._lock = threading.Lock()
         self.sessions: Counter[str] = Counter()
         self.streams: Counter[str] = Counter()
+        self.watchers: Counter[str] = Counter()  # open Health.Watch / reflection streams (prover/watch_limits.py)
         self.reserved = 0  # bytes of the memory budget held by live sessions
 
     # -- sessions ---------------------------------------------------------------------------------
@@ -109,6 +110,18 @@ class Admission:
     def _exit_stream(self, peer: str) -> None:
         with self._lock:
             self._give(self.streams, peer)
+
+    def enter_watcher(self, peer: str) -> None:
+        lim = self.limits
+        self._take(self.watchers, peer, lim.max_watchers, lim.max_watchers_per_peer, 5.0,
+                   lambda n: f"the trainer has {n} open health-watch/reflection streams (limit {lim.max_watchers}); "
+                             "use Health/Check",
+                   lambda n: f"your address {peer} already has {n} open health-watch/reflection streams (limit "
+                             f"{lim.max_watchers_per_peer} per client); close one or use Health/Check")
+
+    def exit_watcher(self, peer: str) -> None:
+        with self._lock:
+            self._give(self.watchers, peer)
 
     def snapshot(self) -> dict:
         with self._lock:

@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="concurrent UploadData/UploadProvingKey streams (default %(default)s)")
     s.add_argument("--max-streams-per-peer", type=int, default=d.max_streams_per_peer,
                    help="concurrent upload streams per client address (default %(default)s)")
+    s.add_argument("--max-watchers", type=int, default=d.max_watchers,
+                   help="open Health/Watch and reflection streams, all clients together (default %(default)s)")
+    s.add_argument("--max-watchers-per-peer", type=int, default=d.max_watchers_per_peer,
+                   help="open Health/Watch and reflection streams per client address (default %(default)s)")
     s.add_argument("--upload-start-timeout", type=float, default=d.upload_start_seconds,
                    help="seconds an opened session may wait for its upload to start (default %(default)s)")
     s.add_argument("--receive-timeout", type=float, default=d.receive_timeout_seconds,
@@ -124,7 +128,8 @@ def serve(args) -> int:
                     max_sessions_per_peer=args.max_sessions_per_peer, max_streams=args.max_streams,
                     max_streams_per_peer=args.max_streams_per_peer, upload_start_seconds=args.upload_start_timeout,
                     receive_timeout_seconds=args.receive_timeout, memory_budget_bytes=args.memory_budget,
-                    max_training=args.max_training)
+                    max_training=args.max_training, max_watchers=args.max_watchers,
+                    max_watchers_per_peer=args.max_watchers_per_peer)
     try:
         server, bound, _ = build_server(key, host, port, limits, args.adversary, tls, workers=args.workers)
     except ValueError as e:

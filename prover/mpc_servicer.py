@@ -28,7 +28,15 @@ from .datasets import Datasets
 log = logging.getLogger("vtrain.prover.mpc")
 MAX_SESSIONS = 4
 MAX_STEPS = 100_000
-IDLE_SECONDS = 600.0
+IDLE_SECONDS = 600.0  # a client's silence before the session is ended, without the trainer service's limits
+HELLO_BYTES = 1 << 20  # the largest first frame (a hello: config, d <= 1024 feature names, their statistics)
+INBOX_FRAMES = 2  # frames of a client's read ahead of the session: the protocol alternates (docs/MPC.md 4)
+
+
+def frame_limit(plan: Plan) -> int:
+    """The largest frame an honest client sends in this session: its masked inputs (16 bytes per value,
+    docs/MPC.md section 3) or a step's openings (well under 1 MiB at d <= 1024, B <= 4096), with room."""
+    return 16 * plan.n0 * (plan.d + 1) + (4 << 20)
 
 
 def config_from_proto(c: mpc_pb2.MpcConfig) -> TrainConfig:
@@ -70,14 +78,21 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             return
         # the request stream is read by a task on this loop and the session runs in its own thread (mpc.transport
         # LoopTransport); no thread of the server's pool ever waits on a read
+        # A slot is held only by work (README "Trainer service limits"): the hello must come within the upload
+        # start timeout and every later frame within the receive timeout; at most INBOX_FRAMES frames are read
+        # ahead (then gRPC flow control holds the client back), each at most the size the plan allows.
+        lim = self.admission.limits if self.admission is not None else None
+        hello_wait = lim.upload_start_seconds if lim is not None else IDLE_SECONDS
+        frame_wait = lim.receive_timeout_seconds if lim is not None else IDLE_SECONDS
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_FRAMES)
         out: asyncio.Queue = asyncio.Queue()
-        reader = asyncio.ensure_future(pump_requests(request_iterator, inbox))
+        cap = [HELLO_BYTES]
+        reader = asyncio.ensure_future(pump_requests(request_iterator, inbox, max_bytes=cap))
 
         def work():
             try:
-                self._session(LoopTransport(loop, inbox, out, IDLE_SECONDS))
+                self._session(LoopTransport(loop, inbox, out, frame_wait), hello_wait, cap)
             except Exception:
                 log.exception("two-party session crashed")
             finally:
@@ -122,9 +137,9 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
         return plan, Xq, Yq
 
-    def _session(self, tr: LoopTransport) -> None:
+    def _session(self, tr: LoopTransport, hello_wait: float, cap: list) -> None:
         try:
-            first = tr.recv_proto()
+            first = tr.recv_proto(timeout=hello_wait)
         except MpcAbort as e:
             log.info("two-party session ended before hello: %s", e)
             return
@@ -135,6 +150,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             log.info("two-party session refused: %s", e)
             tr.send_proto(mpc_pb2.MpcFrame(abort=f"refused: {e}"))
             return
+        cap[0] = frame_limit(plan)
         nonce = os.urandom(32)
         sid = session_id_of(bytes(h.client_nonce), nonce)
         tr.send_proto(mpc_pb2.MpcFrame(hello_reply=mpc_pb2.MpcHelloReply(trainer_nonce=nonce,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from protocol import convert
+from protocol import convert, opening_rows
 from protocol.errors import InputError, VerificationError
 from protocol.evidence import openings_hash
 from protocol.merkle import model_hash
@@ -17,7 +17,9 @@ from protocol.snark import groth16, snarkjs_io
 from protocol.snark import session as snark_session
 from protocol.statements import Statement, sign
 from protocol.training import Schedule
+from protocol.wire import trainer_pb2 as pb
 
+from .adversaries import Honest
 from .session_state import Session
 from .trainer import ProgressEvent
 
@@ -32,26 +34,52 @@ def spot_openings(key, s: Session, audit_seed: bytes):
                      rec.X.shape[1])
     openings = []
     R, n = s.rows_per_leaf, rec.X.shape[0]
+    offsets = np.arange(R)
     for t in steps:
-        idx = sched.batch(t)
+        idx = np.asarray(sched.batch(t), dtype=np.int64)
+        lo = idx // R * R
+        cells = np.minimum(lo[:, None] + offsets, n - 1)  # each row's whole data leaf (docs/PROTOCOL.md section 4)
+        blocks = np.concatenate([rec.X[cells], rec.Y[cells][:, :, None]], axis=2).astype(np.int64)
         rows = []
-        for i in (int(i) for i in idx):  # each row with its whole data leaf (docs/PROTOCOL.md section 4)
-            lo, hi = i // R * R, min(i // R * R + R, n)
-            block = np.column_stack([rec.X[lo:hi], rec.Y[lo:hi]])
-            rows.append((i, block[i - lo], i // R, s.data_tree.proof(i // R), block))
+        for k, i in enumerate(idx.tolist()):
+            j = i // R
+            block = blocks[k] if j * R + R <= n else blocks[k, :n - j * R]  # the last leaf may be shorter
+            rows.append((i, block[i - j * R], j, s.data_tree.proof(j), block))
         openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                          "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t), "rows": rows})
     if s.trainer_data is not None:  # salted leaves: each opened row comes with its salt (prover/trainer_data.py)
         from .trainer_data import add_salts
 
         openings = add_salts(openings, s.trainer_data, s.state_secret, T)
+    honest = s.trainer_data is None and type(s.strategy).openings is Honest.openings
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
     # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
     messages = [convert.opening_to_proto(op) for op in openings]
-    digest = openings_hash(audit_seed, [convert.opening_from_proto(m) for m in messages])
+    digest = openings_hash(audit_seed, [_json_form(op, m, honest) for op, m in zip(openings, messages)])
     data, sig = sign(key, Statement("openings", s.session_id, {"audit_seed": bytes(audit_seed),
                                                                "openings_hash": digest}))
     return messages, (data, sig)
+
+
+def _json_form(op: dict, message, honest: bool) -> dict:
+    """``convert.opening_from_proto(message)`` for the openings hash; an honest opening's rows as the arrays they
+    were sent from (``_rows``: the same encoding, without a Python object per value)."""
+    rows = _rows(op["rows"]) if honest else None
+    if rows is None:
+        return convert.opening_from_proto(message)
+    return {**convert.opening_from_proto(pb.StepOpening(
+        step=message.step, state_before=message.state_before, state_after=message.state_after,
+        proof_before=message.proof_before, proof_after=message.proof_after)), "rows": rows}
+
+
+def _rows(rows) -> opening_rows.Rows | None:
+    """An opening's rows (index, values, leaf index, siblings, leaf block) as opening_rows.Rows, when every
+    leaf holds the same number of rows (else None: the message's JSON form is hashed)."""
+    if len({len(r[4]) for r in rows}) != 1 or any(len(r) != 5 for r in rows):
+        return None
+    return opening_rows.Rows([int(r[0]) for r in rows], np.stack([np.asarray(r[1], dtype=np.int64) for r in rows]),
+                             [int(r[2]) for r in rows], [b"".join(r[3]) for r in rows],
+                             np.stack([np.asarray(r[4], dtype=np.int64) for r in rows]))
 
 
 def prove_snark(key, s: Session, ctx: SeedContext):

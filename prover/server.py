@@ -31,6 +31,7 @@ from . import memory
 from .adversaries import get_strategy
 from .servicer import TrainerServicer
 from .session import Limits, SessionManager
+from .watch_limits import WatcherLimit
 
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 REAP_SECONDS = 0.5  # how often expired sessions are dropped (and their memory released) without any traffic
@@ -82,7 +83,9 @@ class TrainerServer:
     async def _build(self, address: str, tls) -> int:
         opts = [("grpc.max_receive_message_length", self.limits.max_message_bytes),
                 ("grpc.max_send_message_length", self.limits.max_message_bytes)]
-        self.server = grpc.aio.server(migration_thread_pool=self.sync_pool, options=opts)
+        # Health/Watch and reflection streams are counted per client (prover/watch_limits.py)
+        self.server = grpc.aio.server(migration_thread_pool=self.sync_pool, options=opts,
+                                      interceptors=[WatcherLimit(self.manager.admission)])
         reg = _Handlers()  # the generated handlers, UploadData's taking its messages serialized (zero-copy rows)
         servicer = TrainerServicer(self.manager, self.pool, max(1, min(self.workers, self.limits.max_training)))
         trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, reg)

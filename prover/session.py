@@ -27,6 +27,7 @@ from protocol.training import MODELS, TrainConfig
 from . import memory
 from .admission import Admission
 from .adversaries import Honest
+from .data_tree import RowTree, session_leaf_hashes
 from .proving import prove_snark, spot_openings
 from .session_state import (  # the servicer, CLI and tests import these from here too
     Denied,
@@ -370,7 +371,8 @@ class SessionManager:
     def commit_data(self, s: Session, rx: DataReceiver) -> tuple[bytes, bytes]:
         """All rows arrived: keep them, sign the data statement."""
         tree, s.stored = rx.finish()
-        s.data_tree, s.rows_per_leaf, s.shape = tree, rx.R, (rx.n, rx.d)
+        # the rows are kept anyway: the tree's lowest levels are re-hashed from them per proof (prover/data_tree.py)
+        s.data_tree, s.rows_per_leaf, s.shape = RowTree(tree, session_leaf_hashes(s, rx.d, rx.R, rx.w)), rx.R, (rx.n, rx.d)
         data, sig = sign(self.key, Statement("data", s.session_id, {
             "data_root": tree.root, "num_rows": rx.n, "num_features": rx.d, "rows_per_leaf": rx.R,
             "value_bytes": rx.w}))

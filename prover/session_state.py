@@ -64,6 +64,8 @@ class Limits:
     max_sessions_per_peer: int = 8
     max_streams: int = 16  # concurrent UploadData / UploadProvingKey streams
     max_streams_per_peer: int = 4
+    max_watchers: int = 64  # open Health.Watch and reflection streams (each ~22 KB while idle)
+    max_watchers_per_peer: int = 4
     upload_start_seconds: float = 10.0  # an opened session that has not started its upload by then is dropped
     receive_timeout_seconds: float = 30.0  # a client stream silent this long is ended (DEADLINE_EXCEEDED)
     memory_budget_bytes: int = 8 << 30  # everything sessions may hold at their peak, together

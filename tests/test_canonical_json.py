@@ -65,3 +65,23 @@ def test_saved_text_is_the_canonical_text_with_its_integrity(obj):
     from protocol import transcript as tx
 
     assert tx.saved_text(obj) == tx.dumps({**obj, "integrity": tx.integrity(obj)})
+
+
+@pytest.mark.parametrize("obj", [{"format": "f", "z": [1, {"a": "integrity"}], "a": {}}, {"zz": 1}, {"a": [1]},
+                                 {"integrity": "old", "model": [1, 2], "format": "f"}, {"b": {"x": [1, 2.5]}},
+                                 {"a": "x", "b": {"c": [[1, 2], [3]]}, "zz": {"y": None, "x": True}}])
+def test_save_with_integrity_returns_the_digest_of_the_saved_file(obj, tmp_path):
+    """The digest a replay attestation signs (verifier/attest.py) is taken from the save: it must be the integrity
+    of the file as loaded, and the sha256 that of the file's bytes."""
+    import hashlib
+    import json
+
+    from protocol import transcript as tx
+
+    path = tmp_path / "t.json"
+    sha, digest = tx.save_with_integrity(str(path), obj)
+    data = path.read_bytes()
+    assert sha == hashlib.sha256(data).hexdigest() == tx.save(str(tmp_path / "u.json"), obj)
+    assert digest == tx.integrity(obj) == json.loads(data)["integrity"]
+    assert data.decode() == tx.saved_text(obj) == tx.dumps({**obj, "integrity": digest})  # canonical, byte for byte
+    assert tx.load(str(path))[0] == {**obj, "integrity": digest} if obj.get("format") == tx.FORMAT else True

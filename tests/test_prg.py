@@ -17,6 +17,7 @@ from helpers import ALPHA, chi_square_pvalue, load_vectors, seed_context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocol import prg
 from protocol.prg import (
     KeyStream,
     SeedContext,
@@ -173,7 +174,20 @@ def test_shuffle_tie_redraws_with_next_attempt(monkeypatch):
     assert len(calls) == 2
     keys = KeyStream(CTX.epoch_key(epoch, 1)).words(n)
     assert got.tolist() == np.argsort(keys, kind="stable").tolist()
-    assert got.tolist() != shuffle(CTX, epoch, n).tolist()  # attempt 0's own order is not used
+    assert got.tolist() != prg._shuffle(CTX, epoch, n).tolist()  # attempt 0's own order is not used (uncached)
+
+
+def test_the_remembered_shuffle_is_the_one_asked_for_and_read_only():
+    """prg.shuffle remembers its last permutation: asked again for the same (context, epoch, n) it is the same
+    array, read-only (no caller can change what the next caller gets); any other input is computed afresh."""
+    a = shuffle(CTX, 2, 50)
+    assert shuffle(CTX, 2, 50) is a and not a.flags.writeable
+    with pytest.raises(ValueError):
+        a[0] = a[1]
+    for args in ((CTX, 3, 50), (CTX, 2, 51), (SeedContext(SID, ROOT, bytes(32)), 2, 50)):
+        other = shuffle(*args)
+        assert other is not a and other.tolist() == prg._shuffle(*args).tolist() != a.tolist()
+    assert shuffle(CTX, 2, 50).tolist() == prg._shuffle(CTX, 2, 50).tolist()
 
 
 def test_shuffle_persistent_ties_keep_redrawing(monkeypatch):

@@ -61,10 +61,12 @@ def result_text(verdict) -> str:
     return f"rejected at step {verdict.step}" if verdict.step is not None else "rejected"
 
 
-def attest(tr: dict, verdict) -> dict:
-    """Sign the replay verdict of ``tr`` (a verdict with check "replay") and store it. Returns the record."""
+def attest(tr: dict, verdict, integrity: str | None = None) -> dict:
+    """Sign the replay verdict of ``tr`` (a verdict with check "replay") and store it. Returns the record.
+    ``integrity``: ``tx.integrity(tr)`` when the caller has it (``tx.save_with_integrity`` of this very ``tr``,
+    unchanged since), so the whole transcript is not encoded a second time."""
     model = [int(v) for v in tr["model"]]
-    digest = transcript_digest(tr)  # once: it encodes the whole transcript
+    digest = bytes.fromhex(integrity) if integrity is not None else transcript_digest(tr)  # it encodes the whole transcript
     st = Statement("attestation", bytes.fromhex(tr["session_id"]), {
         "transcript_digest": digest, "model_hash": model_hash(model, tr.get("model_extras", "")),
         "data_root": bytes.fromhex(tr["data_root"]), "num_steps": len(tr["state_leaves"]) // 64 - 1,

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from protocol import opening_rows
 from protocol import transcript as tx
 from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, VerificationError
 from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
@@ -144,10 +145,11 @@ def verify_transcript(tr: dict, rows: np.ndarray | None = None, compare_recorded
     protocol/transcript.py before anything else) and InputError for data that is not the session's; returns
     a Verdict otherwise. ``live``: the recording client's own view (see transcript_verdict).
     ``progress(t, T)``: optional callback during the full replay."""
-    tx.validate(tr)
-    if rows is not None:
-        check_given_data(tr, rows)
-    v = transcript_verdict(tr, compare_recorded, live)
+    with opening_rows.reading():  # the openings are read once by the schema, their hash and the spot check
+        tx.validate(tr)
+        if rows is not None:
+            check_given_data(tr, rows)
+        v = transcript_verdict(tr, compare_recorded, live)
     return v if rows is None or v.status == INCOMPLETE else with_replay(v, tr, rows, progress)
 
 
@@ -195,15 +197,16 @@ def _cut_off(tr: dict, kind: str, detail: str) -> Verdict:
                    + (f" ({detail})" if detail else "") + "; what it holds is signed by the trainer and checks")
 
 
-def with_replay(v: Verdict, tr: dict, rows: np.ndarray, progress=None) -> Verdict:
+def with_replay(v: Verdict, tr: dict, rows: np.ndarray, progress=None, ahead=None) -> Verdict:
     """Combine the transcript verdict with the full replay (docs/PROTOCOL.md section 8): a replay that passes
     turns spot-checked (or no-proof) into verified; a replay that fails names the first divergent step, which
     is never later than a failed challenged step; a rejection the replay cannot explain (a bad opening of
-    honest states, a binding) stands; altered stays altered."""
+    honest states, a binding) stands; altered stays altered. ``ahead``: a verifier.replay_ahead.ReplayAhead
+    (the honest leaves computed during the session)."""
     if v.status == ALTERED or (v.status == REJECTED and v.step is None and v.check != "no-proof"):
         return v
     try:
-        replayed = _replay(tr, rows, progress)
+        replayed = _replay(tr, rows, progress, ahead)
     except VerificationError as e:
         return rejected_verdict("replay", e)
     return replayed if v.status != REJECTED or v.check == "no-proof" else v
@@ -387,7 +390,7 @@ def rows_per_leaf(tr: dict) -> int:
     return R
 
 
-def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
+def _replay(tr: dict, rows: np.ndarray, progress=None, ahead=None) -> Verdict:
     sid, _pub, cfg = _context(tr)
     n, d = tx.get(tr, "num_rows", int), tx.get(tr, "num_features", int)
     data_root = tx.get_hex(tr, "data_root", 32)
@@ -395,7 +398,8 @@ def _replay(tr: dict, rows: np.ndarray, progress=None) -> Verdict:
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = Leaves(tx.get(tr, "state_leaves"))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress)
+    honest = ahead.leaves_for(sid, data_root, seed, cfg, n, d) if ahead is not None else None
+    checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress, honest)
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 
 

@@ -23,6 +23,8 @@ from protocol.statements import PROTOCOL_VERSION, Statement, expect_fields, veri
 from protocol.training import FastStepper, Schedule, TrainConfig, step_exact
 from protocol.transcript import hash_list
 
+from .spot_rows import SharedPaths, batch_rows
+
 
 def check_session(pub: bytes, signed, sid: bytes, *, client_nonce: bytes, server_nonce: bytes, cfg: TrainConfig,
                   proof_kind: str) -> Statement:
@@ -168,6 +170,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
     width, row_width = cfg.num_params(sched.d), sched.d + 1  # values per state, per data row
+    paths = SharedPaths(-(-num_rows // rows_per_leaf))
     for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),
@@ -183,10 +186,13 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
                       f"step {t}: the state {label} the step is not in the committed state tree", t)
         if [r["index"] for r in op["rows"]] != batches[t]:
             raise StepMismatch(f"step {t}: the opened batch rows are not the seed-derived batch", step=t)
-        rows = []
+        fast = None if data_leaf is not None else batch_rows(  # all rows at once; None: row by row, below
+            op["rows"], batches[t], rows_per_leaf=rows_per_leaf, num_rows=num_rows, row_width=row_width,
+            value_bytes=value_bytes, data_root=data_root, paths=paths)
+        rows = [] if fast is None else fast.tolist()
         R = rows_per_leaf
         n_leaves = -(-num_rows // R)
-        for r in op["rows"]:
+        for r in op["rows"] if fast is None else ():
             i = r["index"]
             j = i // R
             if r.get("proof_index") != j:
@@ -231,17 +237,27 @@ def _fits_i64(values) -> bool:
 
 
 def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, extras_json: str = "",
-           progress=None) -> None:
+           progress=None, honest: bytes | None = None) -> None:
     """Full replay: recompute every state and compare with the committed leaves (read block by block:
     protocol/state_leaves.py), the first difference is the step named. Raises StepMismatch with
-    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps."""
+    self-contained evidence. ``progress(t, T)``: optional callback, about every T/200 steps. ``honest``: the
+    honest leaves of this schedule, already computed (``honest_leaves``, verifier/replay_ahead.py): when every
+    committed leaf equals them the loop is not run again; otherwise it runs and names the difference."""
     leaves = Leaves(leaves)
     if len(leaves) != sched.num_steps + 1:
         raise VerificationError(f"the trainer committed {len(leaves) - 1} steps, the agreed training has "
                                 f"{sched.num_steps}", step=min(len(leaves), sched.num_steps + 1) - 1)
     check_initial_state(leaves, sched)
+    size = max(1, min(BLOCK, sched.num_steps // 200))
+    if honest is not None and len(honest) == 32 * len(leaves) and all(
+            blob == honest[32 * first:32 * first + len(blob)] for first, blob in leaves.blocks(1, size=BLOCK)):
+        if progress is not None:
+            progress(sched.num_steps, sched.num_steps)
+        check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
+        check_final_model(leaves, model, extras_json)
+        return
     step, leaf, theta = _stepper(rows, sched, cfg)
-    for first, blob in leaves.blocks(1, size=max(1, min(BLOCK, sched.num_steps // 200))):
+    for first, blob in leaves.blocks(1, size=size):
         for j in range(0, len(blob), 32):
             t = first + j // 32
             prev = theta
@@ -255,6 +271,17 @@ def replay(rows: np.ndarray, leaves, model, sched: Schedule, cfg: TrainConfig, e
             progress(first - 1 + len(blob) // 32, sched.num_steps)
     check_final_shape(model, extras_json, sched.d, sched.num_steps, cfg.num_params(sched.d))
     check_final_model(leaves, model, extras_json)
+
+
+def honest_leaves(rows: np.ndarray, sched: Schedule, cfg: TrainConfig) -> bytes:
+    """The state leaves 0..T of the honest training on ``rows`` (the replay's own steps); raises ArithmeticError
+    where the honest step overflows."""
+    step, leaf, theta = _stepper(rows, sched, cfg)
+    out = [state_leaf(0, sched.initial_state())]
+    for t in range(1, sched.num_steps + 1):
+        theta = step(theta, t)
+        out.append(leaf(t, theta))
+    return b"".join(out)
 
 
 def _stepper(rows: np.ndarray, sched: Schedule, cfg: TrainConfig):

@@ -35,6 +35,7 @@ from .cli_audit import _print_verdict, _write_model, exit_code
 from .client import ClientSeeds, SessionAborted, SessionIncomplete, open_channel, preflight, run_session
 from .preflight import TableShape, check_limits, peek_shape, small_table_batch
 from .progress import Progress, progress_enabled
+from .replay_ahead import ReplayAhead
 from .trust_store import TrustStore
 
 # Defaults chosen by the quality benchmark (bench/quality.py): held-out accuracy / R^2 within the targets of
@@ -140,18 +141,20 @@ def cmd_train(args) -> int:
     table.X = table.y = None  # the float table is not needed again: only the rows stay in memory,
     rows = row_encoding.pack(rows, row_encoding.table_value_bytes(rows))  # at their canonical width
     channel = open_channel(args.server, _tls_ca(args), max_receive=cap)
+    ahead = None if args.no_replay else ReplayAhead()  # the replay's honest states, computed while the trainer trains
     tr, verdict, timings, digest = drive_session(args, channel, ui, partial(
         run_session, channel, table, stdz, cfg, rows=rows, spot_checks=args.spot_checks, seeds=seeds, trainer_key=pinned,
         server_label=args.server, timeout=args.timeout, proof_kind=args.proof, max_constraints=args.max_constraints,
-        status=None if args.json else _status, retries=max(0, args.retries), accept_key=accept_key, ui=ui))
+        status=None if args.json else _status, retries=max(0, args.retries), accept_key=accept_key, ui=ui,
+        replay_ahead=ahead))
     final, attestation = verdict, None
     if not args.no_replay and verdict.status not in (ALTERED, VERIFIED) and "state_leaves" in tr:
         t1 = time.perf_counter()
         with ui.callback("replay", unit="step") as replaying:
-            final = with_replay(verdict, tr, rows, replaying)
+            final = with_replay(verdict, tr, rows, replaying, ahead)
         timings["replay"] = time.perf_counter() - t1
         if final.check == "replay":
-            attestation = attest.attest(tr, final)
+            attestation = attest.attest(tr, final, integrity=tr["integrity"])  # saved above; tr is unchanged
     model_written = "model" in tr
     if model_written:
         _write_model(args.model_out, tr, args.out, digest, final, attestation, table.columns)
@@ -230,7 +233,8 @@ def drive_session(args, channel, ui: Progress, session):
         close_bar()
         channel.close()
     timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
-    return tr, verdict, timings, tx.save(args.out, tr)
+    digest, tr["integrity"] = tx.save_with_integrity(args.out, tr)  # tr is now exactly the saved object
+    return tr, verdict, timings, digest
 
 def _small_table_default(args, shape: TableShape) -> list[str]:
     """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""

@@ -68,7 +68,7 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
                 progress=None, rows_per_chunk: int | None = None, timeout: float | None = None,
                 proof_kind: str = "spot", max_constraints: int | None = None, status=None,
                 retries: int = 0, accept_key=None, timings: dict | None = None,
-                ui: Progress = SILENT, rows=None) -> tuple[dict, Verdict]:
+                ui: Progress = SILENT, rows=None, replay_ahead=None) -> tuple[dict, Verdict]:
     """Returns (transcript, verdict). Raises SessionAborted for transport errors or a refused request. ``rows``:
     the table's quantized rows when the caller already has them (``quantized_rows(table, stdz, cfg.frac_bits)``).
 
@@ -79,7 +79,8 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
 
     ``retries``: a session the trainer refuses as busy (RESOURCE_EXHAUSTED with a retry hint) before the
     training seed is sent (CommitRandomness) is started again, as a new session, up to this many times, after
-    ``backoff_seconds``. A refusal after the training seed left the client is never retried with that seed."""
+    ``backoff_seconds``. A refusal after the training seed left the client is never retried with that seed.
+    ``replay_ahead``: a verifier.replay_ahead.ReplayAhead, started once the schedule is fixed."""
     cfg.validate()
     if rows is None:
         rows = quantized_rows(table, stdz, cfg.frac_bits)
@@ -107,13 +108,13 @@ def run_session(channel: grpc.Channel, table: Table, stdz: Standardization, cfg:
     # Everything the client chose, committed before the trainer picks its session id (docs/PROTOCOL.md §5).
     return drive_session(channel, base, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key,
                          progress=progress, rows_per_chunk=rows_per_chunk, timeout=timeout, status=status,
-                         retries=retries, accept_key=accept_key, timings=timings, ui=ui)
+                         retries=retries, accept_key=accept_key, timings=timings, ui=ui, replay_ahead=replay_ahead)
 
 
 def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, seeds: ClientSeeds, *, spot_checks: int,
                   trainer_key: bytes | None = None, progress=None, rows_per_chunk: int | None = None,
                   timeout: float | None = None, status=None, retries: int = 0, accept_key=None,
-                  timings: dict | None = None, ui: Progress = SILENT) -> tuple[dict, Verdict]:
+                  timings: dict | None = None, ui: Progress = SILENT, replay_ahead=None) -> tuple[dict, Verdict]:
     """Commit the client record ``base`` (through the client nonce), run the session (``rows``: the client's rows
     to upload, or None for the trainer's own dataset named in ``base["trainer_data"]``), retrying a busy trainer
     as run_session describes; returns (transcript, verdict)."""
@@ -126,7 +127,8 @@ def drive_session(channel: grpc.Channel, base: dict, rows, cfg: TrainConfig, see
         tr = copy.deepcopy(base)
         try:
             flow(tr, channel, rows, cfg, seeds, spot_checks=spot_checks, trainer_key=trainer_key, progress=progress,
-                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key, ui=ui)
+                  rows_per_chunk=rows_per_chunk, timeout=timeout, status=status, accept_key=accept_key, ui=ui,
+                 replay_ahead=replay_ahead)
         except SessionIncomplete as e:
             if "session_id" not in tr:
                 raise SessionAborted(str(e)) from None

@@ -22,7 +22,7 @@ from .upload import upload_rows
 
 
 def flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, rows_per_chunk, timeout, status,
-          accept_key, ui=SILENT):
+          accept_key, ui=SILENT, replay_ahead=None):
     """The protocol flow; records everything in ``tr`` as it arrives (so a rejection keeps what was seen)."""
     stub = pb_grpc.TrainerStub(channel)
     n, d = tr["num_rows"], tr["num_features"]
@@ -104,6 +104,8 @@ def flow(tr, channel, rows, cfg, seeds, *, spot_checks, trainer_key, progress, r
     tr["statements"]["randomness"] = [x.hex() for x in rand_signed]
     checks.check_randomness(pub, rand_signed, sid, data_root=data_root, training_seed=seeds.training_seed,
                             audit_commitment=commitment, spot_checks=spot_checks)
+    if replay_ahead is not None and rows is not None:  # the schedule is fixed now: replay while the trainer trains
+        replay_ahead.start(rows, sid, data_root, seeds.training_seed, cfg, n, d)
 
     snark_state = None
     if kind == "snark":
