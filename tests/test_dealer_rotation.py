@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-import dealer.service as service
+from dealer import service
 
 
 class _Refused(Exception):
