@@ -32,6 +32,7 @@ log = logging.getLogger("vtrain.dealer")
 ADVERSARIES = ("bad-triple",)
 MAX_STEPS = 200_000
 MAX_SESSIONS = 8  # generators kept (each holds the session's input masks)
+MAX_CLAIMS = 100_000  # served (session, party, phase) remembered; then the master secret is replaced
 
 
 class DealerServicer(mpc_pb2_grpc.DealerServicer):
@@ -54,14 +55,28 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
                     self._gens.popitem(last=False)
             return gen
 
-    def _claim(self, context, sid: bytes, party: int, phase: str) -> None:
+    def _claim(self, context, sid: bytes, party: int, phase: str, master: bytes | None = None) -> None:
+        """Record that (sid, party, phase) is served, derived from ``master``; refuse a second request.
+
+        A claim is never forgotten while the material it protects can still be generated: when the record is
+        full the master secret is replaced (and every generator dropped), so nobody, whoever floods the dealer
+        with other sessions, can have a party's input masks generated again (docs/MPC.md section 5.1).
+        Sessions in progress then fail their next fetch or their MAC check: an abort, never a leak."""
         with self._lock:
+            if len(self._served) >= MAX_CLAIMS:
+                log.warning("%d sessions served: replacing the master secret (sessions in progress will abort)",
+                            len(self._served))
+                self._master = os.urandom(32)
+                self._served.clear()
+                self._gens.clear()
+                self._cache.clear()
+            if master is not None and not hmac.compare_digest(master, self._master):
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the dealer replaced its secret during this session "
+                              "(too many sessions served); start a new session")
             if (sid, party, phase) in self._served:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, f"party {party}'s {phase} material for this session "
                               "was already handed out (someone else requested it)")
             self._served[(sid, party, phase)] = True
-            while len(self._served) > 100_000:
-                self._served.popitem(last=False)
 
     def Fetch(self, request, context):
         sid, party, phase = bytes(request.session_id), request.party, request.phase
@@ -75,7 +90,9 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
         if plan.num_steps > MAX_STEPS:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"plan too large (at most {MAX_STEPS} steps)")
         ctx = None
-        key = mpc_hash("dealer/session", self._master, sid, plan.to_bytes())
+        with self._lock:
+            master = self._master
+        key = mpc_hash("dealer/session", master, sid, plan.to_bytes())
         ticket = mpc_hash("dealer/ticket", key, bytes([party]))
         if phase == "steps":
             try:
@@ -85,7 +102,7 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
             if not hmac.compare_digest(bytes(request.ticket), ticket):
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, f"party {party}'s steps material goes only to the "
                               "party that received its inputs material (wrong or missing ticket)")
-        self._claim(context, sid, party, phase)
+        self._claim(context, sid, party, phase, master)
         gen = self._generator(key, plan)
         log.info("session %s: party %d fetches %s (n=%d, d=%d, T=%d)", sid.hex(), party, phase, plan.n, plan.d,
                  plan.num_steps)
