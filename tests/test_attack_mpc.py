@@ -130,3 +130,24 @@ def test_an_opened_truncation_value_beyond_its_bound_aborts_before_its_bits_are_
     X, Y = data(32, 2, seed=15)
     res, _ = _run(X, Y, 16, hooks=(1, HugeTruncationError()))
     assert isinstance(res[0], MpcAbort) and "exceeds its bound (s1/z)" in str(res[0]), res[0]
+
+
+def test_the_dealers_uniform_values_are_fresh_per_array_and_per_step():
+    """Values the protocol needs independent (a triple's a and its sacrifice partner a2, the masks V and V2, M and
+    M2, one step's and the next step's) never come out equal: a keystream reused across arrays or steps (say,
+    after a change to how the dealer draws them) would make the sacrifice blind (a2 = a) or the masks repeat, and
+    an opened x - a would then reveal x - x' of two secrets."""
+    from mpc.field import to_ints
+
+    plan = Plan.build(16, 16, 2, CFG)
+    gen = Generator(os.urandom(32), plan)
+    batch = np.arange(CFG.batch_size)
+    names = [name for name, _ in plan.step_layout()]
+    uniform = {"V", "V2", "M", "M2", "L1.a", "L1.b", "L1.a2", "L2.a", "L2.b", "L2.a2"}
+    seen: dict[tuple, str] = {}
+    for t in (1, 2):
+        for name, values in zip(names, gen.step_values(t, batch)):
+            if name in uniform:
+                for v in to_ints(values.reshape(-1, values.shape[-1])):
+                    assert seen.setdefault((int(v),), f"{name}@{t}") == f"{name}@{t}", \
+                        f"the value {v} of {name} at step {t} was also drawn for {seen[(int(v),)]}"
