@@ -62,11 +62,13 @@ def ref_data_leaves(rows: np.ndarray, R: int, w: int) -> list[bytes]:
 
 
 @st.composite
-def tables(draw):
-    n = draw(st.integers(1, 140))
-    d = draw(st.integers(0, 4))
-    w = draw(st.sampled_from([1, 2, 4, 8]))
-    R = draw(st.integers(1, 9))
+def tables(draw, big_leaves: bool = False):
+    """Small leaves (a row or a few; hashed from one interleaved buffer) or leaves of >= 2 KiB (hashed from the
+    chunk): the two paths of an incremental committer."""
+    n = draw(st.integers(1, 700 if big_leaves else 140))
+    d = draw(st.integers(5, 9) if big_leaves else st.integers(0, 4))
+    w = draw(st.sampled_from([4, 8] if big_leaves else [1, 2, 4, 8]))
+    R = draw(st.sampled_from([43, 64, 80]) if big_leaves else st.integers(1, 9))
     seed = draw(st.integers(0, 2**32 - 1))
     lo, hi = -(1 << (8 * w - 1)), (1 << (8 * w - 1)) - 1
     rows = np.random.default_rng(seed).integers(lo, hi, size=(n, d + 1), endpoint=True, dtype=np.int64)
@@ -88,7 +90,7 @@ def test_the_reference_matches_the_known_answer_vectors():
 
 
 @settings(max_examples=250, deadline=None)
-@given(tables())
+@given(st.one_of(tables(), tables(big_leaves=True)))
 def test_streamed_commitment_is_the_specified_tree(table):
     rows, R, w, cuts = table
     leaves = ref_data_leaves(rows, R, w)
