@@ -33,7 +33,8 @@ def ref_node(left: bytes, right: bytes) -> bytes:
 
 
 def ref_mth(leaves: list[bytes]) -> bytes:
-    """RFC 6962: split at the largest power of two below n."""
+    """RFC 6962: split at the largest power of two below n (as tests/helpers.mth, but on this module's own node
+    hash: nothing of protocol/merkle.py is used by the reference)."""
     n = len(leaves)
     if n == 1:
         return leaves[0]
@@ -77,10 +78,9 @@ def tables(draw, big_leaves: bool = False):
 
 
 def test_the_reference_matches_the_known_answer_vectors():
-    import json
-    from pathlib import Path
+    from helpers import load_vectors
 
-    vec = json.loads((Path(__file__).parent / "vectors" / "merkle.json").read_text())
+    vec = load_vectors("merkle")
     rows = np.array([(i, -i, 2**40 + i, -2**62 + i) for i in range(70)], dtype=np.int64)
     roots = vec["data_roots"]
     for n, root in (roots.items() if isinstance(roots, dict) else enumerate(roots)):
