@@ -42,6 +42,17 @@ def dealer():
     server.stop(0)
 
 
+class _Refused(Exception):
+    pass
+
+
+class _Context:
+    """What ``_claim`` needs of a gRPC context: ``abort`` raises, as grpc's does."""
+
+    def abort(self, code, details):
+        raise _Refused(f"{code}: {details}")
+
+
 @pytest.mark.xfail(strict=True, reason="dealer/service.py forgets served claims after 100,000 others "
                                        "(reported to the dealer's owner; remove this mark with the fix)")
 def test_a_flood_of_other_sessions_does_not_let_anyone_fetch_the_clients_masks_again(dealer):
@@ -50,15 +61,18 @@ def test_a_flood_of_other_sessions_does_not_let_anyone_fetch_the_clients_masks_a
     client = DealerPreprocessing(address, sid, 0, PLAN)
     masks = client.inputs().own  # the client's input masks, handed out once
     for _ in range(100_001):  # what 100,001 "inputs" requests for fresh sessions leave in the record
-        servicer._claim(None, os.urandom(16), 0, "inputs")
+        try:
+            servicer._claim(_Context(), os.urandom(16), 0, "inputs")
+        except _Refused:
+            break  # a dealer that refuses new sessions once its record is full: no claim was forgotten
     thief = DealerPreprocessing(address, sid, 0, PLAN)
     try:
         stolen = thief.inputs().own
-    except MpcAbort as e:
-        assert "ALREADY_EXISTS" in str(e)
+    except MpcAbort as e:  # refused (ALREADY_EXISTS, or busy): the masks stay with the client
+        assert "ALREADY_EXISTS" in str(e) or "RESOURCE_EXHAUSTED" in str(e), e
         return
     finally:
         client.close()
         thief.close()
-    assert not np.array_equal(stolen, masks), "a second copy of the client's input masks was handed out"
-    raise AssertionError("the client's input material was handed out twice")
+    # served again: only harmless if the material is unrelated (e.g. the dealer's secret was rotated)
+    assert not np.array_equal(stolen, masks), "the client's input masks were handed out a second time"
