@@ -5,8 +5,11 @@
   (384 rows x 6 features, logistic, 1 epoch, B = 16, K = 8). Prints sessions/s and p50/p99 session latency.
   The clients share this process's GIL, so latencies include client-side contention.
 * ``ratio load_rss_vs_data``: 8 concurrent sessions of 100,000 x 20 rows (16.8 MB of int64 rows each) against a
-  fresh trainer process warmed by one small session; (server peak RSS - its RSS before the load) / (bytes of
-  rows of the sessions in flight). Target <= 2.0. Median of ``--repeats`` runs, min/max on the next line.
+  fresh trainer process warmed by one small session; server peak RSS / (bytes of int64 rows of the sessions in
+  flight), as the issue defines it. Target <= 2.0. Median of ``--repeats`` runs, min/max on the next line.
+  Also reported: ``load_rss_growth_vs_data``, the same without the idle server's RSS (peak - RSS before the
+  load), i.e. what the sessions themselves add; the fixed ~70 MB of an idle Python + numpy + gRPC process is
+  the difference.
 
 Usage: ``python -m bench.bench_load [--quick] [--repeats 5]``.
 """
@@ -102,7 +105,7 @@ def run_latency(tmp: str, quick: bool) -> None:
 def run_rss(tmp: str, repeats: int, sessions: int = 8, n: int = 100_000, d: int = 20) -> None:
     tables = [table(n, d, 100 + i) for i in range(sessions)]
     data = sessions * n * (d + 1) * 8
-    samples, peaks = [], []
+    samples, growth, peaks = [], [], []
     for _ in range(repeats):
         proc, addr, _pub = prover_process(tmp, *SERVE)
         try:
@@ -112,12 +115,14 @@ def run_rss(tmp: str, repeats: int, sessions: int = 8, n: int = 100_000, d: int 
             peak = _status(proc.pid, "VmHWM")
         finally:
             stop_process(proc)
-        samples.append((peak - base) / data)
+        samples.append(peak / data)
+        growth.append((peak - base) / data)
         peaks.append(peak)
     print(f"[load_rss_vs_data] {sessions} concurrent sessions of {n:,} x {d} ({data / 1e6:.1f} MB of int64 rows in "
           f"flight), logistic, 1 epoch, B = 256; server peak RSS median {median(peaks) / 2**20:.0f} MiB "
-          f"(growth over its idle RSS is what the ratio counts)")
+          f"(the issue's ratio counts the whole peak; the growth ratio only what the sessions add)")
     print(ratio_report("load_rss_vs_data", samples, 2.0))
+    print(ratio_report("load_rss_growth_vs_data", growth, "none").replace("(target <= none)", "(reported only)"))
 
 
 def main(argv=None) -> int:

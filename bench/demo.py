@@ -7,9 +7,9 @@
    default train rejects it at the last step; `predict` mitigates the rejected model;
 4. an edited transcript (two opened rows swapped, integrity digest recomputed, as anyone can): `audit`
    refuses it as ALTERED (exit 2) and does not blame the trainer;
-5. a small SNARK session; a session on the trainer's own dataset (docs/PROTOCOL.md section 12: two clients see
-   the same signed root, the spot verdict counts the rows revealed, `swap-rows` is rejected); a two-party
-   secure training session (dealer, trainer, client) and a cheating trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
+5. a small SNARK session; a session on the trainer's own 512 breast-cancer rows (docs/PROTOCOL.md section 12:
+   two clients see the same signed root, the spot verdict counts the rows revealed, `swap-rows` is rejected in
+   every run: every step is challenged and every row trained on); a two-party secure training session (dealer, trainer, client) and a cheating trainer; a summary; the servers are stopped. Exits 0 when every outcome is the expected one.
 The demo keeps its trust store, client key and attestations in demo-out/config (XDG_CONFIG_HOME), not in
 the user's configuration.
 """
@@ -152,12 +152,19 @@ def main() -> int:
 
 def trainer_owned_session(pub: str) -> list[tuple[str, str]]:
     """The trainer's own breast-cancer rows (committed once, salted); the client supplies only the randomness.
-    Two sessions sign the same root; K = 100 >= T = 70 challenges every step, so `swap-rows` is caught surely."""
+    Two sessions sign the same root. The trainer holds the first 512 of the 569 rows, a multiple of B = 16, so
+    every row is in a batch of every epoch (the last n mod B rows of an epoch's permutation are not used,
+    docs/PROTOCOL.md section 7; with 569 rows `swap-rows`'s row would sit out both epochs with probability
+    (9/569)^2): its fabricated row is trained on at one step per epoch, and K = 100 >= T = 64 challenges every
+    step, so `swap-rows` is rejected in every run, whatever the client's seeds."""
+    rows = (Path(__file__).resolve().parents[1] / "protocol" / "data" / "breast_cancer.csv").read_text().splitlines()
+    data = OUT / "breast_cancer_512.csv"
+    data.write_text("\n".join(rows[:513]) + "\n")
     out = []
     for adversary, expect in ((None, 3), ("swap-rows", 1)):
         # (the adversary's server lifts the per-session reveal cap so that K >= T can challenge every step)
         extra = ["--adversary", adversary, "--max-reveal", "1"] if adversary else []
-        srv = Server(OUT / "trainer.pem", "--dataset", "bc=builtin:breast_cancer", "--salt-file",
+        srv = Server(OUT / "trainer.pem", "--dataset", f"bc={data}", "--target", "malignant", "--salt-file",
                      str(OUT / "trainer.salts.json"), *extra)
         try:
             roots = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from urllib.parse import unquote
 
 
 class Overloaded(Exception):
@@ -28,8 +29,10 @@ class Overloaded(Exception):
 
 def peer_host(peer: str) -> str:
     """gRPC's peer string (``ipv4:127.0.0.1:5555``, ``ipv6:[::1]:5555``, ``unix:...``) without the port: the
-    unit per-peer limits count (a client opening many connections is still one peer)."""
-    kind, _, rest = (peer or "unknown").partition(":")
+    unit per-peer limits count (a client opening many connections is still one peer). gRPC URL-encodes the
+    brackets of an IPv6 peer (``ipv6:%5B::1%5D:5555``): decoded first, else every connection (a new port) of
+    an IPv6 client would count as another client (tests/test_attack_peer_limits.py)."""
+    kind, _, rest = unquote(peer or "unknown").partition(":")
     if kind == "ipv4":
         return rest.rpartition(":")[0] or rest
     if kind == "ipv6":

@@ -12,6 +12,8 @@ from verifier.client import Refused, SessionAborted, aborted, backoff_seconds
 
 @pytest.mark.parametrize("peer, host", [("ipv4:127.0.0.1:5555", "127.0.0.1"), ("ipv6:[::1]:40000", "::1"),
                                         ("ipv6:[2001:db8::7]:1", "2001:db8::7"), ("unix:/tmp/s", "unix:/tmp/s"),
+                                        ("ipv6:%5B::1%5D:43410", "::1"),  # as grpc (aio) reports it
+                                        ("ipv6:%5B2001:db8::7%5D:1", "2001:db8::7"),
                                         ("", "unknown")])
 def test_peer_host_drops_the_port(peer, host):
     assert peer_host(peer) == host
@@ -115,10 +117,12 @@ def test_sessions_train_at_most_max_training_at_once(monkeypatch, slots):
     cfg = TrainConfig(model="logistic", epochs=1, batch_size=32)
     table = load_table("builtin:breast_cancer")
     verdicts = []
+    start = threading.Barrier(4, timeout=60)  # all four ask at once: without the limit their training overlaps
 
     def one():
         ch = open_channel(f"127.0.0.1:{port}")
         try:
+            start.wait()
             verdicts.append(run_session(ch, table, fit_standardization(table, "logistic"), cfg, spot_checks=4,
                                         seeds=ClientSeeds.fresh(), timeout=120)[1].status)
         finally:
