@@ -13,7 +13,6 @@ import threading
 import time
 
 import grpc
-import pytest
 from procs import ProverProcess
 from test_mpc_e2e import _train, setup  # noqa: F401 - the module fixture (dealer, key, data)
 
