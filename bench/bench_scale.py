@@ -115,8 +115,10 @@ def main(argv=None) -> int:
         bases.append(baseline(csv, n))
     print(f"time session (CLI: CSV read + standardize + upload + train + spot check + verify) = "
           f"{median(walls):.1f} s; baseline numpy.loadtxt + float64 SGD = {median(bases):.1f} s")
-    print(f"peak RSS: client {median(rss_c) / 1e6:.0f} MB, server {median(rss_s) / 1e6:.0f} MB "
-          f"(rows {rows_bytes / 1e6:.0f} MB)")
+    print(f"peak RSS: client {median(rss_c) / 1e6:.0f} MB ({min(rss_c) / 1e6:.0f}-{max(rss_c) / 1e6:.0f}), server "
+          f"{median(rss_s) / 1e6:.0f} MB ({min(rss_s) / 1e6:.0f}-{max(rss_s) / 1e6:.0f}) (rows {rows_bytes / 1e6:.0f} MB)")
+    print(f"session wall min/median/max = {min(walls):.1f}/{median(walls):.1f}/{max(walls):.1f} s; baseline "
+          f"{min(bases):.1f}/{median(bases):.1f}/{max(bases):.1f} s; load average {os.getloadavg()[0]:.1f}")
     print(ratio_report("scale_1m_rss", [max(c, s) / rows_bytes for c, s in zip(rss_c, rss_s)], 3))
     print(ratio_report("scale_1m_time", [w / b for w, b in zip(walls, bases)], 3))
     return 0
