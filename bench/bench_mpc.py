@@ -7,16 +7,31 @@ secure model is bit-identical. Default size: n = 10,000, d = 10, B = 32, 1 epoch
 n = 1,000. Preprocessing (time the client waited for the dealer, and the dealer's bytes) is reported
 separately from the online phase.
 
-Reference point (cited, not measured here; docs/MPC.md section 11): SecretFlow's benchmark page
-(https://github.com/secretflow/secretflow/blob/main/docs/developer/benchmark/overall_benchmark.md, updated
-2024/02/21) reports 10^8 element-wise multiplications in 522.3 s with its dealer-assisted two-party protocol
-semi2k (trusted first party; semi-honest; ring Z_2^64; C++; 32-vCPU machines, 100 Mbps, 50 ms delay), i.e.
-5.2 us per multiplication. We print our online time per Beaver product (malicious security with MACs and
-sacrifice, a 250-bit ring Z_N held as five 50-bit residues, exact truncation, Python and numpy, loopback on a
-shared 2-core machine) beside it. No LAN figure for two-party linear-regression training at comparable n, d, B
-could be read in the sources available to us (searched again for this release: SecureML, MP-SPDZ, CrypTen,
-ABY3 and SecretFlow/SPU pages; only abstracts, no online-phase tables), so no per-step LAN ratio is claimed.
-The load average is printed with the figures: the machine is shared, and the plain baseline moves with it.
+Reference points (cited, not measured here; docs/MPC.md section 11 states the settings and the target):
+
+* MP-SPDZ (Keller, "MP-SPDZ: A Versatile Framework for Multi-Party Computation", CCS 2020, Table 5, as quoted in
+  https://github.com/data61/MP-SPDZ/issues/1622): one epoch of logistic regression, 1,280 examples, d = 10,
+  B = 128 (10 iterations), two parties, times including preprocessing: SPDZ2k (malicious, no dealer) 973.17 s
+  and 109,189 MB sent by party 0; semi2k (semi-honest, no dealer) 27.52 s and 8,173 MB. Per iteration: 97.3 s /
+  10.9 GB and 2.75 s / 817 MB. The only two-party *training* figures with malicious security we could read.
+* SecretFlow's benchmark page (https://github.com/secretflow/secretflow/blob/main/docs/developer/benchmark/
+  overall_benchmark.md, 2024/02/21): 10^8 multiplications in 522.3 s with semi2k, its two-party protocol with a
+  trusted party generating the correlated randomness (our dealer's role): 5.2 us per multiplication
+  (semi-honest, ring Z_2^64, C++, 32 vCPUs per party, 100 Mbps / 50 ms: bandwidth-bound, so a LAN is faster).
+* moose's comparison (https://github.com/tf-encrypted/moose, benchmarks/README.md): MP-SPDZ 0.3.2, three-party
+  replicated ring (semi-honest, honest majority, no preprocessing), logistic regression B = 128: 0.450 s for 10
+  iterations (45 ms per iteration) on AWS c5.9xlarge machines in one region, 36 threads.
+SecureML (Mohassel-Zhang, S&P 2017) and ABY2.0 (Patra et al., USENIX Security 2021) report faster
+semi-honest linear-regression iterations with probabilistic truncation (one or two rounds per iteration);
+their tables could not be read in the sources available to us, so no number of theirs is quoted.
+
+The stated target is per Beaver product against SecretFlow's dealer-assisted semi2k (the same preprocessing
+model as ours): at most 15x its 5.2 us, for MACs on every share (2x the arithmetic and bytes), the sacrifice
+(a second triple and a third opened value per product, 1.5x) and the 250-bit ring held as five 50-bit residues
+(5x the arithmetic of one 64-bit word; the exact truncation needs more than 200 bits, docs/MPC.md section 7).
+Python against C++, loopback gRPC against a C++ network stack, and exact against probabilistic truncation are
+not allowed for: the issue asks for what the best systems reach. The load average is printed with the
+figures: the machine is shared, and the plain baseline moves with it.
 """
 
 from __future__ import annotations
@@ -128,16 +143,26 @@ def main(argv=None) -> int:
           f"{doc['rounds'] / T:.1f} rounds per step); preprocessing from the dealer per step: "
           f"{doc['dealer_bytes'] / T / 1e6:.3f} MB to the client (it expands its shares from a key), "
           f"{plan.step_elements() * ELEMENT_BYTES / 1e6:.2f} MB to the trainer")
-    us = statistics.median(online) / (T * products) * 1e6
+    us_all = sorted(o / (T * products) * 1e6 for o in online)
+    us = statistics.median(us_all)
     step_ms = [s / T * 1e3 for s in online]
+    total_ms = statistics.median([x["seconds"] for x, _ in docs]) / T * 1e3
     print(f"  online time per step: {spread(step_ms, '{:.1f}')} ms (min/median/max); load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared) at the end")
-    print(f"  online time per Beaver product: {us:.0f} us ({products} products per step); cited: SecretFlow "
-          "semi2k 5.2 us per multiplication (10^8 in 522.3 s; semi-honest, dealer, Z_2^64, C++, 100 Mbps / 50 ms; "
-          "see this module's docstring): ours is "
-          f"{us / 5.2:.0f}x that, with malicious security, exact truncation and Python/numpy residue arithmetic")
-    print(f"ratio mpc_vs_plain = {statistics.median(ratios):.0f} (min/median/max {spread(ratios, '{:.0f}')}; "
-          "no target reached: see docs/MPC.md section 11)")
+    print(f"  cited (module docstring, docs/MPC.md section 11): MP-SPDZ two-party logistic regression, d=10, B=128, "
+          "per iteration with preprocessing: SPDZ2k (malicious) 97.3 s / 10.9 GB, semi2k 2.75 s / 817 MB; ours per "
+          f"step with the dealer's preprocessing {total_ms:.0f} ms / "
+          f"{statistics.median(per_step) / 1e3 + plan.step_elements() * ELEMENT_BYTES / 1e6:.2f} MB: the gap is "
+          "the trusted dealer replacing OT/HE preprocessing, not a faster online phase")
+    print(f"  cited: MP-SPDZ three-party replicated (semi-honest) logistic regression, B=128: 45 ms per iteration "
+          f"(AWS, one region); ours {statistics.median(step_ms):.0f} ms per step online")
+    print(f"  online time per Beaver product: {spread(us_all, '{:.0f}')} us (min/median/max; {products} products "
+          "per step, the step's other work included); cited: SecretFlow semi2k (dealer-assisted, semi-honest, "
+          "Z_2^64, C++) 5.2 us per multiplication")
+    print(f"ratio mpc_product_vs_semi2k = {us / 5.2:.1f} (min/median/max {spread([u / 5.2 for u in us_all], '{:.1f}')}; "
+          "target <= 15: 2x MACs, 1.5x sacrifice, 5x residues; docs/MPC.md section 11)")
+    print(f"ratio mpc_vs_plain = {statistics.median(ratios):.0f} (min/median/max {spread(ratios, '{:.0f}')}; the "
+          "issue's figure; its target is the cited one above)")
     print(f"ratio mpc_with_preprocessing_vs_plain = {doc['seconds'] / doc['plain']:.0f} (reported, no target)")
     return 0 if exact else 1
 

@@ -43,7 +43,7 @@ def from_ints(values) -> np.ndarray:
     """Integers (Python ints, object or int64 arrays) -> elements, shape ``shape(values) + (L,)``."""
     a = np.asarray(values)
     if a.dtype != object and np.issubdtype(a.dtype, np.integer) and a.dtype.itemsize <= 8 and a.dtype != np.uint64:
-        return (a.astype(np.int64)[..., None] % _pi).astype(np.uint64)
+        return _mod(np.repeat(a.astype(np.int64)[..., None], L, axis=-1)).astype(np.uint64)
     flat = [int(v) for v in a.ravel()]
     out = np.array([[v % p for p in PRIMES] for v in flat], dtype=np.uint64).reshape(a.shape + (L,))
     return out
@@ -76,9 +76,44 @@ def is_zero(a: np.ndarray) -> np.ndarray:
 
 
 # ---- arithmetic (operands broadcast; the last axis is the residue axis) ----
+# numpy runs an (n, 5) op (5,) broadcast as n inner loops of length 5, 3-5x slower than one flat loop; so the
+# per-residue constants are also kept tiled (p_1..p_5 repeated), and ops on contiguous arrays of up to
+# _TILE_MAX residues use them flat.
+_TILE_MAX = 1 << 20
+_tiles: list = [np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float64)]
+
+
+def _tile(shape) -> tuple[np.ndarray, np.ndarray] | None:
+    """(p, 1/p) repeated to ``shape`` (last axis L), as views of cached arrays; None when too large."""
+    size = math.prod(shape)
+    if size > _TILE_MAX:
+        return None
+    if len(_tiles[0]) < size:
+        n = max(size, 2 * len(_tiles[0]), 1 << 14) // L
+        _tiles[:] = [np.tile(_p, n), np.tile(_invp, n)]
+    return _tiles[0][:size].reshape(shape), _tiles[1][:size].reshape(shape)
+
+
+def _full(x: np.ndarray, shape) -> np.ndarray:
+    """x broadcast to ``shape`` as a contiguous array (a per-residue constant by tiling)."""
+    if x.shape == shape and x.flags.c_contiguous:
+        return x
+    if x.shape == (L,):
+        return np.tile(x, math.prod(shape) // L).reshape(shape)
+    return np.ascontiguousarray(np.broadcast_to(x, shape))
+
+
+def _mod(x: np.ndarray) -> np.ndarray:
+    """x mod p per residue, for uint64 or (non-negative after %) int64 x, with the tiled moduli."""
+    t = _tile(x.shape) if x.flags.c_contiguous else None
+    pp = _p if t is None else t[0]
+    return x % (pp if x.dtype == np.uint64 else pp.view(np.int64))
+
+
 def _reduce_once(s: np.ndarray) -> np.ndarray:
     """s in [0, 2p) -> s mod p, in place (s - p wraps to a huge value when s < p)."""
-    return np.minimum(s, s - _p, out=s)
+    t = _tile(s.shape) if s.flags.c_contiguous else None
+    return np.minimum(s, s - (_p if t is None else t[0]), out=s)
 
 
 def add(a, b) -> np.ndarray:
@@ -86,7 +121,9 @@ def add(a, b) -> np.ndarray:
 
 
 def sub(a, b) -> np.ndarray:
-    return _reduce_once(np.add(a, _p - np.asarray(b, dtype=np.uint64), dtype=np.uint64))
+    b = np.asarray(b, dtype=np.uint64)
+    t = _tile(b.shape) if b.flags.c_contiguous else None
+    return _reduce_once(np.add(a, (_p if t is None else t[0]) - b, dtype=np.uint64))
 
 
 def neg(a) -> np.ndarray:
@@ -99,20 +136,30 @@ def mul(a, b) -> np.ndarray:
     by at most 1 for a, b < p < 2^50); the remainder a*b - q*p is exact in wrapping 64-bit arithmetic."""
     a = np.asarray(a, dtype=np.uint64)
     b = np.asarray(b, dtype=np.uint64)
-    q = a * _invp  # float64
-    q = np.multiply(q, b, out=q) if q.shape == np.broadcast_shapes(q.shape, b.shape) else q * b
+    shape = a.shape if a.shape == b.shape else np.broadcast_shapes(a.shape, b.shape)
+    t = _tile(shape)
+    if t is None:
+        pp, inv = _p, _invp
+    else:
+        (pp, inv), a, b = t, _full(a, shape), _full(b, shape)
+    q = a.astype(np.float64)
+    q *= inv
+    q *= b  # float64
     qp = q.astype(np.int64)  # q >= 0: truncation is the floor
     qp -= 1
-    qp *= _pi  # wraps mod 2^64 like the product below
+    qp *= pp.view(np.int64)  # wraps mod 2^64 like the product below
     r = a * b  # a b - (q - 1) p mod 2^64 = (a b mod p) + (Q - q + 1) p, in [0, 3p) for q in {Q - 1, Q, Q + 1}
     r -= qp.view(np.uint64)
-    return _reduce_once(_reduce_once(r))
+    s = r - pp
+    np.minimum(r, s, out=r)
+    np.subtract(r, pp, out=s)
+    return np.minimum(r, s, out=r)
 
 
 def mul_small(a, c) -> np.ndarray:
     """``a * c`` for small signed integer coefficients c (int64, |c| < 2^12; broadcast over the residue axis)."""
     r = np.asarray(a, dtype=np.uint64).view(np.int64) * np.asarray(c, dtype=np.int64)[..., None]
-    return (r % _pi).view(np.uint64)
+    return _mod(r).view(np.uint64)
 
 
 def scalar(c) -> np.ndarray:
@@ -127,7 +174,7 @@ def fsum(a, axis: int = 0) -> np.ndarray:
         raise ValueError("fsum: not an element axis")
     n = a.shape[axis]
     if n <= 1 << 13:
-        return a.sum(axis=axis, dtype=np.uint64) % _p
+        return _mod(a.sum(axis=axis, dtype=np.uint64))
     parts = [a.take(range(i, min(i + (1 << 13), n)), axis=axis).sum(axis=axis, dtype=np.uint64) % _p
              for i in range(0, n, 1 << 13)]
     return fsum(np.stack(parts, axis=0), 0)
@@ -183,7 +230,8 @@ def decode(data: bytes, count: int | None = None) -> np.ndarray:
     out[:, 3] = (w[:, 2] >> np.uint64(22)) | (w[:, 3] << np.uint64(42))
     out[:, 4] = w[:, 3] >> np.uint64(8)
     out &= _MASK50
-    if n and ((w[:, 3] >> np.uint64(58)).any() or (out >= _p).any()):
+    t = _tile(out.shape)
+    if n and ((w[:, 3] >> np.uint64(58)).any() or (out >= (_p if t is None else t[0])).any()):
         raise MpcAbort("malformed message: a field element is not reduced below its primes")
     return out
 
@@ -245,4 +293,4 @@ def words_below(words: np.ndarray, bound: int) -> np.ndarray:
 def dot_small(a, c, axis: int) -> np.ndarray:
     """sum over ``axis`` of ``a * c`` for small signed integer coefficients c (int64, ``count * max|c| < 2^12``)."""
     r = (np.asarray(a, dtype=np.uint64).view(np.int64) * np.asarray(c, dtype=np.int64)[..., None]).sum(axis=axis)
-    return (r % _pi).view(np.uint64)
+    return _mod(r).view(np.uint64)

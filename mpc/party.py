@@ -58,6 +58,15 @@ class QueueChannel:
         return QueueChannel(a, b, timeout), QueueChannel(b, a, timeout)
 
 
+class Rider:
+    """A chain of products carried by later openings (``Party.ride``)."""
+
+    __slots__ = ("done", "gen", "req", "result")
+
+    def __init__(self, gen):
+        self.gen, self.req, self.done, self.result = gen, None, False, None
+
+
 @dataclass
 class Stats:
     bytes_sent: int = 0
@@ -82,6 +91,8 @@ class Party:
         self._sac_terms: list[Shared] = []  # this step's sacrifice terms, combined in take_sacrifice
         self._sigma_open: bytes | None = None  # party 0: sigma_0 || nonce, sent at the start of its next frame
         self._sigma_due: tuple | None = None  # party 1: (sigma_1, party 0's commitment, count) awaiting that
+        self._riders: list[Rider] = []  # product chains waiting for the next opening (``ride``)
+        self._after_check: list = []  # party 1: decisions waiting for its pending MAC check (``when_checked``)
 
     # ---- rounds ----
     def exchange(self, label: str, elements: np.ndarray | None = None, blob: bytes = b"",
@@ -105,6 +116,8 @@ class Party:
             self._check_frame(got, label)
         else:
             got = self._recv()
+            if got.abort and got.blob and self._sigma_due is not None:
+                self._finish_check(got.blob)  # party 0 stopped after its check: reach our own verdict first
             self._check_frame(got, label)
             if self._sigma_due is not None:
                 got.blob = self._finish_check(got.blob)
@@ -130,8 +143,11 @@ class Party:
 
     def abort(self, reason: str) -> None:
         """Tell the other party why we stop (best effort)."""
+        # party 0 stopping right after a MAC check it passed (an overflow, a failed sacrifice) opens its sigma_0 with
+        # the abort, so that party 1 completes the same check and decides for itself (docs/MPC.md section 5.2)
+        blob = (self._sigma_open or b"") if self.key.party == 0 else b""
         try:
-            self.channel.send(Frame("abort", abort=reason or "aborted"))
+            self.channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
         except Exception as e:  # noqa: BLE001 - the peer may already be gone
             self.stats.notes.append(f"abort not delivered: {e}")
 
@@ -139,8 +155,14 @@ class Party:
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:
         """Open [x] to both parties; the value and our MAC shares are kept for the next MAC check.
         ``check=True``: a MAC check of everything opened so far follows at once; this round's frames carry
-        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check")."""
-        shape = x.s.shape[1:]
+        party 0's commitment to its seed and party 1's seed (docs/MPC.md, "MAC check").
+        The pending products of queued riders (``ride``) travel in the same round, after x's values; their
+        products are finished (riders first, in queue order) before x's opened values are returned."""
+        riders, self._riders = self._riders, []
+        n = x.size
+        if riders:
+            x = Shared.concat([x.reshape(-1)] + [self._beaver_parts(*r.req[:3]) for r in riders])
+        shape = (n, F.L) if riders else x.s.shape[1:]
         mine = x.s[0].reshape(-1, F.L)
         if self.hooks is not None:
             mine = self.hooks.outgoing(label, mine)
@@ -150,49 +172,107 @@ class Party:
         self._opened.append(opened)
         self._macs.append(x.s[1].reshape(-1, F.L))
         if self.view is not None:
-            self.view.append((label, F.to_ints(opened)))
+            self.view.append((label, F.to_ints(opened[:n])))
+            if riders:
+                self.view.append((label + "/riders", F.to_ints(opened[n:])))
         self.stats.opened += len(opened)
         if check:
             self._mac_round(seed, blob)
         elif blob:
             raise MpcAbort("malformed message: unexpected bytes with an opening")
-        return opened.reshape(shape)
+        pos = n
+        for r in riders:
+            xr, yr, tri = r.req[:3]
+            k = xr.size * (3 if yr is not None else 2)
+            self._advance(r, self._beaver_finish(yr, tri, opened[pos:pos + k]))
+            pos += k
+        return opened[:n].reshape(shape)
+
+    def _beaver_parts(self, x: Shared, y: Shared | None, tri: dict[str, Shared]) -> Shared:
+        """What a Beaver product opens: D = x - a, E = y - b (unless y is None) and rho = t a - a2."""
+        a, b, a2 = tri["a"], tri["b"], tri["a2"]
+        n = a.size
+        if y is None:
+            return Shared.of(F.sub(np.stack([x.s.reshape(2, n, F.L), F.mul(a.s, self.sac_t)], axis=1),
+                                   np.stack([a.s, a2.s], axis=1)).reshape(2, 2 * n, F.L), self.key)
+        xs = np.stack([x.s.reshape(2, n, F.L), y.s.reshape(2, n, F.L), F.mul(a.s, self.sac_t)], axis=1)
+        return Shared.of(F.sub(xs, np.stack([a.s, b.s, a2.s], axis=1)).reshape(2, 3 * n, F.L), self.key)
+
+    def _beaver_finish(self, y: Shared | None, tri: dict[str, Shared], o: np.ndarray) -> Shared:
+        """[x y] = [c] + D [b] + E [a] + D E (or [x b] = [c] + D [b]); records the sacrifice term's parts."""
+        a, b, c, c2 = (tri[k] for k in ("a", "b", "c", "c2"))
+        n = a.size
+        if y is None:
+            prods = F.mul(b.s[:, None], o.reshape(2, n, F.L))  # [b] D and [b] rho: (2 shares, 2, n, L)
+            z = F.add(c.s, prods[:, 0])
+        else:
+            o3 = o.reshape(3, n, F.L)  # D, E, rho
+            prods = F.mul(np.stack([b.s, a.s, b.s], axis=1), o3)  # [b] D, [a] E, [b] rho in one call
+            z = F.add(F.add(c.s, prods[:, 0]), prods[:, 1])
+            DE = F.mul(o3[0], o3[1])
+            if self.key.party == 0:
+                z[0] = F.add(z[0], DE)
+            z[1] = F.add(z[1], F.mul(DE, self.key.alpha))
+        # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples (computed per step)
+        self._sac_terms.append((c.s.reshape(2, n, F.L), c2.s.reshape(2, n, F.L), prods[:, -1]))
+        return Shared.of(z, self.key)
 
     def mul(self, x: Shared, y: Shared | None, tri: dict[str, Shared], label: str) -> Shared:
         """Elementwise [x*y] from triples (a, b, c = ab), each sacrificed against (a2, c2 = a2 b).
         ``y=None`` multiplies by the triple's own random b (used by the zero test)."""
-        a, b, c, a2, c2 = (tri[k] for k in ("a", "b", "c", "a2", "c2"))
-        n = x.size
-        parts = [x - a] + ([y - b] if y is not None else []) + [a.scale(self.sac_t) - a2]
-        o = self.open(Shared.concat(parts), label)
-        D = o[:n]
-        rho = o[-n:]
-        prods = F.mul(b.s[:, None], np.stack([D, rho]))  # [b] D and [b] rho in one call: (2 shares, 2, n, L)
-        bD, bR = Shared.of(prods[:, 0], self.key), Shared.of(prods[:, 1], self.key)
-        z = c + bD
-        if y is not None:
-            E = o[n:2 * n]
-            z = (z + a.scale(E)).add_public(F.mul(D, E))
-        # sacrifice: t c - c2 - rho b = t(c - ab) - (c2 - a2 b) is 0 for honest triples
-        self._sacrifice(c.scale(self.sac_t) - c2 - bR)
-        return z
+        o = self.open(self._beaver_parts(x, y, tri), label)
+        return self._beaver_finish(y, tri, o)
 
-    def _sacrifice(self, terms: Shared) -> None:
-        self._sac_terms.append(terms.reshape(-1))
+    # ---- riders: products off the critical path, carried by later openings ----
+    def ride(self, gen) -> Rider:
+        """Queue a chain of products: ``gen`` yields (x, y | None, triples, label) and is sent each product;
+        every product travels with the next opening (docs/MPC.md section 8). Returns the rider; its ``result``
+        is the generator's return value once it has finished."""
+        r = Rider(gen)
+        self._advance(r, None)
+        return r
+
+    def run(self, gen):
+        """Run a chain of products in rounds of its own (each product one opening, under its label)."""
+        r = Rider(gen)
+        self._advance(r, None, queue=False)
+        while not r.done:
+            x, y, tri, label = r.req
+            self._advance(r, self.mul(x, y, tri, label), queue=False)
+        return r.result
+
+    def _advance(self, r: Rider, value, queue: bool = True) -> None:
+        try:
+            r.req = r.gen.send(value)
+            if queue:
+                self._riders.append(r)
+        except StopIteration as e:
+            r.req, r.done, r.result = None, True, e.value
 
     def sacrifice_matrix(self, terms: Shared) -> None:
         """Sacrifice terms of the matrix triples (each is 0 for honest preprocessing)."""
-        self._sacrifice(terms)
+        self._sac_terms.append(terms.s.reshape(2, -1, F.L))
 
     def take_sacrifice(self) -> Shared:
         """This step's sacrifice sum: its terms in the order they arose, times the session's next coefficients
         (docs/MPC.md section 5.3)."""
         if not self._sac_terms:
             return Shared.public(F.zeros(()), self.key)
-        terms = Shared.concat(self._sac_terms)
-        self._sac_terms = []
-        coeff = coefficients(self.sac_stream, terms.size)
-        return Shared.of(F.fsum(F.mul(terms.s, coeff), 1), self.key)
+        entries, self._sac_terms = self._sac_terms, []
+        prods = [e for e in entries if isinstance(e, tuple)]
+        if prods:  # t c - c2 - rho b of every product, in one vectorised computation
+            cat = [np.concatenate([e[k] for e in prods], axis=1) for k in range(3)]
+            done = F.sub(F.sub(F.mul(cat[0], self.sac_t), cat[1]), cat[2])
+            pos, it = 0, []
+            for e in prods:
+                k = e[0].shape[1]
+                it.append(done[:, pos:pos + k])
+                pos += k
+            it = iter(it)
+            entries = [next(it) if isinstance(e, tuple) else e for e in entries]
+        terms = np.concatenate(entries, axis=1)
+        coeff = coefficients(self.sac_stream, terms.shape[1])
+        return Shared.of(F.fsum(F.mul(terms, coeff), 1), self.key)
 
     # ---- MAC check ----
     def mac_check(self) -> None:
@@ -269,7 +349,20 @@ class Party:
         if mpc_hash("mac/commit", b"\x00", blob[:ELEMENT_BYTES], blob[ELEMENT_BYTES:k]) != com:
             raise MpcAbort("the other party's MAC-check opening does not match its commitment")
         self._count_check(sigma, decode(blob[:ELEMENT_BYTES], 1)[0], n)
+        todo, self._after_check = self._after_check, []
+        for fn in todo:
+            fn()
         return blob[k:]
+
+    def when_checked(self, fn) -> None:
+        """Run ``fn`` (a decision on opened check values) once the MAC check covering them has passed: at once
+        for party 0, whose check ends in round ``mac``; for party 1 when party 0's next frame opens sigma_0, before
+        party 1 sends anything more (docs/MPC.md section 5.2). A deviation is then reported as one, never as an
+        overflow or a failed sacrifice."""
+        if self._sigma_due is None:
+            fn()
+        else:
+            self._after_check.append(fn)
 
     def close_checks(self) -> None:
         """Round ``mac-close``: party 0 delivers the opening of its last sigma_0; nothing is output before."""

@@ -155,13 +155,39 @@ class Plan:
 
     @functools.cache  # noqa: B019 - plans are few and small
     def layers(self) -> tuple[Layer, Layer]:
+        """Layer 1 (``z = a >> f``) and layer 2 (``theta' = x >> U``). With ``defer_range1`` layer 2's bound
+        holds for any z that layer 1 can output, in range or not (docs/MPC.md section 7)."""
+        L1 = self._layer1()
+        L2 = self._layer2(L1)
+        if not self._fits(L2):
+            L2 = self._layer2(None)
+        return L1, L2
+
+    @functools.cached_property
+    def defer_range1(self) -> bool:
+        """Whether layer 1's range check runs alongside layer 2 (its openings ride on later rounds, its w1 is
+        opened with the next step's check values) instead of before layer 2's first opening: possible when
+        layer 2's bound for an unchecked z still fits the ring (docs/MPC.md sections 7-8)."""
+        return self._fits(self._layer2(self._layer1()))
+
+    def _layer1(self) -> Layer:
+        K, f, d = self.weight_bits, self.frac_bits, self.d
+        a_max = d * (1 << (self.xb + K - 1)) + (1 << (K - 1 + f))
+        return Layer(self.batch_size, f, K, a_max.bit_length())
+
+    def _layer2(self, L1: Layer | None) -> Layer:
+        """Layer 2 for |z| < 2^(K-1) (L1 None: z range-checked before layer 2) or |z| < 2^(bb1 - f)."""
         K, f, d, B = self.weight_bits, self.frac_bits, self.d, self.batch_size
         U = self.cfg.update_shift
-        a_max = d * (1 << (self.xb + K - 1)) + (1 << (K - 1 + f))
-        r_max = (1 << (K - 1)) + (1 << self.xb)
+        z_max = 1 << (K - 1) if L1 is None else 1 << (L1.bb - L1.s)
+        r_max = z_max + (1 << self.xb)
         g_max = max(B * r_max * (1 << self.xb) + self.l2_num * B * (1 << (K - 1)), B * r_max * (1 << f))
         u_max = (1 << (K - 1 + U)) + self.lr_num * g_max
-        return Layer(B, f, K, a_max.bit_length()), Layer(d + 1, U, K, u_max.bit_length())
+        return Layer(d + 1, U, K, u_max.bit_length())
+
+    @staticmethod
+    def _fits(layer: Layer) -> bool:
+        return layer.kk + KAPPA + 2 <= P.bit_length() - 1
 
     def validate(self) -> None:
         self.cfg.validate()
@@ -176,7 +202,7 @@ class Plan:
             raise InputError(f"{self.n} rows of {self.d + 1} values are over the two-party limit of {MAX_ELEMENTS:,} "
                              "values (every party holds shares and MACs of every value of the union in memory)")
         for layer in self.layers():
-            if layer.kk + KAPPA + 2 > P.bit_length() - 1:
+            if not self._fits(layer):
                 raise InputError(f"this configuration needs {layer.kk}-bit intermediate values; with kappa = {KAPPA} "
                                  f"the ring Z_N (N = p_1 ... p_5 < 2^250, a product of field primes) allows at "
                                  f"most {P.bit_length() - 3 - KAPPA}: lower "

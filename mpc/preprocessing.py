@@ -151,20 +151,24 @@ class Generator:
                 yield encode(shares[0]) + encode(shares[1]) + clear
 
     def step_values(self, t: int, batch: np.ndarray) -> list[np.ndarray]:
-        """The step's secret values, in ``plan.step_layout()`` order."""
+        """The step's secret values, in ``plan.step_layout()`` order, all read from one stream ``("step", t)`` in
+        this order: V, V2 (uniform, d), M, M2 (uniform, B); per layer the bits (bytes), rhi (bounded), then a, b,
+        a2 (uniform) (docs/MPC.md section 5.1)."""
         p = self.plan
         d, B = p.d, p.batch_size
+        st = self._stream("step", t)
         Rb = self.R[batch, :d]
-        V, V2 = self.uniform("V", t, d), self.uniform("V2", t, d)
-        M, M2 = self.uniform("M", t, B), self.uniform("M2", t, B)
+        V, V2 = uniform(st, d), uniform(st, d)
+        M, M2 = uniform(st, B), uniform(st, B)
         out = [V, V2, matmul(Rb, V), matmul(Rb, V2), M, M2, matmul(M, Rb), matmul(M2, Rb)]
         for li, layer in enumerate(p.layers(), 1):
             nb = layer.count * layer.nbits
-            bits = np.unpackbits(np.frombuffer(self._bytes(f"L{li}.bits", t, (nb + 7) // 8), dtype=np.uint8))[:nb]
+            bits = np.unpackbits(np.frombuffer(st.read((nb + 7) // 8), dtype=np.uint8))[:nb]
             mono = block_monomials(bits.reshape(layer.count, layer.nbits), layer.blocks)
-            rhi = words_to_elements(self.bounded(f"L{li}.rhi", t, layer.count, layer.rhi_bits))
+            rhi = words_to_elements(bounded_words(st.read(bounded_bytes(layer.count, layer.rhi_bits)), layer.count,
+                                                  layer.rhi_bits))
             k = layer.count * layer.mults
-            a, b, a2 = (self.uniform(f"L{li}.{n}", t, k) for n in ("a", "b", "a2"))
+            a, b, a2 = uniform(st, k), uniform(st, k), uniform(st, k)
             c, c2 = mul(a, b), mul(a2, b)
             if self.tamper == "bad-triple" and t == 1 and li == 1:
                 c[0] = add(c[0], const(1))  # a wrong product with consistent MACs: only the sacrifice can see it
@@ -172,11 +176,18 @@ class Generator:
         return out
 
     def step_payloads(self, t: int, batch: np.ndarray) -> tuple[bytes, bytes]:
-        """(party 0's, party 1's) step payloads; party 0's is empty: it expands its shares from the share key."""
-        parts = []
-        for (name, _), values in zip(self.plan.step_layout(), self.step_values(t, batch)):
-            v, m = self.split(name, t, values)[1]
-            parts.append(encode(v) + encode(m))
+        """(party 0's, party 1's) step payloads; party 0's is empty: it expands its shares from the share key
+        (``party0_step_shares``); party 1's is ``v_1 || m_1`` of every array in layout order."""
+        layout = self.plan.step_layout()
+        x = np.concatenate(self.step_values(t, batch))
+        v0, m0 = party0_shares(self.share_key, "step", t, len(x))
+        v1 = encode(sub(x, v0))
+        m1 = encode(sub(mul(x, add(self.alpha[0], self.alpha[1])), m0))
+        parts, pos = [], 0
+        for _, n in layout:
+            lo, hi = pos * ELEMENT_BYTES, (pos + n) * ELEMENT_BYTES
+            parts += [v1[lo:hi], m1[lo:hi]]
+            pos += n
         return b"", b"".join(parts)
 
     def output_payload(self, party: int) -> bytes:
@@ -194,6 +205,17 @@ def party0_shares(share_key: bytes, label: str, index: int, n: int) -> np.ndarra
     k = mpc_hash("dealer/stream", share_key, ("share/" + label).encode(), index.to_bytes(8, "big"))
     r = uniform(KeyStream(k), 2 * n)
     return r.reshape(2, n, -1)
+
+
+def party0_step_shares(share_key: bytes, t: int, layout: list[tuple[str, int]]) -> dict[str, np.ndarray]:
+    """Party 0's value and MAC shares of every array of step t (name -> (2, n, L)), split under ("step", t) as
+    one array: the value shares of every array in layout order, then their MAC shares (docs/MPC.md section 5.1)."""
+    r = party0_shares(share_key, "step", t, sum(n for _, n in layout))
+    out, pos = {}, 0
+    for name, n in layout:
+        out[name] = r[:, pos:pos + n]
+        pos += n
+    return out
 
 
 def decode_inputs(plan: Plan, party: int, chunks) -> InputMaterial:
@@ -237,8 +259,8 @@ def decode_step(plan: Plan, key: MacKey, payload: bytes, t: int) -> dict[str, Sh
     if key.party == 0:
         if payload:
             raise MpcAbort("malformed message: the dealer sent party 0 step shares it expands itself")
-        for name, n in layout:
-            out[name] = Shared.of(party0_shares(key.share_key, name, t, n), key)
+        for name, sh in party0_step_shares(key.share_key, t, layout).items():
+            out[name] = Shared.of(sh, key)
         return out
     e = decode(payload, 2 * sum(n for _, n in layout))
     pos = 0

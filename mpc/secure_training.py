@@ -72,14 +72,22 @@ def masked_inputs(X_own: np.ndarray, Y_own: np.ndarray, R_own: np.ndarray, K: in
 
 
 def verify_checks(opened: np.ndarray, t: int, plan: Plan) -> None:
-    """Step t's check values (after the MAC check covering them): the sacrifice sum, then the range values."""
+    """Step t's check values (after the MAC check covering them): the range values (with ``plan.defer_range1``
+    layer 1's w1 first, then layer 2's w2), then the sacrifice sum (decided first)."""
     K = plan.weight_bits
     if not is_zero(opened[-1]):
         raise MpcAbort(f"the preprocessing failed the triple sacrifice at step {t}: the dealer's "
                        "multiplication triples are wrong (the dealer deviated)")
-    if not is_zero(opened[:-1]).all():
-        raise MpcOverflow(f"a parameter left [-2^{K - 1}, 2^{K - 1}) at step {t}: the "
-                          "fixed-point format overflowed (lower the learning rate)", step=t)
+    B = plan.batch_size if plan.defer_range1 else 0
+    if not is_zero(opened[:B]).all():
+        _overflow("prediction", t, K)
+    if not is_zero(opened[B:-1]).all():
+        _overflow("parameter", t, K)
+
+
+def _overflow(what: str, t: int, K: int):
+    raise MpcOverflow(f"a {what} left [-2^{K - 1}, 2^{K - 1}) at step {t}: the fixed-point format overflowed "
+                      "(lower the learning rate)", step=t)
 
 
 def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.ndarray, E: np.ndarray, X: Shared,
@@ -91,6 +99,7 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
     cfg = plan.cfg
     U = cfg.update_shift
     L1, L2 = plan.layers()
+    defer = plan.defer_range1
     tt = party.sac_t
     w, b = theta[:d], theta[d]
     Eb = E[idx, :d]  # public masked rows: X_b = E_b - R_b
@@ -104,29 +113,35 @@ def secure_step(party: Party, theta: Shared, mat: dict[str, Shared], idx: np.nda
                    check=True)
     F, rhoV = o[:d], o[d:2 * d]
     if prev is not None:
-        verify_checks(o[2 * d:], t - 1, plan)
+        checked = o[2 * d:]
+        party.when_checked(lambda: verify_checks(checked, t - 1, plan))
     party.sacrifice_matrix(Z.scale(tt) - Z2 - Rb.rmul_public(rhoV))
     a = w.lmul_public(Eb) - (Rb.rmul_public(F) + Z) + b.broadcast(B).scale(1 << f)
-    z, w1 = trunc_check(party, a, L1, mat, "L1", f"s{t}/z")            # z = a >> f, range-checked
+    # z = a >> f; its range check (w1) either finishes before layer 2 or, deferred, rides on the next openings
+    z, w1 = trunc_check(party, a, L1, mat, "L1", f"s{t}/z", defer=defer)
     if party.hooks is not None:
         z = party.hooks.truncated(t, z)
     r = z - Yb
     # backward: P = r - M opened; r^T X_b = r^T E_b - (P^T R_b + M^T R_b)   (Zp = M^T R_b)
-    # MAC check before the next truncation opening: z must be known to be in range (its bound)
-    o = party.open(Shared.concat([r - M, M.scale(tt) - M2, w1]), f"s{t}/P", check=True)
-    Pm, rhoM, range1 = o[:B], o[B:2 * B], o[2 * B:]
+    # MAC check before the next truncation opening: z is within layer 2's bound (range-checked, or deferred with
+    # layer 2's bound covering any z layer 1 can output; docs/MPC.md sections 7-8)
+    o = party.open(Shared.concat([r - M, M.scale(tt) - M2] + ([] if defer else [w1])), f"s{t}/P", check=True)
+    Pm, rhoM = o[:B], o[B:2 * B]
     party.sacrifice_matrix(Zp.scale(tt) - Zp2 - Rb.lmul_public(rhoM))
     G = r.rmul_public(Eb) - (Rb.lmul_public(Pm) + Zp) + w.scale(plan.l2_num * B)
     Gb = r.sum().scale(1 << f)
     grads = Shared.concat([G, Gb.reshape(1)])
     x2 = theta.scale(1 << U) - grads.scale(plan.lr_num)
-    if not is_zero(range1).all():
-        raise MpcOverflow(f"a prediction left [-2^{plan.weight_bits - 1}, 2^{plan.weight_bits - 1}) at step {t}: the "
-                          "fixed-point format overflowed (lower the learning rate)", step=t)
+    if not defer and not is_zero(o[2 * B:]).all():
+        party.when_checked(lambda: _overflow("prediction", t, plan.weight_bits))
     new, w2 = trunc_check(party, x2, L2, mat, "L2", f"s{t}/theta")  # theta' = x2 >> U, range-checked
     if party.hooks is not None:
         new = party.hooks.after_step(t, theta, new)
-    checks = Shared.concat([w2, party.take_sacrifice().reshape(1)])
+    if defer:
+        while not w1.done:  # layer 2 opened fewer times than the chain is long (not with the defaults)
+            party.open(Shared.of(np.zeros((2, 0, L), dtype=np.uint64), party.key), f"s{t}/z/tail")
+        w1 = w1.result
+    checks = Shared.concat(([w1] if defer else []) + [w2, party.take_sacrifice().reshape(1)])
     return new, checks
 
 
@@ -211,7 +226,7 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
         if progress is not None:
             progress(t, T)
     opened = party.open(checks, f"s{T}/checks", check=True)
-    verify_checks(opened, T, plan)
+    party.when_checked(lambda: verify_checks(opened, T, plan))
     out = _timed(pre_time, pre.output)
     if reveal == "both":
         vals = party.open(theta, "output", check=True)

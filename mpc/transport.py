@@ -5,6 +5,8 @@ silent peer is detected by a timeout instead of holding a session forever."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import queue
 import threading
 
@@ -47,11 +49,16 @@ class _Reader:
             m = self.q.get(timeout=self.timeout)
         except queue.Empty:
             raise MpcAbort(f"the {self.who} sent nothing for {self.timeout:.0f} s") from None
-        if m is _END:
-            raise MpcAbort(f"the {self.who} closed the session")
-        if isinstance(m, MpcAbort):
-            raise m
-        return m
+        return _delivered(m, self.who)
+
+
+def _delivered(m, who: str) -> mpc_pb2.MpcFrame:
+    """A received item: a frame, or the end of the stream / a failure, raised as an abort."""
+    if m is _END:
+        raise MpcAbort(f"the {who} closed the session")
+    if isinstance(m, MpcAbort):
+        raise m
+    return m
 
 
 class _Transport:
@@ -70,7 +77,7 @@ class _Transport:
         self._put(to_proto(f))
 
     def recv(self) -> Frame:
-        return from_proto(self._reader.next())
+        return from_proto(self.recv_proto())
 
 
 class ClientTransport(_Transport):
@@ -89,12 +96,38 @@ class ClientTransport(_Transport):
         self._call.cancel()
 
 
-class ServerTransport(_Transport):
-    """The trainer's end inside a Run handler: requests through a reader, responses through a queue."""
+class LoopTransport(_Transport):
+    """The trainer's end inside an asyncio ``Run`` handler (grpc.aio): the session runs in its own thread and
+    exchanges frames with the handler's coroutines through asyncio queues. The request stream is read by a
+    task on the server's loop, never by a pool thread: a synchronous handler's pending read blocked a thread
+    of the server's pool for good when the client aborted (one thread leaked per aborted session, and the
+    process could not exit)."""
 
-    def __init__(self, request_iterator, out: queue.Queue, timeout: float = 600.0, who: str = "client"):
-        self._reader = _Reader(request_iterator, who, timeout)
-        self._out = out
+    def __init__(self, loop, inbox, outbox, timeout: float = 600.0, who: str = "client"):
+        self.loop, self.inbox, self.outbox, self.timeout, self.who = loop, inbox, outbox, timeout, who
 
     def _put(self, m) -> None:
-        self._out.put(m)
+        self.loop.call_soon_threadsafe(self.outbox.put_nowait, m)
+
+    def recv_proto(self) -> mpc_pb2.MpcFrame:
+        fut = asyncio.run_coroutine_threadsafe(self.inbox.get(), self.loop)
+        try:
+            m = fut.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise MpcAbort(f"the {self.who} sent nothing for {self.timeout:.0f} s") from None
+        except concurrent.futures.CancelledError:
+            raise MpcAbort(f"the session with the {self.who} was cancelled") from None
+        return _delivered(m, self.who)
+
+
+async def pump_requests(request_iterator, inbox, who: str = "client") -> None:
+    """Feed the request stream into ``inbox`` (an asyncio queue of bounded size), then ``_END`` or an abort."""
+    try:
+        async for m in request_iterator:
+            await inbox.put(m)
+        await inbox.put(_END)
+    except grpc.RpcError as e:
+        await inbox.put(MpcUnavailable(f"the connection to the {who} failed: {e.code().name}: {e.details()}"))
+    except Exception as e:  # noqa: BLE001 - a broken stream is reported as an abort (CancelledError passes)
+        await inbox.put(MpcAbort(f"the connection to the {who} failed: {e}"))

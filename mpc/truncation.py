@@ -121,44 +121,48 @@ def _block_maps(bits: Shared, mono: Shared, cb: np.ndarray, layer: Layer) -> lis
     return [(Shared.of(A[:, :, b], key), Shared.of(B[:, :, b], key)) for b in range(len(layer.blocks))]
 
 
-def _lt_fold(party: Party, maps: list[tuple[Shared, Shared]], cur: TripleCursor, layer: Layer, label: str):
-    """-> ([c mod 2^s < r mod 2^s], [c mod 2^n < r mod 2^n]), n = s + K. The low blocks (bits 0..s-1, the
-    first with lt_in = 0, i.e. a value A) and the high blocks are folded in parallel, pairs of adjacent items per
-    round (plan.fold_pairs): (A2, B2) after (A1, B1) is (A2 + B2 A1, B2 B1), after a value A1 the value
-    A2 + B2 A1; then LT_n = A_hi + B_hi LT_s. Every round is one opening (Beaver products), so the comparison
-    takes about log2(blocks) + 1 rounds instead of one per block (plan.Layer.fold_rounds)."""
-    nlow = layer.low_blocks
-    low = [(maps[0][0], None)] + list(maps[1:nlow]) if nlow else []
-    high = list(maps[nlow:])
-    if not nlow:
-        high[0] = (high[0][0], None)
-    rnd = 0
-    while len(low) > 1 or len(high) > 1:
-        xs, ys, plans = [], [], []
-        for seq in (low, high):
-            plan = []
-            for i, j in fold_pairs(len(seq)):
-                (A1, B1), (A2, B2) = seq[i], seq[j]
-                plan.append((A2, len(xs), None if B1 is None else len(xs) + 1))
+def _fold_requests(seqs: list[list]) -> tuple[list, list, list]:
+    """One fold round over the sequences (plan.fold_pairs): the products to compute (xs[k] * ys[k]: per pair
+    ``B2 A1``, then ``B2 B1`` when the left item is a map) and, per sequence, how to rebuild it."""
+    xs, ys, plans = [], [], []
+    for seq in seqs:
+        plan = []
+        for i, j in fold_pairs(len(seq)):
+            (A1, B1), (A2, B2) = seq[i], seq[j]
+            plan.append((A2, len(xs), None if B1 is None else len(xs) + 1))
+            xs.append(B2)
+            ys.append(A1)
+            if B1 is not None:
                 xs.append(B2)
-                ys.append(A1)
-                if B1 is not None:
-                    xs.append(B2)
-                    ys.append(B1)
-            plans.append((plan, seq[-1] if len(seq) % 2 else None))
+                ys.append(B1)
+        plans.append((plan, seq[-1] if len(seq) % 2 else None))
+    return xs, ys, plans
+
+
+def _folded(plans: list, prod: Shared, k: int) -> list[list]:
+    prod = prod.reshape(-1, k)
+    out = []
+    for plan, carry in plans:
+        seq = [(A2 + prod[:, ia], None if ib is None else prod[:, ib]) for A2, ia, ib in plan]
+        out.append(seq + ([carry] if carry is not None else []))
+    return out
+
+
+def _range_tail(high: list, lt_s: Shared | None, cur: TripleCursor, label: str, rnd: int, rhi: Shared,
+                c_hi_n: np.ndarray):
+    """The rest of the comparison once LT_s is known, as a chain of products (Party.run / Party.ride): the
+    remaining rounds of the high blocks' fold, LT_n = A_hi + B_hi LT_s, q = floor(c/2^n) - rhi - LT_n, and
+    the zero test w = (q - H) b. Yields (x, y, triples, label), is sent each product; returns [w]."""
+    while len(high) > 1:
+        xs, ys, plans = _fold_requests([high])
         k = len(xs)
-        prod = party.mul(_columns(xs), _columns(ys), cur.take(k), f"{label}/lt{rnd}").reshape(-1, k)
-        new = []
-        for plan, carry in plans:
-            seq = [(A2 + prod[:, ia], None if ib is None else prod[:, ib]) for A2, ia, ib in plan]
-            new.append(seq + ([carry] if carry is not None else []))
-        low, high = new
+        prod = yield _columns(xs), _columns(ys), cur.take(k), f"{label}/lt{rnd}"
+        (high,) = _folded(plans, prod, k)
         rnd += 1
-    if not low:
-        return Shared.public(F.zeros(len(high[0][0])), high[0][0].key), high[0][0]
-    lt_s = low[0][0]
     A_hi, B_hi = high[0]
-    return lt_s, A_hi + party.mul(B_hi, lt_s, cur.take(), f"{label}/lt{rnd}")
+    lt_n = A_hi if lt_s is None else A_hi + (yield B_hi, lt_s, cur.take(), f"{label}/lt{rnd}")
+    q = (-rhi - lt_n).add_public(c_hi_n)
+    return (yield q, None, cur.take(), f"{label}/range")
 
 
 def _low_bits(c: np.ndarray, n: int) -> np.ndarray:
@@ -170,8 +174,10 @@ def _low_bits(c: np.ndarray, n: int) -> np.ndarray:
 
 
 def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], prefix: str,
-                label: str) -> tuple[Shared, Shared]:
-    """-> ([floor(x / 2^s)], [w]) with w = 0 iff floor(x / 2^s) is in the K-bit range."""
+                label: str, defer: bool = False):
+    """-> ([floor(x / 2^s)], [w]) with w = 0 iff floor(x / 2^s) is in the K-bit range. ``defer``: the range
+    check's products after LT_s ride on the following openings (Party.ride) and the rider is returned in
+    place of [w] (its ``result`` is [w] once a few more openings have happened)."""
     s, K, n, cnt = layer.s, layer.K, layer.nbits, layer.count
     cur = TripleCursor(mat, prefix, cnt, layer.mults)
     bits = mat[f"{prefix}.bits"].reshape(cnt, n)
@@ -189,12 +195,24 @@ def trunc_check(party: Party, x: Shared, layer: Layer, mat: dict[str, Shared], p
         raise MpcAbort(f"an opened truncation value exceeds its bound ({label}): a share was altered")
     cb = _low_bits(c, n).reshape(cnt, n)
     mono = mat[f"{prefix}.mono"].reshape(cnt, layer.monomials)
-    lt_s, lt_sk = _lt_fold(party, _block_maps(bits, mono, cb, layer), cur, layer, label)
+    maps = _block_maps(bits, mono, cb, layer)
+    # the low blocks (bits 0..s-1; the first has lt_in = 0, a value) give LT_s, the high blocks with them LT_n;
+    # both sequences are folded in parallel (docs/MPC.md section 6) until LT_s is known: y needs no more
+    nlow = layer.low_blocks
+    low = [(maps[0][0], None)] + list(maps[1:nlow]) if nlow else []
+    high = list(maps[nlow:])
+    if not nlow:
+        high[0] = (high[0][0], None)
+    rnd = 0
+    while len(low) > 1:
+        xs_, ys_, plans = _fold_requests([low, high])
+        k = len(xs_)
+        low, high = _folded(plans, party.mul(_columns(xs_), _columns(ys_), cur.take(k), f"{label}/lt{rnd}"), k)
+        rnd += 1
+    lt_s = low[0][0] if low else None
     c_hi_s = F.from_ints([(int(v) >> s) - ((1 << (K - 1)) + layer.H * (1 << K)) for v in c])
     c_hi_n = F.from_ints([(int(v) >> n) - layer.H for v in c])
-    pw_hi = F.pow2(n - s)
-    r_hi_s = bits[:, s:].rmul_public(pw_hi) + rhi.scale(1 << K)
-    y = (-r_hi_s - lt_s).add_public(c_hi_s)
-    q = (-rhi - lt_sk).add_public(c_hi_n)
-    w = party.mul(q, None, cur.take(), f"{label}/range")
-    return y, w
+    r_hi_s = bits[:, s:].rmul_public(F.pow2(n - s)) + rhi.scale(1 << K)
+    y = (-r_hi_s).add_public(c_hi_s) if lt_s is None else (-r_hi_s - lt_s).add_public(c_hi_s)
+    tail = _range_tail(high, lt_s, cur, label, rnd, rhi, c_hi_n)
+    return y, (party.ride(tail) if defer else party.run(tail))

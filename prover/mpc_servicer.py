@@ -6,9 +6,9 @@ A thin servicer: the first frame (hello) is checked and answered, then the train
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import queue
 import threading
 
 from mpc.cheating import get_hooks
@@ -16,7 +16,7 @@ from mpc.errors import MpcAbort, MpcOverflow
 from mpc.hashing import mpc_hash
 from mpc.plan import Plan
 from mpc.secure_training import REVEAL_MODES, run_party
-from mpc.transport import ServerTransport
+from mpc.transport import LoopTransport, pump_requests
 from protocol.dataset import Standardization, quantize_table
 from protocol.errors import InputError
 from protocol.training import TrainConfig
@@ -55,8 +55,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         self._slots = threading.BoundedSemaphore(MAX_SESSIONS)
         self.admission = admission  # the trainer service's global and per-client session slots, shared
 
-    def Run(self, request_iterator, context):
-        out: queue.Queue = queue.Queue()
+    async def Run(self, request_iterator, context):
         peer = peer_host(context.peer())
         if self.admission is not None:
             try:
@@ -69,24 +68,36 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
                 self.admission.release_session(peer, 0)
             yield mpc_pb2.MpcFrame(abort=f"the trainer is busy ({MAX_SESSIONS} two-party sessions running); retry later")
             return
+        # the request stream is read by a task on this loop and the session runs in its own thread (mpc.transport
+        # LoopTransport); no thread of the server's pool ever waits on a read
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=64)
+        out: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.ensure_future(pump_requests(request_iterator, inbox))
 
         def work():
             try:
-                self._session(ServerTransport(request_iterator, out, IDLE_SECONDS))
+                self._session(LoopTransport(loop, inbox, out, IDLE_SECONDS))
             except Exception:
                 log.exception("two-party session crashed")
             finally:
                 self._slots.release()
                 if self.admission is not None:
                     self.admission.release_session(peer, 0)
-                out.put(None)
+                loop.call_soon_threadsafe(out.put_nowait, None)
 
         threading.Thread(target=work, daemon=True).start()
-        while True:
-            m = out.get()
-            if m is None:
-                return
-            yield m
+        try:
+            while True:
+                m = await out.get()
+                if m is None:
+                    return
+                yield m
+        finally:  # the call is over (done, or cancelled by the client): stop reading, wake the session if it waits
+            reader.cancel()
+            while not inbox.empty():
+                inbox.get_nowait()
+            inbox.put_nowait(MpcAbort("the client's call ended"))
 
     def _prepare(self, h: mpc_pb2.MpcHello):
         if not h.HasField("config") or len(h.client_nonce) != 32:
@@ -111,7 +122,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
         return plan, Xq, Yq
 
-    def _session(self, tr: ServerTransport) -> None:
+    def _session(self, tr: LoopTransport) -> None:
         try:
             first = tr.recv_proto()
         except MpcAbort as e:

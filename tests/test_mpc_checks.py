@@ -16,6 +16,7 @@ from test_mpc_engine import CFG, data, run_pair
 from mpc import field
 from mpc.cheating import Honest, get_hooks
 from mpc.errors import MpcAbort
+from protocol.training import TrainConfig
 
 CAUGHT_BY = {"bad-share": "MAC check failed", "bad-triple": "MAC check failed", "bad-truncation": "MAC check failed",
              "skip-step": "MAC check failed", "early-output": "out of step"}
@@ -87,16 +88,28 @@ def test_a_mac_check_seed_that_does_not_match_its_commitment_makes_party_1_abort
     assert isinstance(res[0], MpcAbort), res[0]
 
 
-def test_honest_runs_take_one_round_per_mac_check():
+@pytest.mark.parametrize("weight_bits", [32, 48])
+def test_honest_runs_take_one_round_per_mac_check(weight_bits):
+    cfg = TrainConfig(model="linear", epochs=2, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16,
+                      weight_bits=weight_bits)
     X, Y = data(32, 2, seed=9)
-    res, _ = run_pair(X, Y, 16, CFG)
-    T = CFG.num_steps(32)
-    # inputs, coin; per step: F, mac, 2 x (c, fold rounds, range), P, mac; checks, mac, output, mac, mac-close
+    res, _ = run_pair(X, Y, 16, cfg)
+    T = cfg.num_steps(32)
     from mpc.plan import Plan
 
-    L1, L2 = Plan.build(16, 16, 2, CFG).layers()
-    per_step = 4 + 2 * 2 + len(L1.fold_rounds()) + len(L2.fold_rounds())
+    plan = Plan.build(16, 16, 2, cfg)
+    L1, L2 = plan.layers()
+    assert plan.defer_range1 == (weight_bits == 32)  # K = 48: layer 2's bound for an unchecked z is too wide
+    # per step: F, mac, P, mac; per layer its c; layer 1's fold until LT_s is known (its low blocks: f = 16
+    # bits in blocks of 4 -> 4 blocks, 2 rounds), then, unless deferred onto later openings, the rest of its
+    # fold, the join and the zero test; layer 2's whole fold (4 rounds) and its zero test
+    low_rounds = (L1.low_blocks - 1).bit_length()
+    l1 = low_rounds if plan.defer_range1 else len(L1.fold_rounds()) + 1
+    per_step = 4 + 2 + l1 + len(L2.fold_rounds()) + 1
+    # before the steps: inputs, coin; after: checks, mac, output, mac, mac-close
     assert res[0].rounds == res[1].rounds == 2 + T * per_step + 5
+    if weight_bits == 32:  # the defaults: 13 rounds per step (16 with layer 1's range check in rounds of its own)
+        assert per_step == 13
 
 
 class OutOfRangeInput(Honest):
@@ -125,3 +138,34 @@ def test_masked_inputs_out_of_range_or_malformed_make_the_other_party_abort(shor
     res, _ = run_pair(X, Y, 16, CFG, hooks1=OutOfRangeInput(short))
     want = "malformed message" if short else "masked inputs are outside the allowed range"
     assert isinstance(res[0], MpcAbort) and want in str(res[0]), res[0]
+
+
+class TamperAt(Honest):
+    """Adds 1 to its share of one opened value: element ``index`` of its frame in round ``label``."""
+
+    def __init__(self, label: str, index: int):
+        self.label, self.index = label, index
+
+    def outgoing(self, label, shares):
+        if label == self.label:
+            shares = shares.copy()
+            shares[self.index] = field.add(shares[self.index], field.const(1))
+        return shares
+
+
+@pytest.mark.parametrize("label,index", [
+    ("s1/P", -1),          # layer 1's fold, riding on P after LT_s is known
+    ("s1/theta/c", -1),    # layer 1's join product, riding on layer 2's first opening
+    ("s1/theta/lt0", -1),  # layer 1's zero test, riding on layer 2's first fold round
+    ("s2/F", 2 * 2),       # its share of w1 (layer 1's range value of step 1), opened with step 2's F
+])
+@pytest.mark.parametrize("cheater", [0, 1])
+def test_a_tampered_deferred_range_check_is_caught_by_a_mac_check_not_taken_for_an_overflow(label, index, cheater):
+    """Layer 1's range check rides on later openings (docs/MPC.md section 8); a party that alters any of those
+    values, or its share of w1, could hide an overflow or fake one: the MAC check on the next F round (which
+    precedes both the decision on w1 and the next truncation opening) catches it."""
+    X, Y = data(32, 2, seed=12)
+    hooks = TamperAt(label, index)
+    res, _ = run_pair(X, Y, 16, CFG, hooks0=hooks if cheater == 0 else None, hooks1=hooks if cheater == 1 else None)
+    honest = res[1 - cheater]
+    assert isinstance(honest, MpcAbort) and "MAC check failed" in str(honest), honest

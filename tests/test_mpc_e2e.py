@@ -117,6 +117,40 @@ def test_the_trainer_stops_promptly_after_an_aborted_session(setup):
     assert code == 0 and time.monotonic() - t0 < 12, (code, time.monotonic() - t0)
 
 
+def test_aborted_sessions_leave_no_server_thread_waiting_on_a_read(setup):
+    """Each session a client aborted used to leave one thread of the server's pool (16 threads, shared with the
+    other synchronous handlers) blocked for good on a read of the finished call: a client could starve the
+    trainer by aborting sessions. The handler now reads on the server's loop (mpc.transport.LoopTransport)."""
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary",
+                       "bad-share") as prover:
+        for _ in range(3):
+            p, doc, _ = _train(tmp, prover, dealer, a)
+            assert p.returncode == 1 and doc["status"] == "aborted", (p.stdout, p.stderr)
+        time.sleep(1.0)  # let the handlers finish
+        assert prover.stop() == 0
+        err = prover.stderr()
+    assert "still blocked" not in err, err
+
+
+def test_a_client_that_vanishes_mid_session_frees_the_trainers_session_at_once(setup):
+    """A client killed mid-training: the trainer's session must end within seconds (not after its 600 s idle
+    timeout, holding one of its few two-party session slots)."""
+    tmp, key, a, b, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        p = subprocess.Popen([str(BIN / "vtrain-verifier"), "train-2pc", "--server", prover.address, "--trainer-data",
+                              "mine", "--dealer", dealer.address, "--data", str(a), "--target", "progression",
+                              "--model", "linear", "--epochs", "200", "--batch-size", "8", "--model-out",
+                              str(tmp / "gone.json"), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(4.0)
+        p.kill()
+        p.communicate(timeout=30)
+        time.sleep(3.0)
+        assert prover.stop() == 0
+        err = prover.stderr()
+    assert "two-party session" in err and "aborted" in err, err[-2000:]
+
+
 def test_a_cheating_dealer_is_detected(setup):
     tmp, key, a, b, _ = setup
     with DealerProcess(key, "--adversary", "bad-triple") as dealer, \

@@ -95,6 +95,35 @@ def test_overflow_is_reported_at_the_same_step_as_plain_training():
     assert res[0].step == plain_error.value.step
 
 
+def test_exact_when_layer_1s_range_check_cannot_be_deferred():
+    cfg = TrainConfig(model="linear", epochs=1, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16, weight_bits=48)
+    assert not Plan.build(20, 20, 3, cfg).defer_range1  # layer 2's bound for an unchecked z would not fit N
+    X, Y = data(40, 3, seed=8)
+    res, sid = run_pair(X, Y, 20, cfg)
+    assert not isinstance(res[0], Exception), res[0]
+    assert res[0].theta == res[1].theta == plain(X, Y, cfg, sid, res[0])
+
+
+def test_a_deferred_prediction_overflow_is_reported_at_its_step_before_anything_is_output():
+    """Layer 1's range check finishes during layer 2 and its w1 is decided in the next step's first round: the
+    overflow must still name plain training's step and kind (a prediction), and no model is output."""
+    cfg = TrainConfig(model="linear", epochs=2, batch_size=4, lr_num=1024, lr_shift=10, frac_bits=16, weight_bits=24)
+    assert Plan.build(8, 8, 2, cfg).defer_range1
+    X, Y = data(16, 2, seed=2, scale=2**18)
+    kinds = set()
+    for _ in range(3):  # the schedule comes from the coin toss: prediction or parameter overflows, both checked
+        res, _ = run_pair(X, Y, 8, cfg)
+        assert isinstance(res[0], MpcOverflow) and isinstance(res[1], MpcOverflow), res
+        with pytest.raises(FixedPointOverflow) as plain_error:
+            for _ in train_honest(X, Y, cfg, res[0].ctx):
+                pass
+        kind = str(plain_error.value).split()[0]
+        assert res[0].step == res[1].step == plain_error.value.step
+        assert f"a {kind} left" in str(res[0]) and f"a {kind} left" in str(res[1])
+        kinds.add(kind)
+    assert "prediction" in kinds
+
+
 @pytest.mark.parametrize("name", ["bad-share", "bad-triple", "bad-truncation", "skip-step", "early-output"])
 def test_every_trainer_deviation_makes_the_client_abort(name):
     X, Y = data(32, 2, seed=3)

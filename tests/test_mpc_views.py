@@ -10,6 +10,8 @@ Test: values are binned by their leading bits into 16 bins (value * 16 // range)
 test of homogeneity between the two sessions for each class, and a chi-square goodness-of-fit to uniform for
 the F_p class; each at alpha = 1e-5, 3 tests per party and 2 parties, so a correct implementation fails this
 test with probability at most 6e-5 (Bonferroni). Randomness comes from the OS (coin tosses), not a seed.
+Negative control: a dealer with zero backward-pass masks (P = r - M opens the residuals in the clear) must be
+rejected by the same procedure (it is, by the uniformity test: p around 1e-11).
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def _classes(seen, plan):
             "inputs": np.bincount([min(15, v) for v in inputs], minlength=16)}
 
 
-@pytest.mark.parametrize("watcher", [1, 0])
-def test_opened_values_do_not_depend_on_the_other_partys_data(watcher):
+def _pvalues(watcher):
+    """The test's p-values: homogeneity between the two sessions per class, then uniformity of the F_p class."""
     rng = np.random.default_rng(7)
     n0, n1, d = 16, 16, 2
     mine_X = rng.integers(-2**16, 2**16, size=(16, d))
@@ -90,10 +92,35 @@ def test_opened_values_do_not_depend_on_the_other_partys_data(watcher):
         X = np.vstack([oX, mine_X] if watcher == 1 else [mine_X, oX]).astype(np.int64)
         Y = np.concatenate([oY, mine_Y] if watcher == 1 else [mine_Y, oY]).astype(np.int64)
         counts.append(_classes(_views(X, Y, n0, watcher), plan))
+    out = {}
     for cls in ("uniform", "trunc", "inputs"):
         table = np.array([counts[0][cls], counts[1][cls]])
         table = table[:, table.sum(axis=0) > 0]
         assert table.sum() > 80
-        p_hom = chi2_contingency(table).pvalue
-        assert p_hom > ALPHA, (cls, table)
-    assert chisquare(counts[0]["uniform"] + counts[1]["uniform"]).pvalue > ALPHA
+        out[cls] = chi2_contingency(table).pvalue
+    out["uniformity"] = chisquare(counts[0]["uniform"] + counts[1]["uniform"]).pvalue
+    return out
+
+
+@pytest.mark.parametrize("watcher", [1, 0])
+def test_opened_values_do_not_depend_on_the_other_partys_data(watcher):
+    p = _pvalues(watcher)
+    assert min(p.values()) > ALPHA, p
+
+
+def test_the_views_test_flags_a_leaky_variant(monkeypatch):
+    """Negative control: a dealer whose backward-pass masks M (and so M2, Zp, Zp2) are zero still trains
+    correctly, but P = r - M opens the residuals r = z - y in the clear. The same procedure must reject it."""
+    from mpc.preprocessing import Generator
+
+    orig = Generator.step_values
+
+    def leaky(self, t, batch):
+        vals = orig(self, t, batch)
+        for i in (4, 5, 6, 7):  # M, M2, Zp = M R_b, Zp2 = M2 R_b (plan.step_layout order): consistent, all zero
+            vals[i] = np.zeros_like(vals[i])
+        return vals
+
+    monkeypatch.setattr(Generator, "step_values", leaky)
+    p = _pvalues(1)
+    assert min(p.values()) < ALPHA, p
