@@ -86,12 +86,27 @@ def baseline(csv: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def baseline_process(csv: Path, n: int) -> float:
+    """``baseline`` in a child process (its own measured seconds). Run in this process, numpy.loadtxt's arrays
+    would stay in it, and a later session's client is spawned with vfork (subprocess): until it execs it runs
+    in this process's memory, and Linux counts that in its peak RSS (ru_maxrss keeps the pre-exec high-water
+    mark). That is what made the client's peak vary between runs (run 1 before any baseline ~460 MB, later
+    ones ~560 MB)."""
+    out = subprocess.run([sys.executable, "-m", "bench.bench_scale", "--baseline-only", str(csv), "--rows", str(n)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline-only", metavar="CSV", help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="200,000 rows, one run")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
+    if args.baseline_only:
+        print(baseline(Path(args.baseline_only), args.rows))
+        return 0
     n, repeats = (200_000, 1) if args.quick else (args.rows, max(1, args.repeats))
     tmp = Path(tempfile.mkdtemp(prefix="vtrain-scale-"))
     csv = tmp / "scale.csv"
@@ -112,11 +127,13 @@ def main(argv=None) -> int:
         walls.append(wall)
         rss_c.append(client_peak)
         rss_s.append(server_peak)
-        bases.append(baseline(csv, n))
+        bases.append(baseline_process(csv, n))
     print(f"time session (CLI: CSV read + standardize + upload + train + spot check + verify) = "
           f"{median(walls):.1f} s; baseline numpy.loadtxt + float64 SGD = {median(bases):.1f} s")
-    print(f"peak RSS: client {median(rss_c) / 1e6:.0f} MB, server {median(rss_s) / 1e6:.0f} MB "
-          f"(rows {rows_bytes / 1e6:.0f} MB)")
+    print(f"peak RSS: client {median(rss_c) / 1e6:.0f} MB ({min(rss_c) / 1e6:.0f}-{max(rss_c) / 1e6:.0f}), server "
+          f"{median(rss_s) / 1e6:.0f} MB ({min(rss_s) / 1e6:.0f}-{max(rss_s) / 1e6:.0f}) (rows {rows_bytes / 1e6:.0f} MB)")
+    print(f"session wall min/median/max = {min(walls):.1f}/{median(walls):.1f}/{max(walls):.1f} s; baseline "
+          f"{min(bases):.1f}/{median(bases):.1f}/{max(bases):.1f} s; load average {os.getloadavg()[0]:.1f}")
     print(ratio_report("scale_1m_rss", [max(c, s) / rows_bytes for c, s in zip(rss_c, rss_s)], 3))
     print(ratio_report("scale_1m_time", [w / b for w, b in zip(walls, bases)], 3))
     return 0

@@ -165,3 +165,25 @@ def test_shared_paths_give_the_root_of_each_proof(size):
         if bad is not None:
             assert spot_rows.SharedPaths(size).roots([leaves[i]], [i], [bad]) is None
     assert spot_rows.SharedPaths(size).roots([leaves[0]], [size], [good]) is None
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+def test_the_batch_step_is_the_exact_step(model):
+    """checks._batch_step (numpy, on a batch checked at once) gives step_exact's integers, or its overflow."""
+    from protocol.training import step_exact
+
+    cfg = TrainConfig(model=model, epochs=1, batch_size=8, lr_num=205)
+    rnd = np.random.default_rng(3)
+    for scale in (2**10, 2**20, 2**40, 2**61, 2**62 - 1, 2**63 - 1):
+        for _ in range(5):
+            rows = rnd.integers(-2**17, 2**17, size=(8, 6))
+            state = [int(v) for v in rnd.integers(-scale, scale, size=6, endpoint=True)]
+            try:
+                want = step_exact(list(state), rows[:, :-1].tolist(), rows[:, -1].tolist(), cfg, 5)
+            except ArithmeticError as e:
+                want = ("overflow", str(e))
+            try:
+                got = checks._batch_step(rows, rows.tolist(), state, cfg, 5)
+            except ArithmeticError as e:
+                got = ("overflow", str(e))
+            assert got == want, (scale, state)
