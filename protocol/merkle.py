@@ -352,6 +352,9 @@ class MerkleTree:
     def nbytes(self) -> int:
         return sum(len(lv) for lv in self._levels)
 
+    def proofs(self, indices) -> list[list[bytes]]:
+        return [self.proof(j) for j in indices]
+
     def level(self, k: int) -> bytes:
         """The nodes of level k (0 = the leaves), 32 bytes each."""
         return self._levels[k]

@@ -41,10 +41,11 @@ def spot_openings(key, s: Session, audit_seed: bytes):
         cells = np.minimum(lo[:, None] + offsets, n - 1)  # each row's whole data leaf (docs/PROTOCOL.md section 4)
         blocks = np.concatenate([rec.X[cells], rec.Y[cells][:, :, None]], axis=2).astype(np.int64)
         rows = []
-        for k, i in enumerate(idx.tolist()):
-            j = i // R
+        leaves = (idx // R).tolist()
+        paths = s.data_tree.proofs(leaves)  # (prover/data_tree.py: re-hashed from the rows in one pass)
+        for k, (i, j) in enumerate(zip(idx.tolist(), leaves)):
             block = blocks[k] if j * R + R <= n else blocks[k, :n - j * R]  # the last leaf may be shorter
-            rows.append((i, block[i - j * R], j, s.data_tree.proof(j), block))
+            rows.append((i, block[i - j * R], j, paths[k], block))
         openings.append({"step": t, "state_before": rec.states[t - 1], "state_after": rec.states[t],
                          "proof_before": rec.tree.proof(t - 1), "proof_after": rec.tree.proof(t), "rows": rows})
     if s.trainer_data is not None:  # salted leaves: each opened row comes with its salt (prover/trainer_data.py)

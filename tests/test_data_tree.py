@@ -40,6 +40,8 @@ def test_same_root_and_proofs_as_the_full_tree(n, d, R, cut, w, seed):
     for j in range(full.size):
         assert t.proof(j) == full.proof(j)
         verify_inclusion(full.leaf(j), j, full.size, t.proof(j), full.root)
+    picks = list(range(full.size))[::-1] + [0, full.size - 1, full.size - 1]  # any order, repeats
+    assert t.proofs(picks) == [full.proof(j) for j in picks]
     if full.size > 1 << cut:
         assert t.nbytes() < full.nbytes() / (1 << cut) * 2 + 64
 
@@ -53,7 +55,7 @@ def test_changed_rows_are_never_opened():
     with pytest.raises(AssertionError, match="no longer hash"):
         t.proof(42)
     with pytest.raises(AssertionError, match="no longer hash"):
-        t.proof(43)  # same block of 4 leaves: its sibling path went through the changed row
+        t.proof(43)  # same block (leaves 42 and 43): its path went through the changed row
     t.proof(50)  # another block
 
 
