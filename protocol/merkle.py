@@ -355,9 +355,9 @@ class MerkleTree:
     def proofs(self, indices) -> list[list[bytes]]:
         return [self.proof(j) for j in indices]
 
-    def level(self, k: int) -> bytes:
-        """The nodes of level k (0 = the leaves), 32 bytes each."""
-        return self._levels[k]
+    def levels_from(self, k: int) -> list[bytes]:
+        """The levels from k (0 = the leaves) to the root, 32 bytes per node: a tree over level k's nodes."""
+        return self._levels[k:]
 
     def proof(self, index: int) -> list[bytes]:
         if not 0 <= index < self.size:

@@ -31,9 +31,9 @@ class RowTree:
                  cut: int = CUT):
         self.root, self.size, self.cut = tree.root, tree.size, cut
         self._leaf_hashes = leaf_hashes
-        # a tree of at most 2^cut leaves is its own block; otherwise the nodes of level `cut` rebuilt into a
-        # tree give exactly the full tree's levels from `cut` up (each level is built from the one below only)
-        self._upper = MerkleTree(tree.level(cut)) if tree.size > 1 << cut else None
+        # a tree of at most 2^cut leaves is its own block; otherwise the full tree's levels from `cut` up are a
+        # tree over the nodes of level `cut` (each level is built from the one below only): kept, not re-hashed
+        self._upper = MerkleTree.from_levels(tree.levels_from(cut)) if tree.size > 1 << cut else None
 
     def nbytes(self) -> int:
         return self._upper.nbytes() if self._upper is not None else 32
