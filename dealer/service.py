@@ -55,7 +55,7 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
                     self._gens.popitem(last=False)
             return gen
 
-    def _claim(self, context, sid: bytes, party: int, phase: str, master: bytes | None = None) -> None:
+    def _claim(self, context, sid: bytes, party: int, phase: str, master: bytes) -> None:
         """Record that (sid, party, phase) is served, derived from ``master``; refuse a second request.
 
         A claim is never forgotten while the material it protects can still be generated: when the record is
@@ -70,7 +70,7 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
                 self._served.clear()
                 self._gens.clear()
                 self._cache.clear()
-            if master is not None and not hmac.compare_digest(master, self._master):
+            if not hmac.compare_digest(master, self._master):
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the dealer replaced its secret during this session "
                               "(too many sessions served); start a new session")
             if (sid, party, phase) in self._served:

@@ -179,10 +179,8 @@ class Generator:
         """(party 0's, party 1's) step payloads; party 0's is empty: it expands its shares from the share key
         (``party0_step_shares``); party 1's is ``v_1 || m_1`` of every array in layout order."""
         layout = self.plan.step_layout()
-        x = np.concatenate(self.step_values(t, batch))
-        v0, m0 = party0_shares(self.share_key, "step", t, len(x))
-        v1 = encode(sub(x, v0))
-        m1 = encode(sub(mul(x, add(self.alpha[0], self.alpha[1])), m0))
+        _, (v1, m1) = self.split("step", t, np.concatenate(self.step_values(t, batch)))
+        v1, m1 = encode(v1), encode(m1)
         parts, pos = [], 0
         for _, n in layout:
             lo, hi = pos * ELEMENT_BYTES, (pos + n) * ELEMENT_BYTES

@@ -191,7 +191,7 @@ class DataCommitter:
             self._pending += mv[:take]
             pos = take
             if len(self._pending) == L:
-                self._hash(memoryview(bytes(self._pending)), (0,))
+                self._hash(memoryview(self._pending), (0,))
                 self._pending = bytearray()
         end = pos + (len(mv) - pos) // L * L
         if L < _SMALL_LEAF and end > pos:
@@ -204,7 +204,7 @@ class DataCommitter:
     def finish(self) -> None:
         """Hash the last, shorter leaf (if any)."""
         if self._pending:
-            self._hash(memoryview(bytes(self._pending)), (0,))
+            self._hash(memoryview(self._pending), (0,))
             self._pending = bytearray()
 
 

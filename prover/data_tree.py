@@ -51,12 +51,6 @@ class RowTree:
         out = []
         for index, level in zip(indices, blocks):
             i, path = index & ((1 << c) - 1), []
-            if len(level) == 2:  # a whole block of two leaves: its node
-                path, level = [level[i ^ 1]], [node_hash(level[0], level[1])]
-            elif len(level) == 4:  # a whole block of four leaves: its three nodes, written out
-                n01, n23 = node_hash(level[0], level[1]), node_hash(level[2], level[3])
-                path = [level[i ^ 1], n23 if i < 2 else n01]
-                level = [node_hash(n01, n23)]
             # the block starts at a multiple of 2^cut, so below level `cut` its nodes are the full tree's, with
             # the same siblings present and the same odd last node carried up (the last block ends with the tree)
             while len(level) > 1:
@@ -89,9 +83,10 @@ def session_leaf_hashes(s, d: int, rows_per_leaf: int, value_bytes: int):
             out.append(h.digest())
         return out
 
-    def pack(a: int, b: int) -> bytes:
-        rows = np.empty((b - a, d + 1), dtype=dtype)
-        rows[:, :d], rows[:, d] = s.X[a:b], s.Y[a:b]
+    def pack(cells: np.ndarray) -> bytes:
+        """The rows at ``cells`` (any shape of row indices), features then target, in the value width."""
+        rows = np.empty(cells.shape + (d + 1,), dtype=dtype)
+        rows[..., :d], rows[..., d] = s.X[cells], s.Y[cells]
         return rows.tobytes()
 
     def leaf_hashes(los: list[int], width: int) -> list[list[bytes]]:
@@ -102,16 +97,13 @@ def session_leaf_hashes(s, d: int, rows_per_leaf: int, value_bytes: int):
         whole = [lo for lo in los if (lo + width) * R <= n]
         out: dict[int, list[bytes]] = {}
         if whole:
-            cells = np.asarray(whole, dtype=np.int64)[:, None] * R + np.arange(width * R)
-            rows = np.empty(cells.shape + (d + 1,), dtype=dtype)
-            rows[..., :d], rows[..., d] = s.X[cells], s.Y[cells]
-            raw, span = rows.tobytes(), width * L
+            raw, span = pack(np.asarray(whole, dtype=np.int64)[:, None] * R + np.arange(width * R)), width * L
             for k, lo in enumerate(whole):
                 out[lo] = hashes(raw, lo, width, k * span)
         for lo in los:
             if lo not in out:
                 hi = min(lo + width, size)
-                out[lo] = hashes(pack(lo * R, min(hi * R, n)), lo, hi - lo)  # the last leaf's slice is short
+                out[lo] = hashes(pack(np.arange(lo * R, min(hi * R, n))), lo, hi - lo)  # the last leaf is short
         return [out[lo] for lo in los]
 
     return leaf_hashes

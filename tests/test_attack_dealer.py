@@ -60,7 +60,7 @@ def test_a_flood_of_other_sessions_does_not_let_anyone_fetch_the_clients_masks_a
     masks = client.inputs().own  # the client's input masks, handed out once
     for _ in range(100_001):  # what 100,001 "inputs" requests for fresh sessions leave in the record
         try:
-            servicer._claim(_Context(), os.urandom(16), 0, "inputs")
+            servicer._claim(_Context(), os.urandom(16), 0, "inputs", servicer._master)
         except _Refused:
             break  # a dealer that refuses new sessions once its record is full: no claim was forgotten
     thief = DealerPreprocessing(address, sid, 0, PLAN)

@@ -14,6 +14,7 @@ import time
 
 import grpc
 from procs import ProverProcess
+from test_abuse import _rss
 from test_mpc_e2e import _train, setup  # noqa: F401 - the module fixture (dealer, key, data)
 
 from protocol.wire import mpc_pb2_grpc
@@ -61,9 +62,6 @@ def test_silent_two_party_streams_do_not_hold_the_slots_past_the_receive_timeout
     assert p.returncode == 0 and doc.get("status") == "trained", (p.returncode, doc, p.stderr[-500:])
 
 
-def _rss_mib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS:"))
 
 
 def test_frames_sent_ahead_are_not_buffered_without_bound(setup, tmp_path):  # noqa: F811
@@ -80,7 +78,7 @@ def test_frames_sent_ahead_are_not_buffered_without_bound(setup, tmp_path):  # n
     header = b.read_text().splitlines()[0].split(",")
     with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
         time.sleep(0.5)
-        base = _rss_mib(prover.proc.pid)
+        base = _rss(prover.proc.pid) // 2**20
         from protocol.wire import mpc_pb2
 
         cfg = mpc_pb2.MpcConfig(model="linear", epochs=1, batch_size=8, lr_num=20, lr_shift=10, frac_bits=16,
@@ -103,7 +101,7 @@ def test_frames_sent_ahead_are_not_buffered_without_bound(setup, tmp_path):  # n
             first = next(call)
             assert first.HasField("hello_reply"), first
             time.sleep(6)
-            grown = _rss_mib(prover.proc.pid) - base
+            grown = _rss(prover.proc.pid) // 2**20 - base
         finally:
             done.set()
             call.cancel()

@@ -69,3 +69,12 @@ def test_small_trees_and_bounds():
     s.Y[0] += 1
     with pytest.raises(AssertionError):
         t.proof(0)
+
+
+def test_no_proof_before_the_rows_are_laid_out():
+    s = _session(40, 2, 2, 2)
+    full, _ = _full(s, 1, 2)
+    t = RowTree(full, session_leaf_hashes(s, 2, 1, 2))
+    s.X = None  # a session whose rows are still the upload's chunks
+    with pytest.raises(AssertionError, match="before the rows were laid out"):
+        t.proof(3)

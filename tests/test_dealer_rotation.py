@@ -6,17 +6,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_attack_dealer import _Context, _Refused
 
 from dealer import service
-
-
-class _Refused(Exception):
-    pass
-
-
-class _Context:
-    def abort(self, code, details):
-        raise _Refused(f"{code.name}: {details}")
 
 
 def test_a_full_record_replaces_the_secret_and_refuses_requests_of_the_old_one(monkeypatch):

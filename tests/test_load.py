@@ -27,6 +27,7 @@ import time
 import grpc
 import numpy as np
 from procs import ProverProcess, make_key
+from test_abuse import _rss
 
 from protocol import convert
 from protocol.dataset import Table, fit_standardization, quantized_rows
@@ -54,9 +55,6 @@ def _table(seed: int) -> Table:
     return Table([f"x{i}" for i in range(6)], "y", X, y, f"synthetic:{seed}")
 
 
-def _hwm(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 
 
 # Health probe, run in its own process: Check every 0.2 s with a 1 s deadline until stdin closes; prints
@@ -193,7 +191,7 @@ def test_32_honest_sessions_verify_under_abuse(tmp_path):
         stop.set()
         abuser.join(10)
         health = probe.result()
-        peak = _hwm(srv.proc.pid)
+        peak = _rss(srv.proc.pid, "VmHWM")
         alive = srv.proc.poll() is None
         srv.stop()
         drain.join(10)

@@ -32,6 +32,21 @@ def _run(address: str, frames):
     return ch, mpc_pb2_grpc.TwoPartyTrainingStub(ch).Run(frames, timeout=60)
 
 
+def _drain(call, ch, release: threading.Event | None = None) -> tuple[list, float]:
+    """Every frame the trainer sends until it ends the call (then the error code, if it ends with one), and the
+    seconds that took; the client's stream is released and its channel closed either way."""
+    got, t0 = [], time.monotonic()
+    try:
+        got.extend(call)  # (what arrived before an error stays)
+    except grpc.RpcError as e:
+        got.append(e.code())
+    finally:
+        if release is not None:
+            release.set()
+        ch.close()
+    return got, time.monotonic() - t0
+
+
 def test_an_oversized_frame_ends_the_session_and_the_trainer_keeps_serving(setup):  # noqa: F811
     tmp, key, a, b, dealer = setup
     release = threading.Event()
@@ -43,16 +58,9 @@ def test_an_oversized_frame_ends_the_session_and_the_trainer_keeps_serving(setup
             release.wait(30)
 
         ch, call = _run(prover.address, frames())
-        t0 = time.monotonic()
-        try:
-            got = [m for m in call]  # the trainer ends the call (its abort frame, if any, first)
-        except grpc.RpcError as e:
-            got = [e.code()]
-        finally:
-            release.set()
-            ch.close()
-        assert time.monotonic() - t0 < 30, "the session waited instead of ending on the oversized frame"
-        assert got and got[0].HasField("hello_reply")
+        got, waited = _drain(call, ch, release)  # the trainer ends the call (its abort frame, if any, first)
+        assert waited < 30, "the session waited instead of ending on the oversized frame"
+        assert got and isinstance(got[0], mpc_pb2.MpcFrame) and got[0].HasField("hello_reply"), got
         # the slot is free again: an honest session trains
         p, doc, _ = _train(tmp, prover, dealer, a, "--timeout", "120")
         assert p.returncode == 0 and doc.get("status") == "trained", (p.returncode, doc, p.stderr[-400:])
@@ -67,12 +75,23 @@ def test_a_hello_too_large_is_refused_before_any_work(setup):  # noqa: F811
         h = _hello(b, dealer.address)
         h.feature_names.extend(["x" * 1000] * 1100)  # over the 1 MiB a hello may take
         ch, call = _run(prover.address, iter([mpc_pb2.MpcFrame(hello=h)]))
-        t0 = time.monotonic()
-        try:
-            got = [m for m in call]
-        except grpc.RpcError as e:
-            got = [e.code()]
-        finally:
-            ch.close()
-        assert time.monotonic() - t0 < 20
+        got, waited = _drain(call, ch)
+        assert waited < 20
         assert not any(isinstance(m, mpc_pb2.MpcFrame) and m.HasField("hello_reply") for m in got)
+
+
+def test_a_client_silent_after_its_hello_is_dropped_after_the_receive_timeout(setup):  # noqa: F811
+    _tmp, key, _a, b, dealer = setup
+    release = threading.Event()
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--receive-timeout", "2") as prover:
+        def frames():
+            yield mpc_pb2.MpcFrame(hello=_hello(b, dealer.address))
+            release.wait(45)  # then silence, longer than the receive timeout
+
+        ch, call = _run(prover.address, frames())
+        got, waited = _drain(call, ch, release)
+        prover.stop()
+        log = prover.stderr()
+    assert got and isinstance(got[0], mpc_pb2.MpcFrame) and got[0].HasField("hello_reply"), got
+    assert waited < 30, f"the trainer held a silent session for {waited:.0f} s (receive timeout 2 s)"
+    assert "the client sent nothing for 2 s" in log, log[-2000:]

@@ -56,9 +56,11 @@ def test_the_replay_with_leaves_computed_ahead_is_the_replay(adversary, monkeypa
 def test_leaves_of_other_inputs_are_not_used_and_a_changed_leaf_is_still_found():
     tr, _verdict, rows, ahead = record(None)
     ids = [bytes.fromhex(tr[k]) for k in ("session_id", "data_root", "training_seed")]
-    honest = ahead.leaves_for(*ids, CFG, rows.shape[0], rows.shape[1] - 1)  # (waits for the thread)
+    honest = ahead.leaves_for(rows, *ids, CFG, rows.shape[0], rows.shape[1] - 1)  # (waits for the thread)
     assert honest is not None
-    assert ahead.leaves_for(bytes(16), bytes(32), bytes(32), CFG, rows.shape[0], rows.shape[1] - 1) is None
+    assert ahead.leaves_for(rows, bytes(16), bytes(32), bytes(32), CFG, rows.shape[0], rows.shape[1] - 1) is None
+    # other rows (even equal ones) were not what the thread replayed: not used
+    assert ahead.leaves_for(rows.copy(), *ids, CFG, rows.shape[0], rows.shape[1] - 1) is None
     # the committed leaves changed at step 9 (as a trainer that deviated would have them), honest leaves given:
     # the loop runs and names step 9, with the honest leaves or without
     leaves = bytearray(bytes.fromhex(tr["state_leaves"]))

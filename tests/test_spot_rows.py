@@ -187,3 +187,22 @@ def test_the_batch_step_is_the_exact_step(model):
             except ArithmeticError as e:
                 got = ("overflow", str(e))
             assert got == want, (scale, state)
+
+
+def test_a_malformed_proof_leaves_nothing_later_paths_could_borrow():
+    """A call that returns None (a proof too short) must not leave its partial nodes in the shared record:
+    they would name a path index that the next call's first path then takes, and a later path matching them
+    would borrow that other path's root."""
+    size = 64
+    rnd = random.Random(3)
+    leaves = [rnd.randbytes(32) for _ in range(size)]
+    tree = MerkleTree(leaves)
+    paths = spot_rows.SharedPaths(size)
+    short = b"".join(tree.proof(5))[:-32]
+    assert paths.roots([leaves[5]], [5], [short]) is None
+    assert not paths._seen  # nothing recorded from the refused path
+    idx = [40, 5, 4]
+    good = [b"".join(tree.proof(i)) for i in idx]
+    assert paths.roots([leaves[i] for i in idx], idx, good) == [tree.root] * 3
+    # a leaf that is not in the tree, with leaf 5's siblings: reaches no recorded node with a matching hash
+    assert paths.roots([rnd.randbytes(32)], [5], [good[1]]) != [tree.root]

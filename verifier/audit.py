@@ -398,7 +398,7 @@ def _replay(tr: dict, rows: np.ndarray, progress=None, ahead=None) -> Verdict:
     sched = Schedule(SeedContext(sid, data_root, seed), cfg, n, d)
     leaves = Leaves(tx.get(tr, "state_leaves"))
     extras = tx.get(tr, "model_extras", str) if "model_extras" in tr else ""
-    honest = ahead.leaves_for(sid, data_root, seed, cfg, n, d) if ahead is not None else None
+    honest = ahead.leaves_for(rows, sid, data_root, seed, cfg, n, d) if ahead is not None else None
     checks.replay(rows, leaves, tx.get_int_list(tr, "model"), sched, cfg, extras, progress, honest)
     return Verdict(VERIFIED, "replay", "", None, replay_guarantee(sched.num_steps, randomness_mode(tr)))
 

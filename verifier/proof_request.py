@@ -69,8 +69,15 @@ def setup_snark(stub, call, tr, rows, cfg, sid, session_statement, seeds, status
     status(f"SNARK setup: {cs.n_constraints} constraints, {cs.n_wires} wires ...")
     pk, vk = groth16.setup_random(cs)
     setup_s = time.perf_counter() - t0
+    return send_proving_key(stub, call, sid, pk, vk, cs, setup_s, sched, msg_cap, status,
+                            f"SNARK setup done in {setup_s:.1f} s")
+
+
+def send_proving_key(stub, call, sid, pk, vk, cs, setup_s: float, sched, msg_cap: int, status, done: str) -> dict:
+    """Send the proving key, check the trainer read the same verifying key from it; the transcript's snark
+    record (shared by the client-data and trainer-data setups)."""
     key = keys_io.pk_to_bytes(pk)
-    status(f"SNARK setup done in {setup_s:.1f} s; sending the proving key ({len(key) / 1e6:.1f} MB)")
+    status(f"{done}; sending the proving key ({len(key) / 1e6:.1f} MB)")
     resp = call(stub.UploadProvingKey, convert.key_to_chunks(sid, key, max(1 << 16, min(1 << 22, msg_cap // 2))))
     if bytes(resp.vk_hash) != snark_session.vk_hash(vk):
         raise VerificationError("the trainer read a different verifying key from the proving key it received")

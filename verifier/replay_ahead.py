@@ -26,6 +26,7 @@ class ReplayAhead:
         self._key: tuple | None = None
         self._thread: threading.Thread | None = None
         self._leaves: bytes | None = None
+        self._rows: np.ndarray | None = None
 
     def start(self, rows: np.ndarray, sid: bytes, data_root: bytes, training_seed: bytes, cfg: TrainConfig, n: int,
               d: int) -> None:
@@ -33,6 +34,7 @@ class ReplayAhead:
         if self._thread is not None:
             return
         self._key = (bytes(sid), bytes(data_root), bytes(training_seed), cfg.encode(), n, d)
+        self._rows = rows
         sched = Schedule(SeedContext(sid, data_root, training_seed), cfg, n, d)
         self._thread = threading.Thread(target=self._run, args=(rows, sched, cfg), name="vtrain-replay-ahead",
                                         daemon=True)
@@ -44,11 +46,12 @@ class ReplayAhead:
         except Exception:  # noqa: BLE001 - an overflow or anything else: the replay's own loop runs and says why
             self._leaves = None
 
-    def leaves_for(self, sid: bytes, data_root: bytes, training_seed: bytes, cfg: TrainConfig, n: int,
-                   d: int) -> bytes | None:
-        """The honest leaves (T+1, 32 bytes each) if they were computed for exactly these inputs, else None."""
-        if self._thread is None or self._key != (bytes(sid), bytes(data_root), bytes(training_seed), cfg.encode(),
-                                                 n, d):
+    def leaves_for(self, rows: np.ndarray, sid: bytes, data_root: bytes, training_seed: bytes, cfg: TrainConfig,
+                   n: int, d: int) -> bytes | None:
+        """The honest leaves (T+1, 32 bytes each) if they were computed for exactly these inputs (the same rows
+        object, not only rows of the same root), else None."""
+        if self._thread is None or rows is not self._rows or self._key != (
+                bytes(sid), bytes(data_root), bytes(training_seed), cfg.encode(), n, d):
             return None
         self._thread.join()
         return self._leaves

@@ -17,11 +17,8 @@ import hashlib
 import numpy as np
 
 from protocol import opening_rows
-from protocol.hashing import tag_bytes
-from protocol.merkle import data_leaf_prefix
+from protocol.merkle import _NODE_PREFIX, data_leaf_prefix
 from protocol.row_encoding import value_range
-
-_NODE_PREFIX = tag_bytes("merkle/node") + b"\x01"  # = protocol/merkle.py node_hash's prefix
 
 
 def batch_rows(op_rows, batch: list[int], *, rows_per_leaf: int, num_rows: int, row_width: int, value_bytes: int,
@@ -76,11 +73,11 @@ class SharedPaths:
         out = []
         for h, i, raw in zip(leaves, indices, proofs):
             m, k = len(raw) // 32, len(raws)
-            n, u, level = size, 0, 0
+            n, u, level, reached = size, 0, 0, []
             while n > 1:
                 prior = seen.get((level, i))
                 if prior is None:
-                    seen[level, i] = (h, k, u)
+                    reached.append(((level, i), (h, k, u)))
                 elif prior[0] == h and raw[32 * u:] == raws[prior[1]][32 * prior[2]:]:
                     h, u = roots[prior[1]], m  # that path's remaining computation, on the same bytes
                     break
@@ -95,6 +92,7 @@ class SharedPaths:
                 level += 1
             if u != m:
                 return None
+            seen.update(reached)  # only a whole, well-formed path is shared (its index k now names it)
             raws.append(raw)
             roots.append(h)
             out.append(h)

@@ -72,10 +72,8 @@ def snark_setup(stub, call, tr: dict, cfg: TrainConfig, sid: bytes, seeds: Clien
     the key before it proves), send the proving key, keep the verifying key."""
     import time
 
-    from protocol import convert as cv
     from protocol.prg import SeedContext
-    from protocol.snark import keys_io, snarkjs_io, zk_session
-    from protocol.snark import session as snark_session
+    from protocol.snark import zk_session
     from protocol.training import Schedule
 
     n, d = tr["num_rows"], tr["num_features"]
@@ -84,15 +82,10 @@ def snark_setup(stub, call, tr: dict, cfg: TrainConfig, sid: bytes, seeds: Clien
     t0 = time.perf_counter()
     cs, pk, vk = zk_session.client_setup(n, d, batches, cfg)
     setup_s = time.perf_counter() - t0
-    key = keys_io.pk_to_bytes(pk)
-    status(f"SNARK setup (private data, {cs.n_constraints} constraints) done in {setup_s:.1f} s; sending the proving "
-           f"key ({len(key) / 1e6:.1f} MB)")
-    resp = call(stub.UploadProvingKey, cv.key_to_chunks(sid, key, max(1 << 16, min(1 << 22, msg_cap // 2))))
-    if bytes(resp.vk_hash) != snark_session.vk_hash(vk):
-        raise VerificationError("the trainer read a different verifying key from the proving key it received")
-    return {"kind": "snark", "vk": snarkjs_io.vk_to_json(vk), "constraints": cs.n_constraints,
-            "setup_seconds": round(setup_s, 3), "proving_key_bytes": len(key),
-            "theta0": [int(v) for v in sched.initial_state()]}
+    from .proof_request import send_proving_key
+
+    return send_proving_key(stub, call, sid, pk, vk, cs, setup_s, sched, msg_cap, status,
+                            f"SNARK setup (private data, {cs.n_constraints} constraints) done in {setup_s:.1f} s")
 
 
 def private_public(tr: dict, model, theta0, binding: int) -> list[int]:
