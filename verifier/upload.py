@@ -22,6 +22,34 @@ def default_rows_per_chunk(d: int, value_bytes: int, rows_per_leaf: int, msg_cap
     return per_chunk // rows_per_leaf * rows_per_leaf if per_chunk >= rows_per_leaf else per_chunk
 
 
+RAMP = 3  # chunks of 1/8, 1/4, 1/2 the full size at each end of a long upload
+
+
+def chunk_bounds(n: int, per_chunk: int, rows_per_leaf: int) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk: ``per_chunk`` rows, except that an upload of more than 2 * RAMP full chunks
+    opens and ends with chunks of 1/8, 1/4 and 1/2 that size (whole leaves each when a full chunk holds whole
+    leaves). The trainer checks and hashes chunk k while chunk k+1 arrives: a small first chunk starts that
+    pipeline sooner, a small last one leaves less to hash once the last byte has arrived (docs/PROTOCOL.md §5)."""
+    sizes, step = [], rows_per_leaf if per_chunk % rows_per_leaf == 0 else 1
+    if n > 2 * RAMP * per_chunk and per_chunk >> RAMP >= step:
+        sizes = [max(step, (per_chunk >> k) // step * step) for k in range(RAMP, 0, -1)]
+    head = sum(sizes)
+    tail_start = (n - head) // step * step if sizes else n  # the last chunks start on a leaf; the very last takes the rest
+    bounds, start = [], 0
+    for size in sizes:
+        bounds.append((start, start + size))
+        start += size
+    while start < tail_start:
+        stop = min(start + per_chunk, tail_start)
+        bounds.append((start, stop))
+        start = stop
+    for k in range(len(sizes) - 1, -1, -1):
+        stop = start + sizes[k] if k else n
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
 def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: int | None, rows_per_leaf: int,
                 tr: dict, bar=None, value_bytes: int = 8) -> tuple[bytes, bytes]:
     """Stream the rows (about CHUNK_BYTES per chunk, values of ``value_bytes`` bytes) in block leaves of ``rows_per_leaf``
@@ -31,16 +59,17 @@ def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: i
     returns the signed data statement."""
     n, d = rows.shape[0], rows.shape[1] - 1
     per_chunk = rows_per_chunk or default_rows_per_chunk(d, value_bytes, rows_per_leaf, msg_cap)
+    bounds = chunk_bounds(n, per_chunk, rows_per_leaf)
     method = channel.stream_unary("/vtrain.v1.Trainer/UploadData",  # chunks are serialized here (chunk_head)
                                   response_deserializer=pb.UploadDataResponse.FromString)
     q: queue.Queue = queue.Queue(maxsize=4)
     requests = iter(q.get, None)
-    fut = call(method.future, requests if bar is None else _counted(requests, bar, n, per_chunk))
+    fut = call(method.future, requests if bar is None else _counted(requests, bar, bounds))
     committer = DataCommitter(d, rows_per_leaf, value_bytes=value_bytes)
     sending = True
     try:
-        for start in range(0, n, per_chunk):  # all of it, even if the call fails: a partial transcript
-            part = row_encoding.pack(rows[start:start + per_chunk], value_bytes)  # records the client's root too
+        for start, stop in bounds:  # all of it, even if the call fails: a partial transcript
+            part = row_encoding.pack(rows[start:stop], value_bytes)  # records the client's root too
             if sending:
                 msg = b"".join((convert.chunk_head(sid, n, d, rows_per_leaf, value_bytes, part.shape[0], part.nbytes),
                                 memoryview(part).cast("B")))
@@ -71,8 +100,8 @@ def _put(q: queue.Queue, item, fut) -> bool:
     return False
 
 
-def _counted(chunks, bar, n: int, per_chunk: int):
+def _counted(chunks, bar, bounds):
     """Pass the upload's chunks through, advancing ``bar`` by the rows each one carries."""
-    for start, chunk in zip(range(0, n, per_chunk), chunks):
+    for (start, stop), chunk in zip(bounds, chunks):
         yield chunk
-        bar.update(min(per_chunk, n - start))
+        bar.update(stop - start)
