@@ -4,6 +4,7 @@ built on the first proof, and the client's leaf-size rule."""
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import grpc
@@ -188,3 +189,49 @@ def test_a_chunk_whose_length_is_not_its_declared_width_is_refused(stub):
 
     code, msg = _upload_code(stub, chunks)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "carries" in msg, msg
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5000), st.integers(1, 400), st.integers(1, 20))
+def test_chunk_bounds_cover_every_row_once_in_order(n, per, R):
+    """The client's chunks (verifier/upload.py chunk_bounds): contiguous, every row once, none empty, none above
+    a full chunk plus a leaf; a long upload ramps up and down at its ends, on leaf boundaries when a full chunk
+    holds whole leaves."""
+    from verifier.upload import RAMP, chunk_bounds
+
+    bounds = chunk_bounds(n, per, R)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    sizes = [b - a for a, b in bounds]
+    assert min(sizes) >= 1 and max(sizes) <= per + R
+    step = R if per % R == 0 else 1
+    if n > 2 * RAMP * per and per >> RAMP >= step:
+        assert sizes[0] < sizes[1] < sizes[2] < per and sizes[-1] < sizes[-2] < sizes[-3] < per
+        assert all(a % step == 0 for a, _ in bounds)
+    else:
+        assert bounds == [(s, min(s + per, n)) for s in range(0, n, per)]
+
+
+def test_upload_rows_in_ramped_chunks_gets_the_clients_root_signed(stub):
+    """upload_rows end to end with ramped chunks (more than 2 * RAMP full chunks): the server's signed root is
+    the client's own, and the progress bar counts every row once."""
+    from verifier import checks
+    from verifier.upload import RAMP, upload_rows
+
+    stub, ch = stub
+    rows = np.random.default_rng(9).integers(-2**20, 2**20, (1000, 5))
+    sid = _open(stub)
+
+    class Bar:
+        total = 0
+
+        def update(self, k):
+            Bar.total += k
+
+    tr = {"statements": {}}
+    per = 1000 // (2 * RAMP + 2) // 3 * 3
+    signed = upload_rows(ch, lambda fn, *a: fn(*a, timeout=30), sid, rows, 4 << 20, per, 3, tr, Bar(), 4)
+    assert tr["data_root"] == data_root(rows, 3, 4).hex() and Bar.total == 1000
+    checks.check_data(stub.GetInfo(pb.GetInfoRequest()).trainer_public_key, signed, sid, data_root=data_root(rows, 3, 4), num_rows=1000, num_features=4,
+                      rows_per_leaf=3, value_bytes=4)
+    stub.CloseSession(pb.CloseSessionRequest(session_id=sid))

@@ -29,7 +29,8 @@ def chunk_bounds(n: int, per_chunk: int, rows_per_leaf: int) -> list[tuple[int, 
     """(start, stop) of each chunk: ``per_chunk`` rows, except that an upload of more than 2 * RAMP full chunks
     opens and ends with chunks of 1/8, 1/4 and 1/2 that size (whole leaves each when a full chunk holds whole
     leaves). The trainer checks and hashes chunk k while chunk k+1 arrives: a small first chunk starts that
-    pipeline sooner, a small last one leaves less to hash once the last byte has arrived (docs/PROTOCOL.md §5)."""
+    pipeline sooner, a small last one leaves less to hash once the last byte has arrived (chunk boundaries are
+    free, docs/PROTOCOL.md section 2)."""
     sizes, step = [], rows_per_leaf if per_chunk % rows_per_leaf == 0 else 1
     if n > 2 * RAMP * per_chunk and per_chunk >> RAMP >= step:
         sizes = [max(step, (per_chunk >> k) // step * step) for k in range(RAMP, 0, -1)]
