@@ -6,11 +6,12 @@ to 32 MiB), and trims its heaps only from the top: without help, the rows of a d
 resident. ``configure`` fixes the threshold (buffers of 256 KiB or more are mmap'd and unmapped when freed);
 ``trim`` returns free heap pages after a session or upload ends. Both are no-ops without glibc.
 
-The automatic trim threshold stays high (TRIM_THRESHOLD): gRPC hands every received message to Python as
-many small slices, freed once they are joined; with a 1 MiB threshold the event loop's heap was given back to
-the kernel (madvise) after nearly every 4 MiB message and faulted in again for the next one, ~10% of an
-upload's CPU (measured with py-spy on bench/upload_vs_raw.py). The explicit ``trim`` after each upload and
-session still returns everything free.
+The automatic trim threshold (TRIM_THRESHOLD) is above one upload message: gRPC hands every received message
+to Python as many small slices, freed once they are joined; with a 1 MiB threshold the event loop's heap was
+given back to the kernel (madvise) after nearly every 4 MiB message and faulted in again for the next one
+(py-spy on bench/upload_vs_raw.py; 8 MiB: about 6% less CPU for the upload, both processes). The explicit
+``trim`` after each upload and session still returns everything free; a larger threshold let more freed
+memory linger between trims (16 MiB: load_rss_vs_data 1.76 -> 1.87 in bench/bench_load.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import ctypes
 import ctypes.util
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-TRIM_THRESHOLD = 16 << 20  # free bytes at a heap's top before glibc returns them on its own
+TRIM_THRESHOLD = 8 << 20  # free bytes at a heap's top before glibc returns them on its own (> one 4 MiB message)
 
 
 def _libc():
