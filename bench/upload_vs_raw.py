@@ -150,9 +150,14 @@ def run_upload_vs_raw(p: dict, repeats: int) -> None:
         c0 = time.process_time()
         data_root(packed, R, W)
         hash_cpu.append(time.process_time() - c0)
+    from verifier.upload import RAMP, chunk_bounds
+
+    bounds = chunk_bounds(n, per_chunk_w, R)
+    ramp = ", ".join(str(b - a) for a, b in bounds[:RAMP]) if len(bounds) > 2 * RAMP else "none"
     print(f"[upload_vs_raw] n = {n:,}, d = {d}: {mb:.1f} MB of int64 rows; the session sends them as {W}-byte values "
-          f"(the table's canonical width, signed in the data statement): {mb_w:.1f} MB in {-(-n // per_chunk_w)} "
-          f"chunks of {per_chunk_w} rows, rows_per_leaf R = {R} ({R * (d + 1) * W:,}-byte leaves); the bare "
+          f"(the table's canonical width, signed in the data statement): {mb_w:.1f} MB in {len(bounds)} chunks of "
+          f"{per_chunk_w} rows, the first and last {RAMP} of them {ramp} rows (halving toward each end), "
+          f"rows_per_leaf R = {R} ({R * (d + 1) * W:,}-byte leaves); the bare "
           f"stream sends the {mb:.1f} MB of int64 rows in {-(-n // per_chunk)} chunks of {per_chunk} rows (received "
           f"{got:,} bytes); both servers are separate processes (the trainer is a real `vtrain-prover serve`)")
     print(f"time session OpenSession + UploadData (canonical width found, rows packed, client leaves hashed while "
