@@ -138,6 +138,7 @@ class DataUpload:
     def __init__(self, m, s, rx: DataReceiver, reserved: int):
         self.m, self.s, self.rx, self.reserved = m, s, rx, reserved
         self.done = False
+        memory.receiving(True)  # until close
 
     def add(self, sid: bytes, nf: int, _total: int, nr: int, raw: bytes, *_rest) -> None:
         if bytes(sid) not in (b"", self.s.session_id):
@@ -154,6 +155,8 @@ class DataUpload:
         if not self.done:
             self.rx.release()
             self.m._unreserve(self.s, self.reserved)
+        if self.rx is not None:
+            memory.receiving(False)
         self.rx = None
         memory.trim()  # the chunks' transient buffers
         self.m._release_call(self.s)

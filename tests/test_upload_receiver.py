@@ -69,3 +69,29 @@ def test_table_value_bytes_is_the_minimal_width_whatever_the_dtype(dtype):
         rows[0, 0], rows[5, 3] = lo, hi
         want = next(w for w in (1, 2, 4, 8) if -(1 << (8 * w - 1)) <= lo and hi < 1 << (8 * w - 1))
         assert table_value_bytes(rows) == want, (dtype, lo, hi)
+
+
+def test_the_trim_threshold_is_raised_only_while_an_upload_is_received(monkeypatch):
+    """prover/memory.py: the first upload raises glibc's automatic trim threshold, the last one to end lowers it
+    again (freed memory does not linger between trims outside uploads); unconfigured processes are left alone."""
+    from prover import memory
+
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+    monkeypatch.setattr(memory, "_LIBC", Libc())
+    monkeypatch.setattr(memory, "_state", {"configured": False, "uploads": 0})
+    memory.receiving(True)
+    memory.receiving(False)
+    assert calls == []
+    memory.configure()
+    calls.clear()
+    memory.receiving(True)
+    memory.receiving(True)
+    memory.receiving(False)
+    assert calls == [(memory._M_TRIM_THRESHOLD, memory.UPLOAD_TRIM_THRESHOLD)]
+    memory.receiving(False)
+    assert calls[-1] == (memory._M_TRIM_THRESHOLD, memory.TRIM_THRESHOLD) and len(calls) == 2
