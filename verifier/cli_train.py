@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from protocol import row_encoding
+from protocol import opening_rows, row_encoding
 from protocol import transcript as tx
 from protocol.chunked_table import load_table_chunked
 from protocol.dataset import fit_standardization, quantized_rows, resolve_model
@@ -216,7 +216,13 @@ def connect(args, receive_limit: int | None = None) -> grpc.Channel:
 def drive_session(args, channel, ui: Progress, session):
     """Run ``session(progress=..., timings=...)`` on ``channel`` with the training bar, save the transcript
     (the partial one, then CliError, when the trainer disappears) and close the channel.
-    -> (transcript, verdict, timings, transcript digest)."""
+    -> (transcript, verdict, timings, transcript digest). The opened rows are read into arrays once
+    (protocol/opening_rows.py), for the verdict and for the saved file's packed rows."""
+    with opening_rows.reading():
+        return _drive(args, channel, ui, session)
+
+
+def _drive(args, channel, ui: Progress, session):
     progress, close_bar = _progress_bar(ui.enabled)
     timings: dict = {}
     t0 = time.perf_counter()
@@ -235,6 +241,7 @@ def drive_session(args, channel, ui: Progress, session):
     timings["session"] = time.perf_counter() - t0 - timings.get("spot_check", 0.0)
     digest, tr["integrity"] = tx.save_with_integrity(args.out, tr)  # tr is now exactly the saved object
     return tr, verdict, timings, digest
+
 
 def _small_table_default(args, shape: TableShape) -> list[str]:
     """A table smaller than the model's default batch gets a batch size that fits, said on stderr."""
