@@ -83,85 +83,57 @@ def unpack(text: str, where: str = "rows") -> list[dict]:
         raise TranscriptFormatError(f"{where} is not base64: it is damaged or was edited") from None
     if base64.b64encode(raw).decode("ascii") != text:
         raise TranscriptFormatError(f"{where} is not in canonical base64: it was edited")
-    rows = _uniform(raw) or _sequential(raw, where)
-    return rows
+    return _parse(raw, where)
 
 
 def _head(raw: bytes, at: int, fmt: str, where: str):
     size = struct.calcsize(fmt)
     if at + size > len(raw):
         raise TranscriptFormatError(f"{where} ends early (byte {len(raw)} of a field at {at}): it is damaged")
-    return struct.unpack_from(fmt, raw, at), at + size
+    return struct.unpack_from(fmt, raw, at)
 
 
-def _uniform(raw: bytes) -> list[dict] | None:
-    """The common case in one numpy pass: every row with the same width, proof length and leaf size (all
-    checked); None otherwise (then the sequential parse reads it, or says what is wrong)."""
-    if len(raw) < 16:
-        return None
-    (B,) = struct.unpack_from(">I", raw, 0)
-    (w,) = struct.unpack_from(">I", raw, 12)
-    at = 16 + 8 * w + 8
-    if B == 0 or w == 0 or at + 4 > len(raw):
-        return None
-    (s,) = struct.unpack_from(">I", raw, at)
-    at += 4 + 32 * s
-    if at + 4 > len(raw):
-        return None
-    (R,) = struct.unpack_from(">I", raw, at)
-    size = 8 + 4 + 8 * w + 8 + 4 + 32 * s + 4 + R * (4 + 8 * w)
-    if R == 0 or len(raw) != 4 + B * size:
-        return None
-    dt = np.dtype([("index", ">u8"), ("w", ">u4"), ("values", "<i8", (w,)), ("pidx", ">u8"), ("s", ">u4"),
-                   ("sib", "u1", (32 * s,)), ("R", ">u4"), ("leaf", [("w", ">u4"), ("v", "<i8", (w,))], (R,))])
-    a = np.frombuffer(raw, dt, count=B, offset=4)
-    if not ((a["w"] == w).all() and (a["s"] == s).all() and (a["R"] == R).all() and (a["leaf"]["w"] == w).all()):
-        return None
-    hx = a["sib"].tobytes().hex()
-    hashes = [hx[i:i + 64] for i in range(0, len(hx), 64)]
-    return [{"index": i, "values": v, "proof": hashes[k * s:(k + 1) * s], "proof_index": p, "leaf_rows": lr}
-            for k, (i, v, p, lr) in enumerate(zip(a["index"].tolist(), a["values"].tolist(), a["pidx"].tolist(),
-                                                  a["leaf"]["v"].tolist()))]
-
-
-def _sequential(raw: bytes, where: str) -> list[dict]:
-    """Row by row (proofs of different lengths), every count checked against the bytes left."""
-    (B,), at = _head(raw, 0, ">I", where)
+def _parse(raw: bytes, where: str) -> list[dict]:
+    """One pass over the rows' fixed fields (every count checked against the bytes left; proofs may differ in
+    length: a tree whose size is not a power of two has shallower leaves), then each field of all rows
+    gathered and converted at once."""
+    (B,) = _head(raw, 0, ">I", where)
     if B == 0:
         raise TranscriptFormatError(f"{where}: a packed rows list is never empty")
-    rows, width, leaf_count = [], None, None
+    w = R = None
+    starts, counts, at = [], [], 4
     for _ in range(B):
-        (index, w), at = _head(raw, at, ">QI", where)
-        if width is None:
-            width = w
-        if w != width or w == 0:
+        (rw,) = _head(raw, at + 8, ">I", where)
+        w = rw if w is None else w
+        if rw != w or w == 0:
             raise TranscriptFormatError(f"{where}: rows of different or zero widths are never packed")
-        values, at = _ints(raw, at, w, where)
-        (proof_index, s), at = _head(raw, at, ">QI", where)
-        if at + 32 * s > len(raw):
-            raise TranscriptFormatError(f"{where} ends early (a proof of {s} hashes at byte {at}): it is damaged")
-        proof = raw[at:at + 32 * s].hex()
-        at += 32 * s
-        (R,), at = _head(raw, at, ">I", where)
-        if leaf_count is None:
-            leaf_count = R
-        if R != leaf_count or R == 0:
+        (sibs,) = _head(raw, at + 20 + 8 * w, ">I", where)
+        (rr,) = _head(raw, at + 24 + 8 * w + 32 * sibs, ">I", where)
+        R = rr if R is None else R
+        if rr != R or R == 0:
             raise TranscriptFormatError(f"{where}: leaves of different or zero sizes are never packed")
-        leaf = []
-        for _ in range(R):
-            (lw,), at = _head(raw, at, ">I", where)
-            if lw != w:
-                raise TranscriptFormatError(f"{where}: a leaf row of width {lw} beside rows of width {w}")
-            vals, at = _ints(raw, at, w, where)
-            leaf.append(vals)
-        rows.append({"index": index, "values": values, "proof": [proof[j:j + 64] for j in range(0, len(proof), 64)],
-                     "proof_index": proof_index, "leaf_rows": leaf})
+        starts.append(at)
+        counts.append(sibs)
+        at += 28 + 8 * w + 32 * sibs + R * (4 + 8 * w)
+        if at > len(raw):
+            raise TranscriptFormatError(f"{where} ends early (a row ending at byte {at} of {len(raw)}): it is "
+                                        f"damaged")
     if at != len(raw):
         raise TranscriptFormatError(f"{where} has {len(raw) - at} bytes after its last row: it was edited")
+    mv = memoryview(raw)
+    index = np.frombuffer(b"".join(mv[a:a + 8] for a in starts), ">u8").tolist()
+    values = np.frombuffer(b"".join(mv[a + 12:a + 12 + 8 * w] for a in starts), "<i8").reshape(B, w).tolist()
+    pidx = np.frombuffer(b"".join(mv[a + 12 + 8 * w:a + 20 + 8 * w] for a in starts), ">u8").tolist()
+    hx = b"".join(mv[a + 24 + 8 * w:a + 24 + 8 * w + 32 * c] for a, c in zip(starts, counts)).hex()
+    hashes = [hx[i:i + 64] for i in range(0, len(hx), 64)]
+    leaf = np.frombuffer(b"".join(mv[a + 28 + 8 * w + 32 * c:a + 28 + 8 * w + 32 * c + R * (4 + 8 * w)]
+                                  for a, c in zip(starts, counts)), [("w", ">u4"), ("v", "<i8", (w,))])
+    if not (leaf["w"] == w).all():
+        raise TranscriptFormatError(f"{where}: a leaf row of another width than its rows")
+    leaves = leaf["v"].reshape(B, R, w).tolist()
+    rows, h = [], 0
+    for k in range(B):
+        rows.append({"index": index[k], "values": values[k], "proof": hashes[h:h + counts[k]],
+                     "proof_index": pidx[k], "leaf_rows": leaves[k]})
+        h += counts[k]
     return rows
-
-
-def _ints(raw: bytes, at: int, w: int, where: str) -> tuple[list[int], int]:
-    if at + 8 * w > len(raw):
-        raise TranscriptFormatError(f"{where} ends early ({w} values at byte {at}): it is damaged")
-    return np.frombuffer(raw, "<i8", count=w, offset=at).tolist(), at + 8 * w
