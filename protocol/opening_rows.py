@@ -42,6 +42,11 @@ class Rows:
             self._encoded = self._encode()
         return self._encoded
 
+    def take_encoding(self) -> bytes:
+        """``encoding()`` for its last user (the saved file's packed rows): the cached copy is let go."""
+        data, self._encoded = self.encoding(), None
+        return data
+
     def _encode(self) -> bytes:
         B, R, w = self.leaf_rows.shape
         values = self.values.astype("<i8")

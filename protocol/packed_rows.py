@@ -71,7 +71,7 @@ def memory_form(obj: dict, label: str) -> None:
 
 
 def pack(rows: opening_rows.Rows) -> str:
-    return base64.b64encode(rows.encoding()).decode("ascii")
+    return base64.b64encode(rows.take_encoding()).decode("ascii")
 
 
 def unpack(text: str, where: str = "rows") -> list[dict]:
