@@ -8,6 +8,9 @@ booleans, a column mixing both) is left to ``load_table``, whose whole-column ru
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 from .csv_chunks import CHUNK_ROWS, read_chunks
@@ -22,6 +25,7 @@ def load_table_chunked(spec: str, target: str | None = None, options: ReadOption
     source = _source(spec)
     target = target if target is not None else default_target(spec)
     table, chunks = read_chunks(source, target, options or ReadOptions(), progress=progress, chunk_rows=chunk_rows)
+    chunks = prefetched(chunks)
     d = len(table.feature_names)
     X = np.empty((max(capacity, 1), d), dtype=np.float64)
     ys: list[np.ndarray] = []
@@ -41,3 +45,47 @@ def load_table_chunked(spec: str, target: str | None = None, options: ReadOption
     if n < X.shape[0]:
         X = X[:n].copy() if n < X.shape[0] // 2 else X[:n]  # (a view keeps at most twice the rows)
     return Table(table.feature_names, table.target, X, np.concatenate(ys), source.label, table.notes, table.header)
+
+
+def prefetched(chunks, depth: int = 2):
+    """``chunks`` (a generator) run ahead by a helper thread, at most ``depth`` items: pandas' C parser releases
+    the GIL, so the next chunk is parsed on the other core while this thread stores the last one. Items and the
+    exception that ends the generator come out in order, as if it ran here; when the consumer stops early the
+    helper stops and closes the generator (which closes its file)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for ch in chunks:
+                if not put(("item", ch)):
+                    return
+            put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put(("error", e))
+        finally:
+            chunks.close()
+
+    worker = threading.Thread(target=run, name="vtrain-csv-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "item":
+                yield item
+            elif kind == "end":
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        worker.join()
