@@ -18,8 +18,8 @@ from . import canonical_json
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tag_bytes, tagged_hash
-from .state_leaves import StreamedHex, decode_hex_field
 from .packed_rows import FORMATS, file_form, memory_form
+from .state_leaves import StreamedHex, decode_hex_field
 from .transcript_schema import FORMAT, SCHEMA, validate  # noqa: F401 - the schema's module; re-exported
 
 

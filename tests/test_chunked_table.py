@@ -73,11 +73,10 @@ def test_prefetched_keeps_order_errors_and_closes_early():
             closed.append(n)
 
     assert list(prefetched(gen(50))) == list(range(50))
-    got = []
+    it = prefetched(gen(20, fail_at=7))
+    assert [next(it) for _ in range(7)] == list(range(7))
     with pytest.raises(InputError, match="bad line 7"):
-        for x in prefetched(gen(20, fail_at=7)):
-            got.append(x)
-    assert got == list(range(7))
+        next(it)
     it = prefetched(gen(1000))
     assert next(it) == 0
     it.close()  # the consumer stops early: the helper stops and closes the generator
