@@ -73,11 +73,25 @@ def opening_from_proto(msg: pb.StepOpening) -> dict:
         "state_after": list(msg.state_after),
         "proof_before": {"index": int(msg.proof_before.index), "siblings": [s.hex() for s in msg.proof_before.siblings]},
         "proof_after": {"index": int(msg.proof_after.index), "siblings": [s.hex() for s in msg.proof_after.siblings]},
-        "rows": rows_from_proto(msg.rows),
+        "rows": _rows(msg),
         # trainer-owned data (hiding state leaves): both salts, present when either is
         **({"salt_before": msg.salt_before.hex(), "salt_after": msg.salt_after.hex()}
            if msg.salt_before or msg.salt_after else {}),
     }
+
+
+def _rows(msg: pb.StepOpening) -> list[dict]:
+    """The opened rows: ``rows_packed`` decoded (protocol/packed_rows.py; TranscriptFormatError for bytes the
+    encoding never produces, or for an opening that also has ``rows``), else the RowOpening messages."""
+    if not msg.rows_packed:
+        return rows_from_proto(msg.rows)
+    from . import packed_rows
+    from .errors import TranscriptFormatError
+
+    where = f"the opening of step {msg.step}: its packed rows"
+    if len(msg.rows):
+        raise TranscriptFormatError(f"{where} come with row messages besides (at most one of the two is sent)")
+    return packed_rows.decode(bytes(msg.rows_packed), where)
 
 
 def rows_from_proto(rows) -> list[dict]:

@@ -80,6 +80,15 @@ def reading():
         _memo.cache = outer
 
 
+def remember(rows: list, arrays: Rows) -> None:
+    """Within ``reading()``: ``regular(rows)`` is ``arrays``, which the caller decoded from exactly the bytes
+    ``arrays.encoding()`` (protocol/packed_rows.py: a strict parse of a packed rows string or wire field, from
+    which ``rows`` was built), so ``_regular(rows)`` would give the same arrays. Outside a block: nothing."""
+    cache = getattr(_memo, "cache", None)
+    if cache is not None:
+        cache[id(rows)] = (rows, arrays)
+
+
 def regular(rows) -> Rows | None:
     """``rows`` (one opening's "rows" list, JSON form) as arrays, or None when any row is not regular."""
     if isinstance(rows, Rows):  # (a trainer hashing the arrays it sends: prover/proving.py)

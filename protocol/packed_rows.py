@@ -83,7 +83,16 @@ def unpack(text: str, where: str = "rows") -> list[dict]:
         raise TranscriptFormatError(f"{where} is not base64: it is damaged or was edited") from None
     if base64.b64encode(raw).decode("ascii") != text:
         raise TranscriptFormatError(f"{where} is not in canonical base64: it was edited")
-    return _parse(raw, where)
+    return decode(raw, where)
+
+
+def decode(raw: bytes, where: str = "rows") -> list[dict]:
+    """The JSON-form rows list whose ``Rows.encoding()`` is ``raw`` (a transcript's packed string decoded, or the
+    trainer's StepOpening.rows_packed); TranscriptFormatError for bytes that encoding never produces. Within
+    ``opening_rows.reading()`` the arrays are remembered, so ``regular`` does not rebuild them from the lists."""
+    rows, arrays = _parse(raw, where)
+    opening_rows.remember(rows, arrays)
+    return rows
 
 
 def _head(raw: bytes, at: int, fmt: str, where: str):
@@ -93,7 +102,7 @@ def _head(raw: bytes, at: int, fmt: str, where: str):
     return struct.unpack_from(fmt, raw, at)
 
 
-def _parse(raw: bytes, where: str) -> list[dict]:
+def _parse(raw: bytes, where: str) -> tuple[list[dict], opening_rows.Rows]:
     """One pass over the rows' fixed fields (every count checked against the bytes left; proofs may differ in
     length: a tree whose size is not a power of two has shallower leaves), then each field of all rows
     gathered and converted at once."""
@@ -122,18 +131,21 @@ def _parse(raw: bytes, where: str) -> list[dict]:
         raise TranscriptFormatError(f"{where} has {len(raw) - at} bytes after its last row: it was edited")
     mv = memoryview(raw)
     index = np.frombuffer(b"".join(mv[a:a + 8] for a in starts), ">u8").tolist()
-    values = np.frombuffer(b"".join(mv[a + 12:a + 12 + 8 * w] for a in starts), "<i8").reshape(B, w).tolist()
+    V = np.frombuffer(b"".join(mv[a + 12:a + 12 + 8 * w] for a in starts), "<i8").reshape(B, w).astype(np.int64)
+    values = V.tolist()
     pidx = np.frombuffer(b"".join(mv[a + 12 + 8 * w:a + 20 + 8 * w] for a in starts), ">u8").tolist()
-    hx = b"".join(mv[a + 24 + 8 * w:a + 24 + 8 * w + 32 * c] for a, c in zip(starts, counts)).hex()
+    proofs = [bytes(mv[a + 24 + 8 * w:a + 24 + 8 * w + 32 * c]) for a, c in zip(starts, counts)]
+    hx = b"".join(proofs).hex()
     hashes = [hx[i:i + 64] for i in range(0, len(hx), 64)]
     leaf = np.frombuffer(b"".join(mv[a + 28 + 8 * w + 32 * c:a + 28 + 8 * w + 32 * c + R * (4 + 8 * w)]
                                   for a, c in zip(starts, counts)), [("w", ">u4"), ("v", "<i8", (w,))])
     if not (leaf["w"] == w).all():
         raise TranscriptFormatError(f"{where}: a leaf row of another width than its rows")
-    leaves = leaf["v"].reshape(B, R, w).tolist()
+    L = leaf["v"].reshape(B, R, w).astype(np.int64)
+    leaves = L.tolist()
     rows, h = [], 0
     for k in range(B):
         rows.append({"index": index[k], "values": values[k], "proof": hashes[h:h + counts[k]],
                      "proof_index": pidx[k], "leaf_rows": leaves[k]})
         h += counts[k]
-    return rows
+    return rows, opening_rows.Rows(index, V, pidx, proofs, L, bytes(raw))
