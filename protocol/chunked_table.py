@@ -8,14 +8,12 @@ booleans, a column mixing both) is left to ``load_table``, whose whole-column ru
 
 from __future__ import annotations
 
-import queue
-import threading
-
 import numpy as np
 
 from .csv_chunks import CHUNK_ROWS, read_chunks
 from .csv_reader import ReadOptions
 from .dataset import Table, _source, default_target, load_table
+from .run_ahead import ahead
 
 
 def load_table_chunked(spec: str, target: str | None = None, options: ReadOptions | None = None,
@@ -48,44 +46,8 @@ def load_table_chunked(spec: str, target: str | None = None, options: ReadOption
 
 
 def prefetched(chunks, depth: int = 2):
-    """``chunks`` (a generator) run ahead by a helper thread, at most ``depth`` items: pandas' C parser releases
-    the GIL, so the next chunk is parsed on the other core while this thread stores the last one. Items and the
-    exception that ends the generator come out in order, as if it ran here; when the consumer stops early the
-    helper stops and closes the generator (which closes its file)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for ch in chunks:
-                if not put(("item", ch)):
-                    return
-            put(("end", None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            put(("error", e))
-        finally:
-            chunks.close()
-
-    worker = threading.Thread(target=run, name="vtrain-csv-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, item = q.get()
-            if kind == "item":
-                yield item
-            elif kind == "end":
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
-        worker.join()
+    """``chunks`` (a generator) run ahead by a helper thread (protocol/run_ahead.py), at most ``depth`` items:
+    pandas' C parser releases the GIL, so the next chunk is parsed on the other core while this thread stores
+    the last one. Items and the exception that ends the generator come out in order, as if it ran here; when
+    the consumer stops early the helper stops and closes the generator (which closes its file)."""
+    return ahead(chunks, depth=depth, name="vtrain-csv-prefetch", finish=chunks.close, join=True)

@@ -47,10 +47,10 @@ class _Stub:
     def __init__(self, resp):
         self.resp = resp
 
-    def Prove(self, request, timeout=None):  # noqa: N802 - the gRPC method's name
+    def Prove(self, request, timeout=None):
         return self.resp
 
-    def CloseSession(self, request, timeout=None):  # noqa: N802
+    def CloseSession(self, request, timeout=None):
         return pb.CloseSessionResponse()
 
 
