@@ -16,6 +16,7 @@ Usage: ``python -m bench.bench_scale [--quick] [--repeats 3] [--rows N]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,8 @@ def write_csv(path: Path, n: int, seed: int = 7) -> int:
     return path.stat().st_size
 
 
-def session(csv: Path, address: str, out: Path) -> tuple[float, int]:
-    """(wall seconds, client peak RSS bytes) of one CLI session."""
+def session(csv: Path, address: str, out: Path) -> tuple[float, int, dict]:
+    """(wall seconds, client peak RSS bytes, the CLI's own ``seconds`` split) of one CLI session."""
     exe = str(Path(sys.executable).parent / "vtrain-verifier")
     t0 = time.perf_counter()
     proc = subprocess.Popen([exe, "train", "--server", address, "--data", str(csv), "--target", "y", "--model",
@@ -71,7 +72,7 @@ def session(csv: Path, address: str, out: Path) -> tuple[float, int]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or '"verified"' not in out["stdout"]:
         raise RuntimeError(f"the scale session failed (exit {proc.returncode}): {out['stderr'][-2000:]}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, json.loads(out["stdout"]).get("seconds", {})
 
 
 def baseline(csv: Path, n: int, reader: str = "numpy") -> float:
@@ -124,16 +125,17 @@ def main(argv=None) -> int:
     print(f"[scale_1m] {n:,} x {D} CSV (+ 0/1 target) written in {time.perf_counter() - t0:.1f} s: "
           f"{size / 1e6:.0f} MB; int64 rows {n * (D + 1) * 8 / 1e6:.0f} MB")
     rows_bytes = n * (D + 1) * 8
-    walls, bases, loadtxt, rss_c, rss_s = [], [], [], [], []
+    walls, bases, loadtxt, rss_c, rss_s, splits = [], [], [], [], [], []
     for _ in range(repeats):
         proc, addr, _pub = prover_process(tmp, "--max-rows", str(max(n, 1_000_000)))
         try:
-            wall, client_peak = session(csv, addr, tmp)
+            wall, client_peak, split = session(csv, addr, tmp)
             with open(f"/proc/{proc.pid}/status") as fh:
                 server_peak = next(int(x.split()[1]) * 1024 for x in fh if x.startswith("VmHWM:"))
         finally:
             stop_process(proc)
         walls.append(wall)
+        splits.append(split)
         rss_c.append(client_peak)
         rss_s.append(server_peak)
         by_numpy, by_pandas = baseline_process(csv, n, "numpy"), baseline_process(csv, n, "pandas")
@@ -142,6 +144,10 @@ def main(argv=None) -> int:
     print(f"time session (CLI: CSV read + standardize + upload + train + spot check + verify) = "
           f"{median(walls):.1f} s; baseline (the faster reader: pandas.read_csv or numpy.loadtxt) + float64 SGD = "
           f"{median(bases):.1f} s; with numpy.loadtxt {median(loadtxt):.1f} s")
+    parts = {k: median([sp.get(k, 0.0) for sp in splits]) for k in ("session", "spot_check", "replay")}
+    print(f"  of which (the CLI's own split, medians): session (upload, training, proof) "
+          f"{parts['session']:.1f} s, spot check {parts['spot_check']:.1f} s, full replay {parts['replay']:.2f} s; "
+          f"the rest ({median(walls) - sum(parts.values()):.1f} s) is start-up, reading the CSV and saving the transcript")
     print(f"peak RSS: client {median(rss_c) / 1e6:.0f} MB ({min(rss_c) / 1e6:.0f}-{max(rss_c) / 1e6:.0f}), server "
           f"{median(rss_s) / 1e6:.0f} MB ({min(rss_s) / 1e6:.0f}-{max(rss_s) / 1e6:.0f}) (rows {rows_bytes / 1e6:.0f} MB)")
     print(f"session wall min/median/max = {min(walls):.1f}/{median(walls):.1f}/{max(walls):.1f} s; baseline "

@@ -13,6 +13,7 @@ import numpy as np
 from .csv_chunks import CHUNK_ROWS, read_chunks
 from .csv_reader import ReadOptions
 from .dataset import Table, _source, default_target, load_table
+from .run_ahead import ahead
 
 
 def load_table_chunked(spec: str, target: str | None = None, options: ReadOptions | None = None,
@@ -22,6 +23,7 @@ def load_table_chunked(spec: str, target: str | None = None, options: ReadOption
     source = _source(spec)
     target = target if target is not None else default_target(spec)
     table, chunks = read_chunks(source, target, options or ReadOptions(), progress=progress, chunk_rows=chunk_rows)
+    chunks = prefetched(chunks)
     d = len(table.feature_names)
     X = np.empty((max(capacity, 1), d), dtype=np.float64)
     ys: list[np.ndarray] = []
@@ -41,3 +43,11 @@ def load_table_chunked(spec: str, target: str | None = None, options: ReadOption
     if n < X.shape[0]:
         X = X[:n].copy() if n < X.shape[0] // 2 else X[:n]  # (a view keeps at most twice the rows)
     return Table(table.feature_names, table.target, X, np.concatenate(ys), source.label, table.notes, table.header)
+
+
+def prefetched(chunks, depth: int = 2):
+    """``chunks`` (a generator) run ahead by a helper thread (protocol/run_ahead.py), at most ``depth`` items:
+    pandas' C parser releases the GIL, so the next chunk is parsed on the other core while this thread stores
+    the last one. Items and the exception that ends the generator come out in order, as if it ran here; when
+    the consumer stops early the helper stops and closes the generator (which closes its file)."""
+    return ahead(chunks, depth=depth, name="vtrain-csv-prefetch", finish=chunks.close, join=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
@@ -32,10 +32,22 @@ class Rows:
     proof_index: list[int]  # the data leaf each row is in (u64)
     proofs: list[bytes]  # each row's inclusion proof, its 32-byte siblings concatenated
     leaf_rows: np.ndarray  # (B, R, w) int64: each row's whole data leaf
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def encoding(self) -> bytes:
         """u32(#rows) || per row: u64(index) || int_vector(values) || u64(proof_index) || u32(#siblings) ||
-        siblings || u32(#leaf_rows) || int_vector(leaf_row) per leaf row: protocol/evidence.py's encoding."""
+        siblings || u32(#leaf_rows) || int_vector(leaf_row) per leaf row: protocol/evidence.py's encoding
+        (computed once: the openings hash and the packed file rows, protocol/packed_rows.py, share it)."""
+        if self._encoded is None:
+            self._encoded = self._encode()
+        return self._encoded
+
+    def take_encoding(self) -> bytes:
+        """``encoding()`` for its last user (the saved file's packed rows): the cached copy is let go."""
+        data, self._encoded = self.encoding(), None
+        return data
+
+    def _encode(self) -> bytes:
         B, R, w = self.leaf_rows.shape
         values = self.values.astype("<i8")
         vec = struct.pack(">I", w)
@@ -66,6 +78,15 @@ def reading():
         yield
     finally:
         _memo.cache = outer
+
+
+def remember(rows: list, arrays: Rows) -> None:
+    """Within ``reading()``: ``regular(rows)`` is ``arrays``, which the caller decoded from exactly the bytes
+    ``arrays.encoding()`` (protocol/packed_rows.py: a strict parse of a packed rows string or wire field, from
+    which ``rows`` was built), so ``_regular(rows)`` would give the same arrays. Outside a block: nothing."""
+    cache = getattr(_memo, "cache", None)
+    if cache is not None:
+        cache[id(rows)] = (rows, arrays)
 
 
 def regular(rows) -> Rows | None:

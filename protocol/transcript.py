@@ -18,6 +18,7 @@ from . import canonical_json
 from .errors import TranscriptFormatError
 from .fileio import write_atomic
 from .hashing import tag_bytes, tagged_hash
+from .packed_rows import FORMATS, file_form, memory_form
 from .state_leaves import StreamedHex, decode_hex_field
 from .transcript_schema import FORMAT, SCHEMA, validate  # noqa: F401 - the schema's module; re-exported
 
@@ -32,7 +33,7 @@ def integrity(obj: dict) -> str:
     a clear "damaged" error. It is not a signature (anyone can recompute it); what a forger could change is
     covered by the trainer's signatures, the client-nonce binding and the recomputed verdict. A loaded
     transcript's state leaves (a StreamedHex) are hashed block by block, never held as text."""
-    body = {k: v for k, v in obj.items() if k != "integrity"}
+    body = file_form({k: v for k, v in obj.items() if k != "integrity"})  # the text the file holds
     leaves = body.get("state_leaves")
     if not isinstance(leaves, StreamedHex):
         return tagged_hash("transcript", dumps(body).encode()).hex()
@@ -71,6 +72,7 @@ def saved_text(obj: dict) -> str:
 def _saved_bytes(obj: dict) -> tuple[bytes, str]:
     """(``saved_text(obj)`` as ASCII bytes, integrity digest): the integrity line is inserted into the text of the
     body (a top-level key is the only line starting with one space and a quote); the text is encoded once."""
+    obj = file_form(obj)  # regular opening rows packed (protocol/packed_rows.py)
     body = {k: v for k, v in obj.items() if k != "integrity"}
     if isinstance(body.get("state_leaves"), StreamedHex) or not body:
         digest = integrity(obj)
@@ -151,11 +153,14 @@ def load(path: str, what: str = "transcript") -> tuple[dict, str]:
         if obj.get("state_leaves") != "":
             raise TranscriptFormatError(f"the {what} is not in canonical form: it was modified after it was written")
         obj["state_leaves"] = leaves
-    if what == "transcript" and obj.get("format") != FORMAT:
-        raise TranscriptFormatError(f"{path} is not a {FORMAT} file (format {obj.get('format')!r})")
+    if what == "transcript" and obj.get("format") not in FORMATS:
+        raise TranscriptFormatError(f"{path} is not a {FORMAT} file (format {obj.get('format')!r}; this version "
+                                    f"reads {' and '.join(FORMATS)})")
     if what == "transcript" and obj.get("integrity") != body_hash:
         raise TranscriptFormatError(f"the transcript {path} is damaged or was edited (its integrity digest does not "
                                     f"match its content)")
+    if what == "transcript":
+        memory_form(obj, path)  # packed opening rows as the JSON lists the checks read
     return obj, digest
 
 

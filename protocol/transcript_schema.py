@@ -8,9 +8,8 @@ import re
 
 from . import opening_rows
 from .errors import TranscriptFormatError
+from .packed_rows import FORMAT, FORMATS  # noqa: F401 - the file formats (protocol/packed_rows.py); re-exported
 from .state_leaves import StreamedHex
-
-FORMAT = "vtrain-transcript/2"
 
 # -- the schema: one strict check of every field's JSON type and range, run before any verification -------
 # It admits exactly what the client can record from well-formed wire messages (protobuf types: sint64 values,
@@ -136,7 +135,7 @@ OPENING = {"step": U64, "state_before": _List(I64), "state_after": _List(I64), "
                           "leaf_rows": _List(_List(I64)), "salt": _Opt(_Hex())}),
            "salt_before": _Opt(_Hex()), "salt_after": _Opt(_Hex())}
 SCHEMA = {
-    "format": _Str(FORMAT),
+    "format": _Str(*FORMATS),
     "server": _Str(),
     "trainer_key": _Opt(_Hex(32)),
     "session_id": _Opt(_Hex(16)),

@@ -20,6 +20,7 @@ from . import canonical_json
 from .errors import InputError
 from .fileio import ensure_parent
 from .hashing import tag_bytes
+from .packed_rows import file_form
 from .state_leaves import StreamedHex
 
 _FLUSH = 1 << 20
@@ -49,7 +50,7 @@ def write_streaming(path: str | os.PathLike, obj: dict) -> tuple[str, str] | Non
     """Write ``obj``'s saved text to ``path`` (atomically, 0644); -> (sha256 of the file, integrity digest), or
     None for what the in-memory writer handles (state leaves read from a file, no body, a dict key that is not
     a string: canonical_json's fallback)."""
-    body = {k: v for k, v in obj.items() if k != "integrity"}
+    body = file_form({k: v for k, v in obj.items() if k != "integrity"})  # protocol/packed_rows.py
     if not body or isinstance(body.get("state_leaves"), StreamedHex) or not all(type(k) is str for k in body):
         return None
     path = Path(path)

@@ -54,18 +54,29 @@ def spot_openings(key, s: Session, audit_seed: bytes):
         openings = add_salts(openings, s.trainer_data, s.state_secret, T)
     honest = s.trainer_data is None and type(s.strategy).openings is Honest.openings
     openings = s.strategy.openings(openings)  # (a hostile trainer's garbage, signed like any answer)
-    # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes)
-    messages = [convert.opening_to_proto(op) for op in openings]
-    digest = openings_hash(audit_seed, [_json_form(op, m, honest) for op, m in zip(openings, messages)])
+    # sign what is sent, in its JSON form (the form the client records and an auditor re-hashes); an honest
+    # opening's regular rows go packed: the very bytes the openings hash reads (docs/PROTOCOL.md section 2)
+    messages, forms = _messages(openings, honest)
+    digest = openings_hash(audit_seed, forms)
     data, sig = sign(key, Statement("openings", s.session_id, {"audit_seed": bytes(audit_seed),
                                                                "openings_hash": digest}))
     return messages, (data, sig)
 
 
-def _json_form(op: dict, message, honest: bool) -> dict:
-    """``convert.opening_from_proto(message)`` for the openings hash; an honest opening's rows as the arrays they
-    were sent from (``_rows``: the same encoding, without a Python object per value)."""
-    rows = _rows(op["rows"]) if honest else None
+def _messages(openings: list[dict], honest: bool) -> tuple[list, list[dict]]:
+    """(StepOpening messages, their JSON forms for the openings hash). An honest opening whose rows are regular
+    sends them packed (``rows_packed``: the very bytes the openings hash reads for them); others as RowOpenings."""
+    packed = [_rows(op["rows"]) if honest else None for op in openings]
+    messages = [convert.opening_to_proto(op if rows is None else {**op, "rows": []}) for op, rows in zip(openings, packed)]
+    for m, rows in zip(messages, packed):
+        if rows is not None:
+            m.rows_packed = rows.encoding()
+    return messages, [_json_form(m, rows) for m, rows in zip(messages, packed)]
+
+
+def _json_form(message, rows) -> dict:
+    """``convert.opening_from_proto(message)`` for the openings hash; packed rows as the arrays they were packed
+    from (the same encoding, without a Python object per value)."""
     if rows is None:
         return convert.opening_from_proto(message)
     return {**convert.opening_from_proto(pb.StepOpening(

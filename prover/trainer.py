@@ -16,7 +16,7 @@ import numpy as np
 from protocol.merkle import MerkleTree, TreeBuilder, model_hash, state_leaf_block
 from protocol.prg import SeedContext
 from protocol.statements import Statement, sign
-from protocol.training import FastStepper, Schedule, TrainConfig, batch_loss
+from protocol.training import FastStepper, Schedule, TrainConfig, batch_loss, lean_pays
 
 
 @dataclass
@@ -74,7 +74,7 @@ def run_training(*, key, session_id: bytes, X: np.ndarray, Y: np.ndarray, cfg: T
     sched = Schedule(ctx, cfg, n, d)
     T = sched.num_steps
     Xs, Ys = strategy.prepare(X, Y)
-    stepper = FastStepper(Xs, Ys, cfg)
+    stepper = FastStepper(Xs, Ys, cfg, lean=lean_pays(cfg))  # the same stepper as train_honest
     states = np.empty((T + 1, cfg.num_params(d)), dtype=np.int64)  # compact: (T+1) x P int64, no Python ints
     theta = sched.initial_state()
     states[0] = theta

@@ -9,6 +9,7 @@ import pytest
 from protocol.chunked_table import load_table_chunked
 from protocol.csv_reader import ReadOptions
 from protocol.dataset import fit_standardization, load_table, quantized_rows
+from protocol.errors import InputError
 
 
 def _same(a, b):
@@ -55,3 +56,28 @@ def test_column_std_is_numpys_bit_for_bit(n, d, chunk):
     assert np.array_equal(column_std(X, X.mean(axis=0), chunk), X.std(axis=0))
     B = rng.integers(0, 2, (n, d)).astype(float)
     assert np.array_equal(column_std(B, B.mean(axis=0), chunk), B.std(axis=0))
+
+
+def test_prefetched_keeps_order_errors_and_closes_early():
+    from protocol.chunked_table import prefetched
+
+    closed = []
+
+    def gen(n, fail_at=None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise InputError(f"bad line {i}")
+                yield i
+        finally:
+            closed.append(n)
+
+    assert list(prefetched(gen(50))) == list(range(50))
+    it = prefetched(gen(20, fail_at=7))
+    assert [next(it) for _ in range(7)] == list(range(7))
+    with pytest.raises(InputError, match="bad line 7"):
+        next(it)
+    it = prefetched(gen(1000))
+    assert next(it) == 0
+    it.close()  # the consumer stops early: the helper stops and closes the generator
+    assert closed == [50, 20, 1000]

@@ -160,3 +160,43 @@ def test_numpy_fast_path_only_when_the_root_is_the_expected_one(tmp_path, monkey
         with pytest.raises(InputError, match=words):
             read_quantized_rows(_write(tmp_path, body, "bad.csv"), "y", ReadOptions(), stdz, 16, 200, rows_per_leaf=4,
                                 expected_roots={root})
+
+
+def _read_all(path, opts=None):
+    try:
+        table, chunks = read_chunks(_Source(path, None, path), "y", opts or ReadOptions(), chunk_rows=3)
+        got = [(c.first, c.X.tolist(), None if c.y is None else c.y.tolist()) for c in chunks]
+        return got, table.dropped, table.notes
+    except InputError as e:
+        return "error", str(e)
+
+
+@pytest.mark.parametrize("body", [
+    _table_text(40, seed=3).split("\n", 1)[1],
+    '1,"2",3,4\n"-5.5e3",6,7,"8"\n',  # quoted numbers
+    "1,2,3,4\r\n5,,7,8\r\n9,10,11,12\r\n",  # CRLF, an empty cell
+    "1,2,3,yes\n4,5,6,no\n7,8,9,yes\n",  # text labels
+    "1,2,3,4\n5,x,7,8\n",  # text in a feature: refused, naming the line
+    "1,2,inf,4\n",  # not finite
+    "1,2,3\n",  # a short row
+])
+def test_files_without_blanks_read_the_same_without_skipinitialspace(tmp_path, monkeypatch, body):
+    """The fast option (protocol/csv_chunks.py ``_options``) changes nothing for a file it is used on."""
+    import protocol.csv_chunks as cc
+
+    path = _write(tmp_path, "a b,b,c,y\n" + body)  # a space in the header only: still the fast option
+    assert not cc._has_blanks(path) and cc._options(_Source(path, None, path), ",", ["a b", "b", "c", "y"])[
+        "skipinitialspace"] is False
+    fast = _read_all(path), _read_all(path, ReadOptions(drop_missing=True))
+    monkeypatch.setattr(cc, "_has_blanks", lambda p: True)
+    assert (_read_all(path), _read_all(path, ReadOptions(drop_missing=True))) == fast
+
+
+def test_files_with_blanks_keep_skipinitialspace(tmp_path):
+    import protocol.csv_chunks as cc
+
+    for body in ("1, 2,3,4\n", "1,2,3,4\n5,\t6,7,8\n"):
+        path = _write(tmp_path, "a,b,c,y\n" + body)
+        assert cc._has_blanks(path) and cc._options(_Source(path, None, path), ",", ["a"] * 4)["skipinitialspace"]
+    got, _, _ = _read_all(_write(tmp_path, "a,b,c,y\n1, 2,3, 4\n5, ,7,8\n", "s.csv"), ReadOptions(drop_missing=True))
+    assert got == [(0, [[1.0, 2.0, 3.0]], [4.0])]  # " " is an empty cell, as before

@@ -1,5 +1,6 @@
-"""prover/proving.py hashes an honest opening's rows from the arrays it sends (no JSON form per value): the
-digest it signs must be the one the client and an auditor recompute from the received messages' JSON form."""
+"""prover/proving.py hashes an honest opening's rows from the arrays it sends (no JSON form per value), and sends
+regular rows packed: the digest it signs must be the one the client and an auditor recompute from the received
+messages' JSON form, and that form the one the row messages would have given."""
 
 from __future__ import annotations
 
@@ -35,9 +36,12 @@ def test_the_signed_digest_is_the_one_recomputed_from_the_messages(short_last, s
     for _ in range(10):
         ops = [internal_opening(rnd, rnd.randrange(1, 9), rnd.randrange(1, 5), rnd.randrange(1, 6), short_last,
                                 salted) for _ in range(rnd.randrange(1, 4))]
-        messages = [convert.opening_to_proto(op) for op in ops]
+        messages, forms = proving._messages(ops, honest=True)
         received = [convert.opening_from_proto(pb_msg) for pb_msg in messages]
-        forms = [proving._json_form(op, m, honest=True) for op, m in zip(ops, messages)]
         assert openings_hash(seed, forms) == openings_hash(seed, received)
+        # packed or not, the client records the rows the RowOpening messages would have given
+        assert [r["rows"] for r in received] == [convert.opening_from_proto(convert.opening_to_proto(op))["rows"]
+                                                 for op in ops]
+        assert all(bool(m.rows_packed) == (proving._rows(op["rows"]) is not None) for op, m in zip(ops, messages))
         assert all((proving._rows(op["rows"]) is None) == (salted or short_last and len(op["rows"]) > 1
                                                            and len(op["rows"][0][4]) > 1) for op in ops)

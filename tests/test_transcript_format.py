@@ -143,7 +143,7 @@ def test_load_errors(tmp_path):
         tx.load(str(p))
     p = tmp_path / "other.json"
     p.write_text(tx.dumps({"format": "something-else/1"}))
-    with pytest.raises(TranscriptFormatError, match="is not a vtrain-transcript/2 file"):
+    with pytest.raises(TranscriptFormatError, match="is not a vtrain-transcript/3 file"):
         tx.load(str(p))
     obj, _ = tx.load(str(p), what="model file")  # the format check is only for transcripts
     assert obj["format"] == "something-else/1"

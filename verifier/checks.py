@@ -170,7 +170,7 @@ def check_spot(openings: list[dict], *, sid: bytes, state_root: bytes, audit_see
     size = num_steps + 1
     batches = {t: [int(i) for i in sched.batch(t)] for t in sorted(steps)}  # epoch by epoch: one shuffle each
     width, row_width = cfg.num_params(sched.d), sched.d + 1  # values per state, per data row
-    paths = SharedPaths(-(-num_rows // rows_per_leaf))
+    paths = SharedPaths(-(-num_rows // rows_per_leaf), len(steps) * cfg.batch_size)
     for op in sorted(openings, key=lambda o: o["step"]):  # several failures: the smallest step is named
         t = op["step"]
         for label, idx, state, proof in (("before", t - 1, op["state_before"], op["proof_before"]),

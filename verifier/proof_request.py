@@ -8,7 +8,7 @@ import time
 import grpc
 
 from protocol import convert
-from protocol.errors import VerificationError
+from protocol.errors import TranscriptFormatError, VerificationError
 from protocol.peer_text import peer_text
 from protocol.prg import SeedContext
 from protocol.snark import groth16, keys_io, snarkjs_io
@@ -53,8 +53,14 @@ def request_proof(stub, tr: dict, sid: bytes, seeds, kind: str, timeout, snark_s
         snark_state["public"] = snarkjs_io.public_to_json(public)
         tr["proof"] = snark_state
     else:
-        tr["proof"] = {"kind": "spot", "openings": [convert.opening_from_proto(op) for op in resp.openings],
-                       "statement": [x.hex() for x in convert.signed_from_proto(resp.openings_statement)]}
+        try:
+            openings = [convert.opening_from_proto(op) for op in resp.openings]
+        except TranscriptFormatError as e:  # packed rows that no honest encoding produces: no proof to record
+            tr["proof_error"] = f"its openings are malformed: {e}"
+            openings = None
+        if openings is not None:
+            tr["proof"] = {"kind": "spot", "openings": openings,
+                           "statement": [x.hex() for x in convert.signed_from_proto(resp.openings_statement)]}
     try:
         stub.CloseSession(pb.CloseSessionRequest(session_id=sid), timeout=timeout)
     except grpc.RpcError:

@@ -57,9 +57,14 @@ class SharedPaths:
     path's (the same inputs give the same hashes): it takes that path's result. Every path's own siblings are
     thus either hashed or compared with ones that were hashed; none is skipped."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, paths: int = 0):
+        """``paths``: about how many proofs will be checked (0: unknown). Below the level where that many random
+        paths start to meet (2^level * paths >= size), nodes are not remembered: they are almost never shared,
+        and at a million rows their entries were most of the ~70 MB this took (the check is the same; only a
+        rare shortcut is not taken)."""
         self.size = size
-        self._seen: dict[tuple[int, int], tuple[bytes, int, int]] = {}  # (level, position) -> (hash, path, used)
+        self._low = max(0, (size // (4 * paths)).bit_length() - 1) if paths else 0
+        self._seen: dict[int, tuple[bytes, int, int]] = {}  # level << 64 | position -> (hash, path, used)
         self._raws: list[bytes] = []
         self._roots: list[bytes] = []
 
@@ -69,15 +74,16 @@ class SharedPaths:
         size = self.size
         if any(not 0 <= i < size for i in indices) or any(len(p) % 32 for p in proofs):
             return None
-        sha, pre, seen, raws, roots = hashlib.sha256, _NODE_PREFIX, self._seen, self._raws, self._roots
+        sha, pre, seen, raws, roots, low = hashlib.sha256, _NODE_PREFIX, self._seen, self._raws, self._roots, self._low
         out = []
         for h, i, raw in zip(leaves, indices, proofs):
             m, k = len(raw) // 32, len(raws)
             n, u, level, reached = size, 0, 0, []
             while n > 1:
-                prior = seen.get((level, i))
+                prior = seen.get(level << 64 | i) if level >= low else None
                 if prior is None:
-                    reached.append(((level, i), (h, k, u)))
+                    if level >= low:
+                        reached.append((level << 64 | i, (h, k, u)))
                 elif prior[0] == h and raw[32 * u:] == raws[prior[1]][32 * prior[2]:]:
                     h, u = roots[prior[1]], m  # that path's remaining computation, on the same bytes
                     break

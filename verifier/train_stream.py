@@ -3,12 +3,10 @@ caps, with a trainer that falls silent noticed after ``--timeout``."""
 
 from __future__ import annotations
 
-import queue
-import threading
-
 import grpc
 
 from protocol.peer_text import peer_text
+from protocol.run_ahead import Idle, ahead
 from protocol.wire import trainer_pb2 as pb
 
 from . import checks
@@ -25,47 +23,18 @@ class _Unreadable(Exception):
 
 
 def _events(call, idle: float | None):
-    """The Train stream's events, read by a helper thread so that a trainer that stops sending is noticed
-    after ``idle`` seconds without a message (the whole stream has no deadline: training may be long). The
-    queue is small, so an unread flood is held back by gRPC flow control, not buffered here."""
-    q: queue.Queue = queue.Queue(maxsize=4)
-    done = threading.Event()
+    """The Train stream's events, read by a helper thread (protocol/run_ahead.py) so that a trainer that stops
+    sending is noticed after ``idle`` seconds without a message (the whole stream has no deadline: training may
+    be long). The queue is small, so an unread flood is held back by gRPC flow control, not buffered here."""
 
-    def put(item) -> None:
-        while not done.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def unreadable(e: BaseException) -> BaseException:  # a message the client cannot decode is the trainer's fault
+        return e if isinstance(e, grpc.RpcError) else _Unreadable(f"{type(e).__name__}: {e}")
 
-    def pump() -> None:
-        try:
-            for ev in call:
-                put(("event", ev))
-                if done.is_set():
-                    return
-            put(("end", None))
-        except grpc.RpcError as e:
-            put(("error", e))
-        except Exception as e:  # noqa: BLE001 - a message the client cannot decode is the trainer's fault
-            put(("error", _Unreadable(f"{type(e).__name__}: {e}")))
-
-    threading.Thread(target=pump, name="vtrain-train-stream", daemon=True).start()
     try:
-        while True:
-            try:
-                kind, item = q.get(timeout=idle)
-            except queue.Empty:
-                raise _Silent() from None
-            if kind == "event":
-                yield item
-            elif kind == "end":
-                return
-            else:
-                raise item
+        yield from ahead(call, depth=4, name="vtrain-train-stream", idle=idle, error=unreadable)
+    except Idle:
+        raise _Silent() from None
     finally:
-        done.set()
         call.cancel()
 
 
