@@ -188,9 +188,13 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
     com = mpc_hash("coin/commit", bytes([index]), session_id, coin)
     if party.hooks is not None:
         party.hooks.before_inputs(party)
+        e_own = party.hooks.inputs(e_own)
     e_other, their_com = party.exchange_bytes("inputs", e_own, blob=com)
-    if len(e_other) != INPUT_BYTES * theirs * (d + 1):
-        raise MpcAbort(f"malformed message: expected {theirs * (d + 1)} masked inputs of {INPUT_BYTES} bytes")
+    row_bytes = INPUT_BYTES * (d + 1)
+    if len(e_other) != row_bytes * theirs:  # its row count was declared in the hello (docs/MPC.md section 4)
+        sent = f"{len(e_other) // row_bytes} rows" if len(e_other) % row_bytes == 0 else f"{len(e_other)} bytes"
+        raise MpcAbort(f"malformed message: the other party declared {theirs} rows but sent masked inputs for {sent} "
+                       f"({d + 1} values of {INPUT_BYTES} bytes per row): it deviated")
     words_other = np.frombuffer(e_other, dtype="<u8").reshape(-1, 2).astype(np.uint64)
     if party.view is not None:
         party.view.append(("inputs", [int(lo) + (int(hi) << 64) for lo, hi in words_other.tolist()]))

@@ -17,7 +17,7 @@ from mpc.hashing import mpc_hash
 from mpc.plan import Plan
 from mpc.secure_training import REVEAL_MODES, run_party
 from mpc.transport import LoopTransport, pump_requests
-from protocol.dataset import Standardization, quantize_table
+from protocol.dataset import Standardization, fit_standardization, quantize_table
 from protocol.errors import InputError
 from protocol.training import TrainConfig
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
@@ -30,6 +30,7 @@ MAX_SESSIONS = 4
 MAX_STEPS = 100_000
 IDLE_SECONDS = 600.0  # a client's silence before the session is ended, without the trainer service's limits
 HELLO_BYTES = 1 << 20  # the largest first frame (a hello: config, d <= 1024 feature names, their statistics)
+MAX_NAME = 256  # characters of a dataset name echoed in a refusal
 INBOX_FRAMES = 2  # frames of a client's read ahead of the session: the protocol alternates (docs/MPC.md 4)
 
 
@@ -114,28 +115,48 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
                 inbox.get_nowait()
             inbox.put_nowait(MpcAbort("the client's call ended"))
 
-    def _prepare(self, h: mpc_pb2.MpcHello):
+    def _prepare(self, h: mpc_pb2.MpcHello, name: str):
+        """-> (plan, own quantized rows, the standardization both use when it is the trainer's, else None)."""
         if not h.HasField("config") or len(h.client_nonce) != 32:
             raise InputError("the first message must be a hello with a config and a 32-byte nonce")
         cfg = config_from_proto(h.config)
         table = self.datasets.get(h.dataset)
-        if list(h.feature_names) != table.feature_names or h.target != table.target:
-            raise InputError(f"dataset {h.dataset!r} has columns {table.feature_names} -> {table.target!r}; the client "
+        n0, n1, d = int(h.client_rows), table.X.shape[0], len(table.feature_names)
+        schemaless = n0 == 0 and not h.feature_names and not h.target  # the client takes this dataset's schema
+        if not schemaless and (list(h.feature_names) != table.feature_names or h.target != table.target):
+            raise InputError(f"dataset {name!r} has columns {table.feature_names} -> {table.target!r}; the client "
                              f"sent {list(h.feature_names)} -> {h.target!r}")
-        d = len(table.feature_names)
-        if len(h.mean) != d or len(h.std) != d:
-            raise InputError("the client's standardization does not match the number of features")
-        stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
-                                          "target_mean": h.target_mean, "target_std": h.target_std})
+        if n0 == 0 and n1 == 0:
+            raise InputError(f"neither party holds rows: the client sent none and dataset {name!r} is a header-only "
+                             "table (a schema): nothing to train on")
+        plan = Plan.build(n0, n1, d, cfg)
+        if plan.num_steps > MAX_STEPS:
+            raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
+        if n0 == 0:  # the standardization comes from the party that holds rows (docs/MPC.md section 4)
+            if len(h.mean) or len(h.std) or h.target_mean or h.target_std:
+                raise InputError("a client without rows sends no standardization (the trainer's is used)")
+            stdz = sent = fit_standardization(table, cfg.model)
+        else:
+            if len(h.mean) != d or len(h.std) != d:
+                raise InputError("the client's standardization does not match the number of features")
+            stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
+                                              "target_mean": h.target_mean, "target_std": h.target_std})
+            sent = None
         if self.dealers and h.dealer not in self.dealers:
             raise InputError(f"this trainer only uses the dealers {', '.join(self.dealers)}, not {h.dealer!r}")
         if h.reveal not in REVEAL_MODES:
             raise InputError(f"reveal must be one of {', '.join(REVEAL_MODES)}")
         Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
-        plan = Plan.build(int(h.client_rows), Xq.shape[0], d, cfg)
-        if plan.num_steps > MAX_STEPS:
-            raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
-        return plan, Xq, Yq
+        return plan, Xq, Yq, sent
+
+    def _reply(self, nonce: bytes, plan: Plan, name: str, stdz: Standardization | None) -> mpc_pb2.MpcFrame:
+        table = self.datasets.get(name)
+        r = mpc_pb2.MpcHelloReply(trainer_nonce=nonce, trainer_rows=plan.n1, feature_names=table.feature_names,
+                                  target=table.target)
+        if stdz is not None:
+            r.mean[:], r.std[:] = stdz.mean, stdz.std
+            r.target_mean, r.target_std = stdz.target_mean, stdz.target_std
+        return mpc_pb2.MpcFrame(hello_reply=r)
 
     def _session(self, tr: LoopTransport, hello_wait: float, cap: list) -> None:
         try:
@@ -144,8 +165,9 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             log.info("two-party session ended before hello: %s", e)
             return
         h = first.hello
+        name = h.dataset[:MAX_NAME]  # echoed in messages: kept within gRPC's status size
         try:
-            plan, Xq, Yq = self._prepare(h)
+            plan, Xq, Yq, stdz = self._prepare(h, name)
         except (InputError, ValueError) as e:
             log.info("two-party session refused: %s", e)
             tr.send_proto(mpc_pb2.MpcFrame(abort=f"refused: {e}"))
@@ -153,8 +175,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         cap[0] = frame_limit(plan)
         nonce = os.urandom(32)
         sid = session_id_of(bytes(h.client_nonce), nonce)
-        tr.send_proto(mpc_pb2.MpcFrame(hello_reply=mpc_pb2.MpcHelloReply(trainer_nonce=nonce,
-                                                                         trainer_rows=plan.n1)))
+        tr.send_proto(self._reply(nonce, plan, h.dataset, stdz))
         from dealer.client import DealerPreprocessing
 
         pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca)
