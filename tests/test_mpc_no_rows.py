@@ -1,0 +1,288 @@
+"""Two-party training when one party holds no rows (docs/MPC.md section 1), with three real processes
+(dealer, trainer, client) on loopback: the model equals plain training (`train_honest`) on the one party's
+rows, bit for bit, with the standardization of the party that holds rows; both without rows is refused
+before any dealer material is drawn; a party that lies about its row count makes the other abort."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from procs import ProverProcess, make_key, verifier
+from test_mpc_e2e import DealerProcess, _split
+from test_progress import _bar, verifier_on_terminal
+
+from mpc.cheating import Honest
+from mpc.errors import MpcAbort
+from protocol import model_file
+from protocol.dataset import Standardization, fit_standardization, load_table, quantize_table
+from protocol.prg import SeedContext
+from protocol.training import TrainConfig, train_honest
+
+CFG = TrainConfig(model="linear", epochs=1, batch_size=8, lr_num=20, lr_shift=10)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mpc_no_rows")
+    key, _ = make_key(tmp)
+    a, b = _split(tmp)
+    header = tmp / "header.csv"
+    header.write_text(a.read_text().splitlines()[0] + "\n")
+    with DealerProcess(key) as dealer:
+        yield tmp, key, a, b, header, dealer
+
+
+def _train(tmp, prover, dealer, *extra, name="mine"):
+    out = tmp / "m.json"
+    if out.exists():
+        out.unlink()
+    p = verifier("train-2pc", "--server", prover.address, "--trainer-data", name, "--dealer", dealer.address,
+                 "--model", "linear", "--epochs", "1", "--batch-size", "8", "--model-out", str(out), "--json",
+                 *extra, timeout=300)
+    doc = json.loads(p.stdout) if p.stdout.strip() else {}
+    return p, doc, out
+
+
+def _plain(rows_csv: Path, out: Path, doc: dict) -> list[int]:
+    """train_honest on one party's rows, quantized with the model file's standardization, same randomness."""
+    stdz = Standardization.from_dict(json.loads(out.read_text())["standardization"])
+    X, Y = quantize_table(load_table(str(rows_csv), "progression"), stdz, 16)
+    ctx = SeedContext(bytes.fromhex(doc["session_id"]), bytes.fromhex(doc["data_root"]),
+                      bytes.fromhex(doc["training_seed"]))
+    theta = None
+    for _, _, theta, _ in train_honest(X, Y, CFG, ctx):
+        pass
+    return [int(v) for v in theta]
+
+
+def _model(out: Path) -> list[int]:
+    m = model_file.load(str(out))
+    return m.doc["weights_fixed"] + [m.doc["bias_fixed"]]
+
+
+@pytest.mark.parametrize("how", ["no --data", "header-only --data"])
+def test_a_client_without_rows_trains_the_trainers_rows_exactly_with_the_trainers_standardization(setup, how):
+    tmp, key, a, b, header, dealer = setup
+    data = () if how == "no --data" else ("--data", str(header), "--target", "progression")
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        p, doc, out = _train(tmp, prover, dealer, *data)
+        assert p.returncode == 0, p.stderr
+        assert doc["status"] == "trained" and doc["client_rows"] == 0 and doc["trainer_rows"] == 24
+        assert doc["standardization_from"] == "trainer" and doc["steps"] == 3 and doc["rounds"] > 0
+        assert doc["bytes_sent"] > 0 and doc["dealer_bytes"] > 0
+        saved = json.loads(out.read_text())
+        assert saved["feature_names"] == load_table(str(b), "progression").feature_names
+        assert saved["target"] == "progression"
+        fitted = fit_standardization(load_table(str(b), "progression"), "linear")
+        assert saved["standardization"]["mean"] == fitted.mean and saved["standardization"]["std"] == fitted.std
+        assert _model(out) == _plain(b, out, doc)
+        # --target without --data is checked against the trainer's dataset
+        p, doc, _ = _train(tmp, prover, dealer, "--target", "age")
+        assert p.returncode == 2 and "has the target 'progression', not --target 'age'" in p.stderr, p.stderr
+
+
+def test_a_trainer_with_a_header_only_dataset_trains_the_clients_rows_exactly(setup):
+    tmp, key, a, b, header, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={header}", "--target", "progression") as prover:
+        p, doc, out = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression")
+        assert p.returncode == 0, p.stderr
+        assert doc["client_rows"] == 40 and doc["trainer_rows"] == 0 and doc["standardization_from"] == "client"
+        assert doc["steps"] == 5
+        assert _model(out) == _plain(a, out, doc)
+        p2, doc2, out2 = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression", "--reveal", "client")
+        assert p2.returncode == 0 and doc2["reveal"] == "client" and _model(out2) == _plain(a, out2, doc2)
+
+
+def test_progress_bar_and_summary_on_a_terminal_with_a_client_without_rows(setup):
+    tmp, key, a, b, header, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        code, out, term = verifier_on_terminal(
+            "train-2pc", "--server", prover.address, "--trainer-data", "mine", "--dealer", dealer.address,
+            "--model", "linear", "--epochs", "4", "--batch-size", "8", "--model-out", str(tmp / "bar.json"))
+    assert code == 0, (out, term)
+    assert _bar(term, "secure training") and "12/12" in term, term[-2000:]
+    assert "12 steps on 0 + 24 rows" in out and "the trainer's standardization" in out, out
+    assert " rounds; dealer " in out and "MB" in out, out
+
+
+@pytest.mark.parametrize("client", ["no --data", "header-only --data"])
+def test_neither_party_holding_rows_is_refused_before_the_dealer(setup, client):
+    """The dealer address is unreachable: a refusal that came after fetching preprocessing would say so."""
+    tmp, key, a, b, header, _ = setup
+    data = () if client == "no --data" else ("--data", str(header), "--target", "progression")
+
+    class Nowhere:
+        address = "127.0.0.1:1"
+
+    with ProverProcess(key, "--dataset", f"empty={header}", "--target", "progression") as prover:
+        p, doc, out = _train(tmp, prover, Nowhere, *data, name="empty")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "neither party holds rows" in p.stderr and "'empty'" in p.stderr and "header-only" in p.stderr, p.stderr
+    assert "UNAVAILABLE" not in p.stderr and "Traceback" not in p.stderr
+    assert doc["status"] == "error" and "neither party holds rows" in doc["error"]
+    assert not out.exists()
+
+
+def test_a_trainer_data_session_on_a_header_only_dataset_is_refused_naming_it(setup):
+    import grpc
+
+    from protocol.wire import trainer_pb2 as pb
+    from protocol.wire import trainer_pb2_grpc as pb_grpc
+
+    tmp, key, a, b, header, _ = setup
+    with ProverProcess(key, "--dataset", f"empty={header}", "--dataset", f"mine={b}", "--target", "progression",
+                       "--max-reveal", "1") as prover:
+        p = verifier("train", "--server", prover.address, "--trainer-data", "empty", "--out", str(tmp / "t.json"),
+                     "--model-out", str(tmp / "tm.json"))
+        assert p.returncode == 2 and "dataset 'empty' without rows" in p.stderr and "Traceback" not in p.stderr, \
+            p.stderr
+        # the trainer refuses it too (a client that skips the card check), naming the dataset
+        ch = grpc.insecure_channel(prover.address)
+        info = pb_grpc.TrainerStub(ch).GetInfo(pb.GetInfoRequest(), timeout=30)
+        assert sorted(d.name for d in info.datasets) == ["empty", "mine"]
+        assert [bool(d.card.statement) for d in sorted(info.datasets, key=lambda d: d.name)] == [False, True]
+        ch.close()
+        # the dataset with rows still serves trainer-data sessions
+        p = verifier("train", "--server", prover.address, "--trainer-data", "mine", "--model", "linear",
+                     "--epochs", "1", "--batch-size", "16", "--out", str(tmp / "t.json"),
+                     "--model-out", str(tmp / "tm.json"), "--json")
+        assert p.returncode in (0, 3), p.stderr
+
+
+def test_the_trainer_refuses_use_trainer_data_on_a_header_only_dataset(setup, tmp_path):
+    from prover.trainer_data import commit_all
+    from protocol.errors import InputError
+
+    *_, header, _ = setup
+    tables = {"empty": load_table(str(header), "progression", allow_empty=True)}
+
+    class Args:
+        pass
+
+    served = commit_all(*_keypair(), tables, Args())
+    assert served.cards() == [("empty", b"", b"")]
+    with pytest.raises(InputError, match="dataset 'empty' holds no rows"):
+        served.get("empty")
+
+
+def _keypair():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    k = Ed25519PrivateKey.generate()
+    return k, k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def test_a_trainer_that_declares_rows_and_sends_none_is_caught(setup):
+    tmp, key, a, b, header, dealer = setup
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary",
+                       "hide-rows") as prover:
+        p, doc, out = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression")
+    assert p.returncode == 1 and doc["status"] == "aborted", (p.stdout, p.stderr)
+    assert "declared 24 rows but sent masked inputs for 0 rows" in doc["reason"], doc
+    assert not out.exists()
+
+
+class WrongRowCount(Honest):
+    """Sends masked input rows other than the count it declared: ``extra`` more (or all removed)."""
+
+    def __init__(self, extra: int | None):
+        self.extra = extra
+
+    def inputs(self, masked):
+        if self.extra is None:
+            return b""
+        return masked + os.urandom(16 * 4) * self.extra  # a row is 4 values (3 features + target) of 16 bytes
+
+
+@pytest.mark.parametrize("declared,extra", [(0, 2), (40, None)])
+def test_a_client_that_lies_about_its_row_count_makes_the_trainer_abort(setup, declared, extra):
+    """A client (this test process) declares 0 rows and sends 2 masked rows, or declares its 40 rows and sends
+    none: the real trainer aborts naming the mismatch, and its abort reaches the client."""
+    import grpc
+
+    from dealer.client import DealerPreprocessing
+    from mpc.plan import Plan
+    from mpc.secure_training import run_party
+    from mpc.transport import ClientTransport
+    from protocol.wire import mpc_pb2, mpc_pb2_grpc
+    from prover.mpc_servicer import config_to_proto, session_id_of
+
+    tmp, key, a, b, header, dealer = setup
+    table = load_table(str(a), "progression")
+    stdz = fit_standardization(table, "linear")
+    X, Y = quantize_table(table, stdz, 16)
+    X, Y = X[:declared], Y[:declared]
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        ch = grpc.insecure_channel(prover.address)
+        nonce = os.urandom(32)
+        fields = {} if declared == 0 else {"feature_names": table.feature_names, "target": table.target,
+                                           "mean": stdz.mean, "std": stdz.std, "target_mean": stdz.target_mean,
+                                           "target_std": stdz.target_std}
+        hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=nonce,
+                                 client_rows=declared, dealer=dealer.address, reveal="both", **fields)
+        tr = ClientTransport(mpc_pb2_grpc.TwoPartyTrainingStub(ch), 60)
+        tr.send_proto(mpc_pb2.MpcFrame(hello=hello))
+        reply = tr.recv_proto().hello_reply
+        assert reply.trainer_rows == 24
+        sid = session_id_of(nonce, bytes(reply.trainer_nonce))
+        plan = Plan.build(declared, 24, 3, CFG)
+        pre = DealerPreprocessing(dealer.address, sid, 0, plan)
+        with pytest.raises(MpcAbort) as e:
+            run_party(0, tr, pre, plan, X, Y, sid, hooks=WrongRowCount(extra))
+        tr.close()
+        pre.close()
+        ch.close()
+        prover.stop()
+        log = prover.stderr()
+    sent = 2 if extra else 0
+    want = f"the other party declared {declared} rows but sent masked inputs for {sent} rows"
+    assert "the other party aborted" in str(e.value) and want in str(e.value), str(e.value)
+    assert want in log, log[-2000:]
+
+
+@pytest.mark.parametrize("case", ["stdz with no rows", "columns differ"])
+def test_the_trainer_refuses_a_hello_that_does_not_fit_its_rows(setup, case):
+    import grpc
+
+    from protocol.wire import mpc_pb2, mpc_pb2_grpc
+    from prover.mpc_servicer import config_to_proto
+
+    tmp, key, a, b, header, dealer = setup
+    fields = {"mean": [0.0] * 3, "std": [1.0] * 3, "target_std": 1.0} if case == "stdz with no rows" else \
+        {"feature_names": ["x", "y", "z"], "target": "progression"}
+    hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=os.urandom(32), client_rows=0,
+                             dealer=dealer.address, reveal="both", **fields)
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        ch = grpc.insecure_channel(prover.address)
+        first = next(mpc_pb2_grpc.TwoPartyTrainingStub(ch).Run(iter([mpc_pb2.MpcFrame(hello=hello)]), timeout=30))
+        ch.close()
+    want = "sends no standardization" if case == "stdz with no rows" else "has columns"
+    assert first.abort.startswith("refused:") and want in first.abort, first
+
+
+def test_the_trainer_fits_its_own_standardization_for_a_client_without_rows(setup):
+    """The hello answer's schema and standardization: the ones of the trainer's rows (with rows of its own),
+    the schema alone when the client sent its standardization."""
+    import grpc
+
+    from protocol.wire import mpc_pb2, mpc_pb2_grpc
+    from prover.mpc_servicer import config_to_proto
+
+    tmp, key, a, b, header, dealer = setup
+    fitted = fit_standardization(load_table(str(b), "progression"), "linear")
+    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+        ch = grpc.insecure_channel(prover.address)
+        stub = mpc_pb2_grpc.TwoPartyTrainingStub(ch)
+        hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=os.urandom(32),
+                                 client_rows=0, dealer=dealer.address, reveal="both")
+        r = next(stub.Run(iter([mpc_pb2.MpcFrame(hello=hello)]), timeout=30)).hello_reply
+        ch.close()
+    assert list(r.feature_names) == ["age", "sex", "bmi"] and r.target == "progression" and r.trainer_rows == 24
+    assert list(r.mean) == fitted.mean and list(r.std) == fitted.std
+    assert (r.target_mean, r.target_std) == (fitted.target_mean, fitted.target_std)
+    assert np.isfinite(list(r.mean)).all()
