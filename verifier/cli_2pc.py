@@ -32,9 +32,9 @@ def add_parser(sub) -> None:
     t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover serving --dataset")
     t.add_argument("--trainer-data", required=True, metavar="NAME", help="the trainer's dataset to train with")
     t.add_argument("--dealer", required=True, help="HOST:PORT of a vtrain-dealer (trusted not to collude)")
-    t.add_argument("--data", help="your rows: PATH.csv or builtin:NAME. Without it, or with a header-only CSV, you "
-                   "hold no rows: the model is trained on the trainer's rows alone, with the schema and the "
-                   "standardization of its dataset (docs/MPC.md section 1)")
+    t.add_argument("--data", help="your rows: PATH.csv or builtin:NAME (default: none). Without it, or with a "
+                   "header-only CSV, you hold no rows: the model is trained on the trainer's rows alone, with the "
+                   "schema and the standardization of its dataset (docs/MPC.md section 1)")
     t.add_argument("--target", help="target column (default for builtin data: its label column; without --data: "
                    "checked against the trainer's dataset)")
     t.add_argument("--model", required=True, choices=("linear",), help="linear regression (exact; see docs/MPC.md)")
