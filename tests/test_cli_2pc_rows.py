@@ -16,8 +16,8 @@ from verifier.cli_2pc_rows import Rows
 
 CFG = TrainConfig(model="linear", epochs=1, batch_size=8, lr_num=20, lr_shift=10)
 ARGS = SimpleNamespace(trainer_data="mine", target=None, data=None)
-GOOD = dict(trainer_rows=24, feature_names=["a", "b"], target="y", mean=[0.5, -1.0], std=[2.0, 1.0],
-            target_mean=3.0, target_std=4.0)
+GOOD = {"trainer_rows": 24, "feature_names": ["a", "b"], "target": "y", "mean": [0.5, -1.0], "std": [2.0, 1.0],
+        "target_mean": 3.0, "target_std": 4.0}
 
 
 def _reply(**changes):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def setup(tmp_path_factory):
     header = tmp / "header.csv"
     header.write_text(a.read_text().splitlines()[0] + "\n")
     with DealerProcess(key) as dealer:
-        yield tmp, key, a, b, header, dealer
+        yield SimpleNamespace(tmp=tmp, key=key, a=a, b=b, header=header, dealer=dealer)
 
 
 def _train(tmp, prover, dealer, *extra, name="mine"):
@@ -66,43 +67,43 @@ def _model(out: Path) -> list[int]:
 
 @pytest.mark.parametrize("how", ["no --data", "header-only --data"])
 def test_a_client_without_rows_trains_the_trainers_rows_exactly_with_the_trainers_standardization(setup, how):
-    tmp, key, a, b, header, dealer = setup
-    data = () if how == "no --data" else ("--data", str(header), "--target", "progression")
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
-        p, doc, out = _train(tmp, prover, dealer, *data)
+    s = setup
+    data = () if how == "no --data" else ("--data", str(s.header), "--target", "progression")
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression") as prover:
+        p, doc, out = _train(s.tmp, prover, s.dealer, *data)
         assert p.returncode == 0, p.stderr
         assert doc["status"] == "trained" and doc["client_rows"] == 0 and doc["trainer_rows"] == 24
         assert doc["standardization_from"] == "trainer" and doc["steps"] == 3 and doc["rounds"] > 0
         assert doc["bytes_sent"] > 0 and doc["dealer_bytes"] > 0
         saved = json.loads(out.read_text())
-        assert saved["feature_names"] == load_table(str(b), "progression").feature_names
+        assert saved["feature_names"] == load_table(str(s.b), "progression").feature_names
         assert saved["target"] == "progression"
-        fitted = fit_standardization(load_table(str(b), "progression"), "linear")
+        fitted = fit_standardization(load_table(str(s.b), "progression"), "linear")
         assert saved["standardization"]["mean"] == fitted.mean and saved["standardization"]["std"] == fitted.std
-        assert _model(out) == _plain(b, out, doc)
+        assert _model(out) == _plain(s.b, out, doc)
         # --target without --data is checked against the trainer's dataset
-        p, doc, _ = _train(tmp, prover, dealer, "--target", "age")
+        p, doc, _ = _train(s.tmp, prover, s.dealer, "--target", "age")
         assert p.returncode == 2 and "has the target 'progression', not --target 'age'" in p.stderr, p.stderr
 
 
 def test_a_trainer_with_a_header_only_dataset_trains_the_clients_rows_exactly(setup):
-    tmp, key, a, b, header, dealer = setup
-    with ProverProcess(key, "--dataset", f"mine={header}", "--target", "progression") as prover:
-        p, doc, out = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression")
+    s = setup
+    with ProverProcess(s.key, "--dataset", f"mine={s.header}", "--target", "progression") as prover:
+        p, doc, out = _train(s.tmp, prover, s.dealer, "--data", str(s.a), "--target", "progression")
         assert p.returncode == 0, p.stderr
         assert doc["client_rows"] == 40 and doc["trainer_rows"] == 0 and doc["standardization_from"] == "client"
         assert doc["steps"] == 5
-        assert _model(out) == _plain(a, out, doc)
-        p2, doc2, out2 = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression", "--reveal", "client")
-        assert p2.returncode == 0 and doc2["reveal"] == "client" and _model(out2) == _plain(a, out2, doc2)
+        assert _model(out) == _plain(s.a, out, doc)
+        p2, doc2, out2 = _train(s.tmp, prover, s.dealer, "--data", str(s.a), "--target", "progression", "--reveal", "client")
+        assert p2.returncode == 0 and doc2["reveal"] == "client" and _model(out2) == _plain(s.a, out2, doc2)
 
 
 def test_progress_bar_and_summary_on_a_terminal_with_a_client_without_rows(setup):
-    tmp, key, a, b, header, dealer = setup
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+    s = setup
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression") as prover:
         code, out, term = verifier_on_terminal(
-            "train-2pc", "--server", prover.address, "--trainer-data", "mine", "--dealer", dealer.address,
-            "--model", "linear", "--epochs", "4", "--batch-size", "8", "--model-out", str(tmp / "bar.json"))
+            "train-2pc", "--server", prover.address, "--trainer-data", "mine", "--dealer", s.dealer.address,
+            "--model", "linear", "--epochs", "4", "--batch-size", "8", "--model-out", str(s.tmp / "bar.json"))
     assert code == 0, (out, term)
     assert _bar(term, "secure training") and "12/12" in term, term[-2000:]
     assert "12 steps on 0 + 24 rows" in out and "the trainer's standardization" in out, out
@@ -112,14 +113,14 @@ def test_progress_bar_and_summary_on_a_terminal_with_a_client_without_rows(setup
 @pytest.mark.parametrize("client", ["no --data", "header-only --data"])
 def test_neither_party_holding_rows_is_refused_before_the_dealer(setup, client):
     """The dealer address is unreachable: a refusal that came after fetching preprocessing would say so."""
-    tmp, key, a, b, header, _ = setup
-    data = () if client == "no --data" else ("--data", str(header), "--target", "progression")
+    s = setup
+    data = () if client == "no --data" else ("--data", str(s.header), "--target", "progression")
 
     class Nowhere:
         address = "127.0.0.1:1"
 
-    with ProverProcess(key, "--dataset", f"empty={header}", "--target", "progression") as prover:
-        p, doc, out = _train(tmp, prover, Nowhere, *data, name="empty")
+    with ProverProcess(s.key, "--dataset", f"empty={s.header}", "--target", "progression") as prover:
+        p, doc, out = _train(s.tmp, prover, Nowhere, *data, name="empty")
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "neither party holds rows" in p.stderr and "'empty'" in p.stderr and "header-only" in p.stderr, p.stderr
     assert "UNAVAILABLE" not in p.stderr and "Traceback" not in p.stderr
@@ -133,11 +134,11 @@ def test_a_trainer_data_session_on_a_header_only_dataset_is_refused_naming_it(se
     from protocol.wire import trainer_pb2 as pb
     from protocol.wire import trainer_pb2_grpc as pb_grpc
 
-    tmp, key, a, b, header, _ = setup
-    with ProverProcess(key, "--dataset", f"empty={header}", "--dataset", f"mine={b}", "--target", "progression",
+    s = setup
+    with ProverProcess(s.key, "--dataset", f"empty={s.header}", "--dataset", f"mine={s.b}", "--target", "progression",
                        "--max-reveal", "1") as prover:
-        p = verifier("train", "--server", prover.address, "--trainer-data", "empty", "--out", str(tmp / "t.json"),
-                     "--model-out", str(tmp / "tm.json"))
+        p = verifier("train", "--server", prover.address, "--trainer-data", "empty", "--out", str(s.tmp / "t.json"),
+                     "--model-out", str(s.tmp / "tm.json"))
         assert p.returncode == 2 and "dataset 'empty' without rows" in p.stderr and "Traceback" not in p.stderr, \
             p.stderr
         # the trainer refuses it too (a client that skips the card check), naming the dataset
@@ -148,16 +149,16 @@ def test_a_trainer_data_session_on_a_header_only_dataset_is_refused_naming_it(se
         ch.close()
         # the dataset with rows still serves trainer-data sessions
         p = verifier("train", "--server", prover.address, "--trainer-data", "mine", "--model", "linear",
-                     "--epochs", "1", "--batch-size", "16", "--out", str(tmp / "t.json"),
-                     "--model-out", str(tmp / "tm.json"), "--json")
+                     "--epochs", "1", "--batch-size", "16", "--out", str(s.tmp / "t.json"),
+                     "--model-out", str(s.tmp / "tm.json"), "--json")
         assert p.returncode in (0, 3), p.stderr
 
 
 def test_the_trainer_refuses_use_trainer_data_on_a_header_only_dataset(setup, tmp_path):
-    from prover.trainer_data import commit_all
     from protocol.errors import InputError
+    from prover.trainer_data import commit_all
 
-    *_, header, _ = setup
+    header = setup.header
     tables = {"empty": load_table(str(header), "progression", allow_empty=True)}
 
     class Args:
@@ -178,10 +179,10 @@ def _keypair():
 
 
 def test_a_trainer_that_declares_rows_and_sends_none_is_caught(setup):
-    tmp, key, a, b, header, dealer = setup
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--mpc-adversary",
+    s = setup
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression", "--mpc-adversary",
                        "hide-rows") as prover:
-        p, doc, out = _train(tmp, prover, dealer, "--data", str(a), "--target", "progression")
+        p, doc, out = _train(s.tmp, prover, s.dealer, "--data", str(s.a), "--target", "progression")
     assert p.returncode == 1 and doc["status"] == "aborted", (p.stdout, p.stderr)
     assert "declared 24 rows but sent masked inputs for 0 rows" in doc["reason"], doc
     assert not out.exists()
@@ -212,26 +213,26 @@ def test_a_client_that_lies_about_its_row_count_makes_the_trainer_abort(setup, d
     from protocol.wire import mpc_pb2, mpc_pb2_grpc
     from prover.mpc_servicer import config_to_proto, session_id_of
 
-    tmp, key, a, b, header, dealer = setup
-    table = load_table(str(a), "progression")
+    s = setup
+    table = load_table(str(s.a), "progression")
     stdz = fit_standardization(table, "linear")
     X, Y = quantize_table(table, stdz, 16)
     X, Y = X[:declared], Y[:declared]
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression") as prover:
         ch = grpc.insecure_channel(prover.address)
         nonce = os.urandom(32)
         fields = {} if declared == 0 else {"feature_names": table.feature_names, "target": table.target,
                                            "mean": stdz.mean, "std": stdz.std, "target_mean": stdz.target_mean,
                                            "target_std": stdz.target_std}
         hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=nonce,
-                                 client_rows=declared, dealer=dealer.address, reveal="both", **fields)
+                                 client_rows=declared, dealer=s.dealer.address, reveal="both", **fields)
         tr = ClientTransport(mpc_pb2_grpc.TwoPartyTrainingStub(ch), 60)
         tr.send_proto(mpc_pb2.MpcFrame(hello=hello))
         reply = tr.recv_proto().hello_reply
         assert reply.trainer_rows == 24
         sid = session_id_of(nonce, bytes(reply.trainer_nonce))
         plan = Plan.build(declared, 24, 3, CFG)
-        pre = DealerPreprocessing(dealer.address, sid, 0, plan)
+        pre = DealerPreprocessing(s.dealer.address, sid, 0, plan)
         with pytest.raises(MpcAbort) as e:
             run_party(0, tr, pre, plan, X, Y, sid, hooks=WrongRowCount(extra))
         tr.close()
@@ -252,12 +253,12 @@ def test_the_trainer_refuses_a_hello_that_does_not_fit_its_rows(setup, case):
     from protocol.wire import mpc_pb2, mpc_pb2_grpc
     from prover.mpc_servicer import config_to_proto
 
-    tmp, key, a, b, header, dealer = setup
+    s = setup
     fields = {"mean": [0.0] * 3, "std": [1.0] * 3, "target_std": 1.0} if case == "stdz with no rows" else \
         {"feature_names": ["x", "y", "z"], "target": "progression"}
     hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=os.urandom(32), client_rows=0,
-                             dealer=dealer.address, reveal="both", **fields)
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+                             dealer=s.dealer.address, reveal="both", **fields)
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression") as prover:
         ch = grpc.insecure_channel(prover.address)
         first = next(mpc_pb2_grpc.TwoPartyTrainingStub(ch).Run(iter([mpc_pb2.MpcFrame(hello=hello)]), timeout=30))
         ch.close()
@@ -273,13 +274,13 @@ def test_the_trainer_fits_its_own_standardization_for_a_client_without_rows(setu
     from protocol.wire import mpc_pb2, mpc_pb2_grpc
     from prover.mpc_servicer import config_to_proto
 
-    tmp, key, a, b, header, dealer = setup
-    fitted = fit_standardization(load_table(str(b), "progression"), "linear")
-    with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as prover:
+    s = setup
+    fitted = fit_standardization(load_table(str(s.b), "progression"), "linear")
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression") as prover:
         ch = grpc.insecure_channel(prover.address)
         stub = mpc_pb2_grpc.TwoPartyTrainingStub(ch)
         hello = mpc_pb2.MpcHello(dataset="mine", config=config_to_proto(CFG), client_nonce=os.urandom(32),
-                                 client_rows=0, dealer=dealer.address, reveal="both")
+                                 client_rows=0, dealer=s.dealer.address, reveal="both")
         r = next(stub.Run(iter([mpc_pb2.MpcFrame(hello=hello)]), timeout=30)).hello_reply
         ch.close()
     assert list(r.feature_names) == ["age", "sex", "bmi"] and r.target == "progression" and r.trainer_rows == 24
