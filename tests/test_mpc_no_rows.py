@@ -73,7 +73,8 @@ def test_a_client_without_rows_trains_the_trainers_rows_exactly_with_the_trainer
         p, doc, out = _train(s.tmp, prover, s.dealer, *data)
         assert p.returncode == 0, p.stderr
         assert doc["status"] == "trained" and doc["client_rows"] == 0 and doc["trainer_rows"] == 24
-        assert doc["standardization_from"] == "trainer" and doc["steps"] == 3 and doc["rounds"] > 0
+        assert doc["standardization_from"] == "trainer" and doc["steps"] == 3
+        assert doc["rounds"] == 2 + 3 * 13 + 5  # inputs, coin; 13 per step; checks, mac, output, mac, mac-close
         assert doc["bytes_sent"] > 0 and doc["dealer_bytes"] > 0
         saved = json.loads(out.read_text())
         assert saved["feature_names"] == load_table(str(s.b), "progression").feature_names
@@ -92,7 +93,7 @@ def test_a_trainer_with_a_header_only_dataset_trains_the_clients_rows_exactly(se
         p, doc, out = _train(s.tmp, prover, s.dealer, "--data", str(s.a), "--target", "progression")
         assert p.returncode == 0, p.stderr
         assert doc["client_rows"] == 40 and doc["trainer_rows"] == 0 and doc["standardization_from"] == "client"
-        assert doc["steps"] == 5
+        assert doc["steps"] == 5 and doc["rounds"] == 2 + 5 * 13 + 5
         assert _model(out) == _plain(s.a, out, doc)
         p2, doc2, out2 = _train(s.tmp, prover, s.dealer, "--data", str(s.a), "--target", "progression", "--reveal", "client")
         assert p2.returncode == 0 and doc2["reveal"] == "client" and _model(out2) == _plain(s.a, out2, doc2)
