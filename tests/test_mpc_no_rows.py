@@ -288,3 +288,76 @@ def test_the_trainer_fits_its_own_standardization_for_a_client_without_rows(setu
     assert list(r.mean) == fitted.mean and list(r.std) == fitted.std
     assert (r.target_mean, r.target_std) == (fitted.target_mean, fitted.target_std)
     assert np.isfinite(list(r.mean)).all()
+
+
+class _FakeTrainer:
+    """A hostile trainer in this test process: answers any hello with the given MpcHelloReply fields."""
+
+    def __init__(self, **reply):
+        self.reply, self.hellos = reply, []
+
+    def __enter__(self):
+        from concurrent import futures
+
+        import grpc
+
+        from protocol.wire import mpc_pb2, mpc_pb2_grpc
+
+        fake = self
+
+        class Servicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
+            def Run(self, request_iterator, context):
+                fake.hellos.append(next(request_iterator).hello)
+                yield mpc_pb2.MpcFrame(hello_reply=mpc_pb2.MpcHelloReply(trainer_nonce=os.urandom(32), **fake.reply))
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        mpc_pb2_grpc.add_TwoPartyTrainingServicer_to_server(Servicer(), self.server)
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop(grace=None)
+
+
+GOOD_REPLY = {"trainer_rows": 24, "feature_names": ["age", "sex", "bmi"], "target": "progression",
+              "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "target_mean": 0.0, "target_std": 1.0}
+
+
+@pytest.mark.parametrize("changes,with_rows,want", [
+    ({"std": [1.0, float("nan"), 1.0]}, False, "standardization of 'mine' is malformed"),
+    ({"std": [1.0, 0.0, 1.0]}, False, "standardization of 'mine' is malformed"),
+    ({"mean": [0.0, 0.0]}, False, "standardization of 'mine' is malformed"),
+    ({"trainer_rows": 0}, False, "neither party holds rows"),
+    ({}, True, "sent a standardization although yours is used"),
+    ({"feature_names": ["age", "sex", "bp"]}, True, "has columns"),
+])
+def test_a_hostile_trainers_hello_answer_is_refused_before_the_dealer(setup, tmp_path, changes, with_rows, want):
+    """The real client against a trainer that answers with a malformed schema or standardization, or claims no
+    rows either: refused (exit 2, no model file) before any dealer material is drawn (the dealer is
+    unreachable: a refusal after contacting it would say UNAVAILABLE)."""
+    s = setup
+    data = ("--data", str(s.a), "--target", "progression") if with_rows else ()
+
+    class Nowhere:
+        address = "127.0.0.1:1"
+
+    with _FakeTrainer(**{**GOOD_REPLY, **changes}) as fake:
+        p, doc, out = _train(tmp_path, fake, Nowhere, *data)
+    assert p.returncode == 2 and want in p.stderr, (p.stdout, p.stderr)
+    assert doc["status"] == "error" and "UNAVAILABLE" not in p.stderr and "Traceback" not in p.stderr
+    assert not out.exists()
+    assert fake.hellos[0].client_rows == (40 if with_rows else 0)
+    assert len(fake.hellos[0].mean) == (3 if with_rows else 0)  # a client without rows sends no standardization
+
+
+def test_a_well_formed_answer_goes_on_to_the_dealer(setup, tmp_path):
+    """Control for the test above: the same fake trainer with a well-formed answer gets as far as the dealer."""
+
+    class Nowhere:
+        address = "127.0.0.1:1"
+
+    with _FakeTrainer(**GOOD_REPLY) as fake:
+        p, _doc, out = _train(tmp_path, fake, Nowhere, "--timeout", "20")
+    assert p.returncode == 2 and "dealer" in p.stderr and "UNAVAILABLE" in p.stderr, p.stderr
+    assert not out.exists()
