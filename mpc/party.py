@@ -37,6 +37,15 @@ class Frame:
     abort: str = ""
 
 
+def send_abort(channel, reason: str, blob: bytes = b"") -> str:
+    """Send an abort frame (best effort); returns why it was not delivered, or ""."""
+    try:
+        channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
+    except Exception as e:  # noqa: BLE001 - the peer may already be gone
+        return f"abort not delivered: {e}"
+    return ""
+
+
 class QueueChannel:
     """An in-process channel end (tests): frames through two queues."""
 
@@ -146,10 +155,9 @@ class Party:
         # party 0 stopping right after a MAC check it passed (an overflow, a failed sacrifice) opens its sigma_0 with
         # the abort, so that party 1 completes the same check and decides for itself (docs/MPC.md section 5.2)
         blob = (self._sigma_open or b"") if self.key.party == 0 else b""
-        try:
-            self.channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
-        except Exception as e:  # noqa: BLE001 - the peer may already be gone
-            self.stats.notes.append(f"abort not delivered: {e}")
+        note = send_abort(self.channel, reason, blob)
+        if note:
+            self.stats.notes.append(note)
 
     # ---- openings ----
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:

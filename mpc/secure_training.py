@@ -25,7 +25,7 @@ from protocol.prg import KeyStream, SeedContext, initial_parameters
 from .errors import MpcAbort, MpcOverflow
 from .field import L, from_ints, is_zero, signed, sub, words_below, words_to_elements
 from .hashing import mpc_hash
-from .party import Party, coefficients
+from .party import Party, coefficients, send_abort
 from .plan import Plan
 from .preprocessing import Preprocessing, batch_schedule
 from .shares import Shared
@@ -165,14 +165,18 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
     # time). The interval is process-wide; it is restored when the session ends.
     old_switch = sys.getswitchinterval()
     sys.setswitchinterval(min(old_switch, SWITCH_INTERVAL))
-    inp = _timed(pre_time, pre.inputs)
-    party = Party(inp.key, channel, hooks)
-    party.view = view
+    party = None
     try:
+        inp = _timed(pre_time, pre.inputs)
+        party = Party(inp.key, channel, hooks)
+        party.view = view
         return _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time,
                     t_start)
     except (MpcAbort, MpcOverflow) as e:
-        party.abort(str(e))
+        if party is not None:
+            party.abort(str(e))
+        else:  # the dealer's input material failed (nothing sent yet): the other party learns why from us
+            send_abort(channel, str(e))
         e.ctx = getattr(party, "ctx", None)  # the seed context, when the coin toss got that far
         raise
     finally:

@@ -187,3 +187,28 @@ def test_a_party_declaring_no_rows_that_sends_masked_rows_makes_the_other_abort(
     honest = res[1 - liar]
     assert isinstance(honest, MpcAbort), honest
     assert "the other party declared 0 rows but sent masked inputs for 2 rows" in str(honest), honest
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_party_whose_dealer_input_material_fails_tells_the_other_why(monkeypatch, victim):
+    """A failure fetching the input material (before any frame is sent) still sends the abort frame: the other
+    party stops at once with the reason, not after its timeout or as "the other party closed the session"."""
+    import time
+
+    from mpc.preprocessing import LocalPreprocessing
+
+    orig = LocalPreprocessing.inputs
+
+    def failing(self):
+        if self.party == victim:
+            raise MpcAbort("the dealer's input material has the wrong length (test)")
+        return orig(self)
+
+    monkeypatch.setattr(LocalPreprocessing, "inputs", failing)
+    X, Y = data(32, 2, seed=14)
+    t0 = time.monotonic()
+    res, _ = run_pair(X, Y, 16, CFG)
+    assert time.monotonic() - t0 < 30  # the channel's timeout is 60 s
+    other = res[1 - victim]
+    assert isinstance(res[victim], MpcAbort) and isinstance(other, MpcAbort), res
+    assert "the other party aborted: the dealer's input material has the wrong length" in str(other), other

@@ -359,3 +359,26 @@ def test_a_well_formed_answer_goes_on_to_the_dealer(setup, tmp_path):
         p, _doc, out = _train(tmp_path, fake, Nowhere, "--timeout", "20")
     assert p.returncode == 2 and "dealer" in p.stderr and "UNAVAILABLE" in p.stderr, p.stderr
     assert not out.exists()
+
+
+def test_the_trainers_json_log_has_one_line_per_session_start_end_and_refusal_with_the_peer(setup):
+    s = setup
+    with ProverProcess(s.key, "--dataset", f"mine={s.b}", "--target", "progression", "--json-logs") as prover:
+        p, doc, _ = _train(s.tmp, prover, s.dealer)  # a client without rows: trains
+        assert p.returncode == 0, p.stderr
+        p, _, _ = _train(s.tmp, prover, s.dealer, name="nope")  # refused at hello
+        assert p.returncode == 2 and "no dataset 'nope'" in p.stderr, p.stderr
+        prover.stop()
+        lines = [json.loads(ln) for ln in prover.stderr().splitlines() if ln.startswith("{")]
+    mine = [x for x in lines if x.get("method") == "TwoPartyTraining.Run"]
+    events = [x["event"] for x in mine]
+    assert events == ["session_start", "session_end", "refused"], mine
+    assert all(x["peer"] for x in mine) and mine[0]["session"] == mine[1]["session"] == doc["session_id"]
+    assert mine[1]["reason"].startswith("done: 3 steps") and "no dataset 'nope'" in mine[2]["reason"]
+
+
+def test_an_unwritable_model_path_is_refused_before_the_session(setup, tmp_path):
+    """--model-out is checked before anything is sent (the trainer address here accepts nothing)."""
+    p = verifier("train-2pc", "--server", "127.0.0.1:1", "--trainer-data", "mine", "--dealer", "127.0.0.1:1",
+                 "--model", "linear", "--model-out", str(setup.a / "m.json"), "--timeout", "5")
+    assert p.returncode == 2 and "cannot write" in p.stderr and "cannot connect" not in p.stderr, p.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from protocol import model_file
 from protocol.errors import InputError
+from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.training import TrainConfig
 
@@ -102,6 +103,7 @@ def cmd_train_2pc(args) -> int:
     from prover.mpc_servicer import config_to_proto, session_id_of
 
     cfg = _config(args)
+    ensure_parent(args.model_out)  # refused before the secure session, not after it
     mine = Rows.load(args.data, args.target, cfg)
     tls_ca, dealer_ca = _read(args.tls_ca, "--tls-ca"), _read(args.dealer_tls_ca, "--dealer-tls-ca")
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
