@@ -18,7 +18,7 @@ import numpy as np
 from protocol.prg import KeyStream
 
 from . import field as F
-from .errors import MpcAbort
+from .errors import MpcAbort, peer_text
 from .field import ELEMENT_BYTES, decode, encode
 from .hashing import mpc_hash
 from .shares import MacKey, Shared
@@ -137,9 +137,10 @@ class Party:
     @staticmethod
     def _check_frame(got: Frame, label: str) -> None:
         if got.abort:
-            raise MpcAbort(f"the other party aborted: {got.abort}")
+            raise MpcAbort(f"the other party aborted: {peer_text(got.abort)}")
         if got.label != label:
-            raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent {got.label!r}")
+            raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent "
+                           f"{peer_text(repr(got.label), 200)}")
 
     def _send(self, f: Frame) -> None:
         self.stats.bytes_sent += len(f.elements) + len(f.blob) + len(f.label)

@@ -95,7 +95,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
 
         def work():
             try:
-                self._session(LoopTransport(loop, inbox, out, frame_wait), hello_wait, cap, peer)
+                self._session(LoopTransport(loop, inbox, out, frame_wait), hello_wait, cap, peer, frame_wait)
             except Exception:
                 log.exception("two-party session crashed")
             finally:
@@ -165,7 +165,8 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             r.target_mean, r.target_std = stdz.target_mean, stdz.target_std
         return mpc_pb2.MpcFrame(hello_reply=r)
 
-    def _session(self, tr: LoopTransport, hello_wait: float, cap: list, peer: str = "") -> None:
+    def _session(self, tr: LoopTransport, hello_wait: float, cap: list, peer: str = "",
+                 dealer_wait: float = IDLE_SECONDS) -> None:
         try:
             first = tr.recv_proto(timeout=hello_wait)
         except MpcAbort as e:
@@ -184,7 +185,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         tr.send_proto(self._reply(nonce, plan, h.dataset, stdz))
         from dealer.client import DealerPreprocessing
 
-        pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca)
+        pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca, timeout=dealer_wait)  # its silence as a client's
         log.info("two-party session %s start peer=%s: dataset %s (%d rows) with %d client rows, %d steps, dealer %s%s",
                  sid.hex(), peer, name, plan.n1, plan.n0, plan.num_steps, h.dealer,
                  f", ADVERSARY {self.adversary}" if self.adversary else "",

@@ -95,7 +95,7 @@ def cmd_train_2pc(args) -> int:
     import grpc  # here, not at the top: `vtrain-verifier audit` and `predict` need no gRPC (their memory)
 
     from dealer.client import DealerPreprocessing
-    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable
+    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable, peer_text
     from mpc.plan import Plan
     from mpc.secure_training import run_party
     from mpc.transport import ClientTransport
@@ -124,13 +124,13 @@ def cmd_train_2pc(args) -> int:
         tr.send_proto(mpc_pb2.MpcFrame(hello=hello))
         reply = tr.recv_proto()
         if reply.abort:
-            raise CliError(f"the trainer at {args.server} refused the session: {reply.abort}")
+            raise CliError(f"the trainer at {args.server} refused the session: {peer_text(reply.abort)}")
         if len(reply.hello_reply.trainer_nonce) != 32:
             raise CliError("the trainer's reply is malformed (no 32-byte nonce)")
         sid = session_id_of(nonce, bytes(reply.hello_reply.trainer_nonce))
         schema = mine.settle(reply.hello_reply, args)  # before any dealer material is drawn
         plan = Plan.build(mine.n, int(reply.hello_reply.trainer_rows), len(schema.feature_names), cfg)
-        pre = DealerPreprocessing(args.dealer, sid, 0, plan, dealer_ca)
+        pre = DealerPreprocessing(args.dealer, sid, 0, plan, dealer_ca, timeout=args.timeout)
         res = run_party(0, tr, pre, plan, mine.Xq, mine.Yq, sid, reveal=args.reveal, progress=progress)
     except MpcUnavailable as e:
         raise CliError(str(e)) from None
