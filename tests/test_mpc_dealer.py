@@ -138,3 +138,35 @@ def test_text_from_the_other_party_cannot_rewrite_the_terminal():
         with pytest.raises(MpcAbort) as e:
             Party._check_frame(frame, "s1/F")
         assert "\x1b" not in str(e.value) and "\n" not in str(e.value) and "\r" not in str(e.value), str(e.value)
+
+
+def test_streams_nobody_reads_hold_no_thread_of_the_dealer():
+    """Fetch streams whose caller never reads (each stops at gRPC's flow-control window) used to hold the
+    synchronous server's threads for good; on grpc.aio they hold none: with 2 generation threads and 6 such
+    streams, health and an honest party's fetch still answer at once."""
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    big = Plan.build(20_000, 20_000, 10, TrainConfig(model="linear", epochs=1, batch_size=32, lr_num=20,
+                                                       lr_shift=10)).to_bytes()
+    server, port = build_dealer_server("127.0.0.1", 0, workers=2)
+    server.start()
+    held = []
+    try:
+        for _ in range(6):
+            ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+            held.append((ch, mpc_pb2_grpc.DealerStub(ch).Fetch(mpc_pb2.DealerRequest(
+                session_id=os.urandom(16), party=1, phase="inputs", plan=big))))
+        time.sleep(3)
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=8)
+        pre = DealerPreprocessing(f"127.0.0.1:{port}", os.urandom(16), 0, PLAN, timeout=8)
+        assert pre.inputs().own.shape[0] == PLAN.n0
+        pre.close()
+        ch.close()
+    finally:
+        for c, call in held:
+            call.cancel()
+            c.close()
+        server.stop(0).wait(10)
