@@ -166,18 +166,6 @@ class AioDealer(mpc_pb2_grpc.DealerServicer):
             yield chunk
 
 
-class _Stopped:
-    def __init__(self, fut: futures.Future):
-        self._fut = fut
-
-    def wait(self, timeout: float | None = None) -> bool:
-        try:
-            self._fut.result(timeout)
-        except futures.TimeoutError:
-            return False
-        return True
-
-
 class DealerServer:
     """The aio server on its own event-loop thread, with a synchronous ``start()`` / ``stop(grace)``."""
 
@@ -207,16 +195,18 @@ class DealerServer:
     def start(self) -> None:
         self._call(self.server.start())
 
-    def stop(self, grace: float | None = None) -> _Stopped:
-        done: futures.Future = futures.Future()
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Stop accepting calls, end running ones after ``grace`` seconds; the event's wait() blocks until the
+        server, its pool and its loop are gone."""
+        done = threading.Event()
 
         def finish(_):
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
-            done.set_result(None)
+            done.set()
 
         asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).add_done_callback(finish)
-        return _Stopped(done)
+        return done
 
 
 def build_dealer_server(host: str = "127.0.0.1", port: int = 0, adversary: str | None = None,
