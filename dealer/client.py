@@ -7,9 +7,10 @@ import threading
 
 import grpc
 
-from mpc.errors import MpcAbort, MpcUnavailable, peer_text
+from mpc.errors import MpcAbort, MpcUnavailable
 from mpc.plan import Plan
 from mpc.preprocessing import InputMaterial, OutputMaterial, decode_inputs, decode_output, decode_step
+from protocol.peer_text import peer_text
 from protocol.prg import SeedContext
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
 

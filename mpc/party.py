@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol.peer_text import peer_text
 from protocol.prg import KeyStream
 
 from . import field as F
-from .errors import MpcAbort, peer_text
+from .errors import MpcAbort
 from .field import ELEMENT_BYTES, decode, encode
 from .hashing import mpc_hash
 from .shares import MacKey, Shared

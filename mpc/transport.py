@@ -12,9 +12,10 @@ import threading
 
 import grpc
 
+from protocol.peer_text import peer_text
 from protocol.wire import mpc_pb2
 
-from .errors import MpcAbort, MpcUnavailable, peer_text
+from .errors import MpcAbort, MpcUnavailable
 from .party import Frame
 
 _END = object()

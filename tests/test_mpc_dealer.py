@@ -128,8 +128,8 @@ def test_a_dealer_that_falls_silent_is_given_up_after_the_partys_timeout(phase):
 
 def test_text_from_the_other_party_cannot_rewrite_the_terminal():
     """An abort reason or label chosen by the other party is shown with its control characters escaped."""
-    from mpc.errors import peer_text
     from mpc.party import Frame, Party
+    from protocol.peer_text import peer_text
 
     evil = "ok\n\x1b[1A\x1b[2K\rTRAINED (forged)"
     assert "\n" not in peer_text(evil) and "\x1b" not in peer_text(evil) and "\\x1b[1A" in peer_text(evil)

@@ -16,6 +16,7 @@ from protocol import model_file
 from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
+from protocol.peer_text import peer_text
 from protocol.training import TrainConfig
 
 from .cli import EXIT_OK, EXIT_REJECTED, CliError
@@ -95,7 +96,7 @@ def cmd_train_2pc(args) -> int:
     import grpc  # here, not at the top: `vtrain-verifier audit` and `predict` need no gRPC (their memory)
 
     from dealer.client import DealerPreprocessing
-    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable, peer_text
+    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable
     from mpc.plan import Plan
     from mpc.secure_training import run_party
     from mpc.transport import ClientTransport
