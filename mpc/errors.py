@@ -19,3 +19,4 @@ class MpcOverflow(VtrainError):
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
+
