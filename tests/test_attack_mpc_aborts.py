@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 from test_mpc_engine import CFG, data
 
