@@ -79,23 +79,23 @@ def _serve(b) -> list[str]:
     return [a.format(b=b) for a in SERVE]
 
 
-def _victim_aborts(p, doc, out, reason: str) -> None:
+def _victim_aborts(p, doc, out, *reason: str) -> None:
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr[-800:])
-    assert doc.get("status") == "aborted" and reason in doc.get("reason", ""), doc
+    assert doc.get("status") == "aborted" and all(r in doc.get("reason", "") for r in reason), doc
     assert "Traceback" not in p.stderr, p.stderr[-800:]
     assert not out.exists(), "a model was written after an abort"
 
 
 @pytest.mark.parametrize(("mode", "reason"), [
-    ("rows", "masked inputs"),  # "malformed message: expected N masked inputs of 16 bytes"
-    ("unreduced", "not reduced below its primes"),
-    ("close", "the trainer closed the session"),
+    ("rows", ("malformed message", "masked inputs")),  # "... expected N masked inputs of 16 bytes"
+    ("unreduced", ("not reduced below its primes",)),
+    ("close", ("the trainer closed the session",)),
 ])
 def test_a_trainer_deviating_on_the_wire_makes_the_client_abort_without_a_model(setup, mode, reason):  # noqa: F811
     tmp, key, a, b, dealer = setup
     with CheatingTrainer(mode, key, *_serve(b)) as prover:
         p, doc, out = _train(tmp, prover, dealer, a, "--timeout", "60")
-    _victim_aborts(p, doc, out, reason)
+    _victim_aborts(p, doc, out, *reason)
 
 
 def _honest_control(tmp, key, a, b, dealer) -> None:
