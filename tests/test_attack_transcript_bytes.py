@@ -4,8 +4,9 @@ audit say ALTERED or refuse the file (exit 2), never VERIFIED or spot-checked, n
 signed the original bytes, so an edit is not its fault).
 
 Written against the file as it is, whatever the format version: an opening's rows saved as a packed string
-(base64 of the bytes the openings statement hashes) get every one of their bytes flipped in turn; rows saved
-as JSON lists get every number and every hash changed in turn. Then structured edits of an opening's rows
+(base64 of the bytes the openings statement hashes) get a bit flipped in every byte of the count and of the
+first row, and in every 7th byte of the other rows; rows saved as JSON lists get every number and every hash
+changed in turn. Then structured edits of an opening's rows
 (rows swapped, duplicated, dropped, one row's leaf or proof given to another, an index moved), re-saved with the
 library, which packs them again when the format does. A file in a format this version does not read is an
 exit-2 error naming the format.
@@ -85,11 +86,23 @@ def _outcome_of_file(raw: dict, path) -> tuple[str, str]:
     return audit_outcome(obj)
 
 
+def _first_row_end(data: bytes) -> int:
+    """The end of the first row of packed rows (docs/PROTOCOL.md section 8's encoding: u32 count, then per row
+    u64 index, u32 w, w i64 values, u64 leaf index, u32 s, s siblings, u32 R, R leaf rows of u32 w + w i64)."""
+    w = int.from_bytes(data[12:16], "big")
+    at = 4 + 8 + 4 + 8 * w + 8
+    s = int.from_bytes(data[at:at + 4], "big")
+    at += 4 + 32 * s
+    r = int.from_bytes(data[at:at + 4], "big")
+    return at + 4 + r * (4 + 8 * w)
+
+
 def _edits_of_rows(rows):
     """Every single edit of an opening's saved rows: -> (description, edited copy)."""
-    if isinstance(rows, str):  # packed: every byte, one bit flipped (a different bit for neighbouring bytes)
-        data = base64.b64decode(rows)
-        for i in range(len(data)):
+    if isinstance(rows, str):  # packed: one bit flipped (a different bit for neighbouring bytes) in every byte of
+        data = base64.b64decode(rows)  # the count and of the first row (each row has the same layout), then in
+        first = _first_row_end(data)  # every 7th byte of the others (every field of every row is hit)
+        for i in [*range(first), *range(first, len(data), 7)]:
             b = bytearray(data)
             b[i] ^= 1 << (i % 8)
             yield f"byte {i}", base64.b64encode(bytes(b)).decode()
