@@ -53,16 +53,17 @@ class Tamper(QueueChannel):
 
 
 def _pair(n0: int = 16, n: int = 32, d: int = 2, *, gen_cls=Generator, tamper=None, seed: int = 21,
-          timeout: float = 60):
-    """Both parties in threads with an in-process dealer; ``tamper`` = (party, label, rewrite); ``timeout``: how
-    long a party waits for the other's next message. -> results."""
+          timeout: float = 60, wrap=None):
+    """Both parties in threads with an in-process dealer; ``tamper`` = (party, label, rewrite) or, with ``wrap``
+    (a function of the channel end), (party, None, None); ``timeout``: how long a party waits for the other's next
+    message. -> results."""
     sys.setswitchinterval(1e-4)
     X, Y = data(n, d, seed=seed)
     plan = Plan.build(n0, n - n0, d, CFG)
     gen = gen_cls(os.urandom(32), plan)
     ends = list(QueueChannel.pair(timeout=timeout))
     if tamper is not None:
-        ends[tamper[0]] = Tamper(ends[tamper[0]], tamper[1], tamper[2])
+        ends[tamper[0]] = wrap(ends[tamper[0]]) if wrap else Tamper(ends[tamper[0]], tamper[1], tamper[2])
     sid, res = os.urandom(16), {}
 
     def go(i):
@@ -191,3 +192,92 @@ def test_a_cancelled_read_ends_the_trainers_session_at_once():
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(5)
+
+
+# ---- the other malformed-message aborts of docs/MPC.md section 9, each fired by the party it names ----
+
+class AfterMac(QueueChannel):
+    """Party 0's end that rewrites the first frame it sends after a ``mac`` round (whose blob opens sigma_0)."""
+
+    def __init__(self, end: QueueChannel, rewrite):
+        super().__init__(end.inbox, end.outbox, end.timeout)
+        self.rewrite, self.armed = rewrite, False
+
+    def send(self, frame: Frame) -> None:
+        if self.armed and frame.label != "mac":
+            frame, self.armed = self.rewrite(frame), False
+        elif frame.label == "mac":
+            self.armed = True
+        super().send(frame)
+
+
+def _blob(fn):
+    return lambda f: Frame(f.label, f.elements, fn(f.blob), f.abort)
+
+
+def _elements(fn):
+    return lambda f: Frame(f.label, fn(f.elements), f.blob, f.abort)
+
+
+def _flip_first(b: bytes) -> bytes:
+    return bytes([b[0] ^ 1]) + b[1:]
+
+
+@pytest.mark.parametrize(("cheater", "label", "rewrite", "reason"), [
+    (1, "s1/F", _elements(lambda e: e[:-1]), "element bytes not a multiple of 32"),
+    (0, "s1/F", _elements(lambda e: e[:-32]), "field elements, got"),
+    (1, "s1/z/c", _blob(lambda b: b + b"x"), "unexpected bytes with an opening"),
+    (1, "s1/F", _blob(lambda b: b[:31]), "malformed MAC-check seed"),  # party 1's seed u1 rides on s1/F
+    (0, "s1/F", _blob(lambda b: b[:31]), "malformed MAC-check seed"),  # party 0's commitment to u0
+    (0, "mac", _blob(lambda b: b[:63]), "malformed MAC-check message"),  # u0 || commitment to sigma_0
+    (1, "mac", _blob(lambda b: b[:31]), "malformed MAC-check message"),  # sigma_1
+    (0, "mac", _blob(_flip_first), "MAC-check seed does not match its commitment"),  # another u0 than committed
+])
+def test_each_malformed_round_aborts_the_other_party(cheater, label, rewrite, reason):
+    res = _pair(tamper=(cheater, label, rewrite), timeout=10)
+    _aborted(res, 1 - cheater, reason)
+
+
+@pytest.mark.parametrize(("rewrite", "reason"), [
+    (_blob(lambda b: b[:40]), "malformed MAC-check opening"),  # sigma_0 || nonce cut short
+    (_blob(_flip_first), "MAC-check opening does not match its commitment"),  # another sigma_0 than committed
+])
+def test_party_0_opening_another_sigma_than_it_committed_to_aborts_party_1(rewrite, reason):
+    """Party 0 commits to sigma_0 in round ``mac`` and opens it at the start of its next frame; party 1 decides
+    only then (docs/MPC.md section 5.2): an opening that is short or not the committed value is caught."""
+    ends = {}
+
+    def wrap(end):
+        ends["0"] = AfterMac(end, rewrite)
+        return ends["0"]
+
+    res = _pair(tamper=(0, None, None), wrap=wrap, timeout=10)
+    _aborted(res, 1, reason)
+
+
+class NoShareKey(Generator):
+    def input_chunks(self, party):
+        for i, chunk in enumerate(super().input_chunks(party)):
+            yield chunk[:32] if party == 0 and i == 0 else chunk  # the MAC key share without the share key
+
+
+class EndsEarly(Generator):
+    def input_chunks(self, party):
+        chunks = list(super().input_chunks(party))
+        yield from (chunks[:-1] if party == 1 else chunks)
+
+
+class StepSharesForParty0(Generator):
+    def step_payloads(self, t, batch):
+        p0, p1 = super().step_payloads(t, batch)
+        return (b"\x00" * 32, p1) if t == 1 else (p0, p1)
+
+
+@pytest.mark.parametrize(("gen_cls", "victim", "reason"), [
+    (NoShareKey, 0, "no share key"),
+    (EndsEarly, 1, "input material ended early"),
+    (StepSharesForParty0, 0, "step shares it expands itself"),
+])
+def test_malformed_dealer_material_aborts_the_party_that_receives_it(gen_cls, victim, reason):
+    res = _pair(gen_cls=gen_cls, timeout=3)
+    _aborted(res, victim, reason)
