@@ -24,7 +24,7 @@ STALL_BUG = pytest.mark.xfail(strict=True, reason="DealerPreprocessing waits its
                               "train-2pc --timeout nor serve --receive-timeout reaches it (reported)")
 
 
-STALL = 30  # seconds; the client has --timeout 5
+STALL = 20  # seconds; the client has --timeout 5
 
 
 class StallingDealer(DealerServicer):
