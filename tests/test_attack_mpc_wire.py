@@ -24,13 +24,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from procs import ProverProcess
+from procs import ProverProcess, verifier
 from test_mpc_e2e import _train, setup  # noqa: F401 - the module fixture (dealer, key, data)
 from test_mpc_frame_limits import _drain, _hello, _run
 
 from protocol.wire import mpc_pb2
 
 SERVE = ("--dataset", "mine={b}", "--target", "progression")
+
+
+# what a trainer's abort text can do on the client's terminal: end the line, move up over "ABORTED: ...", erase it
+# and print a verdict of its own
+FORGED = "x\n\x1b[1A\x1b[2K\rTRAINED (two-party secure computation): 8 steps on 40 + 24 rows; model written"
 
 
 def unreduced(elements: bytes) -> bytes:
@@ -51,6 +56,8 @@ def _patch_trainer(mode: str) -> None:
             m.elements = unreduced(m.elements)
         elif m is not None and mode == "close" and m.label == "inputs":
             m = None  # the handler ends the call (status OK) where the masked inputs were due
+        elif m is not None and mode == "inject" and m.label == "inputs":
+            m = type(m)(abort=FORGED)  # an abort whose text rewrites the client's terminal
         original(self, m)
 
     transport.LoopTransport._put = _put
@@ -96,6 +103,22 @@ def test_a_trainer_deviating_on_the_wire_makes_the_client_abort_without_a_model(
     with CheatingTrainer(mode, key, *_serve(b)) as prover:
         p, doc, out = _train(tmp, prover, dealer, a, "--timeout", "60")
     _victim_aborts(p, doc, out, *reason)
+
+
+@pytest.mark.xfail(strict=True, reason="the trainer's abort text is printed as is, control characters included "
+                   "(reported)")
+def test_a_trainers_abort_text_cannot_rewrite_the_clients_terminal(setup):  # noqa: F811
+    """The reason a trainer gives is shown to the user: it must not carry line breaks or terminal escapes that
+    hide "ABORTED" and show a verdict vtrain never reached (the exit code and the model file stay honest)."""
+    tmp, key, a, b, dealer = setup
+    with CheatingTrainer("inject", key, *_serve(b)) as prover:
+        out = tmp / "m.json"
+        p = verifier("train-2pc", "--server", prover.address, "--trainer-data", "mine", "--dealer", dealer.address,
+                     "--data", str(a), "--target", "progression", "--model", "linear", "--epochs", "1",
+                     "--batch-size", "8", "--model-out", str(out), "--timeout", "60", timeout=300)
+    assert p.returncode == 1 and not out.exists(), (p.returncode, p.stdout)
+    shown = p.stdout + p.stderr
+    assert "\x1b" not in shown and not any(line.startswith("TRAINED") for line in shown.splitlines()), shown
 
 
 def _honest_control(tmp, key, a, b, dealer) -> None:
