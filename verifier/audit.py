@@ -33,6 +33,7 @@ from protocol.errors import BindingMismatch, InputError, TranscriptFormatError, 
 from protocol.evidence import RANDOMNESS_FIXED, client_binding, client_record, openings_hash
 from protocol.merkle import MAX_ROWS_PER_LEAF
 from protocol.merkle import data_root as data_root_of
+from protocol.peer_text import peer_text
 from protocol.prg import SeedContext, seed_commitment
 from protocol.row_encoding import VALUE_BYTES, table_value_bytes
 from protocol.state_leaves import Leaves, scan
@@ -304,7 +305,7 @@ def _spot(tr: dict) -> Verdict:
     if "proof" not in tr:
         if "incomplete" in tr:
             raise checks.Incomplete(f"{checks.INCOMPLETE}: no proof was received")
-        raise NoProofGiven(no_proof_reason(str(tr.get("proof_error", "none recorded")), replay=trainer_data is None))
+        raise NoProofGiven(no_proof_reason(peer_text(tr.get("proof_error", "none recorded")), replay=trainer_data is None))
     if proof_kind == "snark":
         return _snark(tr, pub, sid, model, sched, extras, trainer_data)
     with _unsigned("the spot-check openings"):

@@ -12,6 +12,7 @@ import sys
 
 from protocol.cli_help import Parser, add_version
 from protocol.errors import InputError, TranscriptFormatError, VtrainError
+from protocol.peer_text import screen_text
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_SPOT_CHECKED = 0, 1, 2, 3
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     except (CliError, InputError, TranscriptFormatError, VtrainError) as e:
         if getattr(args, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}))
-        print(f"vtrain-verifier: error: {e}", file=sys.stderr)
+        print(f"vtrain-verifier: error: {screen_text(e)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vtrain-verifier: interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from protocol.dataset import Standardization
 from protocol.errors import InputError, TranscriptFormatError
 from protocol.fileio import ensure_parent
 from protocol.keys import parse_public_hex
+from protocol.peer_text import screen_text
 from protocol.training import TrainConfig
 
 from . import attest
@@ -204,9 +205,9 @@ def _print_verdict(res: dict) -> None:
     if res["status"] in (VERIFIED, SPOT_CHECKED):
         print(f"{word} ({res['check']}): {res['guarantee']}")
     elif res["status"] == ALTERED:
-        print(f"{word}: {res['reason']}")
+        print(f"{word}: {screen_text(res['reason'])}")
     elif res["status"] == INCOMPLETE:
-        print(f"INCOMPLETE (no verdict): {res['reason']}")
+        print(f"INCOMPLETE (no verdict): {screen_text(res['reason'])}")
     else:
         where = f" [step {res['step']}]" if res.get("step") is not None else ""
-        print(f"{word} ({res['check']}){where}: {res['reason']}")
+        print(f"{word} ({res['check']}){where}: {screen_text(res['reason'])}")

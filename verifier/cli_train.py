@@ -19,6 +19,7 @@ from protocol.errors import InputError
 from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.keys import parse_public_hex
+from protocol.peer_text import peer_text
 from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from protocol.wire import trainer_pb2_grpc as pb_grpc
@@ -261,7 +262,7 @@ def _load_within_limits(args, channel, cfg: TrainConfig, shape: TableShape, opts
     try:
         info = pb_grpc.TrainerStub(channel).GetInfo(pb.GetInfoRequest(), timeout=args.timeout)
     except grpc.RpcError as e:
-        raise CliError(f"the session with {args.server} failed: {e.code().name}: {e.details()}") from None
+        raise CliError(f"the session with {args.server} failed: {e.code().name}: {peer_text(e.details())}") from None
     plan = _plan(args)
     check_limits(info.limits, cfg, shape, **plan)
     with ui.callback("loading", percent=True) as loading:

@@ -9,6 +9,7 @@ import socket
 import grpc
 
 from protocol import convert
+from protocol.peer_text import peer_text
 
 
 class SessionAborted(Exception):
@@ -38,7 +39,7 @@ class Refused(SessionAborted):
 
 def aborted(e: grpc.RpcError, prefix: str = "") -> SessionAborted:
     """The SessionAborted for a gRPC error: Refused when the trainer sent a retry hint."""
-    msg = f"{prefix}{e.code().name}: {e.details()}"
+    msg = f"{prefix}{e.code().name}: {peer_text(e.details())}"
     if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         for k, v in (e.trailing_metadata() or ()):
             if k == convert.RETRY_AFTER_KEY:
@@ -106,4 +107,4 @@ def preflight(server: str, timeout: float) -> None:
 def lost_message(e: grpc.RpcError, timeout, when: str) -> str:
     if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the trainer did not answer within --timeout {timeout:g} s {when}".rstrip()
-    return f"the trainer disconnected {when} ({e.code().name}: {e.details()})".replace("  ", " ")
+    return f"the trainer disconnected {when} ({e.code().name}: {peer_text(e.details())})".replace("  ", " ")

@@ -9,6 +9,7 @@ import grpc
 
 from protocol import convert
 from protocol.errors import VerificationError
+from protocol.peer_text import peer_text
 from protocol.prg import SeedContext
 from protocol.snark import groth16, keys_io, snarkjs_io
 from protocol.snark import session as snark_session
@@ -29,9 +30,9 @@ def request_proof(stub, tr: dict, sid: bytes, seeds, kind: str, timeout, snark_s
             raise SessionIncomplete(lost_message(e, timeout, "while proving"), tr) from None
         # the model exists but comes without a proof: keep it, unverified, with the reason (the verdict is then
         # computed from everything else the trainer signed, exactly as the audit recomputes it)
-        tr["proof_error"] = f"{e.code().name}: {e.details()}"
+        tr["proof_error"] = f"{e.code().name}: {peer_text(e.details())}"
         if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
-            tr["proof_error"] = f"its answer is larger than this session allows: {e.details()}"
+            tr["proof_error"] = f"its answer is larger than this session allows: {peer_text(e.details())}"
         return
     if kind == "snark":
         try:

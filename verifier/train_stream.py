@@ -8,6 +8,7 @@ import threading
 
 import grpc
 
+from protocol.peer_text import peer_text
 from protocol.wire import trainer_pb2 as pb
 
 from . import checks
@@ -119,12 +120,12 @@ def receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Progr
     except grpc.RpcError as e:
         tr["state_leaves"] = leaves.hex()
         if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
-            error = f"sent a message larger than this session allows ({e.details()})"
+            error = f"sent a message larger than this session allows ({peer_text(e.details())})"
         elif e.code() in LOST or "session_id" not in tr:
             raise SessionIncomplete(lost_message(e, timeout, f"during training (after {len(leaves) // 32} of "
                                                               f"{T + 1} state commitments)"), tr) from None
         else:
-            raise SessionAborted(f"training failed: {e.code().name}: {e.details()}") from None
+            raise SessionAborted(f"training failed: {e.code().name}: {peer_text(e.details())}") from None
     finally:
         _proving_bar(ui, proving, False)
     tr["state_leaves"] = leaves.hex()
