@@ -70,6 +70,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="n = 1,000 instead of 10,000")
     ap.add_argument("--rows", type=int)
     ap.add_argument("--repeat", type=int, default=1, help="secure sessions to run (min/median/max printed)")
+    ap.add_argument("--rows-at", choices=("both", "client", "trainer"), default="both",
+                    help="who holds the rows: half each (default, the issue's measurement), or one party all of "
+                         "them (the other none: no --data, or a header-only --dataset; docs/MPC.md section 1)")
     args = ap.parse_args(argv)
     n = args.rows or (1000 if args.quick else 10_000)
     d, B = 10, 32
@@ -83,8 +86,10 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        _write(tmp / "client.csv", X[:n // 2], y[:n // 2])
-        _write(tmp / "trainer.csv", X[n // 2:], y[n // 2:])
+        cut = {"both": n // 2, "client": n, "trainer": 0}[args.rows_at]
+        _write(tmp / "client.csv", X[:cut], y[:cut])
+        _write(tmp / "trainer.csv", X[cut:], y[cut:])
+        data = [] if cut == 0 else ["--data", str(tmp / "client.csv")]  # a client without rows: no --data
         subprocess.run([str(BIN / "vtrain-prover"), "keygen", "--out", str(tmp / "k.pem")], check=True,
                        capture_output=True)
         dealer, daddr = _serve("vtrain-dealer", "serve")
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
         try:
             for _ in range(max(1, args.repeat)):
                 p = subprocess.run([str(BIN / "vtrain-verifier"), "train-2pc", "--server", paddr, "--trainer-data",
-                                    "half", "--dealer", daddr, "--data", str(tmp / "client.csv"), "--target", "y",
+                                    "half", "--dealer", daddr, *data, "--target", "y",
                                     "--model", "linear", "--epochs", "1", "--batch-size", str(B), "--model-out",
                                     str(tmp / "m.json"), "--json"], capture_output=True, text=True, check=False)
                 if p.returncode != 0:
@@ -107,7 +112,8 @@ def main(argv=None) -> int:
                 proc.wait(timeout=15)
         doc, model = docs[-1]
         stdz = Standardization.from_dict(model["standardization"])
-        parts = [quantize_table(load_table(str(tmp / f), "y"), stdz, 16) for f in ("client.csv", "trainer.csv")]
+        parts = [quantize_table(load_table(str(tmp / f), "y", allow_empty=True), stdz, 16)
+                 for f in ("client.csv", "trainer.csv")]
         Xq, Yq = np.vstack([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
     cfg = TrainConfig(model="linear", epochs=1, batch_size=B, lr_num=20, lr_shift=10)
     exact = True
@@ -135,7 +141,8 @@ def main(argv=None) -> int:
     online = [x["seconds"] - x["seconds_preprocessing"] for x, _ in docs]
     ratios = [(x["seconds"] - x["seconds_preprocessing"]) / x["plain"] for x, _ in docs]
     per_step = [(x["bytes_sent"] + x["bytes_received"]) / T / 1e3 for x, _ in docs]
-    print(f"two-party training: n={n} (client {doc['client_rows']} + trainer {doc['trainer_rows']}), d={d}, B={B}, "
+    print(f"two-party training: n={n} (client {doc['client_rows']} + trainer {doc['trainer_rows']}; the "
+          f"{doc['standardization_from']}'s standardization), d={d}, B={B}, "
           f"1 epoch, T={T} steps, {len(docs)} session(s); bit-identical to plain training: {exact}")
     print(f"  online {spread(online, '{:.1f}')} s (min/median/max), waiting for preprocessing "
           f"{doc['seconds_preprocessing']:.1f} s (last); plain bit-exact training {doc['plain'] * 1e3:.1f} ms (last)")

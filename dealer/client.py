@@ -7,7 +7,7 @@ import threading
 
 import grpc
 
-from mpc.errors import MpcAbort, MpcUnavailable
+from mpc.errors import MpcAbort, MpcUnavailable, peer_text
 from mpc.plan import Plan
 from mpc.preprocessing import InputMaterial, OutputMaterial, decode_inputs, decode_output, decode_step
 from protocol.prg import SeedContext
@@ -39,8 +39,34 @@ class DealerPreprocessing:
         req = mpc_pb2.DealerRequest(session_id=self.sid, party=self.party, phase=phase, plan=self.plan.to_bytes())
         if ctx is not None:
             req.data_root, req.training_seed, req.ticket = ctx.data_root, ctx.training_seed, self._ticket
-        # inputs: one deadline for the whole stream; steps: a session may be long, silence is caught in _next
-        return self.stub.Fetch(req, timeout=self.timeout if phase == "inputs" else None)
+        # no deadline: a session may be long; a dealer silent for ``timeout`` seconds is caught by the readers
+        # (``_silence_bounded``, ``_next``), whatever the size of the material
+        return self.stub.Fetch(req)
+
+    def _silence_bounded(self, call):
+        """The call's payloads, read by a thread; a gap of ``timeout`` seconds ends the call (MpcUnavailable)."""
+        got: queue.Queue = queue.Queue()  # unbounded: the material is consumed whole, and a cancelled reader ends
+
+        def pump():
+            try:
+                for p in self._payloads(call):
+                    got.put(p)
+                got.put(None)
+            except MpcAbort as e:
+                got.put(e)
+
+        threading.Thread(target=pump, daemon=True).start()
+        while True:
+            try:
+                item = got.get(timeout=self.timeout)
+            except queue.Empty:
+                call.cancel()
+                raise MpcUnavailable(f"the dealer at {self.address} sent nothing for {self.timeout:g} s") from None
+            if isinstance(item, MpcAbort):
+                raise item
+            if item is None:
+                return
+            yield item
 
     def _payloads(self, stream):
         try:
@@ -52,10 +78,10 @@ class DealerPreprocessing:
         except grpc.RpcError as e:
             error = MpcUnavailable if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) \
                 else MpcAbort
-            raise error(f"the dealer at {self.address} failed: {e.code().name}: {e.details()}") from None
+            raise error(f"the dealer at {self.address} failed: {e.code().name}: {peer_text(e.details() or '')}") from None
 
     def inputs(self) -> InputMaterial:
-        mat = decode_inputs(self.plan, self.party, self._payloads(self._fetch("inputs")))
+        mat = decode_inputs(self.plan, self.party, self._silence_bounded(self._fetch("inputs")))
         self._key = mat.key
         return mat
 
@@ -63,7 +89,8 @@ class DealerPreprocessing:
         """Start receiving step material; a thread keeps up to PREFETCH steps ahead, received and decoded, so the
         dealer generates and this process decodes the next steps while the parties wait for each other."""
         self._steps = queue.Queue(maxsize=PREFETCH)
-        payloads = self._payloads(self._fetch("steps", ctx))
+        self._call = self._fetch("steps", ctx)
+        payloads = self._payloads(self._call)
         T = self.plan.num_steps
 
         def pump():
@@ -81,7 +108,8 @@ class DealerPreprocessing:
         try:
             data = self._steps.get(timeout=self.timeout)
         except queue.Empty:
-            raise MpcUnavailable(f"the dealer at {self.address} sent nothing for {self.timeout:.0f} s") from None
+            self._call.cancel()
+            raise MpcUnavailable(f"the dealer at {self.address} sent nothing for {self.timeout:g} s") from None
         if isinstance(data, MpcAbort):
             raise data
         if data is None:

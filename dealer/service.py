@@ -11,6 +11,7 @@ party, which must not be able to fetch this party's later shares (they would rev
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -19,7 +20,8 @@ from collections import OrderedDict
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 
 from mpc.hashing import mpc_hash
 from mpc.plan import Plan
@@ -127,18 +129,88 @@ class DealerServicer(mpc_pb2_grpc.DealerServicer):
         return p0 if party == 0 else p1
 
 
+class _Refusal(Exception):
+    def __init__(self, code, details: str):
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class _SyncContext:
+    """What ``DealerServicer.Fetch`` sees when the aio server runs it: ``abort`` raises, the server awaits it."""
+
+    def abort(self, code, details: str):
+        raise _Refusal(code, details)
+
+
+_END = object()
+
+
+class AioDealer(mpc_pb2_grpc.DealerServicer):
+    """The dealer on grpc.aio: each Fetch is a coroutine that waits for its client without holding a thread
+    (a stream nobody reads used to hold one of the synchronous server's threads for good, so a few such streams
+    starved health checks and honest fetches); the material is generated in a bounded pool, one chunk at a time."""
+
+    def __init__(self, inner: DealerServicer, pool: futures.ThreadPoolExecutor):
+        self.inner, self.pool = inner, pool
+
+    async def Fetch(self, request, context):
+        loop = asyncio.get_running_loop()
+        chunks = self.inner.Fetch(request, _SyncContext())
+        while True:
+            try:
+                chunk = await loop.run_in_executor(self.pool, next, chunks, _END)
+            except _Refusal as e:
+                await context.abort(e.code, e.details)
+            if chunk is _END:
+                return
+            yield chunk
+
+
+class DealerServer:
+    """The aio server on its own event-loop thread, with a synchronous ``start()`` / ``stop(grace)``."""
+
+    def __init__(self, address: str, adversary: str | None, tls, workers: int):
+        self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vtrain-dealer")
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="vtrain-dealer-grpc", daemon=True).start()
+        self.servicer = DealerServicer(adversary)
+        self.port = self._call(self._build(address, tls))
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _build(self, address: str, tls) -> int:
+        opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 1 << 20)]
+        self.server = grpc.aio.server(options=opts)
+        mpc_pb2_grpc.add_DealerServicer_to_server(AioDealer(self.servicer, self.pool), self.server)
+        hs = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(hs, self.server)
+        await hs.set("", health_pb2.HealthCheckResponse.SERVING)
+        bound = self.server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])])) if tls else \
+            self.server.add_insecure_port(address)
+        if bound == 0:
+            raise OSError(f"could not bind {address}")
+        return bound
+
+    def start(self) -> None:
+        self._call(self.server.start())
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Stop accepting calls, end running ones after ``grace`` seconds; the event's wait() blocks until the
+        server, its pool and its loop are gone."""
+        done = threading.Event()
+
+        def finish(_):
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            done.set()
+
+        asyncio.run_coroutine_threadsafe(self.server.stop(grace), self.loop).add_done_callback(finish)
+        return done
+
+
 def build_dealer_server(host: str = "127.0.0.1", port: int = 0, adversary: str | None = None,
-                        tls: tuple[bytes, bytes] | None = None, workers: int = 8):
-    """Returns (server, bound_port); the server is not started."""
-    opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 1 << 20)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=opts)
-    mpc_pb2_grpc.add_DealerServicer_to_server(DealerServicer(adversary), server)
-    hs = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
-    hs.set("", health_pb2.HealthCheckResponse.SERVING)
-    address = f"{host}:{port}"
-    bound = server.add_secure_port(address, grpc.ssl_server_credentials([(tls[1], tls[0])])) if tls else \
-        server.add_insecure_port(address)
-    if bound == 0:
-        raise OSError(f"could not bind {address}")
-    return server, bound
+                        tls: tuple[bytes, bytes] | None = None, workers: int = 8) -> tuple[DealerServer, int]:
+    """Returns (server, bound_port); the server is not started. ``workers`` threads generate material."""
+    server = DealerServer(f"{host}:{port}", adversary, tls, workers)
+    return server, server.port

@@ -17,6 +17,10 @@ class Honest:
     def before_inputs(self, party) -> None:
         pass
 
+    def inputs(self, masked: bytes) -> bytes:
+        """Its masked input rows as sent (docs/MPC.md section 4, round ``inputs``)."""
+        return masked
+
     def outgoing(self, label: str, shares: np.ndarray) -> np.ndarray:
         return shares
 
@@ -74,8 +78,15 @@ class EarlyOutput(Honest):
             party.exchange("output", zeros(1))
 
 
+class HideRows(Honest):
+    """Declares its rows in the hello but sends none of them masked (its row count is a lie)."""
+
+    def inputs(self, masked):
+        return b""
+
+
 STRATEGIES = {"bad-share": BadShare, "bad-triple": BadTriple, "bad-truncation": BadTruncation,
-              "skip-step": SkipStep, "early-output": EarlyOutput}
+              "skip-step": SkipStep, "early-output": EarlyOutput, "hide-rows": HideRows}
 
 
 def get_hooks(name: str | None):

@@ -19,3 +19,10 @@ class MpcOverflow(VtrainError):
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
+
+
+def peer_text(text: str, limit: int = 2000) -> str:
+    """Text the other party (or the dealer) chose, safe to show: control characters (line breaks, terminal
+    escapes) escaped, so it cannot rewrite the lines around it; at most ``limit`` characters."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("..." if len(text) > limit else "")

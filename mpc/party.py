@@ -18,7 +18,7 @@ import numpy as np
 from protocol.prg import KeyStream
 
 from . import field as F
-from .errors import MpcAbort
+from .errors import MpcAbort, peer_text
 from .field import ELEMENT_BYTES, decode, encode
 from .hashing import mpc_hash
 from .shares import MacKey, Shared
@@ -35,6 +35,15 @@ class Frame:
     elements: bytes = b""
     blob: bytes = b""
     abort: str = ""
+
+
+def send_abort(channel, reason: str, blob: bytes = b"") -> str:
+    """Send an abort frame (best effort); returns why it was not delivered, or ""."""
+    try:
+        channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
+    except Exception as e:  # noqa: BLE001 - the peer may already be gone
+        return f"abort not delivered: {e}"
+    return ""
 
 
 class QueueChannel:
@@ -128,9 +137,10 @@ class Party:
     @staticmethod
     def _check_frame(got: Frame, label: str) -> None:
         if got.abort:
-            raise MpcAbort(f"the other party aborted: {got.abort}")
+            raise MpcAbort(f"the other party aborted: {peer_text(got.abort)}")
         if got.label != label:
-            raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent {got.label!r}")
+            raise MpcAbort(f"protocol out of step: expected a {label!r} message, the other party sent "
+                           f"{peer_text(repr(got.label), 200)}")
 
     def _send(self, f: Frame) -> None:
         self.stats.bytes_sent += len(f.elements) + len(f.blob) + len(f.label)
@@ -146,10 +156,9 @@ class Party:
         # party 0 stopping right after a MAC check it passed (an overflow, a failed sacrifice) opens its sigma_0 with
         # the abort, so that party 1 completes the same check and decides for itself (docs/MPC.md section 5.2)
         blob = (self._sigma_open or b"") if self.key.party == 0 else b""
-        try:
-            self.channel.send(Frame("abort", blob=blob, abort=reason or "aborted"))
-        except Exception as e:  # noqa: BLE001 - the peer may already be gone
-            self.stats.notes.append(f"abort not delivered: {e}")
+        note = send_abort(self.channel, reason, blob)
+        if note:
+            self.stats.notes.append(note)
 
     # ---- openings ----
     def open(self, x: Shared, label: str, check: bool = False) -> np.ndarray:

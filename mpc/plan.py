@@ -194,7 +194,11 @@ class Plan:
         if self.model != "linear":
             raise InputError("two-party training supports --model linear only (the integer sigmoid's table lookup "
                              "has no exact secure version here; see docs/MPC.md)")
-        if min(self.n0, self.n1) < 0 or self.n < self.batch_size:
+        if min(self.n0, self.n1) < 0:
+            raise InputError("a row count is negative")
+        if self.n == 0:
+            raise InputError("neither party holds rows: nothing to train on")
+        if self.n < self.batch_size:
             raise InputError(f"the two parties hold {self.n} rows together, fewer than one batch of {self.batch_size}")
         if not 1 <= self.d <= 1000:
             raise InputError(f"number of features must be in 1..1000, got {self.d}")

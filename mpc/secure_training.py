@@ -25,7 +25,7 @@ from protocol.prg import KeyStream, SeedContext, initial_parameters
 from .errors import MpcAbort, MpcOverflow
 from .field import L, from_ints, is_zero, signed, sub, words_below, words_to_elements
 from .hashing import mpc_hash
-from .party import Party, coefficients
+from .party import Party, coefficients, send_abort
 from .plan import Plan
 from .preprocessing import Preprocessing, batch_schedule
 from .shares import Shared
@@ -165,14 +165,18 @@ def run_party(index: int, channel, pre: Preprocessing, plan: Plan, X_own: np.nda
     # time). The interval is process-wide; it is restored when the session ends.
     old_switch = sys.getswitchinterval()
     sys.setswitchinterval(min(old_switch, SWITCH_INTERVAL))
-    inp = _timed(pre_time, pre.inputs)
-    party = Party(inp.key, channel, hooks)
-    party.view = view
+    party = None
     try:
+        inp = _timed(pre_time, pre.inputs)
+        party = Party(inp.key, channel, hooks)
+        party.view = view
         return _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal, progress, pre_time,
                     t_start)
     except (MpcAbort, MpcOverflow) as e:
-        party.abort(str(e))
+        if party is not None:
+            party.abort(str(e))
+        else:  # the dealer's input material failed (nothing sent yet): the other party learns why from us
+            send_abort(channel, str(e))
         e.ctx = getattr(party, "ctx", None)  # the seed context, when the coin toss got that far
         raise
     finally:
@@ -188,9 +192,13 @@ def _run(party, index, pre, plan, inp, X_own, Y_own, theirs, session_id, reveal,
     com = mpc_hash("coin/commit", bytes([index]), session_id, coin)
     if party.hooks is not None:
         party.hooks.before_inputs(party)
+        e_own = party.hooks.inputs(e_own)
     e_other, their_com = party.exchange_bytes("inputs", e_own, blob=com)
-    if len(e_other) != INPUT_BYTES * theirs * (d + 1):
-        raise MpcAbort(f"malformed message: expected {theirs * (d + 1)} masked inputs of {INPUT_BYTES} bytes")
+    row_bytes = INPUT_BYTES * (d + 1)
+    if len(e_other) != row_bytes * theirs:  # its row count was declared in the hello (docs/MPC.md section 4)
+        sent = f"{len(e_other) // row_bytes} rows" if len(e_other) % row_bytes == 0 else f"{len(e_other)} bytes"
+        raise MpcAbort(f"malformed message: the other party declared {theirs} rows but sent masked inputs for {sent} "
+                       f"({d + 1} values of {INPUT_BYTES} bytes per row): it deviated")
     words_other = np.frombuffer(e_other, dtype="<u8").reshape(-1, 2).astype(np.uint64)
     if party.view is not None:
         party.view.append(("inputs", [int(lo) + (int(hi) << 64) for lo, hi in words_other.tolist()]))

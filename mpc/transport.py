@@ -14,7 +14,7 @@ import grpc
 
 from protocol.wire import mpc_pb2
 
-from .errors import MpcAbort, MpcUnavailable
+from .errors import MpcAbort, MpcUnavailable, peer_text
 from .party import Frame
 
 _END = object()
@@ -40,9 +40,10 @@ class _Reader:
                 self.q.put(m)
             self.q.put(_END)
         except grpc.RpcError as e:
-            self.q.put(MpcUnavailable(f"the connection to the {self.who} failed: {e.code().name}: {e.details()}"))
+            self.q.put(MpcUnavailable(f"the connection to the {self.who} failed: {e.code().name}: "
+                                      f"{peer_text(e.details() or '')}"))
         except Exception as e:  # noqa: BLE001 - a broken stream is reported as an abort
-            self.q.put(MpcAbort(f"the connection to the {self.who} failed: {e}"))
+            self.q.put(MpcAbort(f"the connection to the {self.who} failed: {peer_text(str(e))}"))
 
     def next(self) -> mpc_pb2.MpcFrame:
         try:
@@ -135,6 +136,7 @@ async def pump_requests(request_iterator, inbox, who: str = "client", max_bytes:
             await inbox.put(m)
         await inbox.put(_END)
     except grpc.RpcError as e:
-        await inbox.put(MpcUnavailable(f"the connection to the {who} failed: {e.code().name}: {e.details()}"))
+        await inbox.put(MpcUnavailable(f"the connection to the {who} failed: {e.code().name}: "
+                                       f"{peer_text(e.details() or '')}"))
     except Exception as e:  # noqa: BLE001 - a broken stream is reported as an abort (CancelledError passes)
-        await inbox.put(MpcAbort(f"the connection to the {who} failed: {e}"))
+        await inbox.put(MpcAbort(f"the connection to the {who} failed: {peer_text(str(e))}"))

@@ -134,8 +134,9 @@ def read_header(source: _Source, opts: ReadOptions) -> tuple[list[str], str]:
 
 
 def read_columns(source: _Source, target: str | None, opts: ReadOptions, require_target: bool = True,
-                 progress=None) -> Columns:
-    """``progress(done, total)``, when given, follows the bytes pandas has read of a file."""
+                 progress=None, allow_empty: bool = False) -> Columns:
+    """``progress(done, total)``, when given, follows the bytes pandas has read of a file. ``allow_empty``: a
+    header without data rows is a table of 0 rows (a schema), not an error."""
     opts = opts.validated()
     header, delim = read_header(source, opts)
     tcol = _target_index(header, target, source.label, require_target, opts)
@@ -143,6 +144,9 @@ def read_columns(source: _Source, target: str | None, opts: ReadOptions, require
     df = _pandas_read(source, delim, header, progress=progress)
     n = df.shape[0]
     if n == 0:
+        if allow_empty:
+            return Columns([header[c] for c in fcols], np.zeros((0, len(fcols))), header[tcol] if tcol is not None
+                           else "", np.zeros(0) if tcol is not None else None, delim, header)
         raise InputError(f"{source.label}: no data rows after the header")
     notes: list[str] = []
     col = df.iloc[:, tcol] if tcol is not None else None

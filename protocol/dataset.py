@@ -120,8 +120,8 @@ def default_target(spec: str) -> str | None:
 
 
 def _table(source: _Source, target: str | None, require_target: bool, options: ReadOptions | None,
-           progress=None) -> Table:
-    c = read_columns(source, target, options or ReadOptions(), require_target, progress)
+           progress=None, allow_empty: bool = False) -> Table:
+    c = read_columns(source, target, options or ReadOptions(), require_target, progress, allow_empty)
     y = c.y if c.y is not None else np.zeros(c.X.shape[0])
     return Table(c.feature_names, c.target, c.X, y, source.label, c.notes, c.header)
 
@@ -133,10 +133,12 @@ def parse_csv(text: str, target: str | None, source: str = "", require_target: b
 
 
 def load_table(spec: str, target: str | None = None, require_target: bool = True,
-               options: ReadOptions | None = None, progress=None) -> Table:
-    """``builtin:NAME`` or a CSV path -> Table. ``progress(done, total)``, when given, follows the bytes read."""
+               options: ReadOptions | None = None, progress=None, allow_empty: bool = False) -> Table:
+    """``builtin:NAME`` or a CSV path -> Table. ``progress(done, total)``, when given, follows the bytes read.
+    ``allow_empty``: a header-only file is a table of 0 rows (a schema; two-party training, docs/MPC.md
+    section 1), not an error."""
     return _table(_source(spec), target if target is not None else default_target(spec), require_target, options,
-                  progress)
+                  progress, allow_empty)
 
 
 def table_header(spec: str, options: ReadOptions | None = None) -> list[str]:

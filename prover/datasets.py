@@ -2,7 +2,8 @@
 
 Loaded once at start-up with the project's CSV reader (bad files are a start-up error, not a session
 error). Two-party training (docs/MPC.md) takes part with the rows of the dataset a client names; the rows
-never leave the trainer except masked.
+never leave the trainer except masked. A header-only file is a schema without rows: two-party sessions on it
+train on the client's rows alone (docs/MPC.md section 1); sessions on the trainer's own data refuse it.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dataset", action="append", default=[], metavar="NAME=PATH",
                         help="a dataset of the trainer's own (CSV or builtin:NAME), repeatable: committed (hiding) "
                              "and listed with a signed data card for sessions on it (vtrain-verifier train "
-                             "--trainer-data NAME), and enables two-party training (train-2pc --trainer-data NAME)")
+                             "--trainer-data NAME), and enables two-party training (train-2pc --trainer-data NAME); "
+                             "a header-only CSV is a schema without rows, for two-party training only")
     parser.add_argument("--target", help="target column of the --dataset files (default for builtin data: its label)")
     parser.add_argument("--dealer", action="append", default=[], metavar="HOST:PORT",
                         help="dealers this trainer accepts for two-party training (repeatable); without it the "
                              "client's choice is accepted, so the trainer's privacy rests on the client's dealer")
     parser.add_argument("--dealer-tls-ca", help="PEM CA certificate: connect to the dealer with TLS (default: plaintext)")
     parser.add_argument("--mpc-adversary", help="a cheating two-party trainer, for demos and tests (default: honest): "
-                        "bad-share, bad-triple, bad-truncation, skip-step, early-output")
+                        "bad-share, bad-triple, bad-truncation, skip-step, early-output, hide-rows")
 
 
 class Datasets:
@@ -44,9 +46,10 @@ class Datasets:
                 raise InputError(f"--dataset must be NAME=PATH, got {spec!r}")
             if name in tables:
                 raise InputError(f"--dataset {name!r} given twice")
-            tables[name] = load_table(path, target)
-            log.info("dataset %s: %d rows, %d features, target %s", name, tables[name].X.shape[0],
-                     tables[name].X.shape[1], tables[name].target)
+            tables[name] = load_table(path, target, allow_empty=True)
+            log.info("dataset %s: %d rows, %d features, target %s%s", name, tables[name].X.shape[0],
+                     tables[name].X.shape[1], tables[name].target,
+                     "" if tables[name].X.shape[0] else " (header only: a schema for two-party training)")
         return cls(tables)
 
     def get(self, name: str) -> Table:

@@ -17,8 +17,8 @@ from mpc.hashing import mpc_hash
 from mpc.plan import Plan
 from mpc.secure_training import REVEAL_MODES, run_party
 from mpc.transport import LoopTransport, pump_requests
-from protocol.dataset import Standardization, quantize_table
-from protocol.errors import InputError
+from protocol.dataset import Standardization, fit_standardization, quantize_table
+from protocol.errors import FixedPointOverflow, InputError
 from protocol.training import TrainConfig
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
 
@@ -30,6 +30,8 @@ MAX_SESSIONS = 4
 MAX_STEPS = 100_000
 IDLE_SECONDS = 600.0  # a client's silence before the session is ended, without the trainer service's limits
 HELLO_BYTES = 1 << 20  # the largest first frame (a hello: config, d <= 1024 feature names, their statistics)
+METHOD = "TwoPartyTraining.Run"
+MAX_NAME = 256  # characters of a dataset name echoed in a refusal
 INBOX_FRAMES = 2  # frames of a client's read ahead of the session: the protocol alternates (docs/MPC.md 4)
 
 
@@ -69,12 +71,13 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
             try:
                 self.admission.admit_session(peer)
             except Overloaded as e:
-                yield mpc_pb2.MpcFrame(abort=f"the trainer is busy: {e}")
+                yield mpc_pb2.MpcFrame(abort=_refused(peer, f"the trainer is busy: {e}"))
                 return
         if not self._slots.acquire(blocking=False):
             if self.admission is not None:
                 self.admission.release_session(peer, 0)
-            yield mpc_pb2.MpcFrame(abort=f"the trainer is busy ({MAX_SESSIONS} two-party sessions running); retry later")
+            yield mpc_pb2.MpcFrame(abort=_refused(peer, f"the trainer is busy ({MAX_SESSIONS} two-party sessions "
+                                                        "running); retry later"))
             return
         # the request stream is read by a task on this loop and the session runs in its own thread (mpc.transport
         # LoopTransport); no thread of the server's pool ever waits on a read
@@ -92,7 +95,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
 
         def work():
             try:
-                self._session(LoopTransport(loop, inbox, out, frame_wait), hello_wait, cap)
+                self._session(LoopTransport(loop, inbox, out, frame_wait), hello_wait, cap, peer, frame_wait)
             except Exception:
                 log.exception("two-party session crashed")
             finally:
@@ -114,66 +117,103 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
                 inbox.get_nowait()
             inbox.put_nowait(MpcAbort("the client's call ended"))
 
-    def _prepare(self, h: mpc_pb2.MpcHello):
+    def _prepare(self, h: mpc_pb2.MpcHello, name: str):
+        """-> (plan, own quantized rows, the standardization both use when it is the trainer's, else None)."""
         if not h.HasField("config") or len(h.client_nonce) != 32:
             raise InputError("the first message must be a hello with a config and a 32-byte nonce")
         cfg = config_from_proto(h.config)
         table = self.datasets.get(h.dataset)
-        if list(h.feature_names) != table.feature_names or h.target != table.target:
-            raise InputError(f"dataset {h.dataset!r} has columns {table.feature_names} -> {table.target!r}; the client "
+        n0, n1, d = int(h.client_rows), table.X.shape[0], len(table.feature_names)
+        schemaless = n0 == 0 and not h.feature_names and not h.target  # the client takes this dataset's schema
+        if not schemaless and (list(h.feature_names) != table.feature_names or h.target != table.target):
+            raise InputError(f"dataset {name!r} has columns {table.feature_names} -> {table.target!r}; the client "
                              f"sent {list(h.feature_names)} -> {h.target!r}")
-        d = len(table.feature_names)
-        if len(h.mean) != d or len(h.std) != d:
-            raise InputError("the client's standardization does not match the number of features")
-        stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
-                                          "target_mean": h.target_mean, "target_std": h.target_std})
+        if n0 == 0 and n1 == 0:
+            raise InputError(f"neither party holds rows: the client sent none and dataset {name!r} is a header-only "
+                             "table (a schema): nothing to train on")
+        plan = Plan.build(n0, n1, d, cfg)
+        if plan.num_steps > MAX_STEPS:
+            raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
+        if n0 == 0:  # the standardization comes from the party that holds rows (docs/MPC.md section 4)
+            if len(h.mean) or len(h.std) or h.target_mean or h.target_std:
+                raise InputError("a client without rows sends no standardization (the trainer's is used)")
+            stdz = sent = fit_standardization(table, cfg.model)
+        else:
+            if len(h.mean) != d or len(h.std) != d:
+                raise InputError("the client's standardization does not match the number of features")
+            stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
+                                              "target_mean": h.target_mean, "target_std": h.target_std})
+            sent = None
         if self.dealers and h.dealer not in self.dealers:
             raise InputError(f"this trainer only uses the dealers {', '.join(self.dealers)}, not {h.dealer!r}")
         if h.reveal not in REVEAL_MODES:
             raise InputError(f"reveal must be one of {', '.join(REVEAL_MODES)}")
-        Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
-        plan = Plan.build(int(h.client_rows), Xq.shape[0], d, cfg)
-        if plan.num_steps > MAX_STEPS:
-            raise InputError(f"{plan.num_steps} steps is over this trainer's limit of {MAX_STEPS}")
-        return plan, Xq, Yq
+        try:
+            Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
+        except (FixedPointOverflow, ValueError) as e:  # finite but extreme statistics (a std of 1e-300): named
+            whose = "its own" if sent is not None else "the client's"
+            raise InputError(f"dataset {name!r} quantized with {whose} standardization leaves the fixed-point "
+                             f"range: {e}") from None
+        return plan, Xq, Yq, sent
 
-    def _session(self, tr: LoopTransport, hello_wait: float, cap: list) -> None:
+    def _reply(self, nonce: bytes, plan: Plan, name: str, stdz: Standardization | None) -> mpc_pb2.MpcFrame:
+        table = self.datasets.get(name)
+        r = mpc_pb2.MpcHelloReply(trainer_nonce=nonce, trainer_rows=plan.n1, feature_names=table.feature_names,
+                                  target=table.target)
+        if stdz is not None:
+            r.mean[:], r.std[:] = stdz.mean, stdz.std
+            r.target_mean, r.target_std = stdz.target_mean, stdz.target_std
+        return mpc_pb2.MpcFrame(hello_reply=r)
+
+    def _session(self, tr: LoopTransport, hello_wait: float, cap: list, peer: str = "",
+                 dealer_wait: float = IDLE_SECONDS) -> None:
         try:
             first = tr.recv_proto(timeout=hello_wait)
         except MpcAbort as e:
-            log.info("two-party session ended before hello: %s", e)
+            _refused(peer, f"the session ended before its hello: {e}")
             return
         h = first.hello
+        name = h.dataset[:MAX_NAME]  # echoed in messages: kept within gRPC's status size
         try:
-            plan, Xq, Yq = self._prepare(h)
+            plan, Xq, Yq, stdz = self._prepare(h, name)
         except (InputError, ValueError) as e:
-            log.info("two-party session refused: %s", e)
-            tr.send_proto(mpc_pb2.MpcFrame(abort=f"refused: {e}"))
+            tr.send_proto(mpc_pb2.MpcFrame(abort=_refused(peer, f"refused: {e}")))
             return
         cap[0] = frame_limit(plan)
         nonce = os.urandom(32)
         sid = session_id_of(bytes(h.client_nonce), nonce)
-        tr.send_proto(mpc_pb2.MpcFrame(hello_reply=mpc_pb2.MpcHelloReply(trainer_nonce=nonce,
-                                                                         trainer_rows=plan.n1)))
+        tr.send_proto(self._reply(nonce, plan, h.dataset, stdz))
         from dealer.client import DealerPreprocessing
 
-        pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca)
-        log.info("two-party session %s: dataset %s (%d rows) with %d client rows, %d steps, dealer %s%s", sid.hex(),
-                 h.dataset, plan.n1, plan.n0, plan.num_steps, h.dealer,
-                 f", ADVERSARY {self.adversary}" if self.adversary else "")
+        pre = DealerPreprocessing(h.dealer, sid, 1, plan, self.tls_ca, timeout=dealer_wait)  # its silence as a client's
+        log.info("two-party session %s start peer=%s: dataset %s (%d rows) with %d client rows, %d steps, dealer %s%s",
+                 sid.hex(), peer, name, plan.n1, plan.n0, plan.num_steps, h.dealer,
+                 f", ADVERSARY {self.adversary}" if self.adversary else "",
+                 extra={"event": "session_start", "session": sid.hex(), "peer": peer, "method": METHOD})
+        why = "crashed"
         try:
             res = run_party(1, tr, pre, plan, Xq, Yq, sid, reveal=h.reveal, hooks=get_hooks(self.adversary))
-            log.info("two-party session %s done: %d steps, %d bytes sent, %d rounds%s", sid.hex(), res.steps,
-                     res.bytes_sent, res.rounds, "" if res.theta is None else f", model {res.theta}")
+            why = (f"done: {res.steps} steps, {res.bytes_sent} bytes sent, {res.rounds} rounds"
+                   + ("" if res.theta is None else f", model {res.theta}"))
         except MpcOverflow as e:
-            log.info("two-party session %s stopped: %s", sid.hex(), e)
+            why = f"stopped: {e}"
         except MpcAbort as e:
-            log.info("two-party session %s aborted: %s", sid.hex(), e)
+            why = f"aborted: {e}"
         except InputError as e:
-            log.info("two-party session %s refused its own data: %s", sid.hex(), e)
+            why = f"refused its own data: {e}"
             tr.send_proto(mpc_pb2.MpcFrame(abort=f"the trainer's data do not fit this configuration: {e}"))
         finally:
             pre.close()
+            log.info("two-party session %s %s", sid.hex(), why,
+                     extra={"event": "session_end", "session": sid.hex(), "peer": peer, "method": METHOD,
+                            "reason": why})
+
+
+def _refused(peer: str, reason: str) -> str:
+    """Log a refused two-party session (one line, with the peer: the trainer's log of refusals) -> the reason."""
+    log.info("refused %s peer=%s reason=%s", METHOD, peer, reason,
+             extra={"event": "refused", "method": METHOD, "peer": peer, "reason": reason})
+    return reason
 
 
 def add_two_party_service(server, datasets: Datasets, dealers: list[str], adversary: str | None,

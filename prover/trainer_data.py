@@ -121,20 +121,31 @@ class CommittedDataset:
 
 
 class TrainerDatasets:
-    def __init__(self, committed: dict[str, CommittedDataset]):
+    def __init__(self, committed: dict[str, CommittedDataset], schema_only: tuple[str, ...] = ()):
         self.committed = committed
+        self.schema_only = tuple(schema_only)  # header-only datasets: two-party training only, no card
 
     def cards(self) -> list[tuple[str, bytes, bytes]]:
-        return [(name, *c.signed) for name, c in sorted(self.committed.items())]
+        """GetInfo's list: each committed dataset with its signed card; a schema-only dataset with an empty card
+        (the client names it in its refusal instead of calling it unknown)."""
+        return sorted([(name, *c.signed) for name, c in self.committed.items()] +
+                      [(name, b"", b"") for name in self.schema_only])
 
     def get(self, name: str) -> CommittedDataset:
         if len(name) > MAX_NAME:  # the name is echoed in the error: keep it within gRPC's status size
             raise InputError(f"a dataset name is at most {MAX_NAME} characters, got {len(name)}")
         c = self.committed.get(name)
+        if c is None and name in self.schema_only:
+            raise InputError(schema_only_refusal(name))
         if c is None:
             have = ", ".join(sorted(self.committed)) or "none"
             raise InputError(f"this trainer has no dataset {name!r} (it has: {have})")
         return c
+
+
+def schema_only_refusal(name: str) -> str:
+    return (f"dataset {name!r} holds no rows on this trainer (a header-only table, served for two-party training "
+            f"only: train-2pc); a session on the trainer's own data needs rows")
 
 
 def _models(specs: list[str]) -> dict[str, str]:
@@ -173,8 +184,11 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
     min_batch = getattr(args, "min_batch_private", DEFAULT_MIN_BATCH)
     if not 0 < max_reveal <= 1_000_000 or min_batch < 1:
         raise InputError("--max-reveal must be in (0, 1] and --min-batch-private at least 1")
-    out, keep = {}, {}
+    out, keep, schema_only = {}, {}, []
     for name, table in tables.items():
+        if not table.X.shape[0]:  # a schema for two-party training: nothing to commit
+            schema_only.append(name)
+            continue
         model = models.get(name) or suited_model(table)
         stdz = fit_standardization(table, model)
         rows = quantized_rows(table, stdz, frac_bits)
@@ -200,7 +214,7 @@ def commit_all(key, public_key: bytes, tables: dict[str, Table], args) -> Traine
                  rows.shape[0], rows.shape[1] - 1, tree.root.hex(), "kept" if reuse else "fresh")
     if salt_file:
         write_atomic(salt_file, json.dumps({"format": SALT_FILE_FORMAT, "datasets": keep}, sort_keys=True), mode=0o600)
-    return TrainerDatasets(out)
+    return TrainerDatasets(out, tuple(schema_only))
 
 
 def use_trainer_data(m, sid: bytes, name: str) -> tuple[bytes, bytes]:

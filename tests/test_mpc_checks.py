@@ -169,3 +169,46 @@ def test_a_tampered_deferred_range_check_is_caught_by_a_mac_check_not_taken_for_
     res, _ = run_pair(X, Y, 16, CFG, hooks0=hooks if cheater == 0 else None, hooks1=hooks if cheater == 1 else None)
     honest = res[1 - cheater]
     assert isinstance(honest, MpcAbort) and "MAC check failed" in str(honest), honest
+
+
+class ExtraRows(Honest):
+    """Declares its row count (possibly 0) but sends two more masked rows."""
+
+    def inputs(self, masked):
+        return masked + os.urandom(2 * 16 * 3)  # 2 rows of d + 1 = 3 values, 16 bytes each
+
+
+@pytest.mark.parametrize("liar", [0, 1])
+def test_a_party_declaring_no_rows_that_sends_masked_rows_makes_the_other_abort(liar):
+    """The one party holding every row is the honest one; the other declared 0 rows (docs/MPC.md section 4)."""
+    X, Y = data(32, 2, seed=13)
+    n0 = 0 if liar == 0 else 32
+    res, _ = run_pair(X, Y, n0, CFG, **{f"hooks{liar}": ExtraRows()})
+    honest = res[1 - liar]
+    assert isinstance(honest, MpcAbort), honest
+    assert "the other party declared 0 rows but sent masked inputs for 2 rows" in str(honest), honest
+
+
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_party_whose_dealer_input_material_fails_tells_the_other_why(monkeypatch, victim):
+    """A failure fetching the input material (before any frame is sent) still sends the abort frame: the other
+    party stops at once with the reason, not after its timeout or as "the other party closed the session"."""
+    import time
+
+    from mpc.preprocessing import LocalPreprocessing
+
+    orig = LocalPreprocessing.inputs
+
+    def failing(self):
+        if self.party == victim:
+            raise MpcAbort("the dealer's input material has the wrong length (test)")
+        return orig(self)
+
+    monkeypatch.setattr(LocalPreprocessing, "inputs", failing)
+    X, Y = data(32, 2, seed=14)
+    t0 = time.monotonic()
+    res, _ = run_pair(X, Y, 16, CFG)
+    assert time.monotonic() - t0 < 30  # the channel's timeout is 60 s
+    other = res[1 - victim]
+    assert isinstance(res[victim], MpcAbort) and isinstance(other, MpcAbort), res
+    assert "the other party aborted: the dealer's input material has the wrong length" in str(other), other

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 from protocol import model_file
-from protocol.dataset import fit_standardization, load_table, quantize_table
 from protocol.errors import InputError
+from protocol.fileio import ensure_parent
 from protocol.fixedpoint import dyadic
 from protocol.training import TrainConfig
 
 from .cli import EXIT_OK, EXIT_REJECTED, CliError
+from .cli_2pc_rows import Rows
 
 GUARANTEE = ("the model is protocol.training's fixed-point step run on the union of both parties' rows with "
              "randomness from both (coin toss), bit for bit; every opened value passed the MAC check. This holds "
@@ -32,8 +33,11 @@ def add_parser(sub) -> None:
     t.add_argument("--server", required=True, help="HOST:PORT of a vtrain-prover serving --dataset")
     t.add_argument("--trainer-data", required=True, metavar="NAME", help="the trainer's dataset to train with")
     t.add_argument("--dealer", required=True, help="HOST:PORT of a vtrain-dealer (trusted not to collude)")
-    t.add_argument("--data", required=True, help="your rows: PATH.csv or builtin:NAME")
-    t.add_argument("--target", help="target column (default for builtin data: its label column)")
+    t.add_argument("--data", help="your rows: PATH.csv or builtin:NAME (default: none). Without it, or with a "
+                   "header-only CSV, you hold no rows: the model is trained on the trainer's rows alone, with the "
+                   "schema and the standardization of its dataset (docs/MPC.md section 1)")
+    t.add_argument("--target", help="target column (default for builtin data: its label column; without --data: "
+                   "checked against the trainer's dataset)")
     t.add_argument("--model", required=True, choices=("linear",), help="linear regression (exact; see docs/MPC.md)")
     t.add_argument("--epochs", type=int, default=2, help="default %(default)s")
     t.add_argument("--batch-size", type=int, default=32, help="a power of two (default %(default)s)")
@@ -91,7 +95,7 @@ def cmd_train_2pc(args) -> int:
     import grpc  # here, not at the top: `vtrain-verifier audit` and `predict` need no gRPC (their memory)
 
     from dealer.client import DealerPreprocessing
-    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable
+    from mpc.errors import MpcAbort, MpcOverflow, MpcUnavailable, peer_text
     from mpc.plan import Plan
     from mpc.secure_training import run_party
     from mpc.transport import ClientTransport
@@ -99,11 +103,8 @@ def cmd_train_2pc(args) -> int:
     from prover.mpc_servicer import config_to_proto, session_id_of
 
     cfg = _config(args)
-    table = load_table(args.data, args.target)
-    stdz = fit_standardization(table, cfg.model)
-    if stdz.labels not in (None, [0, 1]):  # the trainer encodes its own rows' target as numbers (y * 2^f)
-        raise InputError(f"two-party training takes a 0/1 target; {table.target!r} has labels {stdz.labels[:6]}")
-    Xq, Yq = quantize_table(table, stdz, cfg.frac_bits)
+    ensure_parent(args.model_out)  # refused before the secure session, not after it
+    mine = Rows.load(args.data, args.target, cfg)
     tls_ca, dealer_ca = _read(args.tls_ca, "--tls-ca"), _read(args.dealer_tls_ca, "--dealer-tls-ca")
     opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
     channel = (grpc.secure_channel(args.server, grpc.ssl_channel_credentials(tls_ca), options=opts) if tls_ca
@@ -114,9 +115,7 @@ def cmd_train_2pc(args) -> int:
         raise CliError(f"cannot connect to the trainer at {args.server} (is `vtrain-prover serve` running there?)") from None
     nonce = os.urandom(32)
     hello = mpc_pb2.MpcHello(dataset=args.trainer_data, config=config_to_proto(cfg), client_nonce=nonce,
-                             client_rows=Xq.shape[0], feature_names=table.feature_names, target=table.target,
-                             mean=stdz.mean, std=stdz.std, target_mean=stdz.target_mean, target_std=stdz.target_std,
-                             dealer=args.dealer, reveal=args.reveal)
+                             client_rows=mine.n, dealer=args.dealer, reveal=args.reveal, **mine.hello_fields())
     tr = ClientTransport(mpc_pb2_grpc.TwoPartyTrainingStub(channel), args.timeout)
     progress, close_bar = _bar(sys.stderr.isatty() and not args.json)
     t0 = time.perf_counter()
@@ -125,13 +124,14 @@ def cmd_train_2pc(args) -> int:
         tr.send_proto(mpc_pb2.MpcFrame(hello=hello))
         reply = tr.recv_proto()
         if reply.abort:
-            raise CliError(f"the trainer at {args.server} refused the session: {reply.abort}")
+            raise CliError(f"the trainer at {args.server} refused the session: {peer_text(reply.abort)}")
         if len(reply.hello_reply.trainer_nonce) != 32:
             raise CliError("the trainer's reply is malformed (no 32-byte nonce)")
         sid = session_id_of(nonce, bytes(reply.hello_reply.trainer_nonce))
-        plan = Plan.build(Xq.shape[0], int(reply.hello_reply.trainer_rows), Xq.shape[1], cfg)
-        pre = DealerPreprocessing(args.dealer, sid, 0, plan, dealer_ca)
-        res = run_party(0, tr, pre, plan, Xq, Yq, sid, reveal=args.reveal, progress=progress)
+        schema = mine.settle(reply.hello_reply, args)  # before any dealer material is drawn
+        plan = Plan.build(mine.n, int(reply.hello_reply.trainer_rows), len(schema.feature_names), cfg)
+        pre = DealerPreprocessing(args.dealer, sid, 0, plan, dealer_ca, timeout=args.timeout)
+        res = run_party(0, tr, pre, plan, mine.Xq, mine.Yq, sid, reveal=args.reveal, progress=progress)
     except MpcUnavailable as e:
         raise CliError(str(e)) from None
     except MpcAbort as e:
@@ -146,13 +146,15 @@ def cmd_train_2pc(args) -> int:
             pre.close()
         channel.close()
     wall = time.perf_counter() - t0
-    doc = model_file.build(kind=cfg.model, feature_names=table.feature_names, target=table.target, stdz=stdz,
+    stdz = schema.stdz
+    doc = model_file.build(kind=cfg.model, feature_names=schema.feature_names, target=schema.target, stdz=stdz,
                            frac_bits=cfg.frac_bits, theta=res.theta, transcript_sha256="",
                            verification={"status": "unverified", "check": "two-party",
                                          "reason": "trained by two-party secure computation; " + GUARANTEE})
     model_file.save(args.model_out, doc)
     result = {"status": "trained", "check": "two-party", "guarantee": GUARANTEE, "model_out": args.model_out,
-              "client_rows": plan.n0, "trainer_rows": plan.n1, "steps": res.steps, "reveal": args.reveal,
+              "client_rows": plan.n0, "trainer_rows": plan.n1, "standardization_from": schema.stdz_from,
+              "steps": res.steps, "reveal": args.reveal,
               "bytes_sent": res.bytes_sent, "bytes_received": res.bytes_received, "rounds": res.rounds,
               "dealer_bytes": pre.bytes_received, "seconds": round(wall, 3),
               "seconds_preprocessing": round(res.seconds_preprocessing, 3),
@@ -160,8 +162,8 @@ def cmd_train_2pc(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"TRAINED (two-party secure computation): {res.steps} steps on {plan.n0} + {plan.n1} rows; "
-              f"{GUARANTEE}")
+        print(f"TRAINED (two-party secure computation): {res.steps} steps on {plan.n0} + {plan.n1} rows (yours + "
+              f"the trainer's; the {schema.stdz_from}'s standardization); {GUARANTEE}")
         print(f"sent {res.bytes_sent / 1e6:.2f} MB, received {res.bytes_received / 1e6:.2f} MB in {res.rounds} rounds; "
               f"dealer {pre.bytes_received / 1e6:.2f} MB; {wall:.1f} s ({res.seconds_preprocessing:.1f} s waiting "
               f"for preprocessing); model written to {args.model_out}")

@@ -37,6 +37,9 @@ def fetch_card(channel: grpc.Channel, name: str, timeout: float | None) -> tuple
         raise SessionAborted(f"the trainer lists {'no' if not found else 'several'} dataset {name!r} (it lists: "
                              f"{listed})")
     signed = convert.signed_from_proto(found[0].card)
+    if not signed[0]:  # listed without a card: a header-only dataset (prover/trainer_data.py TrainerDatasets.cards)
+        raise SessionAborted(f"the trainer lists dataset {name!r} without rows (a schema for two-party training "
+                             f"only: train-2pc); a session on the trainer's own data needs rows")
     try:
         card = open_card(pub, *signed)
     except (VerificationError, TranscriptFormatError) as e:
