@@ -23,7 +23,6 @@ from protocol.wire import mpc_pb2, mpc_pb2_grpc
 CFG = TrainConfig(model="linear", epochs=1, batch_size=32, lr_num=20, lr_shift=10)
 
 
-@pytest.mark.xfail(strict=True, reason="the dealer's 8 worker threads are held by streams nobody reads (reported)")
 def test_streams_nobody_reads_do_not_starve_health_or_honest_fetches(tmp_path):
     key, _ = make_key(tmp_path)
     big = Plan.build(20_000, 20_000, 10, CFG).to_bytes()

@@ -20,10 +20,6 @@ from test_mpc_e2e import _train, setup  # noqa: F401 - the module fixture (deale
 from dealer.service import DealerServicer
 from protocol.wire import mpc_pb2_grpc
 
-STALL_BUG = pytest.mark.xfail(strict=True, reason="DealerPreprocessing waits its fixed 600 s default: neither "
-                              "train-2pc --timeout nor serve --receive-timeout reaches it (reported)")
-
-
 STALL = 20  # seconds; the client has --timeout 5
 
 
@@ -60,7 +56,6 @@ def stalling_dealer():
     server.stop(0)
 
 
-@STALL_BUG
 def test_a_dealer_that_falls_silent_ends_both_sides_within_their_timeouts(setup, stalling_dealer):  # noqa: F811
     tmp, key, a, b, _ = setup
     with ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression", "--receive-timeout", "3") as prover:

@@ -24,6 +24,7 @@ import threading
 import time
 
 import pytest
+from test_attack_mpc import Rewrite
 from test_mpc_engine import CFG, data
 
 from mpc.errors import MpcAbort, MpcOverflow
@@ -39,17 +40,12 @@ def unreduced(elements: bytes) -> bytes:
     return b"\xff" * 7 + bytes([elements[7] | 0x03]) + elements[8:]
 
 
-class Tamper(QueueChannel):
-    """One party's channel end that rewrites its outgoing frames with the given label."""
-
-    def __init__(self, end: QueueChannel, label: str, rewrite):
-        super().__init__(end.inbox, end.outbox, end.timeout)
-        self.label, self.rewrite = label, rewrite
+class Tamper(Rewrite):
+    """One party's channel end that rewrites whole outgoing frames with the given label (``Rewrite`` rewrites
+    their blob only)."""
 
     def send(self, frame: Frame) -> None:
-        if frame.label == self.label:
-            frame = self.rewrite(frame)
-        super().send(frame)
+        QueueChannel.send(self, self.rewrite(frame) if frame.label == self.label else frame)
 
 
 def _pair(n0: int = 16, n: int = 32, d: int = 2, *, gen_cls=Generator, tamper=None, seed: int = 21,

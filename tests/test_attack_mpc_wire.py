@@ -105,8 +105,6 @@ def test_a_trainer_deviating_on_the_wire_makes_the_client_abort_without_a_model(
     _victim_aborts(p, doc, out, *reason)
 
 
-@pytest.mark.xfail(strict=True, reason="the trainer's abort text is printed as is, control characters included "
-                   "(reported)")
 def test_a_trainers_abort_text_cannot_rewrite_the_clients_terminal(setup):  # noqa: F811
     """The reason a trainer gives is shown to the user: it must not carry line breaks or terminal escapes that
     hide "ABORTED" and show a verdict vtrain never reached (the exit code and the model file stay honest)."""
@@ -161,21 +159,10 @@ class _Address:
         self.address = address
 
 
-def test_input_material_of_the_wrong_length_makes_the_client_abort_naming_the_dealer(setup):  # noqa: F811
+def _session_with_short_material(setup, victim: int):  # noqa: F811
+    """A real trainer and client with a dealer giving ``victim`` short input material -> (p, doc, out, log)."""
     tmp, key, a, b, _ = setup
-    server, address = _dealer_server(victim=0)
-    try:
-        with ProverProcess(key, *_serve(b)) as prover:
-            p, doc, out = _train(tmp, prover, _Address(address), a, "--timeout", "60")
-    finally:
-        server.stop(0)
-    _victim_aborts(p, doc, out, "the dealer's input material has the wrong length")
-
-
-def test_input_material_of_the_wrong_length_for_the_trainer_ends_the_session_without_a_model(setup):  # noqa: F811
-    """The trainer (party 1) aborts before its first message; the client learns of it as the end of the call."""
-    tmp, key, a, b, _ = setup
-    server, address = _dealer_server(victim=1)
+    server, address = _dealer_server(victim)
     try:
         with ProverProcess(key, *_serve(b)) as prover:
             p, doc, out = _train(tmp, prover, _Address(address), a, "--timeout", "60")
@@ -183,6 +170,17 @@ def test_input_material_of_the_wrong_length_for_the_trainer_ends_the_session_wit
             log = prover.stderr()
     finally:
         server.stop(0)
+    return p, doc, out, log
+
+
+def test_input_material_of_the_wrong_length_makes_the_client_abort_naming_the_dealer(setup):  # noqa: F811
+    p, doc, out, _ = _session_with_short_material(setup, victim=0)
+    _victim_aborts(p, doc, out, "the dealer's input material has the wrong length")
+
+
+def test_input_material_of_the_wrong_length_for_the_trainer_ends_the_session_without_a_model(setup):  # noqa: F811
+    """The trainer (party 1) aborts before its first message; the client learns of it as the end of the call."""
+    p, doc, out, log = _session_with_short_material(setup, victim=1)
     assert p.returncode == 1 and doc.get("status") == "aborted" and not out.exists(), (p.returncode, doc)
     assert "the dealer's input material has the wrong length" in log, log[-2000:]
 

@@ -14,41 +14,23 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_attack_transcript_bytes import record
 from test_transcript_mutations import audit_outcome
 
-from protocol.dataset import Table, fit_standardization
-from protocol.training import TrainConfig
 from protocol.wire import trainer_pb2 as pb
 from prover import proving
 from prover import session as prover_session
-from prover.server import build_server
-from verifier.client import ClientSeeds, open_channel, run_session
 
 if "rows_packed" not in pb.StepOpening.DESCRIPTOR.fields_by_name:
     pytest.skip("this wire has no StepOpening.rows_packed", allow_module_level=True)
 
-CFG = TrainConfig(model="logistic", epochs=1, batch_size=4, lr_num=205, checkpoint_interval=4)
 CHECKED = ("verified", "spot-checked")
 
 
 def _session(monkeypatch, patch) -> tuple[dict, object]:
     patch(monkeypatch)
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(64, 3))
-    table = Table(["a", "b", "c"], "y", X, (X @ [1.0, -2.0, 0.5] > 0).astype(float), source="synthetic")
-    server, port, _ = build_server(Ed25519PrivateKey.generate())
-    server.start()
-    try:
-        channel = open_channel(f"127.0.0.1:{port}")
-        tr, verdict = run_session(channel, table, fit_standardization(table, CFG.model), CFG, spot_checks=3,
-                                  seeds=ClientSeeds.fixed_training(b"packed-wire"))
-        channel.close()
-    finally:
-        server.stop(None)
-    return tr, verdict
+    return record(master=b"packed-wire")
 
 
 def _after_signing(edit):

@@ -37,7 +37,8 @@ CFG = TrainConfig(model="logistic", epochs=1, batch_size=4, lr_num=205, checkpoi
 SIGNED_OK = ("verified", "spot-checked")
 
 
-def _record(adversary: str | None) -> dict:
+def record(adversary: str | None = None, master: bytes = b"bytes"):
+    """A small session recorded by the real client from a real gRPC server in process -> (transcript, verdict)."""
     rng = np.random.default_rng(7)
     X = rng.normal(size=(64, 3))
     table = Table(["a", "b", "c"], "y", X, (X @ [1.0, -2.0, 0.5] > 0).astype(float), source="synthetic")
@@ -45,17 +46,17 @@ def _record(adversary: str | None) -> dict:
     server.start()
     try:
         channel = open_channel(f"127.0.0.1:{port}")
-        tr, _ = run_session(channel, table, fit_standardization(table, CFG.model), CFG, spot_checks=3,
-                            seeds=ClientSeeds.fixed_training(b"bytes"))
+        out = run_session(channel, table, fit_standardization(table, CFG.model), CFG, spot_checks=3,
+                          seeds=ClientSeeds.fixed_training(master))
         channel.close()
     finally:
         server.stop(None)
-    return tr
+    return out
 
 
 @pytest.fixture(scope="module")
 def sessions():
-    honest, cheat = _record(None), _record("all-steps")
+    honest, cheat = record()[0], record("all-steps")[0]
     assert audit_outcome(json.loads(json.dumps(honest)))[0] in SIGNED_OK
     assert audit_outcome(json.loads(json.dumps(cheat)))[0] == "rejected"
     return {"honest": honest, "rejected": cheat}
