@@ -179,9 +179,10 @@ def test_input_material_of_the_wrong_length_makes_the_client_abort_naming_the_de
 
 
 def test_input_material_of_the_wrong_length_for_the_trainer_ends_the_session_without_a_model(setup):  # noqa: F811
-    """The trainer (party 1) aborts before its first message; the client learns of it as the end of the call."""
+    """The trainer (party 1) aborts before its first message and tells the client why (the dealer's material)."""
     p, doc, out, log = _session_with_short_material(setup, victim=1)
     assert p.returncode == 1 and doc.get("status") == "aborted" and not out.exists(), (p.returncode, doc)
+    assert "input material has the wrong length" in doc.get("reason", ""), doc
     assert "the dealer's input material has the wrong length" in log, log[-2000:]
 
 
