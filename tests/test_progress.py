@@ -119,3 +119,21 @@ def test_csv_progress_follows_the_bytes_read(tmp_path):
     size = path.stat().st_size
     assert done == sorted(done) and done[-1] == size and all(tt == size for _, tt in calls)
     assert any(0 < d < size for d in done), calls  # progress in between, not only at the end
+
+
+def test_two_party_training_shows_its_steps_on_a_terminal_and_not_with_json(tmp_path):
+    """train-2pc: a bar over the secure steps on a terminal; the end reports bytes and rounds; --json stays one
+    document with no bar (three real processes)."""
+    from test_mpc_e2e import DealerProcess, _split
+
+    key, _ = make_key(tmp_path)
+    a, b = _split(tmp_path)
+    with DealerProcess(key) as dealer, ProverProcess(key, "--dataset", f"mine={b}", "--target", "progression") as srv:
+        args = ["train-2pc", "--server", srv.address, "--trainer-data", "mine", "--dealer", dealer.address, "--data",
+                str(a), "--target", "progression", "--model", "linear", "--epochs", "2", "--batch-size", "8"]
+        code, out, term = verifier_on_terminal(*args, "--model-out", str(tmp_path / "m.json"))
+        assert code == 0 and "TRAINED" in out and "rounds" in out and "MB" in out, (out, term[-1000:])
+        assert _bar(term, "secure training"), term[-2000:]
+        code, out, term = verifier_on_terminal(*args, "--model-out", str(tmp_path / "m2.json"), "--json")
+        assert code == 0 and json.loads(out)["rounds"] > 0, out
+        assert BAR_MARK not in term, term[-2000:]
