@@ -13,7 +13,7 @@ from protocol.cli_help import Parser, add_version
 from protocol.errors import InputError
 from prover.cli import _split_listen  # the same HOST:PORT rules as the trainer
 
-from .service import ADVERSARIES, build_dealer_server
+from .service import ADVERSARIES, FetchLimits, build_dealer_server
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", help="PEM certificate chain (enables TLS, with --tls-key; default: no TLS)")
     s.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none, no TLS)")
     s.add_argument("--adversary", choices=ADVERSARIES, help="a cheating dealer, for demos and tests (default: honest)")
+    s.add_argument("--max-fetches", type=int, default=FetchLimits.max_fetches,
+                   help="material streams served at once, in total (default %(default)s)")
+    s.add_argument("--max-fetches-per-peer", type=int, default=FetchLimits.max_fetches_per_peer,
+                   help="material streams served at once to one client address (default %(default)s)")
+    s.add_argument("--send-timeout", type=float, default=FetchLimits.send_timeout,
+                   help="seconds a chunk may wait for its caller to read it; then the stream is ended "
+                        "(default %(default)s)")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     return p
 
@@ -43,7 +50,10 @@ def serve(args) -> int:
         except OSError as e:
             raise InputError(f"cannot read TLS files: {e}") from e
     try:
-        server, bound = build_dealer_server(host, port, args.adversary, tls)
+        if min(args.max_fetches, args.max_fetches_per_peer) < 1 or not args.send_timeout > 0:
+            raise InputError("--max-fetches and --max-fetches-per-peer must be at least 1, --send-timeout above 0")
+        server, bound = build_dealer_server(host, port, args.adversary, tls, limits=FetchLimits(
+            args.max_fetches, args.max_fetches_per_peer, args.send_timeout))
     except (OSError, RuntimeError) as e:
         raise InputError(str(e)) from e
     server.start()

@@ -16,8 +16,9 @@ import hmac
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,9 +27,11 @@ from grpc_health.v1.health import aio as health_aio
 from mpc.hashing import mpc_hash
 from mpc.plan import Plan
 from mpc.preprocessing import Generator, batch_schedule
+from protocol.convert import RETRY_AFTER_KEY
 from protocol.errors import InputError
 from protocol.prg import SeedContext
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
+from prover.admission import peer_host
 
 log = logging.getLogger("vtrain.dealer")
 ADVERSARIES = ("bad-triple",)
@@ -145,15 +148,48 @@ class _SyncContext:
 _END = object()
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """What one Fetch may hold: streams in total and per client address (``vtrain-dealer serve
+    --max-fetches``/``--max-fetches-per-peer``), and how long a chunk may wait for its caller to read
+    (``--send-timeout``). An honest session has at most one Fetch per party open at a time."""
+
+    max_fetches: int = 32
+    max_fetches_per_peer: int = 8
+    send_timeout: float = 120.0
+
+
 class AioDealer(mpc_pb2_grpc.DealerServicer):
     """The dealer on grpc.aio: each Fetch is a coroutine that waits for its client without holding a thread
     (a stream nobody reads used to hold one of the synchronous server's threads for good, so a few such streams
-    starved health checks and honest fetches); the material is generated in a bounded pool, one chunk at a time."""
+    starved health checks and honest fetches); the material is generated in a bounded pool, one chunk at a time.
+    Open Fetch streams are capped in total and per client address (RESOURCE_EXHAUSTED with a retry hint past
+    them), and a caller that does not read a chunk within ``send_timeout`` is cut off (DEADLINE_EXCEEDED), so
+    memory held for unread streams stays bounded (tests/test_attack_dealer_pool.py)."""
 
-    def __init__(self, inner: DealerServicer, pool: futures.ThreadPoolExecutor):
-        self.inner, self.pool = inner, pool
+    def __init__(self, inner: DealerServicer, pool: futures.ThreadPoolExecutor, limits: FetchLimits = FetchLimits()):
+        self.inner, self.pool, self.limits = inner, pool, limits
+        self.open: Counter[str] = Counter()  # touched only on the event loop's thread
 
     async def Fetch(self, request, context):
+        peer, lim = peer_host(context.peer()), self.limits
+        total = sum(self.open.values())
+        if total >= lim.max_fetches or self.open[peer] >= lim.max_fetches_per_peer:
+            why = (f"the dealer is serving {total} material streams (limit {lim.max_fetches})"
+                   if total >= lim.max_fetches else f"your address {peer} already has {self.open[peer]} material "
+                   f"streams open (limit {lim.max_fetches_per_peer} per client)")
+            log.warning("refused a Fetch from %s: %s", peer, why)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why + "; retry later",
+                                trailing_metadata=((RETRY_AFTER_KEY, "2000"),))
+        self.open[peer] += 1
+        try:
+            await self._serve(request, context)
+        finally:
+            self.open[peer] -= 1
+            if self.open[peer] <= 0:
+                del self.open[peer]
+
+    async def _serve(self, request, context) -> None:
         loop = asyncio.get_running_loop()
         chunks = self.inner.Fetch(request, _SyncContext())
         while True:
@@ -163,17 +199,22 @@ class AioDealer(mpc_pb2_grpc.DealerServicer):
                 await context.abort(e.code, e.details)
             if chunk is _END:
                 return
-            yield chunk
+            try:
+                await asyncio.wait_for(context.write(chunk), self.limits.send_timeout)
+            except asyncio.TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the caller read nothing for "
+                                    f"{self.limits.send_timeout:g} s; the stream is ended")
 
 
 class DealerServer:
     """The aio server on its own event-loop thread, with a synchronous ``start()`` / ``stop(grace)``."""
 
-    def __init__(self, address: str, adversary: str | None, tls, workers: int):
+    def __init__(self, address: str, adversary: str | None, tls, workers: int, limits: FetchLimits = FetchLimits()):
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vtrain-dealer")
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="vtrain-dealer-grpc", daemon=True).start()
         self.servicer = DealerServicer(adversary)
+        self.limits = limits
         self.port = self._call(self._build(address, tls))
 
     def _call(self, coro):
@@ -182,7 +223,7 @@ class DealerServer:
     async def _build(self, address: str, tls) -> int:
         opts = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 1 << 20)]
         self.server = grpc.aio.server(options=opts)
-        mpc_pb2_grpc.add_DealerServicer_to_server(AioDealer(self.servicer, self.pool), self.server)
+        mpc_pb2_grpc.add_DealerServicer_to_server(AioDealer(self.servicer, self.pool, self.limits), self.server)
         hs = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(hs, self.server)
         await hs.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -210,7 +251,8 @@ class DealerServer:
 
 
 def build_dealer_server(host: str = "127.0.0.1", port: int = 0, adversary: str | None = None,
-                        tls: tuple[bytes, bytes] | None = None, workers: int = 8) -> tuple[DealerServer, int]:
+                        tls: tuple[bytes, bytes] | None = None, workers: int = 8,
+                        limits: FetchLimits = FetchLimits()) -> tuple[DealerServer, int]:
     """Returns (server, bound_port); the server is not started. ``workers`` threads generate material."""
-    server = DealerServer(f"{host}:{port}", adversary, tls, workers)
+    server = DealerServer(f"{host}:{port}", adversary, tls, workers, limits)
     return server, server.port

@@ -27,7 +27,7 @@ def test_streams_nobody_reads_do_not_starve_health_or_honest_fetches(tmp_path):
     key, _ = make_key(tmp_path)
     big = Plan.build(20_000, 20_000, 10, CFG).to_bytes()
     small = Plan.build(8, 8, 2, TrainConfig(model="linear", epochs=1, batch_size=4, lr_num=20, lr_shift=10)).to_bytes()
-    with DealerProcess(key) as dealer:
+    with DealerProcess(key, "--max-fetches-per-peer", "16") as dealer:  # loopback: one address for all
         held = []
         try:
             for _ in range(10):  # never read: each stream stops at gRPC's flow-control window
@@ -45,6 +45,53 @@ def test_streams_nobody_reads_do_not_starve_health_or_honest_fetches(tmp_path):
             except grpc.RpcError as e:
                 pytest.fail(f"the dealer did not answer an honest party ({e.code().name}) after "
                             f"{time.monotonic() - t0:.1f} s while 10 streams went unread")
+            finally:
+                ch.close()
+            assert chunks
+        finally:
+            for ch, call in held:
+                call.cancel()
+                ch.close()
+
+
+def _unread(address: str, plan: bytes):
+    ch = grpc.insecure_channel(address)
+    call = mpc_pb2_grpc.DealerStub(ch).Fetch(mpc_pb2.DealerRequest(session_id=os.urandom(16), party=1,
+                                                                   phase="inputs", plan=plan))
+    return ch, call
+
+
+def test_streams_past_the_per_peer_cap_are_refused_with_a_retry_hint_and_unread_ones_are_cut_off(tmp_path):
+    """The caps bound what unread streams can hold: a third stream from one address is refused at once with
+    RESOURCE_EXHAUSTED and a retry hint; a stream whose caller reads nothing is ended after --send-timeout,
+    which frees its slot for an honest fetch."""
+    key, _ = make_key(tmp_path)
+    big = Plan.build(20_000, 20_000, 10, CFG).to_bytes()
+    small = Plan.build(8, 8, 2, TrainConfig(model="linear", epochs=1, batch_size=4, lr_num=20, lr_shift=10)).to_bytes()
+    with DealerProcess(key, "--max-fetches-per-peer", "2", "--send-timeout", "3") as dealer:
+        held = [_unread(dealer.address, big) for _ in range(2)]
+        try:
+            time.sleep(1.5)  # both streams are open and stuck at the flow-control window
+            ch, call = _unread(dealer.address, small)
+            with pytest.raises(grpc.RpcError) as err:
+                list(call)
+            ch.close()
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+            assert "limit 2 per client" in err.value.details()
+            assert ("retry-after-ms", "2000") in tuple(err.value.trailing_metadata() or ())
+            time.sleep(6)  # past --send-timeout 3 with nothing read
+            ended = []
+            for _ch, c in held:  # the dealer ends them: reading now gives the buffered chunks, then the status
+                try:
+                    for _ in c:
+                        pass
+                except grpc.RpcError as e:
+                    ended.append(e.code())
+            assert ended == [grpc.StatusCode.DEADLINE_EXCEEDED] * 2, ended
+            ch = grpc.insecure_channel(dealer.address)
+            try:
+                chunks = list(mpc_pb2_grpc.DealerStub(ch).Fetch(mpc_pb2.DealerRequest(
+                    session_id=os.urandom(16), party=0, phase="inputs", plan=small), timeout=15))
             finally:
                 ch.close()
             assert chunks
