@@ -201,7 +201,7 @@ class AioDealer(mpc_pb2_grpc.DealerServicer):
                 return
             try:
                 await asyncio.wait_for(context.write(chunk), self.limits.send_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the caller read nothing for "
                                     f"{self.limits.send_timeout:g} s; the stream is ended")
 
