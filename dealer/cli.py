@@ -49,11 +49,9 @@ def serve(args) -> int:
             tls = (Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes())
         except OSError as e:
             raise InputError(f"cannot read TLS files: {e}") from e
+    limits = FetchLimits(args.max_fetches, args.max_fetches_per_peer, args.send_timeout)
     try:
-        if min(args.max_fetches, args.max_fetches_per_peer) < 1 or not args.send_timeout > 0:
-            raise InputError("--max-fetches and --max-fetches-per-peer must be at least 1, --send-timeout above 0")
-        server, bound = build_dealer_server(host, port, args.adversary, tls, limits=FetchLimits(
-            args.max_fetches, args.max_fetches_per_peer, args.send_timeout))
+        server, bound = build_dealer_server(host, port, args.adversary, tls, limits=limits)
     except (OSError, RuntimeError) as e:
         raise InputError(str(e)) from e
     server.start()

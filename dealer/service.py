@@ -158,6 +158,10 @@ class FetchLimits:
     max_fetches_per_peer: int = 8
     send_timeout: float = 120.0
 
+    def __post_init__(self):
+        if min(self.max_fetches, self.max_fetches_per_peer) < 1 or not self.send_timeout > 0:
+            raise InputError("--max-fetches and --max-fetches-per-peer must be at least 1, --send-timeout above 0")
+
 
 class AioDealer(mpc_pb2_grpc.DealerServicer):
     """The dealer on grpc.aio: each Fetch is a coroutine that waits for its client without holding a thread

@@ -19,4 +19,3 @@ class MpcOverflow(VtrainError):
     def __init__(self, message: str, step: int | None = None):
         super().__init__(message)
         self.step = step
-

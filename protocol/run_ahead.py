@@ -12,6 +12,17 @@ class Idle(Exception):
     """Nothing came from the helper for ``idle`` seconds."""
 
 
+def offer(q: queue.Queue, item, stopped) -> bool:
+    """Put ``item`` on ``q``, waiting while it is full; False once ``stopped()`` (nothing reads ``q`` then)."""
+    while not stopped():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def ahead(items, *, depth: int, name: str, idle: float | None = None, error=None, finish=None, join: bool = False):
     """The items of ``items``, in order, at most ``depth`` ahead; the exception that ends the iteration is
     raised here (``error(e)``: the exception to raise instead). ``idle``: raise Idle after that many seconds
@@ -21,13 +32,7 @@ def ahead(items, *, depth: int, name: str, idle: float | None = None, error=None
     stop = threading.Event()
 
     def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return offer(q, item, stop.is_set)
 
     def run() -> None:
         try:

@@ -17,7 +17,7 @@ from mpc.hashing import mpc_hash
 from mpc.plan import Plan
 from mpc.secure_training import REVEAL_MODES, run_party
 from mpc.transport import LoopTransport, pump_requests
-from protocol.dataset import Standardization, fit_standardization, quantize_table
+from protocol.dataset import CLIP, Standardization, fit_standardization, quantize_table
 from protocol.errors import FixedPointOverflow, InputError
 from protocol.training import TrainConfig
 from protocol.wire import mpc_pb2, mpc_pb2_grpc
@@ -141,7 +141,7 @@ class TwoPartyServicer(mpc_pb2_grpc.TwoPartyTrainingServicer):
         else:
             if len(h.mean) != d or len(h.std) != d:
                 raise InputError("the client's standardization does not match the number of features")
-            stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": 8.0,
+            stdz = Standardization.from_dict({"mean": list(h.mean), "std": list(h.std), "clip": CLIP,
                                               "target_mean": h.target_mean, "target_std": h.target_std})
             sent = None
         if self.dealers and h.dealer not in self.dealers:

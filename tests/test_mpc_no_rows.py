@@ -327,6 +327,9 @@ GOOD_REPLY = {"trainer_rows": 24, "feature_names": ["age", "sex", "bmi"], "targe
     ({"std": [1.0, 0.0, 1.0]}, False, "standardization of 'mine' is malformed"),
     ({"mean": [0.0, 0.0]}, False, "standardization of 'mine' is malformed"),
     ({"trainer_rows": 0}, False, "neither party holds rows"),
+    ({"feature_names": ["age", "age", "bmi"]}, False, "distinct, non-empty feature names"),
+    ({"feature_names": ["age", "", "bmi"]}, False, "distinct, non-empty feature names"),
+    ({"target": ""}, False, "distinct, non-empty feature names and a target"),
     ({}, True, "sent a standardization although yours is used"),
     ({"feature_names": ["age", "sex", "bp"]}, True, "has columns"),
 ])

@@ -49,12 +49,12 @@ def test_strict_decoding():
         "empty": (base64.b64encode(b"\0\0\0\0").decode(), "never empty"),
         "count": (base64.b64encode(b"\xff\xff\xff\xff" + raw[4:]).decode(), "ends early"),
         "width": (base64.b64encode(raw[:160] + b"\0\0\0\3" + raw[164:]).decode(), "different or zero widths"),  # row 2
+        "leaf size": (base64.b64encode(raw[:404] + b"\0\0\0\0" + raw[408:]).decode(), "different or zero sizes"),  # row 2
         "leaf width": (base64.b64encode(raw[:-8 * 2 - 4] + b"\0\0\0\1" + raw[-8 * 2:]).decode(), "another width"),
     }
-    for kind, (t, message) in bad.items():
+    for t, message in bad.values():
         with pytest.raises(TranscriptFormatError, match=message):
             packed_rows.unpack(t)
-        assert kind
 
 
 @pytest.fixture(scope="module")

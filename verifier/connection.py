@@ -104,6 +104,11 @@ def preflight(server: str, timeout: float) -> None:
     raise SessionAborted(f"cannot reach {server}: {last}")
 
 
+def too_large(e: grpc.RpcError) -> bool:
+    """The trainer's answer went past this client's receive limit (gRPC's own RESOURCE_EXHAUSTED)."""
+    return e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or "")
+
+
 def lost_message(e: grpc.RpcError, timeout, when: str) -> str:
     if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"the trainer did not answer within --timeout {timeout:g} s {when}".rstrip()

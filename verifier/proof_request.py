@@ -16,7 +16,7 @@ from protocol.snark import session as snark_session
 from protocol.training import Schedule
 from protocol.wire import trainer_pb2 as pb
 
-from .connection import LOST, SessionIncomplete, lost_message
+from .connection import LOST, SessionIncomplete, lost_message, too_large
 
 
 def request_proof(stub, tr: dict, sid: bytes, seeds, kind: str, timeout, snark_state, session_statement: bytes,
@@ -30,9 +30,8 @@ def request_proof(stub, tr: dict, sid: bytes, seeds, kind: str, timeout, snark_s
             raise SessionIncomplete(lost_message(e, timeout, "while proving"), tr) from None
         # the model exists but comes without a proof: keep it, unverified, with the reason (the verdict is then
         # computed from everything else the trainer signed, exactly as the audit recomputes it)
-        tr["proof_error"] = f"{e.code().name}: {peer_text(e.details())}"
-        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
-            tr["proof_error"] = f"its answer is larger than this session allows: {peer_text(e.details())}"
+        tr["proof_error"] = (f"its answer is larger than this session allows: {peer_text(e.details())}" if too_large(e)
+                             else f"{e.code().name}: {peer_text(e.details())}")
         return
     if kind == "snark":
         try:

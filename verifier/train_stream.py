@@ -10,7 +10,7 @@ from protocol.run_ahead import Idle, ahead
 from protocol.wire import trainer_pb2 as pb
 
 from . import checks
-from .connection import LOST, SessionAborted, SessionIncomplete, lost_message
+from .connection import LOST, SessionAborted, SessionIncomplete, lost_message, too_large
 from .progress import SILENT, Progress
 
 
@@ -83,12 +83,10 @@ def receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Progr
     except _Unreadable as e:
         error = f"sent a message the client cannot read ({e})"
     except _Silent:
-        tr["state_leaves"] = leaves.hex()
         raise SessionIncomplete(f"the trainer sent nothing for {timeout:g} s (--timeout) during training, after "
                                 f"{len(leaves) // 32} of {T + 1} state commitments; gave up", tr) from None
     except grpc.RpcError as e:
-        tr["state_leaves"] = leaves.hex()
-        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+        if too_large(e):
             error = f"sent a message larger than this session allows ({peer_text(e.details())})"
         elif e.code() in LOST or "session_id" not in tr:
             raise SessionIncomplete(lost_message(e, timeout, f"during training (after {len(leaves) // 32} of "
@@ -97,7 +95,7 @@ def receive_training(stub, tr, sid, T, cfg, timeout, progress, status, ui: Progr
             raise SessionAborted(f"training failed: {e.code().name}: {peer_text(e.details())}") from None
     finally:
         _proving_bar(ui, proving, False)
-    tr["state_leaves"] = leaves.hex()
+        tr["state_leaves"] = leaves.hex()  # a partial transcript keeps the commitments received so far
     return final, error
 
 

@@ -7,6 +7,7 @@ import queue
 
 from protocol import convert, row_encoding
 from protocol.merkle import DataCommitter
+from protocol.run_ahead import offer
 from protocol.wire import trainer_pb2 as pb
 
 # Rows per DataChunk: about 4 MiB. Each message costs the trainer's event loop and work pool a fixed amount
@@ -74,10 +75,10 @@ def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: i
             if sending:
                 msg = b"".join((convert.chunk_head(sid, n, d, rows_per_leaf, value_bytes, part.shape[0], part.nbytes),
                                 memoryview(part).cast("B")))
-                sending = _put(q, msg, fut)
+                sending = offer(q, msg, fut.done)
             committer.add(part)
     finally:
-        if not _put(q, None, fut):
+        if not offer(q, None, fut.done):
             try:  # the call ended: let gRPC's request thread, if it is still waiting on the queue, finish
                 q.put_nowait(None)
             except queue.Full:
@@ -88,17 +89,6 @@ def upload_rows(channel, call, sid: bytes, rows, msg_cap: int, rows_per_chunk: i
     data_signed = convert.signed_from_proto(resp.data_statement)
     tr["statements"]["data"] = [x.hex() for x in data_signed]
     return data_signed
-
-
-def _put(q: queue.Queue, item, fut) -> bool:
-    """Queue ``item`` for the sending thread; False once the call has ended (nothing reads the queue then)."""
-    while not fut.done():
-        try:
-            q.put(item, timeout=0.05)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def _counted(chunks, bar, bounds):
